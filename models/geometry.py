@@ -1,0 +1,241 @@
+"""Top-down geometry with MMPose's conventions: bbox -> center/scale -> affine crop, and back.
+
+Coordinates follow MMPose: a pixel's index is its coordinate (no half-pixel shift). Boxes are
+xyxy in pixels of the original image. ``center`` is (x, y) and ``scale`` is (w, h) of the padded,
+aspect-fixed box, both in original-image pixels. ``input_size`` is (w, h) of the model input.
+
+Sources: ``mmpose/structures/bbox/transforms.py`` (``bbox_xyxy2cs``, ``get_warp_matrix``, no UDP),
+``mmpose/datasets/transforms/topdown_transforms.py`` (``TopdownAffine._fix_aspect_ratio``, warp with
+``cv2.warpAffine`` INTER_LINEAR and a constant 0 border) and
+``mmpose/models/pose_estimators/topdown.py`` (crop -> image mapping of predicted keypoints).
+Torch-free: numpy + OpenCV.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: MMPose's default top-down box padding.
+DEFAULT_PADDING: float = 1.25
+
+
+def validate_bboxes(bboxes: np.ndarray) -> np.ndarray:
+    """Check boxes and return them as float32 [N, 4] xyxy.
+
+    Args:
+        bboxes: array-like [N, 4] or [4] of x1, y1, x2, y2 in original-image pixels.
+
+    Returns:
+        float32 array [N, 4].
+
+    Raises:
+        ValueError: wrong shape, a non-finite value, or a box with x2 <= x1 or y2 <= y1
+            (the message names the offending box index).
+    """
+    arr = np.asarray(bboxes, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"bboxes must have shape [N, 4] (x1, y1, x2, y2), got {list(arr.shape)}")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise ValueError(f"bbox {int(np.flatnonzero(bad)[0])} has a non-finite coordinate")
+    empty = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise ValueError(f"bbox {i} {arr[i].tolist()} is empty: need x2 > x1 and y2 > y1")
+    return arr.astype(np.float32)
+
+
+def bbox_xyxy2cs(bboxes: np.ndarray, padding: float = DEFAULT_PADDING) -> tuple[np.ndarray, np.ndarray]:
+    """Box corners to center and padded scale (MMPose ``bbox_xyxy2cs``).
+
+    Args:
+        bboxes: float [N, 4] or [4], xyxy in original-image pixels.
+        padding: factor multiplied into width and height.
+
+    Returns:
+        (center, scale): float32 [N, 2] each (or [2] for a single box); center (x, y),
+        scale (w, h) * padding, in original-image pixels.
+    """
+    b = np.asarray(bboxes, dtype=np.float32)
+    single = b.ndim == 1
+    b = b.reshape(-1, 4)
+    scale = (b[:, 2:] - b[:, :2]) * np.float32(padding)
+    center = (b[:, 2:] + b[:, :2]) * np.float32(0.5)
+    if single:
+        return center[0], scale[0]
+    return center, scale
+
+
+def bbox_xywh2xyxy(bboxes: np.ndarray) -> np.ndarray:
+    """COCO xywh [N, 4] to xyxy [N, 4] (same units and dtype)."""
+    b = np.array(bboxes, copy=True)
+    b[..., 2] = b[..., 0] + b[..., 2]
+    b[..., 3] = b[..., 1] + b[..., 3]
+    return b
+
+
+def bbox_xyxy2xywh(bboxes: np.ndarray) -> np.ndarray:
+    """xyxy [N, 4] to COCO xywh [N, 4] (same units and dtype)."""
+    b = np.array(bboxes, copy=True)
+    b[..., 2] = b[..., 2] - b[..., 0]
+    b[..., 3] = b[..., 3] - b[..., 1]
+    return b
+
+
+def fix_aspect_ratio(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
+    """Grow the shorter side of ``scale`` so that w / h == aspect_ratio (MMPose TopdownAffine).
+
+    Args:
+        scale: float [N, 2] or [2], (w, h) in pixels.
+        aspect_ratio: target w / h of the model input (1.0 for 256x256: the box becomes square).
+
+    Returns:
+        float32 array of the same shape.
+    """
+    s = np.asarray(scale, dtype=np.float32)
+    single = s.ndim == 1
+    s = s.reshape(-1, 2)
+    w, h = s[:, :1], s[:, 1:]
+    ar = np.float32(aspect_ratio)
+    out = np.where(w > h * ar, np.hstack([w, w / ar]), np.hstack([h * ar, h])).astype(np.float32)
+    return out[0] if single else out
+
+
+def box_to_center_scale(
+    bboxes: np.ndarray, input_size: tuple[int, int], padding: float = DEFAULT_PADDING
+) -> tuple[np.ndarray, np.ndarray]:
+    """xyxy boxes to (center, scale) ready for the warp: padded, then aspect-fixed to the input.
+
+    Args:
+        bboxes: [N, 4] xyxy in original-image pixels (validated with :func:`validate_bboxes`).
+        input_size: (w, h) of the model input, e.g. (256, 256).
+        padding: box padding factor (MMPose default 1.25).
+
+    Returns:
+        center, scale: float32 [N, 2] each, original-image pixels.
+
+    Raises:
+        ValueError: as :func:`validate_bboxes`.
+    """
+    b = validate_bboxes(bboxes)
+    center, scale = bbox_xyxy2cs(b, padding)
+    return center, fix_aspect_ratio(scale, input_size[0] / input_size[1])
+
+
+def _rotate_point(pt: np.ndarray, angle_rad: float) -> np.ndarray:
+    sn, cs = np.sin(angle_rad), np.cos(angle_rad)
+    return np.array([[cs, -sn], [sn, cs]]) @ pt
+
+
+def _get_3rd_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    direction = a - b
+    return b + np.r_[-direction[1], direction[0]]
+
+
+def get_warp_matrix(
+    center: np.ndarray,
+    scale: np.ndarray,
+    rot: float,
+    output_size: tuple[int, int],
+    shift: tuple[float, float] = (0.0, 0.0),
+    inv: bool = False,
+) -> np.ndarray:
+    """Affine matrix mapping the box region to the model input (MMPose ``get_warp_matrix``, no UDP).
+
+    Args:
+        center: [2] box center (x, y), original-image pixels.
+        scale: [2] box (w, h), original-image pixels; only w sets the zoom (aspect already fixed).
+        rot: rotation in degrees (counter-clockwise, as MMPose).
+        output_size: (w, h) of the crop.
+        shift: translation as a fraction of ``scale``.
+        inv: False maps image -> crop, True maps crop -> image.
+
+    Returns:
+        float64 [2, 3] matrix for ``cv2.warpAffine`` / :func:`transform_points`.
+    """
+    center = np.asarray(center, dtype=np.float32)
+    scale = np.asarray(scale, dtype=np.float32)
+    shift_a = np.asarray(shift, dtype=np.float64)
+    src_w = scale[0]
+    dst_w, dst_h = output_size[0], output_size[1]
+    rot_rad = np.deg2rad(rot)
+    src_dir = _rotate_point(np.array([0.0, src_w * -0.5]), rot_rad)
+    dst_dir = np.array([0.0, dst_w * -0.5])
+
+    src = np.zeros((3, 2), dtype=np.float32)
+    src[0, :] = center + scale * shift_a
+    src[1, :] = center + src_dir + scale * shift_a
+    src[2, :] = _get_3rd_point(src[0, :], src[1, :])
+
+    dst = np.zeros((3, 2), dtype=np.float32)
+    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
+    dst[2, :] = _get_3rd_point(dst[0, :], dst[1, :])
+
+    if inv:
+        return cv2.getAffineTransform(np.float32(dst), np.float32(src))
+    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a [2, 3] affine matrix to points [..., 2]; returns float64 [..., 2]."""
+    p = np.asarray(points, dtype=np.float64)
+    m = np.asarray(matrix, dtype=np.float64)
+    return p @ m[:, :2].T + m[:, 2]
+
+
+def crop_image(
+    image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]
+) -> np.ndarray:
+    """Warp one box region to the model input with ``cv2.warpAffine`` (INTER_LINEAR, border 0).
+
+    Args:
+        image: HxWxC uint8 (any channel order; it is kept).
+        center, scale: [2] each from :func:`box_to_center_scale`, original-image pixels.
+        input_size: (w, h) of the crop.
+
+    Returns:
+        uint8 [h, w, C] crop.
+    """
+    m = get_warp_matrix(center, scale, 0.0, input_size)
+    return cv2.warpAffine(
+        image, m, (int(input_size[0]), int(input_size[1])), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+
+
+def crop_batch(
+    image: np.ndarray, centers: np.ndarray, scales: np.ndarray, input_size: tuple[int, int]
+) -> np.ndarray:
+    """Crops of N boxes from one image: uint8 [N, h, w, C] (see :func:`crop_image`)."""
+    w, h = int(input_size[0]), int(input_size[1])
+    out = np.empty((len(centers), h, w, image.shape[2]), dtype=np.uint8)
+    for i, (c, s) in enumerate(zip(centers, scales)):
+        out[i] = crop_image(image, c, s, input_size)
+    return out
+
+
+def keypoints_crop_to_image(
+    keypoints_xy: np.ndarray, centers: np.ndarray, scales: np.ndarray, input_size: tuple[int, int]
+) -> np.ndarray:
+    """Map keypoints from crop pixels back to original-image pixels (MMPose top-down, rot 0).
+
+    ``x_img = x_crop / input_w * scale_w + center_x - scale_w / 2`` (likewise y), which is the
+    inverse of :func:`get_warp_matrix` for zero rotation.
+
+    Args:
+        keypoints_xy: float [N, K, 2] x, y in crop pixels.
+        centers, scales: float [N, 2], original-image pixels.
+        input_size: (w, h) of the crop.
+
+    Returns:
+        float32 [N, K, 2] in original-image pixels.
+    """
+    kp = np.asarray(keypoints_xy, dtype=np.float32)
+    size = np.asarray(input_size, dtype=np.float32)
+    c = np.asarray(centers, dtype=np.float32)[:, None, :]
+    s = np.asarray(scales, dtype=np.float32)[:, None, :]
+    return kp / size * s + c - 0.5 * s
