@@ -1,0 +1,222 @@
+"""ONNX -> TensorRT engine with the TensorRT 10 Python API, and an engine cache.
+
+Build (TensorRT 10 developer guide, "The Python API" / "Working with Dynamic Shapes"):
+``Builder(logger)`` -> ``create_network(0)`` (explicit batch is the only mode in TensorRT 10) ->
+``OnnxParser.parse_from_file`` -> ``BuilderConfig`` (workspace pool limit, ``BuilderFlag.FP16`` for
+fp16) -> one optimisation profile whose batch axis runs min / opt / max and whose other axes are the
+ONNX file's fixed sizes -> ``build_serialized_network`` -> bytes written to the ``.engine`` file.
+
+int8: TODO. TensorRT 10 deprecates implicit (calibrator) int8 in favour of explicit quantization
+(Q/DQ nodes in the ONNX graph, e.g. from NVIDIA ModelOpt); an int8 path would quantize the ONNX
+with a calibration set of real crops first and build with ``BuilderFlag.INT8``. Not implemented.
+
+Engines are not portable between GPU models or TensorRT versions: :class:`EngineCache` keys them
+by GPU name, TensorRT version and the ONNX file's SHA-256 (plus precision and profile); the layout
+is defined in ``service/runtime_trt.py`` so the service can find engines without importing export.
+
+This module is torch-free; it needs ``tensorrt`` (and cuda-python for the GPU name) only when an
+engine is built. Where TensorRT is missing every entry point raises :class:`EngineBuildError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.errors import ModelLoadError
+from service.runtime_trt import (
+    INSTALL_HINT,
+    PRECISIONS,
+    check_profile,
+    current_gpu_name,
+    default_cache_root,
+    engine_cache_path,
+    file_sha256,
+)
+
+log = logging.getLogger(__name__)
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT is missing, cannot parse the ONNX file, or failed to build an engine."""
+
+
+def _tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise EngineBuildError(f"TensorRT is not importable ({exc}); {INSTALL_HINT}") from exc
+    return trt
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What an engine is built with.
+
+    Attributes:
+        precision: ``fp32`` or ``fp16`` (fp16 lets TensorRT pick half-precision kernels; inputs and
+            outputs keep the ONNX file's dtypes).
+        profile: (min, opt, max) batch size of the optimisation profile; TensorRT tunes kernels for
+            ``opt`` and accepts any batch in [min, max].
+        workspace_gib: builder workspace memory pool limit in GiB.
+    """
+
+    precision: str = "fp16"
+    profile: tuple[int, int, int] = (1, 8, 32)
+    workspace_gib: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} must be one of {list(PRECISIONS)} (int8: not yet)")
+        object.__setattr__(self, "profile", check_profile(self.profile))
+        if self.workspace_gib <= 0:
+            raise ValueError(f"workspace_gib must be > 0, got {self.workspace_gib}")
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: EngineSpec = EngineSpec()) -> Path:
+    """Build a TensorRT engine from an ONNX file and write it.
+
+    Args:
+        onnx_path: ONNX model whose inputs have a dynamic (or fixed) batch axis 0 and fixed other axes.
+        engine_path: where the serialized engine goes (parent folders are created).
+        spec: precision, batch profile, workspace.
+
+    Returns:
+        ``engine_path``.
+
+    Raises:
+        EngineBuildError: TensorRT missing, ONNX parse errors (all parser messages are included), an
+            input with a dynamic axis other than batch, a fixed batch outside the profile, or a failed build.
+    """
+    trt = _tensorrt()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise EngineBuildError(f"ONNX file not found: {onnx_path}")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineBuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gib * (1 << 30)))
+    if spec.precision == "fp16":
+        if not hasattr(trt.BuilderFlag, "FP16"):
+            raise EngineBuildError(
+                f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strongly typed only): export an fp16 ONNX instead"
+            )
+        config.set_flag(trt.BuilderFlag.FP16)
+    lo, opt, hi = spec.profile
+    profile = builder.create_optimization_profile()
+    dynamic = False
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(int(d) for d in tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise EngineBuildError(
+                f"input {tensor.name!r} of {onnx_path.name} has dynamic axes besides batch {list(shape)}; "
+                "export it with fixed spatial sizes"
+            )
+        if shape[0] < 0:
+            dynamic = True
+            rest = shape[1:]
+            profile.set_shape(tensor.name, (lo, *rest), (opt, *rest), (hi, *rest))
+        elif not lo <= shape[0] <= hi:
+            raise EngineBuildError(
+                f"input {tensor.name!r} of {onnx_path.name} has a fixed batch of {shape[0]}, outside the profile "
+                f"{spec.profile}; export the ONNX with a dynamic batch axis"
+            )
+    if dynamic:
+        config.add_optimization_profile(profile)
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} ({spec})")
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_suffix(engine_path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(memoryview(serialized))
+    os.replace(tmp, engine_path)
+    log.info("built %s in %.1f s (%s)", engine_path, time.perf_counter() - t0, spec)
+    return engine_path
+
+
+class EngineCache:
+    """Engines keyed by GPU name, TensorRT version and ONNX SHA-256 (plus precision and profile).
+
+    Args:
+        root: cache folder (default ``$POSE_CACHE_DIR/engines``, i.e. ``~/.cache/poseserve/engines``).
+        device: CUDA device whose name keys the cache.
+    """
+
+    def __init__(self, root: str | Path | None = None, device: int = 0) -> None:
+        self.root = Path(root) if root is not None else default_cache_root()
+        self.device = device
+
+    def path_for(self, onnx_path: str | Path, spec: EngineSpec = EngineSpec()) -> Path:
+        """The cache path of the engine for ``onnx_path`` on this GPU and TensorRT version.
+
+        Raises:
+            EngineBuildError: TensorRT or cuda-python missing, or no CUDA device.
+        """
+        trt = _tensorrt()
+        try:
+            gpu = current_gpu_name(self.device)
+        except ModelLoadError as exc:
+            raise EngineBuildError(str(exc)) from exc
+        return engine_cache_path(
+            self.root, onnx_path, file_sha256(onnx_path), spec.precision, spec.profile, gpu, trt.__version__
+        )
+
+    def get_or_build(self, onnx_path: str | Path, spec: EngineSpec = EngineSpec(), rebuild: bool = False) -> Path:
+        """Return the cached engine for ``onnx_path``, building it first when absent (or when ``rebuild``).
+
+        A JSON sidecar beside the engine records the full key (GPU, TensorRT version, ONNX SHA-256,
+        precision, profile) and the build time in seconds.
+
+        Raises:
+            EngineBuildError: as :func:`build_engine`.
+        """
+        trt = _tensorrt()
+        path = self.path_for(onnx_path, spec)
+        meta_path = path.with_suffix(".json")
+        if path.is_file() and meta_path.is_file() and not rebuild:
+            log.info("engine cache hit: %s", path)
+            return path
+        t0 = time.perf_counter()
+        build_engine(onnx_path, path, spec)
+        meta = {
+            "gpu": current_gpu_name(self.device),
+            "tensorrt_version": trt.__version__,
+            "onnx": str(Path(onnx_path).resolve()),
+            "onnx_sha256": file_sha256(onnx_path),
+            "precision": spec.precision,
+            "profile": list(spec.profile),
+            "workspace_gib": spec.workspace_gib,
+            "build_seconds": round(time.perf_counter() - t0, 2),
+        }
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+
+def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds: dict) -> list[float]:
+    """Run the same feeds through the engine and through onnxruntime (CPU); max |difference| per output.
+
+    Use it on a GPU after a build (``pose-export engine --check``) to see what fp16 costs.
+
+    Raises:
+        EngineBuildError / ModelLoadError: TensorRT, cuda-python or onnxruntime missing.
+    """
+    import numpy as np
+
+    from service.runtime import OrtRuntime
+    from service.runtime_trt import TrtRuntime
+
+    trt_out = TrtRuntime(engine_path).run(feeds)
+    ort_out = OrtRuntime(onnx_path, ["CPUExecutionProvider"]).run(feeds)
+    return [float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) for a, b in zip(trt_out, ort_out)]
