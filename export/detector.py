@@ -140,8 +140,15 @@ def export_detector(
         os.chdir(tmp)  # a .yaml model is written to the working directory
         try:
             produced = yolo.export(
-                format="onnx", imgsz=imgsz, dynamic=True, opset=opset, simplify=simplify, half=False,
-                nms=False, device="cpu", batch=1,
+                format="onnx",
+                imgsz=imgsz,
+                dynamic=True,
+                opset=opset,
+                simplify=simplify,
+                half=False,
+                nms=False,
+                device="cpu",
+                batch=1,
             )
         except Exception as exc:
             raise DetectorExportError(f"Ultralytics export of {weights_str} failed: {exc}") from exc

@@ -1,0 +1,53 @@
+"""Print pose-model export time and ONNX-vs-torch deviation per zoo config (random weights, full size).
+
+    python bench/export_time.py [--configs ipr_res50 ...] [--flip-test] [--crops 8] [--out /tmp/pose-export-bench]
+
+Weights are random (no checkpoint download); the graph, its size and the export path are the real
+ones. Deviation is measured on real coco-tiny crops when the assets are present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import tempfile
+import time
+
+import torch
+
+from export.pose import export_pose_model
+from models.pose_model import build_pose_model
+from models.zoo import ZOO
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="*", default=sorted(ZOO))
+    p.add_argument("--flip-test", action="store_true", help="also export with the flip test in the graph")
+    p.add_argument("--crops", type=int, default=8)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = args.out or tempfile.mkdtemp(prefix="pose-export-bench-")
+    print(
+        f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    print(f"{'config':<20} {'flip':<5} {'export s':>9} {'verify s':>9} {'max |ort-torch| px':>19}  crops")
+    for name in args.configs:
+        for flip in [False, True] if args.flip_test else [False]:
+            torch.manual_seed(0)
+            model = build_pose_model(name)
+            t0 = time.perf_counter()
+            r = export_pose_model(
+                model, out, name=f"{name}{'_flip' if flip else ''}", flip_test=flip, num_check_crops=args.crops
+            )
+            print(
+                f"{name:<20} {str(flip):<5} {r.export_seconds:9.1f} {r.verify_seconds:9.1f} "
+                f"{r.max_abs_diff_px:19.2e}  {r.crops}  (total {time.perf_counter() - t0:.1f} s)",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
