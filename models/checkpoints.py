@@ -1,0 +1,269 @@
+"""Load MMPose ``.pth`` checkpoints and our own, save ours; strict key checking with clear errors.
+
+Two layouts are read:
+
+* MMPose / mmengine (``mmengine.runner.checkpoint.save_checkpoint``, published via
+  ``tools/misc/publish_model.py``): a dict with ``state_dict`` (keys ``backbone.*`` / ``head.*``)
+  and ``meta`` (mmengine / mmpose versions, dataset meta, ...). The file does not say which
+  inference config (beta, debias) it belongs to; :func:`load_pose_checkpoint` finds the zoo entry by
+  the SHA-256 prefix in the file name or of the file content, or takes ``config=`` from the caller.
+* Ours (:data:`FORMAT`): ``{"format": FORMAT, "config": PoseModelConfig.to_dict(),
+  "state_dict": ..., "meta": {...}}`` as written by :func:`save_pose_checkpoint`.
+
+Files are read with ``torch.load(weights_only=True)`` (no arbitrary pickles); the numpy types that
+MMPose's ``meta`` may contain are allow-listed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.pose_model import TopdownPoseModel, build_pose_model
+from models.zoo import ZOO, PoseModelConfig, get_config, load_pretrained, sha256_file
+
+#: Format tag of our checkpoint files.
+FORMAT = "poseserve.pose_checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not match the model (the message says exactly why)."""
+
+
+def _numpy_safe_globals() -> list:
+    """numpy objects that may appear in MMPose ``meta`` (dataset sigmas, flip indices, seeds)."""
+    items: list = [np.ndarray, np.dtype]
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
+    items += [_reconstruct, scalar]
+    for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType", "UInt8DType"):
+        dt = getattr(np.dtypes, name, None) if hasattr(np, "dtypes") else None
+        if dt is not None:
+            items.append(dt)
+    return items
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint file safely (``torch.load(weights_only=True)``) onto the CPU.
+
+    Returns:
+        The top-level dict.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is not a readable torch checkpoint or not a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError / RuntimeError / EOFError ...
+        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {type(e).__name__}: {e}") from e
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a dict checkpoint")
+    return dict(obj)
+
+
+def extract_state_dict(ckpt: Mapping) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint dict: ``ckpt["state_dict"]`` (MMPose / ours), ``ckpt["model"]``,
+    or ``ckpt`` itself if all its values are tensors; a leading ``module.`` (DDP) is stripped.
+
+    Raises:
+        CheckpointError: no state dict found.
+    """
+    if "state_dict" in ckpt:
+        sd = ckpt["state_dict"]
+    elif "model" in ckpt and isinstance(ckpt["model"], Mapping):
+        sd = ckpt["model"]
+    elif ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        sd = ckpt
+    else:
+        raise CheckpointError(f"no state dict in checkpoint (top-level keys: {sorted(ckpt)[:10]})")
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"checkpoint 'state_dict' is a {type(sd).__name__}, expected a dict")
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
+
+
+def heatmap_to_integral_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename SimpleBaseline head keys for an integral head (what MMPose's ``IntegralRegressionHead``
+    load hook does when the integral configs initialise from ``td-hm_res50``):
+    ``head.deconv_layers.*`` -> ``head.simplebaseline_head.deconv_layers.*`` and
+    ``head.final_layer.*`` -> ``head.simplebaseline_head.final_layer.*``. Other keys are unchanged.
+    """
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith("head.deconv_layers.") or k.startswith("head.final_layer."):
+            k = "head.simplebaseline_head." + k[len("head.") :]
+        out[k] = v
+    return out
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], max_listed: int = 20) -> None:
+    """Strict comparison of ``state_dict`` with ``model.state_dict()``.
+
+    Raises:
+        CheckpointError: listing (up to ``max_listed`` each) the missing keys, the unexpected keys and
+            the keys whose shapes differ (with both shapes).
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    misshaped = [
+        f"{k}: checkpoint {list(state_dict[k].shape)} vs model {list(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or misshaped):
+        return
+
+    def fmt(title: str, items: list[str]) -> str:
+        more = f" ... and {len(items) - max_listed} more" if len(items) > max_listed else ""
+        return f"  {title} ({len(items)}): " + ", ".join(items[:max_listed]) + more
+
+    parts = [fmt(t, i) for t, i in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if i]
+    raise CheckpointError("state dict does not match the model:\n" + "\n".join(parts))
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """:func:`check_state_dict`, then ``model.load_state_dict(strict=True)``; returns ``model``."""
+    check_state_dict(model, state_dict)
+    model.load_state_dict(dict(state_dict), strict=True)
+    return model
+
+
+def _config_for_mmpose_file(path: Path, digest: str) -> PoseModelConfig:
+    for cfg in ZOO.values():
+        if cfg.sha256_prefix and digest.startswith(cfg.sha256_prefix):
+            return cfg
+    m = re.search(r"-([0-9a-f]{8})(?:_\d{8})?\.pth$", path.name)
+    if m:
+        for cfg in ZOO.values():
+            if cfg.sha256_prefix == m.group(1):
+                return cfg
+    raise CheckpointError(
+        f"cannot tell which model config {path.name} belongs to (its SHA-256 {digest[:8]}... matches no zoo "
+        f"entry); pass config= one of {sorted(ZOO)} or a PoseModelConfig"
+    )
+
+
+def _json_safe(obj, depth: int = 0):
+    """Reduce MMPose meta to JSON-able values (arrays -> lists, unknown objects -> str)."""
+    if depth > 6:
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+def load_pose_checkpoint(
+    path_or_zoo_name: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    config: str | PoseModelConfig | dict | None = None,
+) -> tuple[TopdownPoseModel, dict]:
+    """Build the right model and load a checkpoint into it with strict key checking.
+
+    Args:
+        path_or_zoo_name: a zoo name (the published MMPose checkpoint is taken from / downloaded into
+            ``cache_dir``, see :func:`models.zoo.load_pretrained`) or a path to an MMPose ``.pth`` or to
+            one of ours.
+        cache_dir: checkpoint cache for zoo names.
+        config: override the config (zoo name, :class:`PoseModelConfig` or dict). Needed for an MMPose
+            file that the zoo does not know (its name and hash match no entry).
+
+    Returns:
+        ``(model, metadata)``: the model in eval mode, and a JSON-able dict with ``format``
+        (``"mmpose"`` or ``"poseserve"``), ``config`` (the config dict), ``config_name``,
+        ``checkpoint`` (file path), ``sha256`` (of the file), ``published`` (zoo AP/AR, may be empty) and
+        ``meta`` (the file's own metadata).
+
+    Raises:
+        FileNotFoundError: no such file / download impossible (the message says where to put it).
+        CheckpointError: unreadable file, unknown config, or keys / shapes that do not match.
+    """
+    name = os.fspath(path_or_zoo_name)
+    if name in ZOO and not Path(name).is_file():
+        path = load_pretrained(name, cache_dir)
+        if config is None:
+            config = name
+    else:
+        path = Path(name)
+    ckpt = read_checkpoint(path)
+    digest = sha256_file(path)
+
+    if ckpt.get("format") == FORMAT:
+        fmt = "poseserve"
+        if config is None:
+            try:
+                cfg = PoseModelConfig.from_dict(ckpt["config"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"{path}: invalid stored config: {e}") from e
+        meta = ckpt.get("meta", {})
+    else:
+        fmt = "mmpose"
+        cfg = None if config is not None else _config_for_mmpose_file(path, digest)
+        meta = ckpt.get("meta", {})
+    if config is not None:
+        cfg = get_config(config) if isinstance(config, str) else config
+        if isinstance(cfg, dict):
+            cfg = PoseModelConfig.from_dict(cfg)
+
+    model = build_pose_model(cfg)
+    state_dict = extract_state_dict(ckpt)
+    converted = None
+    if fmt == "mmpose" and cfg.head_kind == "integral" and any(k.startswith("head.final_layer.") for k in state_dict):
+        state_dict = heatmap_to_integral_keys(state_dict)
+        converted = "heatmap head keys renamed into the integral head (MMPose init from td-hm)"
+        for k in ("head.linspace_x", "head.linspace_y"):  # not in a heatmap checkpoint; the grid is fixed
+            state_dict.setdefault(k, model.state_dict()[k])
+    try:
+        load_state_dict_strict(model, state_dict)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path} (config {cfg.name!r}): {e}") from None
+    metadata = {
+        "format": fmt,
+        "config_name": cfg.name,
+        "config": cfg.to_dict(),
+        "checkpoint": str(path),
+        "sha256": digest,
+        "published": dict(cfg.published),
+        "meta": _json_safe(meta),
+    }
+    if converted:
+        metadata["converted"] = converted
+    return model.eval(), metadata
+
+
+def save_pose_checkpoint(path: str | os.PathLike, model: TopdownPoseModel, meta: Mapping | None = None) -> Path:
+    """Write our checkpoint format: config + state dict + metadata (JSON-able ``meta``, e.g. epoch, AP).
+
+    Returns:
+        The path written. The file loads back with :func:`load_pose_checkpoint` (no config needed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": _json_safe(dict(meta or {})),
+    }
+    torch.save(payload, path)
+    return path
