@@ -264,7 +264,13 @@ class KeypointEvalResult:
 
 
 def run_cocoeval(
-    coco_gt, results: list[dict], *, sigmas: np.ndarray | None = None, use_area: bool = True, backend: str = "auto"
+    coco_gt,
+    results: list[dict],
+    *,
+    sigmas: np.ndarray | None = None,
+    use_area: bool = True,
+    backend: str = "auto",
+    image_ids: Iterable[int] | None = None,
 ) -> tuple[dict[str, float], str, str]:
     """COCOeval for keypoints on COCO result records.
 
@@ -278,6 +284,7 @@ def run_cocoeval(
         sigmas: float [K]; default COCO-17 sigmas.
         use_area: xtcocotools only; False is not supported by pycocotools.
         backend: see :func:`coco_backend`.
+        image_ids: evaluate only these images (``params.imgIds``; all annotated images when None).
 
     Returns:
         (stats by :data:`STAT_NAMES`, backend name, COCOeval's summary text).
@@ -304,6 +311,8 @@ def run_cocoeval(
             ev = eval_cls(coco_gt, coco_dt, "keypoints")
             ev.params.kpt_oks_sigmas = np.array(sig)
         ev.params.useSegm = None
+        if image_ids is not None:
+            ev.params.imgIds = sorted({int(i) for i in image_ids})
         ev.evaluate()
         ev.accumulate()
         summary_buf = io.StringIO()
@@ -314,7 +323,12 @@ def run_cocoeval(
 
 
 def per_keypoint_breakdown(
-    coco_gt, results: list[dict], *, sigmas: np.ndarray | None = None, pck_thr: float = 0.05
+    coco_gt,
+    results: list[dict],
+    *,
+    sigmas: np.ndarray | None = None,
+    pck_thr: float = 0.05,
+    image_ids: Iterable[int] | None = None,
 ) -> dict:
     """Per-keypoint OKS and PCK of the best-matching prediction of every annotated person.
 
@@ -333,6 +347,7 @@ def per_keypoint_breakdown(
         results: COCO keypoint result records (original-image pixels).
         sigmas: float [K]; default COCO-17 sigmas.
         pck_thr: PCK threshold as a fraction of the box's longer side.
+        image_ids: only people of these images (all when None).
 
     Returns:
         dict with ``names`` (K str), ``oks`` (K float, mean keypoint OKS), ``pck`` (K float), ``count`` (K int,
@@ -345,7 +360,10 @@ def per_keypoint_breakdown(
     for r in results:
         by_image.setdefault(r["image_id"], []).append(np.asarray(r["keypoints"], dtype=np.float64).reshape(k, 3))
     oks_sum, pck_sum, count = np.zeros(k), np.zeros(k), np.zeros(k, dtype=np.int64)
+    wanted = None if image_ids is None else {int(i) for i in image_ids}
     for ann in coco_gt.dataset["annotations"]:
+        if wanted is not None and ann["image_id"] not in wanted:
+            continue
         if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0:
             continue
         g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
@@ -477,21 +495,24 @@ class CocoKeypointMetric:
                 )
         return out
 
-    def evaluate(self, results: list[dict] | None = None, *, pck_thr: float = 0.05) -> KeypointEvalResult:
+    def evaluate(
+        self, results: list[dict] | None = None, *, pck_thr: float = 0.05, image_ids: Iterable[int] | None = None
+    ) -> KeypointEvalResult:
         """COCOeval (keypoints) plus the per-keypoint breakdown.
 
         Args:
             results: records from :meth:`coco_results` (computed when None).
             pck_thr: threshold of :func:`per_keypoint_breakdown`.
+            image_ids: restrict COCOeval and the breakdown to these images (all annotated images when None).
 
         Raises:
             ValueError: nothing to evaluate.
         """
         res = self.coco_results() if results is None else results
         stats, backend, summary = run_cocoeval(
-            self.coco, res, sigmas=self.sigmas, use_area=self.use_area, backend=self.backend
+            self.coco, res, sigmas=self.sigmas, use_area=self.use_area, backend=self.backend, image_ids=image_ids
         )
-        breakdown = per_keypoint_breakdown(self.coco, res, sigmas=self.sigmas, pck_thr=pck_thr)
+        breakdown = per_keypoint_breakdown(self.coco, res, sigmas=self.sigmas, pck_thr=pck_thr, image_ids=image_ids)
         return KeypointEvalResult(stats, backend, summary, len(res), breakdown)
 
 

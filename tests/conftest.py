@@ -45,3 +45,22 @@ def coco_tiny(assets: Path) -> Path:
 @pytest.fixture(scope="session")
 def coco_mini(assets: Path) -> Path:
     return assets / "coco-mini"
+
+
+@pytest.fixture(scope="session")
+def movenet_card(movenet_onnx: Path, tmp_path_factory) -> Path:
+    """A model card for the MoveNet Thunder asset (written to a temp dir, absolute ``model_file``).
+
+    Input ``input:0`` int32 NHWC 256x256 RGB, no mean/std; output ``Identity:0`` [B, 1, 17, 3] = y, x, score
+    with y, x normalised to the crop.
+    """
+    from models.card import InputSpec, ModelCard, OutputSpec
+
+    card = ModelCard(
+        name="movenet_thunder",
+        model_file=str(movenet_onnx.resolve()),
+        input=InputSpec(name="input:0", width=256, height=256, layout="NHWC", dtype="int32", color="RGB"),
+        output=OutputSpec(name="Identity:0", kind="keypoints", coord_order="yx", coord_units="normalized"),
+        source={"model": "Google MoveNet SinglePose Thunder v4 (test asset)"},
+    )
+    return card.save(tmp_path_factory.mktemp("movenet_card") / "movenet_thunder.json")
