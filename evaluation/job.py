@@ -189,18 +189,26 @@ def iter_images(image_dir: Path, items: list[tuple[int, str]], prefetch: int = 4
     stop = threading.Event()
     done = object()
 
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def reader() -> None:
         try:
             for image_id, file_name in items:
-                if stop.is_set():
-                    return
                 p = image_dir / file_name
                 if not p.is_file():
                     raise FileNotFoundError(f"image {file_name} (id {image_id}) not found in {image_dir}")
-                q.put((image_id, decode_image(p.read_bytes())))
-            q.put(done)
+                if not put((image_id, decode_image(p.read_bytes()))):
+                    return
+            put(done)
         except BaseException as exc:  # handed to the consumer
-            q.put(exc)
+            put(exc)
 
     t = threading.Thread(target=reader, name="pose-eval-reader", daemon=True)
     t.start()
@@ -213,9 +221,7 @@ def iter_images(image_dir: Path, items: list[tuple[int, str]], prefetch: int = 4
                 raise item
             yield item
     finally:
-        stop.set()
-        while not q.empty():  # unblock a reader waiting on a full queue
-            q.get_nowait()
+        stop.set()  # a reader blocked on a full queue gives up within 0.1 s
 
 
 # --------------------------------------------------------------------------------------------------

@@ -200,3 +200,18 @@ def test_ap_table_format():
     lines = table.strip().splitlines()
     assert lines[0] == "| Arch | Input Size | AP | AP50 | AP75 | AR | AR50 |"
     assert lines[2] == "| ipr_res50 | 256x256 | 0.700 | 0.900 | 0.800 | 0.750 | 0.950 |"
+
+
+def test_image_stream_is_lazy_and_stops(coco_tiny):
+    import threading
+
+    coco = load_coco(coco_tiny / TINY_ANN)
+    items = [(i, coco.imgs[i]["file_name"]) for i in coco.getImgIds()] * 5  # 20 reads, prefetch 1
+    stream = iter_images(coco_tiny, items, prefetch=1)
+    image_id, image = next(stream)
+    assert image_id == items[0][0] and image.dtype == np.uint8 and image.ndim == 3
+    stream.close()  # the consumer stops early: the reader thread must end, not block on the full queue
+    for t in threading.enumerate():
+        if t.name == "pose-eval-reader":
+            t.join(timeout=5)
+            assert not t.is_alive()
