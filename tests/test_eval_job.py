@@ -215,3 +215,29 @@ def test_image_stream_is_lazy_and_stops(coco_tiny):
         if t.name == "pose-eval-reader":
             t.join(timeout=5)
             assert not t.is_alive()
+
+
+def test_max_images_restricts_the_evaluation(coco_tiny, movenet):
+    ann = coco_tiny / TINY_ANN
+    coco = load_coco(ann)
+    first_two = coco.getImgIds()[:2]
+    preds = run_pipeline(coco, coco_tiny, movenet, box_source="gt", max_images=2, progress=False)
+    assert preds.image_ids == first_two
+    assert set(preds.per_image) <= set(first_two)
+    expected = sum(len(gt_boxes(coco, i)[0]) for i in first_two)
+    assert preds.num_boxes == expected
+    result, records = score_predictions(preds, ann, rescore=False, nms=False)
+    assert {r["image_id"] for r in records} <= set(first_two)
+    labelled = sum(
+        1 for a in coco.dataset["annotations"] if a["image_id"] in first_two and a.get("num_keypoints", 0) > 0
+    )
+    assert max(result.per_keypoint["count"]) <= labelled  # the breakdown only counts people of those images
+
+
+def test_evaluation_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, evaluation.job, evaluation.metric; sys.exit(1 if 'torch' in sys.modules else 0)"
+    root = Path(__file__).resolve().parents[1]
+    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
