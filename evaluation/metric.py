@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from models.keypoints import COCO17_NAMES, COCO17_SIGMAS
+from service.scoring import RESCORE_KEYPOINT_THRESHOLD, person_scores
 
 #: MMPose CocoMetric defaults.
-DEFAULT_KEYPOINT_SCORE_THR: float = 0.2
+DEFAULT_KEYPOINT_SCORE_THR: float = RESCORE_KEYPOINT_THRESHOLD
 DEFAULT_NMS_THR: float = 0.9
 
 #: Names of COCOeval's ten keypoint stats, in ``COCOeval.stats`` order.
@@ -92,14 +93,7 @@ def instance_scores(
         return s.mean(axis=1) if s.shape[1] else np.zeros(len(s))
     if bbox_scores is None:
         raise ValueError("bbox_scores are required when rescore=True")
-    b = np.asarray(bbox_scores, dtype=np.float64).reshape(-1)
-    if b.shape[0] != s.shape[0]:
-        raise ValueError(f"bbox_scores has {b.shape[0]} entries for {s.shape[0]} instances")
-    valid = s > keypoint_score_thr
-    n_valid = valid.sum(axis=1)
-    total = np.where(valid, s, 0.0).sum(axis=1)
-    mean = np.divide(total, n_valid, out=np.zeros_like(total), where=n_valid > 0)
-    return b * mean
+    return person_scores(bbox_scores, s, keypoint_score_thr)
 
 
 def scale_area(scales: np.ndarray) -> np.ndarray:
