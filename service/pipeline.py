@@ -14,30 +14,7 @@ from service.batcher import CropBatcher
 from service.detector import PersonDetector
 from service.errors import InvalidParameterError
 from service.pose import PoseEstimator
-
-#: MMPose CocoMetric's keypoint score threshold for rescoring.
-RESCORE_KEYPOINT_THRESHOLD = 0.2
-
-
-def person_scores(
-    bbox_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float = RESCORE_KEYPOINT_THRESHOLD
-) -> np.ndarray:
-    """Person score = bbox score x mean of the keypoint scores above ``threshold`` (0 if none).
-
-    Follows the rescoring in ``mmpose/evaluation/metrics/coco_metric.py`` (``CocoMetric``).
-
-    Args:
-        bbox_scores: float [N].
-        keypoint_scores: float [N, K].
-
-    Returns:
-        float32 [N].
-    """
-    ks = np.asarray(keypoint_scores, dtype=np.float64)
-    mask = ks > threshold
-    count = mask.sum(axis=1)
-    mean = np.where(count > 0, (ks * mask).sum(axis=1) / np.maximum(count, 1), 0.0)
-    return (np.asarray(bbox_scores, dtype=np.float64) * mean).astype(np.float32)
+from service.scoring import person_scores
 
 
 @dataclass
@@ -49,7 +26,7 @@ class PoseResult:
         bboxes: float32 [N, 4] xyxy, original-image pixels.
         bbox_scores: float32 [N] (1.0 for caller-given boxes).
         keypoints: float32 [N, K, 3]: x, y in original-image pixels, score.
-        scores: float32 [N] person scores (:func:`person_scores`).
+        scores: float32 [N] person scores (:func:`service.scoring.person_scores`).
         timings_ms: per-stage wall time.
     """
 
@@ -133,6 +110,6 @@ class PosePipeline:
             bboxes=np.asarray(bboxes, np.float32),
             bbox_scores=np.asarray(bbox_scores, np.float32),
             keypoints=keypoints,
-            scores=person_scores(bbox_scores, keypoints[..., 2]),
+            scores=person_scores(bbox_scores, keypoints[..., 2]).astype(np.float32),
             timings_ms=timings,
         )
