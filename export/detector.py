@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 #: pip lines that make the detector export work (see module docstring).
 ULTRALYTICS_INSTALL = (
-    "pip install --no-deps 'ultralytics>=8.3,<9' 'torchvision==0.28.*' && "
-    "pip install ultralytics-thop polars psutil pyyaml requests onnxslim"
+    "pip install 'poseserve[export]' && pip install --no-deps 'ultralytics==8.4.190' 'torchvision==0.28.0' "
+    "(--no-deps keeps opencv-python, which clashes with opencv-python-headless, out; the export extra "
+    "carries Ultralytics' other dependencies)"
 )
 
 

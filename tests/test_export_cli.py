@@ -1,0 +1,53 @@
+"""`pose-export` end to end on our own .pth: pose -> card, triton repository, engine (clear error without TensorRT)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from export.cli import main  # noqa: E402
+from models.card import ModelCard  # noqa: E402
+from models.checkpoints import save_pose_checkpoint  # noqa: E402
+from models.pose_model import build_pose_model  # noqa: E402
+from models.zoo import get_config  # noqa: E402
+
+
+def test_pose_export_from_our_checkpoint_then_triton_repository(tmp_path, capsys):
+    torch.manual_seed(3)
+    model = build_pose_model(
+        get_config("ipr_res50").replace(backbone_base_channels=8, deconv_out_channels=(16,), deconv_kernel_sizes=(4,))
+    )
+    ckpt = save_pose_checkpoint(tmp_path / "best.pth", model, meta={"epoch": 7})
+
+    assert main(["pose", str(ckpt), "--out", str(tmp_path / "out"), "--name", "mine", "--check-crops", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "max |onnxruntime - torch|" in out
+    card = ModelCard.load(tmp_path / "out" / "mine.json")
+    assert card.source["format"] == "poseserve" and card.source["checkpoint"] == str(ckpt)
+    assert len(card.source["sha256"]) == 64 and card.extra["config"]["deconv_out_channels"] == [16]
+    assert card.extra["verification"]["max_abs_diff_px"] <= 1e-3
+
+    repo = tmp_path / "triton"
+    assert main(["triton", "--repository", str(repo), "--pose-card", str(card.path), "--max-batch-size", "8"]) == 0
+    text = (repo / "pose" / "config.pbtxt").read_text()
+    assert "max_batch_size: 8" in text and "TYPE_UINT8" in text and "dims: [ 17, 3 ]" in text
+    assert json.loads((repo / "pose" / "card.json").read_text())["name"] == "mine"
+
+
+def test_cli_failures_are_one_line_messages(tmp_path, capsys):
+    assert main(["pose", str(tmp_path / "missing.pth"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pth" in err and "Traceback" not in err
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"not onnx")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert main(["engine", str(onnx_file)]) == 2
+        assert "TensorRT is not importable" in capsys.readouterr().err
+    assert main(["engine", str(onnx_file), "--batch", "8", "1", "4"]) == 2
+    assert "profile" in capsys.readouterr().err
