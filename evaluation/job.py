@@ -432,21 +432,23 @@ def plot_per_keypoint(breakdown: dict, path: str | Path, title: str = "") -> Pat
 def export_pose_model(zoo: str | None, checkpoint: str | None, out_dir: Path) -> Path:
     """Hook: turn a zoo name or a ``.pth`` into an ONNX + card with the export package; returns the card path.
 
-    Calls ``export.pose.export_pose_model(zoo=..., checkpoint=..., out_dir=...) -> card path`` when the export
-    package (``pip install poseserve[export]``, torch) provides it.
+    Calls ``export.pose.export_pose(zoo or checkpoint, out_dir, checkpoint=checkpoint).card_path`` (the export is
+    verified against torch; with both given, ``zoo`` names the config of an MMPose ``.pth``) when the export
+    package (``pip install poseserve[export]``, torch) is installed.
 
     Raises:
-        RuntimeError: the export package (or that function) is not installed; export first and pass ``--pose``.
+        RuntimeError: the export package is not installed (export first and pass ``--pose``), or
+            ``export.pose.PoseExportError`` (a RuntimeError): the checkpoint cannot be loaded or exported.
     """
     try:
-        from export.pose import export_pose_model as _export  # type: ignore[import-not-found]
+        from export.pose import export_pose  # type: ignore[import-not-found]
     except ImportError as exc:
         raise RuntimeError(
-            "evaluating a zoo name or a .pth needs the export package (export.pose.export_pose_model), which is not "
+            "evaluating a zoo name or a .pth needs the export package (export.pose.export_pose), which is not "
             f"available here ({exc}); export the model to ONNX + card first and pass --pose CARD.json"
         ) from exc
     out_dir.mkdir(parents=True, exist_ok=True)
-    return Path(_export(zoo=zoo, checkpoint=checkpoint, out_dir=out_dir))
+    return export_pose(zoo or checkpoint, out_dir, checkpoint=checkpoint).card_path
 
 
 # --------------------------------------------------------------------------------------------------

@@ -51,3 +51,15 @@ def test_cli_failures_are_one_line_messages(tmp_path, capsys):
         assert "TensorRT is not importable" in capsys.readouterr().err
     assert main(["engine", str(onnx_file), "--batch", "8", "1", "4"]) == 2
     assert "profile" in capsys.readouterr().err
+
+
+def test_evaluation_hook_exports_a_checkpoint_through_export_pose(tmp_path):
+    """evaluation/job.py turns --checkpoint into a card through export.pose.export_pose."""
+    from evaluation.job import export_pose_model as eval_hook
+
+    torch.manual_seed(4)
+    cfg = get_config("ipr_res50").replace(backbone_base_channels=8, deconv_out_channels=(16,), deconv_kernel_sizes=(4,))
+    ckpt = save_pose_checkpoint(tmp_path / "e.pth", build_pose_model(cfg))
+    card_path = eval_hook(None, str(ckpt), tmp_path / "model")
+    card = ModelCard.load(card_path)
+    assert card.model_path().is_file() and card.source["checkpoint"] == str(ckpt)
