@@ -187,9 +187,7 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return p @ m[:, :2].T + m[:, 2]
 
 
-def crop_image(
-    image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]
-) -> np.ndarray:
+def crop_image(image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """Warp one box region to the model input with ``cv2.warpAffine`` (INTER_LINEAR, border 0).
 
     Args:
@@ -202,14 +200,16 @@ def crop_image(
     """
     m = get_warp_matrix(center, scale, 0.0, input_size)
     return cv2.warpAffine(
-        image, m, (int(input_size[0]), int(input_size[1])), flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        image,
+        m,
+        (int(input_size[0]), int(input_size[1])),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
     )
 
 
-def crop_batch(
-    image: np.ndarray, centers: np.ndarray, scales: np.ndarray, input_size: tuple[int, int]
-) -> np.ndarray:
+def crop_batch(image: np.ndarray, centers: np.ndarray, scales: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
     """Crops of N boxes from one image: uint8 [N, h, w, C] (see :func:`crop_image`)."""
     w, h = int(input_size[0]), int(input_size[1])
     out = np.empty((len(centers), h, w, image.shape[2]), dtype=np.uint8)

@@ -45,3 +45,38 @@ def coco_tiny(assets: Path) -> Path:
 @pytest.fixture(scope="session")
 def coco_mini(assets: Path) -> Path:
     return assets / "coco-mini"
+
+
+@pytest.fixture(scope="session")
+def movenet_card(movenet_onnx: Path, tmp_path_factory) -> Path:
+    """A model card for the MoveNet Thunder asset, written to a temp dir (assets stay read-only).
+
+    MoveNet: input ``input:0`` int32 [1, 256, 256, 3] RGB 0..255; output ``Identity:0`` [1, 1, 17, 3]
+    = y, x normalised to the crop, score.
+    """
+    from models.card import InputSpec, ModelCard, OutputSpec
+
+    card = ModelCard(
+        name="movenet_thunder",
+        model_file=str(movenet_onnx),
+        input=InputSpec(name="input:0", width=256, height=256, layout="NHWC", dtype="int32", color="RGB"),
+        output=OutputSpec(name="Identity:0", kind="keypoints", coord_order="yx", coord_units="normalized"),
+        source={"checkpoint": "Google MoveNet SinglePose Thunder v4 (shared test asset)"},
+    )
+    return card.save(tmp_path_factory.mktemp("cards") / "movenet_thunder.json")
+
+
+#: Limits the shared test server runs with (small, so the 413 paths are cheap to reach).
+MAX_BYTES = 3_000_000
+MAX_PIXELS = 20_000_000
+
+
+@pytest.fixture(scope="session")
+def pose_server(yolo_onnx, movenet_card):
+    """One real ``pose-serve`` process (YOLOv8n + MoveNet) on 127.0.0.1 for the whole session."""
+    from tests.server import ServerProcess
+
+    env = {"POSE_MAX_UPLOAD_BYTES": str(MAX_BYTES), "POSE_MAX_IMAGE_PIXELS": str(MAX_PIXELS)}
+    with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(movenet_card)], env=env) as srv:
+        srv.wait_ready()
+        yield srv

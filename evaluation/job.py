@@ -1,0 +1,622 @@
+"""``pose-eval``: the offline COCO keypoint evaluation of the served pipeline, with the model-zoo AP table.
+
+    pose-eval --ann person_keypoints_val2017.json --images val2017/ --pose ipr_res50.json \\
+        --boxes file --det-file COCO_val2017_detections_AP_H_56_person.json --out-dir eval_out/
+
+It runs what the service runs: images are decoded by ``service.imageio.decode_image`` (EXIF-aware,
+RGB), boxes go through ``service.pipeline.PosePipeline`` (the service's crop, engine and decode; the
+live detector is ``service.detector.PersonDetector``), and the predictions are scored by
+:mod:`evaluation.metric` (MMPose ``CocoMetric``: rescoring, OKS-NMS 0.9, COCOeval).
+
+Boxes (``--boxes``):
+
+* ``gt``: ground-truth boxes as MMPose's top-down COCO dataset takes them
+  (``mmpose/datasets/datasets/base/base_coco_style_dataset.py``): crowd annotations, people without
+  labelled keypoints and empty boxes are skipped, the xywh box is clipped to ``[0, W-1] x [0, H-1]``;
+  bbox score 1.
+* ``file``: a detection-results file in the ``COCO_val2017_detections_AP_H_56_person.json`` format (a JSON
+  list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``); category 1 only, boxes kept with
+  ``score >= --det-score-thr`` (default 0.0: MMPose's configs set no ``bbox_score_thr``); detections of
+  images that are not in the annotation file are skipped and counted.
+* ``detector``: the live YOLO person detector of the service (``--detector yolov8n.onnx``).
+
+Images are read one at a time (a small read-ahead thread decodes the next few), so val2017 never has to
+fit in memory; only the keypoints are kept (17 x 3 floats per person).
+
+Flip test: the service's ``PoseEstimator(flip_test=True)`` (``--flip-test``) averages the flipped crop,
+unless the model card says flip test is already in the exported graph (``flip_test_in_graph``), in which
+case it is always on and ``--flip-test`` changes nothing. The table notes which one ran.
+
+Outputs (``--out-dir``): ``ap_table.md`` (the Markdown table, also printed), ``results.keypoints.json`` (COCO
+results), ``metrics.json`` (all ten COCOeval stats, settings, per-keypoint figures) and ``per_keypoint.png``
+(mean keypoint OKS and PCK per keypoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.metric import (
+    DEFAULT_KEYPOINT_SCORE_THR,
+    DEFAULT_NMS_THR,
+    CocoKeypointMetric,
+    KeypointEvalResult,
+    scale_area,
+    write_results_json,
+)
+from models.geometry import bbox_xywh2xyxy, box_to_center_scale
+from service.imageio import decode_image
+from service.pipeline import PosePipeline
+from service.pose import PoseEstimator
+
+BOX_SOURCES = ("gt", "file", "detector")
+TABLE_COLUMNS = ("Arch", "Input Size", "AP", "AP50", "AP75", "AR", "AR50")
+
+
+# --------------------------------------------------------------------------------------------------
+# Boxes
+# --------------------------------------------------------------------------------------------------
+
+
+def gt_boxes(coco, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth person boxes of one image, as MMPose's top-down COCO dataset takes them.
+
+    Follows ``BaseCocoStyleDataset.parse_data_info`` / ``_is_valid_instance``: skip ``iscrowd``, skip
+    ``num_keypoints == 0`` (or all-zero keypoints), clip the xywh box to ``[0, W-1] x [0, H-1]`` and skip it
+    if it is empty after clipping.
+
+    Args:
+        coco: a COCO object (pycocotools / xtcocotools).
+        image_id: COCO image id.
+
+    Returns:
+        (bboxes float32 [N, 4] xyxy in original-image pixels, bbox scores float32 [N] = 1).
+    """
+    info = coco.imgs[image_id]
+    w_img, h_img = info["width"], info["height"]
+    boxes = []
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+        if ann.get("iscrowd", 0) or "bbox" not in ann or "keypoints" not in ann:
+            continue
+        if ann.get("num_keypoints", 1) == 0 or max(ann["keypoints"]) <= 0:
+            continue
+        x, y, w, h = ann["bbox"]
+        x1, y1 = np.clip(x, 0, w_img - 1), np.clip(y, 0, h_img - 1)
+        x2, y2 = np.clip(x + w, 0, w_img - 1), np.clip(y + h, 0, h_img - 1)
+        if x2 <= x1 or y2 <= y1:
+            continue
+        boxes.append([x1, y1, x2, y2])
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return b, np.ones(len(b), dtype=np.float32)
+
+
+@dataclass
+class DetectionFile:
+    """Person boxes from a detection-results file, grouped by image.
+
+    Attributes:
+        boxes: image id -> (bboxes float32 [N, 4] xyxy original-image pixels, scores float32 [N]), in file order.
+        num_kept: boxes kept (category 1, score >= threshold, image in the annotation file).
+        num_below_thr: person boxes dropped by the score threshold.
+        num_unknown_image: person boxes of images absent from the annotation file.
+    """
+
+    boxes: dict[int, tuple[np.ndarray, np.ndarray]]
+    num_kept: int
+    num_below_thr: int
+    num_unknown_image: int
+
+
+def load_detection_file(path: str | Path, image_ids: set[int], score_thr: float = 0.0) -> DetectionFile:
+    """Read a ``COCO_val2017_detections_AP_H_56_person.json``-style file.
+
+    Follows ``BaseCocoStyleDataset._load_detection_results`` (category 1, xywh -> xyxy, no clipping) and
+    ``filter_data`` (``bbox_score_thr``, keep ``score >= thr``).
+
+    Args:
+        path: JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``.
+        image_ids: ids of the images to evaluate (others are skipped and counted).
+        score_thr: minimum detection score.
+
+    Returns:
+        :class:`DetectionFile`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, not a list, or a record missing a field / with a malformed box.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detection file not found: {path}")
+    try:
+        dets = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"detection file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(dets, list):
+        raise ValueError(f"detection file {path} must hold a JSON list of detections, got {type(dets).__name__}")
+    grouped: dict[int, tuple[list, list]] = {}
+    below = unknown = 0
+    for i, det in enumerate(dets):
+        try:
+            cat, img_id, bbox, score = det["category_id"], int(det["image_id"]), det["bbox"], float(det["score"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"detection {i} in {path} lacks image_id / category_id / bbox / score: {det!r}") from exc
+        if cat != 1:
+            continue
+        if not isinstance(bbox, (list, tuple)) or len(bbox) < 4:
+            raise ValueError(f"detection {i} in {path} has a malformed bbox {bbox!r} (expected [x, y, w, h])")
+        if img_id not in image_ids:
+            unknown += 1
+            continue
+        if score < score_thr:
+            below += 1
+            continue
+        b, s = grouped.setdefault(img_id, ([], []))
+        b.append(bbox[:4])
+        s.append(score)
+    boxes = {
+        k: (bbox_xywh2xyxy(np.asarray(b, dtype=np.float32).reshape(-1, 4)), np.asarray(s, dtype=np.float32))
+        for k, (b, s) in grouped.items()
+    }
+    kept = sum(len(s) for _, s in boxes.values())
+    return DetectionFile(boxes, kept, below, unknown)
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming images
+# --------------------------------------------------------------------------------------------------
+
+
+def iter_images(image_dir: Path, items: list[tuple[int, str]], prefetch: int = 4) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(image_id, uint8 [H, W, 3] RGB)`` one image at a time, decoded by the service's decoder.
+
+    A background thread reads and decodes up to ``prefetch`` images ahead; nothing else is kept in memory.
+
+    Raises:
+        FileNotFoundError: an image of the annotation file is missing from ``image_dir``.
+        service.errors.ImageDecodeError: an image cannot be decoded.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for image_id, file_name in items:
+                p = image_dir / file_name
+                if not p.is_file():
+                    raise FileNotFoundError(f"image {file_name} (id {image_id}) not found in {image_dir}")
+                if not put((image_id, decode_image(p.read_bytes()))):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    t = threading.Thread(target=reader, name="pose-eval-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # a reader blocked on a full queue gives up within 0.1 s
+
+
+# --------------------------------------------------------------------------------------------------
+# Running the pipeline
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Predictions:
+    """Raw pipeline outputs for a data set (before rescoring / NMS), so several metric settings can reuse them.
+
+    Attributes:
+        per_image: image id -> (keypoints float32 [N, K, 3] original-image pixels, bbox scores float32 [N],
+            OKS areas float64 [N] = product of the padded square crop scale).
+        image_ids: ids of the images evaluated (COCOeval is restricted to them).
+        num_boxes: boxes sent to the pose model.
+        box_source: ``gt`` / ``file`` / ``detector``.
+        notes: facts for the report (detection-file counts, flip test, providers).
+    """
+
+    per_image: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    image_ids: list[int]
+    num_boxes: int
+    box_source: str
+    notes: dict = field(default_factory=dict)
+
+
+def run_pipeline(
+    coco,
+    image_dir: str | Path,
+    pose: PoseEstimator,
+    *,
+    box_source: str = "gt",
+    detections: DetectionFile | None = None,
+    detector=None,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> Predictions:
+    """Run the served pipeline over the images of a COCO annotation file.
+
+    Args:
+        coco: COCO object of the annotation file (``evaluation.metric.load_coco``).
+        image_dir: folder holding the images named by ``file_name``.
+        pose: the service's pose estimator (``PoseEstimator.from_card``).
+        box_source: ``gt``, ``file`` (needs ``detections``) or ``detector`` (needs ``detector``).
+        detections: from :func:`load_detection_file`.
+        detector: a ``service.detector.PersonDetector``.
+        max_images: evaluate only the first N images of the annotation file (quick runs).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        :class:`Predictions`.
+
+    Raises:
+        ValueError: unknown box source, or its input is missing.
+        FileNotFoundError: an image is missing.
+    """
+    if box_source not in BOX_SOURCES:
+        raise ValueError(f"box source {box_source!r} must be one of {list(BOX_SOURCES)}")
+    if box_source == "file" and detections is None:
+        raise ValueError("box source 'file' needs a detection file (--det-file)")
+    if box_source == "detector" and detector is None:
+        raise ValueError("box source 'detector' needs a detector model (--detector)")
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder not found: {image_dir}")
+    image_ids = list(coco.getImgIds())
+    if max_images is not None:
+        image_ids = image_ids[: int(max_images)]
+
+    # boxes known up front (gt / file): images without any box are not even decoded
+    boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if box_source == "gt":
+        boxes = {i: gt_boxes(coco, i) for i in image_ids}
+    elif box_source == "file":
+        boxes = {i: detections.boxes[i] for i in image_ids if i in detections.boxes}
+    todo = [i for i in image_ids if box_source == "detector" or len(boxes.get(i, ((), ()))[1]) > 0]
+    items = [(i, coco.imgs[i]["file_name"]) for i in todo]
+
+    pipeline = PosePipeline(detector if box_source == "detector" else None, pose, batcher=None, max_boxes=1 << 30)
+    per_image: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    num_boxes = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), desc=f"pose-eval ({box_source} boxes)", unit="img", file=sys.stderr)
+    try:
+        for image_id, image in iter_images(image_dir, items):
+            if box_source == "detector":
+                out = pipeline(image)
+                bbox_scores = out.bbox_scores
+            else:
+                b, bbox_scores = boxes[image_id]
+                out = pipeline(image, b)
+            num_boxes += len(out.bboxes)
+            if len(out.bboxes):
+                _, scales = box_to_center_scale(out.bboxes, pose.input_size, pose.padding)
+                per_image[image_id] = (out.keypoints, np.asarray(bbox_scores, np.float32), scale_area(scales))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(persons=num_boxes, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    notes = {"flip_test": _flip_note(pose)}
+    if detections is not None and box_source == "file":
+        notes.update(
+            det_boxes_kept=detections.num_kept,
+            det_boxes_below_thr=detections.num_below_thr,
+            det_boxes_unknown_image=detections.num_unknown_image,
+        )
+    return Predictions(per_image, image_ids, num_boxes, box_source, notes)
+
+
+def _flip_note(pose: PoseEstimator) -> str:
+    if pose.card.flip_test_in_graph:
+        return "in graph"
+    return "service" if pose.flip_test else "off"
+
+
+def score_predictions(
+    predictions: Predictions,
+    ann_file: str | Path,
+    *,
+    rescore: bool = True,
+    nms: bool = True,
+    nms_thr: float = DEFAULT_NMS_THR,
+    keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
+    backend: str = "auto",
+    pck_thr: float = 0.05,
+) -> tuple[KeypointEvalResult, list[dict]]:
+    """Rescoring, OKS-NMS and COCOeval of pipeline outputs (see :class:`evaluation.metric.CocoKeypointMetric`).
+
+    Returns:
+        (the evaluation result, the COCO result records).
+    """
+    metric = CocoKeypointMetric(
+        ann_file, rescore=rescore, nms=nms, nms_thr=nms_thr, keypoint_score_thr=keypoint_score_thr, backend=backend
+    )
+    for image_id, (kp, bs, areas) in predictions.per_image.items():
+        metric.add(image_id, kp, bs, areas)
+    results = metric.coco_results()
+    return metric.evaluate(results, pck_thr=pck_thr, image_ids=predictions.image_ids), results
+
+
+# --------------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------------
+
+
+def format_ap_table(rows: list[dict]) -> str:
+    """The MMPose model-zoo table in Markdown: ``Arch | Input Size | AP | AP50 | AP75 | AR | AR50``.
+
+    Args:
+        rows: dicts with ``arch`` (str), ``input_size`` ((w, h) pixels) and ``stats`` (COCOeval stats by name,
+            0..1); figures are printed with 3 decimals like the zoo.
+    """
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "|".join([":---", ":---:"] + [":---:"] * 5) + "|"]
+    for r in rows:
+        w, h = r["input_size"]
+        s = r["stats"]
+        figures = [f"{s[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR", "AR50")]
+        lines.append("| " + " | ".join([r["arch"], f"{w}x{h}", *figures]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_keypoint(breakdown: dict, path: str | Path, title: str = "") -> Path:
+    """Bar chart of mean keypoint OKS and PCK per keypoint (matplotlib, Agg backend). Returns the PNG path.
+
+    Args:
+        breakdown: :func:`evaluation.metric.per_keypoint_breakdown` output.
+        path: where to write the PNG.
+        title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = breakdown["names"]
+    x = np.arange(len(names))
+    oks = np.nan_to_num(np.asarray(breakdown["oks"], dtype=float))
+    pck = np.nan_to_num(np.asarray(breakdown["pck"], dtype=float))
+    fig, ax = plt.subplots(figsize=(11, 4.5), dpi=100)
+    ax.bar(x - 0.2, oks, width=0.4, label="mean keypoint OKS")
+    ax.bar(x + 0.2, pck, width=0.4, label=f"PCK@{breakdown['pck_thr']:g} (bbox)")
+    ax.set_xticks(x, names, rotation=45, ha="right")
+    ax.set_ylim(0, 1.2)
+    ax.set_ylabel("score")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper center", ncol=2, frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Model loading (card, or zoo name / checkpoint through the export package)
+# --------------------------------------------------------------------------------------------------
+
+
+def export_pose_model(zoo: str | None, checkpoint: str | None, out_dir: Path) -> Path:
+    """Hook: turn a zoo name or a ``.pth`` into an ONNX + card with the export package; returns the card path.
+
+    Calls ``export.pose.export_pose_model(zoo=..., checkpoint=..., out_dir=...) -> card path`` when the export
+    package (``pip install poseserve[export]``, torch) provides it.
+
+    Raises:
+        RuntimeError: the export package (or that function) is not installed; export first and pass ``--pose``.
+    """
+    try:
+        from export.pose import export_pose_model as _export  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(
+            "evaluating a zoo name or a .pth needs the export package (export.pose.export_pose_model), which is not "
+            f"available here ({exc}); export the model to ONNX + card first and pass --pose CARD.json"
+        ) from exc
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return Path(_export(zoo=zoo, checkpoint=checkpoint, out_dir=out_dir))
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="pose-eval",
+        description="COCO keypoint evaluation of the served pipeline; prints the MMPose model-zoo AP table.",
+    )
+    p.add_argument("--ann", required=True, help="COCO keypoint annotation file (person_keypoints_val2017.json)")
+    p.add_argument("--images", required=True, help="image folder (val2017/)")
+    m = p.add_argument_group("pose model (one of)")
+    m.add_argument("--pose", help="model card JSON (or the ONNX / engine with its card beside it)")
+    m.add_argument("--zoo", help="zoo model name, exported on the fly (needs the export package)")
+    m.add_argument("--checkpoint", help=".pth checkpoint, exported on the fly (needs the export package)")
+    b = p.add_argument_group("boxes")
+    b.add_argument("--boxes", choices=BOX_SOURCES, default="gt", help="box source (default gt)")
+    b.add_argument("--det-file", help="detection results (COCO_val2017_detections_AP_H_56_person.json format)")
+    b.add_argument(
+        "--det-score-thr",
+        type=float,
+        default=None,
+        help="minimum detection score (default: 0.0 for --det-file as MMPose; the service default for --detector)",
+    )
+    b.add_argument("--detector", help="detector ONNX / engine for --boxes detector")
+    b.add_argument("--det-nms-iou", type=float, default=None, help="detector NMS IoU (default: the service's)")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--runtime", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
+    r.add_argument("--providers", help="comma-separated onnxruntime execution providers")
+    r.add_argument("--allow-provider-fallback", action="store_true", help="accept CPU if a GPU provider is missing")
+    r.add_argument("--batch-size", type=int, default=32, help="most crops per pose-engine call (dynamic batch)")
+    r.add_argument("--flip-test", action="store_true", help="service-side flip test (no-op if in the graph)")
+    e = p.add_argument_group("metric")
+    e.add_argument("--no-rescore", action="store_true", help="person score = mean keypoint score")
+    e.add_argument("--no-nms", action="store_true", help="switch OKS-NMS off")
+    e.add_argument("--nms-thr", type=float, default=DEFAULT_NMS_THR)
+    e.add_argument("--kpt-score-thr", type=float, default=DEFAULT_KEYPOINT_SCORE_THR)
+    e.add_argument("--coco-backend", choices=["auto", "xtcocotools", "pycocotools"], default="auto")
+    e.add_argument("--pck-thr", type=float, default=0.05, help="PCK threshold (fraction of the box's longer side)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out-dir", default="eval_out", help="where the table, results JSON, metrics and plot go")
+    o.add_argument("--arch", help="name in the table's Arch column (default: the card's name)")
+    o.add_argument("--max-images", type=int, help="only the first N images (quick runs)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job; returns the exit status (0 ok, 2 bad input)."""
+    args = parse_args(argv)
+    from service.errors import PoseServiceError
+
+    try:
+        return _main(args)
+    except (FileNotFoundError, ValueError, RuntimeError, PoseServiceError) as exc:
+        print(f"pose-eval: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    from evaluation.metric import load_coco
+
+    out_dir = Path(args.out_dir)
+    n_sources = sum(x is not None for x in (args.pose, args.zoo, args.checkpoint))
+    if n_sources != 1:
+        raise ValueError("give exactly one of --pose, --zoo, --checkpoint")
+    if args.boxes == "file" and not args.det_file:
+        raise ValueError("--boxes file needs --det-file")
+    if args.boxes == "detector" and not args.detector:
+        raise ValueError("--boxes detector needs --detector")
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be >= 1")
+    card_path = args.pose or export_pose_model(args.zoo, args.checkpoint, out_dir / "model")
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
+    pose = PoseEstimator.from_card(
+        card_path,
+        backend=args.runtime,
+        providers=providers,
+        allow_fallback=args.allow_provider_fallback,
+        max_batch_size=args.batch_size,
+        flip_test=args.flip_test,
+    )
+    coco = load_coco(args.ann, args.coco_backend)
+    detections = detector = None
+    if args.boxes == "file":
+        thr = 0.0 if args.det_score_thr is None else args.det_score_thr
+        detections = load_detection_file(args.det_file, set(coco.getImgIds()), thr)
+    elif args.boxes == "detector":
+        from service.detector import PersonDetector
+        from service.runtime import create_runtime
+
+        kw = {}
+        if args.det_score_thr is not None:
+            kw["score_threshold"] = args.det_score_thr
+        if args.det_nms_iou is not None:
+            kw["iou_threshold"] = args.det_nms_iou
+        det_rt = create_runtime(args.detector, args.runtime, providers, args.allow_provider_fallback)
+        detector = PersonDetector(det_rt, name=Path(args.detector).stem, **kw)
+
+    preds = run_pipeline(
+        coco,
+        args.images,
+        pose,
+        box_source=args.boxes,
+        detections=detections,
+        detector=detector,
+        max_images=args.max_images,
+        progress=not args.no_progress,
+    )
+    result, records = score_predictions(
+        preds,
+        args.ann,
+        rescore=not args.no_rescore,
+        nms=not args.no_nms,
+        nms_thr=args.nms_thr,
+        keypoint_score_thr=args.kpt_score_thr,
+        backend=args.coco_backend,
+        pck_thr=args.pck_thr,
+    )
+    arch = args.arch or pose.card.name
+    table = format_ap_table([{"arch": arch, "input_size": pose.input_size, "stats": result.stats}])
+    providers_active = pose.runtime.describe().get("active_providers")
+    settings = {
+        "boxes": args.boxes,
+        "det_file": args.det_file,
+        "det_score_thr": args.det_score_thr,
+        "detector": args.detector,
+        "flip_test": preds.notes["flip_test"],
+        "rescore": not args.no_rescore,
+        "oks_nms": None if args.no_nms else args.nms_thr,
+        "coco_backend": result.backend,
+        "runtime": args.runtime,
+        "providers": providers_active,
+        "images": len(preds.image_ids),
+        "persons_in": preds.num_boxes,
+        "results_after_nms": result.num_results,
+        **{k: v for k, v in preds.notes.items() if k != "flip_test"},
+    }
+    note = (
+        f"\nBoxes: {args.boxes}; flip test: {settings['flip_test']}; rescoring: {'on' if settings['rescore'] else 'off'}; "
+        f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "
+        f"images: {settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ap_table.md").write_text(table + note)
+    write_results_json(records, out_dir / "results.keypoints.json")
+    (out_dir / "metrics.json").write_text(
+        json.dumps(
+            {
+                "arch": arch,
+                "input_size": list(pose.input_size),
+                "stats": result.stats,
+                "settings": settings,
+                "per_keypoint": result.per_keypoint,
+            },
+            indent=2,
+        )
+    )
+    plot_per_keypoint(result.per_keypoint, out_dir / "per_keypoint.png", title=f"{arch}: per-keypoint OKS / PCK")
+    print(result.summary, end="")
+    print(table + note, end="")
+    print(
+        f"written: {out_dir / 'ap_table.md'}, {out_dir / 'results.keypoints.json'}, "
+        f"{out_dir / 'metrics.json'}, {out_dir / 'per_keypoint.png'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Person detector for the standard Ultralytics YOLO ONNX / engine contract.
+
+Input ``images`` float32 (or float16) [B, 3, S, S], RGB, 0..1, letterboxed with pad value 114.
+Output either raw predictions [B, 4 + C, N] (cx, cy, w, h in input pixels, then C class scores,
+already sigmoid; Ultralytics ``export(format="onnx")``) or NMS-ed detections [B, M, 6]
+(x1, y1, x2, y2, score, class; Ultralytics ``export(nms=True)``). Only the person class is kept;
+score threshold and NMS use OpenCV (``cv2.dnn.NMSBoxes``).
+
+Letterbox and box rescaling follow ``ultralytics/data/augment.py`` (``LetterBox``, centred,
+no auto-stride padding) and ``ultralytics/utils/ops.py`` (``scale_boxes``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from service.errors import InferenceError, ModelLoadError
+
+PAD_VALUE = 114
+PERSON_CLASS = 0
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was letterboxed: ``input = (orig * ratio) + (pad_x, pad_y)``."""
+
+    ratio: float
+    pad_x: int
+    pad_y: int
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to ``size`` x ``size`` with 114 (Ultralytics LetterBox).
+
+    Args:
+        image: uint8 [H, W, 3].
+        size: square input side in pixels (640 for the standard export).
+
+    Returns:
+        (uint8 [size, size, 3], the transform).
+    """
+    h, w = image.shape[:2]
+    r = min(size / h, size / w)
+    new_w, new_h = int(round(w * r)), int(round(h * r))
+    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    if (w, h) != (new_w, new_h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    return out, Letterbox(r, left, top)
+
+
+def unletterbox_boxes(boxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> np.ndarray:
+    """Map boxes from letterboxed input pixels to original-image pixels, clipped to the image.
+
+    Args:
+        boxes_xyxy: float [N, 4] in input pixels.
+        lb: the :class:`Letterbox` used for this image.
+        image_hw: (H, W) of the original image.
+
+    Returns:
+        float32 [N, 4] xyxy in original-image pixels.
+    """
+    b = np.asarray(boxes_xyxy, dtype=np.float32).copy()
+    b[:, [0, 2]] = (b[:, [0, 2]] - lb.pad_x) / lb.ratio
+    b[:, [1, 3]] = (b[:, [1, 3]] - lb.pad_y) / lb.ratio
+    h, w = image_hw
+    b[:, [0, 2]] = b[:, [0, 2]].clip(0, w)
+    b[:, [1, 3]] = b[:, [1, 3]].clip(0, h)
+    return b
+
+
+class PersonDetector:
+    """YOLO person detector over a runtime (see ``service/runtime.py``).
+
+    Args:
+        runtime: an opened runtime whose first input is the image tensor.
+        score_threshold: minimum person score.
+        iou_threshold: NMS IoU threshold (raw-output models only; NMS-ed outputs are kept as is).
+        max_detections: keep at most this many boxes per image (highest scores).
+        name: model name reported in responses.
+
+    Raises:
+        ModelLoadError: the model's input or output shape does not fit the contract.
+    """
+
+    def __init__(
+        self,
+        runtime,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 100,
+        name: str = "detector",
+    ) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.max_detections = int(max_detections)
+        shape = runtime.input_shapes[0]
+        if len(shape) != 4 or (shape[1] is not None and shape[1] != 3):
+            raise ModelLoadError(f"detector input must be [B, 3, S, S], got {shape}")
+        self.input_name = runtime.input_names[0]
+        self.input_dtype = runtime.input_dtypes[0]
+        self.input_size = int(shape[2] or shape[3] or 640)
+        self.fixed_batch = shape[0]
+        out_shape = runtime.output_shapes[0] if hasattr(runtime, "output_shapes") else None
+        if out_shape is not None and len(out_shape) != 3:
+            raise ModelLoadError(f"detector output must be 3-D ([B, 4+C, N] or [B, M, 6]), got {out_shape}")
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        """uint8 RGB [H, W, 3] -> float [1, 3, S, S] in 0..1 and the letterbox transform."""
+        lb_img, lb = letterbox(image, self.input_size)
+        x = lb_img.transpose(2, 0, 1)[None].astype(self.input_dtype) / self.input_dtype.type(255.0)
+        return np.ascontiguousarray(x, dtype=self.input_dtype), lb
+
+    def _postprocess(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        pred = np.asarray(pred, dtype=np.float32)
+        if pred.ndim == 2 and pred.shape[1] == 6 and pred.shape[0] != 6:
+            # NMS-ed: [M, 6] = x1, y1, x2, y2, score, class
+            keep = (pred[:, 5].round() == PERSON_CLASS) & (pred[:, 4] >= self.score_threshold)
+            det = pred[keep]
+            det = det[np.argsort(-det[:, 4])][: self.max_detections]
+            boxes, scores = det[:, :4], det[:, 4]
+        else:
+            if pred.shape[0] < 5:
+                raise InferenceError(f"detector output {list(pred.shape)} has no class scores")
+            p = pred.T  # [N, 4 + C]
+            scores = p[:, 4 + PERSON_CLASS]
+            keep = scores >= self.score_threshold
+            p, scores = p[keep], scores[keep]
+            cx, cy, w, h = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
+            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+            if len(boxes):
+                xywh = np.stack([boxes[:, 0], boxes[:, 1], w, h], axis=1)
+                idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_threshold, self.iou_threshold)
+                idx = np.asarray(idx, dtype=np.int64).reshape(-1)[: self.max_detections]
+                boxes, scores = boxes[idx], scores[idx]
+        boxes = unletterbox_boxes(boxes.reshape(-1, 4), lb, image_hw)
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return boxes[valid], scores[valid].astype(np.float32)
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Find people in one image.
+
+        Args:
+            image: uint8 [H, W, 3] RGB.
+
+        Returns:
+            (bboxes float32 [N, 4] xyxy in original-image pixels, scores float32 [N]), sorted by
+            descending score.
+
+        Raises:
+            InferenceError: the runtime failed or returned an unexpected shape.
+        """
+        x, lb = self.preprocess(image)
+        out = self.runtime.run({self.input_name: x})[0]
+        if out.ndim != 3 or out.shape[0] != 1:
+            raise InferenceError(f"detector output has shape {list(out.shape)}, expected [1, 4+C, N] or [1, M, 6]")
+        boxes, scores = self._postprocess(out[0], lb, image.shape[:2])
+        order = np.argsort(-scores, kind="stable")
+        return boxes[order], scores[order]

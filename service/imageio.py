@@ -1,0 +1,89 @@
+"""Image decoding from bytes, with limits checked before the full decode.
+
+Pillow reads the header (format, size) first; the byte limit and the pixel limit (decompression
+bombs) are checked before any pixel is decoded. EXIF orientation is applied. Grayscale, alpha,
+palette, CMYK and 16-bit images come out as 8-bit 3-channel RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError
+
+#: Pillow format names the service accepts.
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
+#: Content-Types accepted for a raw image body (multipart uploads are checked by content).
+SUPPORTED_CONTENT_TYPES: frozenset[str] = frozenset(
+    {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/bmp", "image/x-ms-bmp", "application/octet-stream"}
+)
+
+# Our own pixel limit replaces Pillow's global one (which warns at ~89 Mpx and raises at 2x that).
+Image.MAX_IMAGE_PIXELS = None
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> uint8 [H, W, 3] RGB. 16/32-bit integer images are scaled from 0..65535."""
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    if mode.startswith("I"):  # I;16, I;16B, I;16L, I (32-bit holding 16-bit PNG data)
+        arr = np.asarray(img).astype(np.float64)
+        arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode == "F":
+        arr = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def decode_image(data: bytes, max_bytes: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """Decode image bytes to an RGB array.
+
+    Args:
+        data: the encoded file (JPEG, PNG, WebP or BMP).
+        max_bytes: reject larger inputs before parsing (None: no limit).
+        max_pixels: reject images with width x height above this before decoding pixels.
+
+    Returns:
+        uint8 [H, W, 3], RGB, EXIF orientation applied (H, W are the displayed size).
+
+    Raises:
+        PayloadTooLargeError: over ``max_bytes`` or ``max_pixels``.
+        UnsupportedMediaTypeError: a real image in a format outside :data:`SUPPORTED_FORMATS`.
+        ImageDecodeError: empty, not an image, corrupt or truncated.
+    """
+    if not data:
+        raise ImageDecodeError("empty body: no image bytes received")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise PayloadTooLargeError(f"image is {len(data)} bytes, the limit is {max_bytes} bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(
+            "cannot identify an image in the uploaded bytes (JPEG, PNG, WebP, BMP accepted)"
+        ) from exc
+    except Exception as exc:  # Pillow raises many types for corrupt headers
+        raise ImageDecodeError(f"cannot read the image header: {exc}") from exc
+    with img:
+        if img.format not in SUPPORTED_FORMATS:
+            raise UnsupportedMediaTypeError(f"image format {img.format} is not supported; send JPEG, PNG, WebP or BMP")
+        w, h = img.size
+        if w <= 0 or h <= 0:
+            raise ImageDecodeError(f"image has an empty size {w}x{h}")
+        if max_pixels is not None and w * h > max_pixels:
+            raise PayloadTooLargeError(f"image is {w}x{h} = {w * h} pixels, the limit is {max_pixels} pixels")
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb8(img)
+        except Exception as exc:
+            raise ImageDecodeError(f"cannot decode the image ({img.format} {w}x{h}): {exc}") from exc

@@ -1,0 +1,51 @@
+"""Draw boxes and skeletons on an image (``POST /pose?render=true`` returns this as JPEG)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from models.keypoints import COCO17_SKELETON
+
+
+def render_poses(
+    image: np.ndarray,
+    bboxes: np.ndarray,
+    keypoints: np.ndarray,
+    keypoint_threshold: float = 0.3,
+    skeleton=COCO17_SKELETON,
+) -> np.ndarray:
+    """Return a copy of ``image`` with boxes, limbs and joints drawn.
+
+    Args:
+        image: uint8 [H, W, 3] RGB.
+        bboxes: float [N, 4] xyxy, original-image pixels.
+        keypoints: float [N, K, 3] x, y (original-image pixels), score.
+        keypoint_threshold: joints and limbs with a lower score are not drawn.
+        skeleton: limbs as 0-based index pairs.
+
+    Returns:
+        uint8 [H, W, 3] RGB.
+    """
+    out = np.ascontiguousarray(image.copy())
+    t = max(1, round(max(image.shape[:2]) / 400))
+    for box, kpts in zip(np.asarray(bboxes), np.asarray(keypoints)):
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), t)
+        for a, b in skeleton:
+            if kpts[a, 2] >= keypoint_threshold and kpts[b, 2] >= keypoint_threshold:
+                pa = (int(round(kpts[a, 0])), int(round(kpts[a, 1])))
+                pb = (int(round(kpts[b, 0])), int(round(kpts[b, 1])))
+                cv2.line(out, pa, pb, (255, 128, 0), t, cv2.LINE_AA)
+        for x, y, s in kpts:
+            if s >= keypoint_threshold:
+                cv2.circle(out, (int(round(x)), int(round(y))), t + 2, (255, 0, 0), -1, cv2.LINE_AA)
+    return out
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
+    """uint8 RGB [H, W, 3] -> JPEG bytes."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()

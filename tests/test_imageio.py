@@ -1,0 +1,105 @@
+"""Image decoding: formats, EXIF orientation, mode conversion, limits before decode."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError
+from service.imageio import decode_image
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _gradient(w=64, h=48) -> np.ndarray:
+    x = np.zeros((h, w, 3), np.uint8)
+    x[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None]
+    x[..., 1] = np.linspace(0, 255, h, dtype=np.uint8)[:, None]
+    x[..., 2] = 200
+    return x
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "WEBP", "JPEG"])
+def test_decodes_each_supported_format_to_rgb(fmt):
+    ref = _gradient()
+    kw = {"lossless": True} if fmt == "WEBP" else ({"quality": 98} if fmt == "JPEG" else {})
+    out = decode_image(_encode(Image.fromarray(ref), fmt, **kw))
+    assert out.dtype == np.uint8 and out.shape == ref.shape
+    tol = 6 if fmt == "JPEG" else 0
+    assert np.abs(out.astype(int) - ref).max() <= tol  # channel order kept: RGB in, RGB out
+
+
+def test_real_coco_jpeg(coco_tiny):
+    out = decode_image((coco_tiny / "000000000785.jpg").read_bytes())
+    assert out.shape == (425, 640, 3)
+
+
+def test_exif_orientation_is_applied():
+    ref = _gradient(64, 48)
+    img = Image.fromarray(ref)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 CW on display
+    out = decode_image(_encode(img, "JPEG", exif=exif.tobytes(), quality=98))
+    assert out.shape == (64, 48, 3)  # width and height swapped
+    np.testing.assert_allclose(out.astype(int), np.rot90(ref, k=-1).astype(int), atol=8)
+
+
+@pytest.mark.parametrize(
+    "mode, make",
+    [
+        ("L", lambda: Image.fromarray(np.full((10, 12), 77, np.uint8), "L")),
+        ("RGBA", lambda: Image.fromarray(np.dstack([np.full((10, 12, 3), 77, np.uint8), np.zeros((10, 12), np.uint8)]), "RGBA")),
+        ("P", lambda: Image.fromarray(np.full((10, 12, 3), 77, np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)),
+        ("LA", lambda: Image.fromarray(np.full((10, 12), 77, np.uint8), "L").convert("LA")),
+    ],
+)
+def test_modes_become_8bit_3_channel(mode, make):
+    img = make()
+    assert img.mode == mode
+    out = decode_image(_encode(img, "PNG"))
+    assert out.shape == (10, 12, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - 77).max() <= 1
+
+
+def test_16bit_grayscale_is_scaled_not_clipped():
+    arr = np.full((8, 8), 65535 // 2, np.uint16)
+    arr[0, 0] = 65535
+    img = Image.fromarray(arr)
+    out = decode_image(_encode(img, "PNG"))
+    assert out.shape == (8, 8, 3)
+    assert out[1, 1, 0] in (127, 128) and out[0, 0, 0] == 255
+
+
+def test_byte_limit_checked_first():
+    data = _encode(Image.fromarray(_gradient()), "PNG")
+    with pytest.raises(PayloadTooLargeError, match="bytes"):
+        decode_image(data, max_bytes=len(data) - 1)
+
+
+def test_decompression_bomb_rejected_before_decode():
+    bomb = _encode(Image.new("1", (30000, 30000)), "PNG")  # ~100 kB of zeros, 900 Mpx
+    assert len(bomb) < 1_000_000
+    with pytest.raises(PayloadTooLargeError, match="pixels"):
+        decode_image(bomb, max_pixels=50_000_000)
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20])
+def test_garbage_is_a_decode_error(data):
+    with pytest.raises(ImageDecodeError):
+        decode_image(data)
+
+
+def test_truncated_jpeg_is_a_decode_error(coco_tiny):
+    data = (coco_tiny / "000000000785.jpg").read_bytes()
+    with pytest.raises(ImageDecodeError):
+        decode_image(data[: len(data) // 3])
+
+
+def test_unsupported_format_is_415_class():
+    with pytest.raises(UnsupportedMediaTypeError, match="GIF"):
+        decode_image(_encode(Image.fromarray(_gradient()), "GIF"))
