@@ -64,7 +64,7 @@ def maxdev(a, b) -> float:
     return float(np.abs(a - b).max())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _recipe_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor | None:
     v = recipe.recipe_value(key, shape)
     return None if v is None else torch.from_numpy(v)
@@ -119,7 +119,9 @@ def test_integral_head_forward_and_flip(variant):
     report(f"integral head {variant} heatmap peaks", maxdev(heatmaps.flatten(2).amax(2), g[f"{variant}_heatmap_peak"]))
     averaged = (coords + flip_back_coordinates(coords_flip, torch.from_numpy(flip_indices()), 256)) * 0.5
     keypoints, scores = codecs.decode_integral(averaged.numpy(), (256, 256))
-    report(f"integral head {variant} flip test (normalised)", maxdev(keypoints / 256, g[f"{variant}_flip_keypoints"] / 256))
+    report(
+        f"integral head {variant} flip test (normalised)", maxdev(keypoints / 256, g[f"{variant}_flip_keypoints"] / 256)
+    )
     assert (scores == 1).all()
 
 
@@ -144,7 +146,9 @@ def test_heatmap_head_forward_and_flip():
     averaged = (hm + flip_back_heatmaps(hm_flip, torch.from_numpy(flip_indices()))) * 0.5
     report("heatmap head flip-test heatmaps", maxdev(averaged[0], g["heatmaps_flip_0"]))
     keypoints, scores = codecs.decode_heatmaps(averaged.numpy(), (96, 128))
-    report("heatmap head flip-test keypoints (normalised)", maxdev(keypoints / [96, 128], g["keypoints_flip"] / [96, 128]))
+    report(
+        "heatmap head flip-test keypoints (normalised)", maxdev(keypoints / [96, 128], g["keypoints_flip"] / [96, 128])
+    )
     report("heatmap head flip-test scores", maxdev(scores, g["scores_flip"]))
 
 
@@ -197,12 +201,16 @@ def test_crops_equal_mmpose_topdown_affine(size):
     g = npz("pipeline.npz")
     tag = f"{size[0]}x{size[1]}"
     centers, scales = geometry.box_to_center_scale(g["bboxes_xyxy"], size)
-    report(f"center/scale {tag}", max(maxdev(centers, g[f"input_center_{tag}"]), maxdev(scales, g[f"input_scale_{tag}"])), 0.0)
+    report(
+        f"center/scale {tag}",
+        max(maxdev(centers, g[f"input_center_{tag}"]), maxdev(scales, g[f"input_scale_{tag}"])),
+        0.0,
+    )
     crops = geometry.crop_batch(g["image_rgb"], centers, scales, size)
     report(f"crop pixels {tag} (uint8 levels)", maxdev(crops, g[f"crops_rgb_{tag}"]), 0.0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _filled_state_dict(name: str) -> dict:
     return fill(build_pose_model(name)).state_dict()
 
@@ -236,7 +244,13 @@ def test_full_model_matches_mmpose(name, dtype):
         report(f"{name} {dtype} flip-test heatmaps (relative)", dev, tol)
         keypoints, scores = codecs.decode_heatmaps(flip.numpy(), (w, h))
         scores = scores / rng  # compared relative to the heatmap range as well
-        g = dict(g, **{"scores_flip" + sfx: g["scores_flip" + sfx] / rng, "scores_image_flip" + sfx: g["scores_image_flip" + sfx] / rng})
+        g = dict(
+            g,
+            **{
+                "scores_flip" + sfx: g["scores_flip" + sfx] / rng,
+                "scores_image_flip" + sfx: g["scores_image_flip" + sfx] / rng,
+            },
+        )
     dev = maxdev(keypoints / [w, h], g["keypoints_crop_flip" + sfx] / [w, h])
     report(f"{name} {dtype} flip test keypoints (normalised)", dev, tol)
     report(f"{name} {dtype} flip test scores", maxdev(scores, g["scores_flip" + sfx]), tol)

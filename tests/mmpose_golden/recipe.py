@@ -86,6 +86,10 @@ def synthetic_image(height: int = 240, width: int = 320) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     tile = (xx // 40) * 3 + (yy // 40) * 5
     img = palette[tile % len(palette)]
-    for cx, cy, rad, col in ((100, 90, 30, (250, 120, 40)), (200, 150, 45, (30, 220, 200)), (260, 60, 20, (90, 20, 140))):
+    for cx, cy, rad, col in (
+        (100, 90, 30, (250, 120, 40)),
+        (200, 150, 45, (30, 220, 200)),
+        (260, 60, 20, (90, 20, 140)),
+    ):
         img[(xx - cx) ** 2 + (yy - cy) ** 2 < rad**2] = col
     return img.astype(np.uint8)
