@@ -184,6 +184,29 @@ def test_mismatched_state_dict_names_missing_unexpected_and_misshaped_keys():
     assert "backbone.conv1.weight: checkpoint [8, 3, 3, 3] vs model [8, 3, 7, 7]" in msg
 
 
+class HistoryBuffer:
+    """Stands for mmengine objects that MMPose checkpoints may carry in ``meta``."""
+
+    restored = False
+
+    def __init__(self):
+        self.values = np.arange(3)
+
+    def __setstate__(self, state):
+        HistoryBuffer.restored = True  # must never run: the loader does not execute file classes
+        self.__dict__.update(state)
+
+
+def test_unknown_classes_in_meta_are_inert(tmp_path):
+    model = randomise(build_pose_model(small("ipr_res50")))
+    path = tmp_path / "with_objects.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"message_hub": HistoryBuffer(), "seed": 3}}, path)
+    loaded, meta = load_pose_checkpoint(path, config=model.config)
+    assert not HistoryBuffer.restored
+    assert meta["meta"]["message_hub"] == "<opaque tests.test_models.HistoryBuffer>" and meta["meta"]["seed"] == 3
+    assert torch.equal(loaded.state_dict()["backbone.conv1.weight"], model.state_dict()["backbone.conv1.weight"])
+
+
 def test_mmpose_file_of_unknown_config_needs_config(tmp_path):
     model = randomise(build_pose_model(small("ipr_res50_debias")))
     path = tmp_path / "my_finetune.pth"
