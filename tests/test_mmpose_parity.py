@@ -189,7 +189,7 @@ def test_geometry_warp_matrix_and_center_scale():
         )
         # relative to the matrix scale so that large-coordinate cases compare like small ones
         devs.append(maxdev(m, expected) / max(1.0, float(np.abs(expected).max())))
-    report("get_warp_matrix (relative)", max(devs))
+    report("get_warp_matrix (relative)", max(devs), 1e-9)
     c, s = geometry.bbox_xyxy2cs(g["cs_boxes"], 1.25)
     report("bbox_xyxy2cs", max(maxdev(c, g["cs_centers"]), maxdev(s, g["cs_scales"])), 0.0)
     report("fix_aspect_ratio 1.0", maxdev(geometry.fix_aspect_ratio(s, 1.0), g["fix_scales_256x256"]), 0.0)
