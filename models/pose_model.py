@@ -14,9 +14,11 @@ RGB input; the service decodes images to RGB, so no channel swap is needed anywh
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.codecs import decode_heatmap, decode_integral
 from models.heads import HeatmapHead, IntegralRegressionHead
 from models.keypoints import NUM_KEYPOINTS, flip_indices
 from models.resnet import ResNet
@@ -155,6 +157,22 @@ class TopdownPoseModel(nn.Module):
         """:meth:`forward` or :meth:`forward_flip_test` (default: ``config.flip_test``)."""
         use_flip = self.config.flip_test if flip_test is None else flip_test
         return self.forward_flip_test(inputs) if use_flip else self(inputs)
+
+    @torch.no_grad()
+    def predict_keypoints(self, crops_rgb, flip_test: bool | None = None) -> np.ndarray:
+        """uint8 RGB crops [B, h, w, 3] (numpy or tensor) -> float32 [B, K, 3]: x, y in crop pixels, score.
+
+        Preprocess, run (with flip test by default as ``config.flip_test``), decode with
+        :func:`models.codecs.decode_integral` (scores 1) or :func:`models.codecs.decode_heatmap`
+        (score = heatmap maximum). Map to image pixels with :func:`models.geometry.keypoints_crop_to_image`.
+        """
+        crops = torch.as_tensor(np.asarray(crops_rgb) if not isinstance(crops_rgb, Tensor) else crops_rgb)
+        x = self.preprocess(crops.to(self.mean.device)).to(self.mean.dtype)
+        out = self.predict(x, flip_test).float().cpu().numpy()
+        if self.config.head_kind == "integral":
+            keypoints, scores = decode_integral(out, self.config.input_size)
+            return np.concatenate([keypoints, scores[..., None]], axis=-1)
+        return decode_heatmap(out, self.config.input_size)
 
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 RGB crops [B, h, w, 3] (NHWC, 0-255) -> normalised float32 [B, 3, h, w].

@@ -353,6 +353,23 @@ def test_preprocess_and_inference_module():
         assert torch.equal(PoseInferenceModule(model, flip_test=True)(x), model.forward_flip_test(x))
 
 
+@pytest.mark.parametrize("name", ["ipr_res50_debias", "td-hm_res50"])
+def test_predict_keypoints_in_crop_pixels(name):
+    model = randomise(build_pose_model(small(name)))
+    w, h = model.config.input_size
+    crops = np.random.RandomState(0).randint(0, 256, (2, h, w, 3)).astype(np.uint8)
+    kp = model.predict_keypoints(crops)
+    assert kp.shape == (2, 17, 3) and kp.dtype == np.float32
+    with torch.no_grad():
+        out = model.forward_flip_test(model.preprocess(torch.from_numpy(crops)))
+    if model.output_kind == "integral":
+        np.testing.assert_allclose(kp[..., :2], out.numpy() * [w, h], rtol=1e-6)
+        assert (kp[..., 2] == 1).all()
+    else:
+        np.testing.assert_allclose(kp[..., 2], out.flatten(2).amax(2).numpy())
+        assert (kp[..., 0] <= w).all() and (kp[..., 1] <= h).all()
+
+
 def test_bad_inputs_raise_clear_errors():
     model = build_pose_model(small("td-hm_res50"))
     with pytest.raises(ValueError, match=r"\[B, 3, 256, 192\]"):
