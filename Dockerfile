@@ -43,11 +43,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     POSE_CACHE_DIR=/models YOLO_OFFLINE=0
 RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY models ./models
-COPY service ./service
-COPY export ./export
-COPY evaluation ./evaluation
+COPY --from=serve-base /app /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.13,<2.14" \
  && pip install ".[export,serve]"
 VOLUME ["/models"]

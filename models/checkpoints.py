@@ -51,8 +51,33 @@ def _numpy_safe_globals() -> list:
     return items
 
 
+class OpaqueObject:
+    """Inert stand-in for a class pickled in a checkpoint's metadata that is not on the allow-list
+    (e.g. mmengine's ``HistoryBuffer`` in a ``message_hub``). It runs none of that class's code: it
+    only keeps the constructor arguments and the pickled state for inspection."""
+
+    qualname = "?"
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs, self.state = args, kwargs, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<opaque {self.qualname}>"
+
+
+_NEVER_STUB = ("torch", "numpy", "builtins", "collections", "__builtin__", "_codecs")
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+) was not")
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint file safely (``torch.load(weights_only=True)``) onto the CPU.
+
+    numpy arrays / scalars are allow-listed. Other classes found in the pickle (typically mmengine
+    objects in MMPose's ``meta``) are replaced by inert :class:`OpaqueObject` stand-ins, one class
+    at a time, so no code from the file runs; classes of torch / numpy / builtins are never stubbed.
 
     Returns:
         The top-level dict.
@@ -64,11 +89,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError / RuntimeError / EOFError ...
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {type(e).__name__}: {e}") from e
+    allowed = _numpy_safe_globals()
+    for _ in range(64):
+        try:
+            with torch.serialization.safe_globals(allowed):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            break
+        except Exception as e:  # torch raises UnpicklingError / RuntimeError / EOFError ...
+            m = _UNSUPPORTED_GLOBAL.search(str(e))
+            if m is None or m.group(1).split(".")[0] in _NEVER_STUB:
+                raise CheckpointError(f"cannot read {path} as a torch checkpoint: {type(e).__name__}: {e}") from e
+            name = m.group(1)
+            stub = type("Opaque_" + name.replace(".", "_"), (OpaqueObject,), {"qualname": name})
+            allowed.append((stub, name))
+    else:
+        raise CheckpointError(f"cannot read {path}: too many unknown classes in the pickle")
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a dict checkpoint")
     return dict(obj)
@@ -91,6 +126,9 @@ def extract_state_dict(ckpt: Mapping) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"no state dict in checkpoint (top-level keys: {sorted(ckpt)[:10]})")
     if not isinstance(sd, Mapping):
         raise CheckpointError(f"checkpoint 'state_dict' is a {type(sd).__name__}, expected a dict")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"state dict entries that are not tensors: {bad[:10]}")
     return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
 
 

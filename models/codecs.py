@@ -281,3 +281,17 @@ def decode_heatmaps(heatmaps: np.ndarray, input_size: tuple[int, int]) -> tuple[
         raise ValueError(f"heatmaps must be [B, K, H, W], got shape {list(hm.shape)}")
     codec = MSRAHeatmap(input_size, (hm.shape[-1], hm.shape[-2]))
     return codec.decode(hm)
+
+
+def decode_heatmap(heatmaps: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Heatmaps [B, K, H, W] -> float32 [B, K, 3]: x, y in crop pixels and the score.
+
+    The service's form of :func:`decode_heatmaps` (MMPose ``MSRAHeatmap.decode``: argmax, quarter-pixel
+    refinement towards the higher neighbour, scaling by input / heatmap size; score = heatmap maximum;
+    x = y = -1 before scaling where the maximum is <= 0).
+
+    Raises:
+        ValueError: not [B, K, H, W].
+    """
+    keypoints, scores = decode_heatmaps(heatmaps, input_size)
+    return np.concatenate([keypoints, scores[..., None]], axis=-1).astype(np.float32)

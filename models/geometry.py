@@ -162,8 +162,8 @@ def get_warp_matrix(
     src_w = scale[0]
     dst_w, dst_h = output_size[0], output_size[1]
     rot_rad = np.deg2rad(rot)
-    src_dir = _rotate_point(np.array([0.0, src_w * -0.5]), rot_rad)
-    dst_dir = np.array([0.0, dst_w * -0.5])
+    src_dir = _rotate_point(np.array([src_w * -0.5, 0.0]), rot_rad)
+    dst_dir = np.array([dst_w * -0.5, 0.0])
 
     src = np.zeros((3, 2), dtype=np.float32)
     src[0, :] = center + scale * shift_a

@@ -198,17 +198,23 @@ class IntegralRegressionHead(nn.Module):
         """Soft-argmax of logits [B, K, H, W] -> (coords [B, K, 2] normalised, heatmaps [B, K, H, W]).
 
         ``heatmaps`` are the softmax probabilities (each map sums to 1), used by the DSNT loss.
+        float16 / bfloat16 logits are integrated in float32 and the results cast back (a few
+        thousand multiply-adds; it keeps Debias' beta 10 accurate in half precision).
         """
         b, k, h, w = logits.shape
         if (w, h) != self.heatmap_size:
             raise ValueError(f"logits are {w}x{h}, the head's grid is {self.heatmap_size[0]}x{self.heatmap_size[1]}")
+        out_dtype = logits.dtype
+        if out_dtype in (torch.float16, torch.bfloat16):
+            # beta * logits needs more than 16-bit precision (float16 ulp is 0.5 at 1000): integrate in float32
+            logits = logits.float()
         heatmaps = F.softmax((logits * self.beta).reshape(b, k, h * w), dim=2).reshape(b, k, h, w)
-        x = (heatmaps * self.linspace_x).reshape(b, k, -1).sum(dim=2, keepdim=True)
-        y = (heatmaps * self.linspace_y).reshape(b, k, -1).sum(dim=2, keepdim=True)
+        x = (heatmaps * self.linspace_x.to(logits.dtype)).reshape(b, k, -1).sum(dim=2, keepdim=True)
+        y = (heatmaps * self.linspace_y.to(logits.dtype)).reshape(b, k, -1).sum(dim=2, keepdim=True)
         coords = torch.cat([x, y], dim=-1)
         if self.debias:
             coords = debias_coordinates(coords, log_sum_exp_spatial(logits))
-        return coords, heatmaps
+        return coords.to(out_dtype), heatmaps.to(out_dtype)
 
     def forward_with_heatmaps(self, feats: Tensor | Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """(coords [B, K, 2], heatmaps [B, K, H, W]) — as MMPose ``IntegralRegressionHead.forward``."""

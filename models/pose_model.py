@@ -14,13 +14,50 @@ RGB input; the service decodes images to RGB, so no channel swap is needed anywh
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.codecs import decode_heatmap, decode_integral
 from models.heads import HeatmapHead, IntegralRegressionHead
 from models.keypoints import NUM_KEYPOINTS, flip_indices
 from models.resnet import ResNet
 from models.zoo import PoseModelConfig, get_config
+
+
+def flip_back_coordinates(coords: Tensor, flip_index: Tensor, input_width: int, shift: bool = True) -> Tensor:
+    """Normalised coordinates predicted on a horizontally flipped crop -> the original crop.
+
+    ``x <- 1 - x`` (minus ``1 / input_width`` when ``shift``), y unchanged, then joints reordered by
+    ``flip_index`` (MMPose ``flip_coordinates`` in ``mmpose/models/utils/tta.py``).
+
+    Args:
+        coords: [B, K, 2] normalised (x, y).
+        flip_index: int64 [K] (:func:`models.keypoints.flip_indices`).
+        input_width: crop width w in pixels.
+        shift: MMPose ``shift_coords`` (True in all three integral configs).
+    """
+    x = 1.0 - coords[..., 0:1]
+    if shift:
+        x = x - 1.0 / input_width
+    return torch.cat([x, coords[..., 1:]], dim=-1)[:, flip_index]
+
+
+def flip_back_heatmaps(heatmaps: Tensor, flip_index: Tensor, shift: bool = True) -> Tensor:
+    """Heatmaps predicted on a horizontally flipped crop -> the original crop.
+
+    Mirror along x, reorder joints by ``flip_index``, and when ``shift`` move every column one heatmap
+    pixel right keeping column 0 (MMPose ``flip_heatmaps``, mode ``heatmap``, ``shift_heatmap``).
+
+    Args:
+        heatmaps: [B, K, H, W].
+        flip_index: int64 [K].
+        shift: MMPose ``shift_heatmap`` (True in ``td-hm_res50``).
+    """
+    hm = heatmaps.flip(-1)[:, flip_index]
+    if shift:
+        hm = torch.cat([hm[..., :1], hm[..., :-1]], dim=-1)
+    return hm
 
 
 class TopdownPoseModel(nn.Module):
@@ -103,15 +140,10 @@ class TopdownPoseModel(nn.Module):
         if self.flip_index is None:
             raise ValueError(f"flip test needs left/right pairs; none are defined for K={self.config.num_keypoints}")
         if self.config.head_kind == "integral":
-            x = 1.0 - outputs_flipped[..., 0:1]
-            if self.config.shift_coords:
-                x = x - 1.0 / self.config.input_size[0]
-            out = torch.cat([x, outputs_flipped[..., 1:]], dim=-1)
-            return out[:, self.flip_index]
-        hm = outputs_flipped.flip(-1)[:, self.flip_index]
-        if self.config.shift_heatmap:
-            hm = torch.cat([hm[..., :1], hm[..., :-1]], dim=-1)
-        return hm
+            return flip_back_coordinates(
+                outputs_flipped, self.flip_index, self.config.input_size[0], self.config.shift_coords
+            )
+        return flip_back_heatmaps(outputs_flipped, self.flip_index, self.config.shift_heatmap)
 
     def forward_flip_test(self, inputs: Tensor) -> Tensor:
         """Flip test: mean of the output on ``inputs`` and :meth:`flip_back` of the output on the
@@ -126,6 +158,22 @@ class TopdownPoseModel(nn.Module):
         use_flip = self.config.flip_test if flip_test is None else flip_test
         return self.forward_flip_test(inputs) if use_flip else self(inputs)
 
+    @torch.no_grad()
+    def predict_keypoints(self, crops_rgb, flip_test: bool | None = None) -> np.ndarray:
+        """uint8 RGB crops [B, h, w, 3] (numpy or tensor) -> float32 [B, K, 3]: x, y in crop pixels, score.
+
+        Preprocess, run (with flip test by default as ``config.flip_test``), decode with
+        :func:`models.codecs.decode_integral` (scores 1) or :func:`models.codecs.decode_heatmap`
+        (score = heatmap maximum). Map to image pixels with :func:`models.geometry.keypoints_crop_to_image`.
+        """
+        crops = torch.as_tensor(np.asarray(crops_rgb) if not isinstance(crops_rgb, Tensor) else crops_rgb)
+        x = self.preprocess(crops.to(self.mean.device)).to(self.mean.dtype)
+        out = self.predict(x, flip_test).float().cpu().numpy()
+        if self.config.head_kind == "integral":
+            keypoints, scores = decode_integral(out, self.config.input_size)
+            return np.concatenate([keypoints, scores[..., None]], axis=-1)
+        return decode_heatmap(out, self.config.input_size)
+
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 RGB crops [B, h, w, 3] (NHWC, 0-255) -> normalised float32 [B, 3, h, w].
 
@@ -138,7 +186,7 @@ class TopdownPoseModel(nn.Module):
         """
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected RGB crops [B, h, w, 3], got {list(images.shape)}")
-        x = images.permute(0, 3, 1, 2).to(torch.float32)
+        x = images.permute(0, 3, 1, 2).to(torch.float32).contiguous()
         return (x - self.mean) / self.std
 
 

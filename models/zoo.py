@@ -339,3 +339,37 @@ def load_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progr
             f"on a machine with network access and put it at\n  {dest}\n"
             f"(its SHA-256 must start with {cfg.sha256_prefix})"
         ) from e
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``pose-zoo list`` / ``pose-zoo download NAME [--cache-dir DIR]`` (also ``python -m models.zoo``)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="pose-zoo", description="Pose model zoo: list entries, fetch checkpoints.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the named configs with their published COCO val2017 AP/AR")
+    dl = sub.add_parser("download", help="download (or verify the cached) published checkpoint")
+    dl.add_argument("name", choices=sorted(ZOO))
+    dl.add_argument("--cache-dir", type=Path, default=None, help=f"default: {default_cache_dir()}")
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        for cfg in ZOO.values():
+            w, h = cfg.input_size
+            kind = f"{cfg.head_kind}" + (f" beta={cfg.beta:g}" if cfg.head_kind == "integral" else "")
+            kind += " debias" if cfg.debias else ""
+            print(
+                f"{cfg.name:18s} {w}x{h}  {kind:24s} AP {cfg.published.get('AP', float('nan')):.3f}  "
+                f"AR {cfg.published.get('AR', float('nan')):.3f}  {cfg.checkpoint_url}"
+            )
+        return 0
+    try:
+        print(load_pretrained(args.name, args.cache_dir))
+    except (FileNotFoundError, ChecksumError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,384 @@
+"""Pose models, zoo and checkpoints: parametrised over every zoo entry.
+
+Full ResNet-50s are built where the real shapes matter (forward shapes, strict loading of
+MMPose-shaped checkpoints); behaviour tests use the same configs with small channel counts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models import zoo
+from models.checkpoints import (
+    FORMAT,
+    CheckpointError,
+    check_state_dict,
+    load_pose_checkpoint,
+    save_pose_checkpoint,
+)
+from models.heads import IntegralRegressionHead, debias_coordinates, log_sum_exp_spatial
+from models.pose_model import PoseInferenceModule, TopdownPoseModel, build_pose_model
+from models.zoo import ZOO, PoseModelConfig, get_config
+
+GOLDEN_SHAPES = Path(__file__).resolve().parent / "data" / "mmpose" / "state_dict_shapes.json"
+INTEGRAL = sorted(n for n, c in ZOO.items() if c.head_kind == "integral")
+
+
+def small(name: str, **changes) -> PoseModelConfig:
+    """The zoo config with small channel counts (same structure, head args and input size)."""
+    return get_config(name).replace(
+        backbone_depth=18, backbone_base_channels=8, deconv_out_channels=(16, 16, 16), **changes
+    )
+
+
+def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial weights (the default init gives near-constant heads) and BN statistics."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point() and "linspace" not in k:
+                if k.endswith("running_var"):
+                    v.copy_(torch.rand(v.shape, generator=g) + 0.5)
+                else:
+                    v.copy_(torch.randn(v.shape, generator=g) * (0.5 if v.ndim == 4 else 0.1))
+    return model.eval()
+
+
+# ---------------------------------------------------------------- zoo
+
+
+def test_zoo_entries_match_the_published_mmpose_checkpoints():
+    assert sorted(ZOO) == ["ipr_res50", "ipr_res50_debias", "ipr_res50_dsnt", "td-hm_res50"]
+    for name, cfg in ZOO.items():
+        assert cfg.checkpoint_url.startswith("https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/")
+        assert f"-{cfg.sha256_prefix}_" in cfg.checkpoint_filename, name
+        assert set(cfg.published) == {"AP", "AP50", "AP75", "AR", "AR50"}
+    assert [
+        get_config(n).published["AP"] for n in ("ipr_res50", "ipr_res50_dsnt", "ipr_res50_debias", "td-hm_res50")
+    ] == [
+        0.633,
+        0.674,
+        0.675,
+        0.718,
+    ]
+    assert (get_config("ipr_res50_debias").beta, get_config("ipr_res50_debias").debias) == (10.0, True)
+    assert get_config("ipr_res50").heatmap_size == (64, 64)
+    assert get_config("td-hm_res50").heatmap_size == (48, 64)
+
+
+def test_config_dict_round_trip_and_validation():
+    cfg = small("ipr_res50_debias")
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert PoseModelConfig.from_dict(d) == cfg
+    with pytest.raises(ValueError, match="unknown PoseModelConfig keys"):
+        PoseModelConfig.from_dict({**d, "colour": "rgb"})
+    with pytest.raises(ValueError, match="multiples of 32"):
+        cfg.replace(input_size=(250, 256))
+    with pytest.raises(ValueError, match="head_kind"):
+        cfg.replace(head_kind="simcc")
+    with pytest.raises(KeyError, match="known"):
+        get_config("rtmpose")
+
+
+def test_load_pretrained_without_network_says_where_to_put_the_file(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(zoo.urllib.request, "urlopen", offline)
+    cfg = get_config("ipr_res50_debias")
+    with pytest.raises(FileNotFoundError) as e:
+        zoo.load_pretrained("ipr_res50_debias", cache_dir=tmp_path, progress=False)
+    msg = str(e.value)
+    assert cfg.checkpoint_url in msg and str(tmp_path / cfg.checkpoint_filename) in msg and "055a7699" in msg
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
+
+
+def test_download_verifies_the_sha256_prefix(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"pose" * 1000)
+    digest = zoo.sha256_file(src)
+    dest = zoo.download_checkpoint(src.as_uri(), tmp_path / "cache" / "a.pth", digest[:8], progress=False)
+    assert dest.read_bytes() == src.read_bytes()
+    bad = "0" * 8 if not digest.startswith("0" * 8) else "1" * 8
+    with pytest.raises(zoo.ChecksumError, match=bad):
+        zoo.download_checkpoint(src.as_uri(), tmp_path / "cache" / "b.pth", bad, progress=False)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["a.pth"]
+
+
+def test_cached_checkpoint_with_wrong_hash_is_rejected(tmp_path):
+    cfg = get_config("td-hm_res50")
+    (tmp_path / cfg.checkpoint_filename).write_bytes(b"not the checkpoint")
+    with pytest.raises(zoo.ChecksumError, match="04af38ce"):
+        zoo.load_pretrained("td-hm_res50", cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- full-size models
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_builds_with_mmpose_keys_and_forward_shapes(name):
+    model = build_pose_model(name)
+    expected = json.loads(GOLDEN_SHAPES.read_text())[name]
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected
+    w, h = model.config.input_size
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, h, w))
+    if model.output_kind == "integral":
+        assert out.shape == (1, 17, 2)
+        assert torch.isfinite(out).all()
+    else:
+        assert out.shape == (1, 17, 64, 48)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_strict_load_of_mmpose_shaped_checkpoint(name, tmp_path):
+    """An MMPose-layout .pth (state_dict + meta with numpy arrays) under its published file name."""
+    cfg = get_config(name)
+    shapes = json.loads(GOLDEN_SHAPES.read_text())[name]
+    state_dict = {}
+    for i, (k, shape) in enumerate(shapes.items()):
+        dtype = torch.int64 if k.endswith("num_batches_tracked") else torch.float32
+        state_dict[k] = (
+            torch.full(shape, float(i % 7) / 7.0, dtype=dtype)
+            if dtype == torch.float32
+            else torch.zeros(shape, dtype=dtype)
+        )
+    meta = {
+        "mmpose_version": "1.0.0rc0",
+        "dataset_meta": {"sigmas": np.full(17, 0.05, np.float32), "flip_indices": [0, 2, 1]},
+    }
+    path = tmp_path / cfg.checkpoint_filename
+    torch.save({"state_dict": state_dict, "meta": meta}, path)
+    model, metadata = load_pose_checkpoint(path)
+    assert metadata["config_name"] == name and metadata["format"] == "mmpose"
+    assert metadata["sha256"] == zoo.sha256_file(path)
+    assert metadata["meta"]["dataset_meta"]["sigmas"][0] == pytest.approx(0.05)
+    assert metadata["published"]["AP"] == cfg.published["AP"]
+    loaded = model.state_dict()
+    for k in (next(iter(shapes)), list(shapes)[-1]):
+        assert torch.equal(loaded[k], state_dict[k])
+    assert not model.training
+
+
+# ---------------------------------------------------------------- checkpoint errors and our format
+
+
+def test_mismatched_state_dict_names_missing_unexpected_and_misshaped_keys():
+    model = build_pose_model(small("ipr_res50"))
+    sd = dict(model.state_dict())
+    sd.pop("head.simplebaseline_head.final_layer.bias")
+    sd["head.extra.weight"] = torch.zeros(3)
+    sd["backbone.conv1.weight"] = torch.zeros(8, 3, 3, 3)
+    with pytest.raises(CheckpointError) as e:
+        check_state_dict(model, sd)
+    msg = str(e.value)
+    assert "missing (1): head.simplebaseline_head.final_layer.bias" in msg
+    assert "unexpected (1): head.extra.weight" in msg
+    assert "backbone.conv1.weight: checkpoint [8, 3, 3, 3] vs model [8, 3, 7, 7]" in msg
+
+
+class HistoryBuffer:
+    """Stands for mmengine objects that MMPose checkpoints may carry in ``meta``."""
+
+    restored = False
+
+    def __init__(self):
+        self.values = np.arange(3)
+
+    def __setstate__(self, state):
+        HistoryBuffer.restored = True  # must never run: the loader does not execute file classes
+        self.__dict__.update(state)
+
+
+def test_unknown_classes_in_meta_are_inert(tmp_path):
+    model = randomise(build_pose_model(small("ipr_res50")))
+    path = tmp_path / "with_objects.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"message_hub": HistoryBuffer(), "seed": 3}}, path)
+    loaded, meta = load_pose_checkpoint(path, config=model.config)
+    assert not HistoryBuffer.restored
+    assert meta["meta"]["message_hub"] == "<opaque tests.test_models.HistoryBuffer>" and meta["meta"]["seed"] == 3
+    assert torch.equal(loaded.state_dict()["backbone.conv1.weight"], model.state_dict()["backbone.conv1.weight"])
+
+
+def test_mmpose_file_of_unknown_config_needs_config(tmp_path):
+    model = randomise(build_pose_model(small("ipr_res50_debias")))
+    path = tmp_path / "my_finetune.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, path)
+    with pytest.raises(CheckpointError, match="pass config="):
+        load_pose_checkpoint(path)
+    loaded, meta = load_pose_checkpoint(path, config=model.config)
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert meta["config"]["debias"] is True
+
+
+def test_heatmap_checkpoint_initialises_an_integral_model(tmp_path):
+    """MMPose's integral configs start from td-hm_res50: head.deconv_layers/final_layer are renamed."""
+    hm_model = randomise(build_pose_model(small("td-hm_res50")))
+    path = tmp_path / "td-hm.pth"
+    torch.save({"state_dict": hm_model.state_dict(), "meta": {}}, path)
+    model, meta = load_pose_checkpoint(path, config=small("ipr_res50", input_size=(192, 256)))
+    assert "converted" in meta
+    assert torch.equal(model.head.simplebaseline_head.final_layer.weight, hm_model.head.final_layer.weight)
+
+
+def test_our_checkpoint_round_trip(tmp_path):
+    model = randomise(build_pose_model(small("ipr_res50_debias")))
+    path = save_pose_checkpoint(tmp_path / "ours.pth", model, {"epoch": 7, "AP": np.float64(0.5)})
+    assert torch.load(path, weights_only=True)["format"] == FORMAT
+    loaded, meta = load_pose_checkpoint(path)
+    assert meta["format"] == "poseserve" and meta["meta"] == {"epoch": 7, "AP": 0.5}
+    assert loaded.config == model.config
+    x = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_unreadable_and_missing_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_pose_checkpoint(tmp_path / "nope.pth")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"definitely not a zip or pickle")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_pose_checkpoint(bad)
+    buf = io.BytesIO()
+    torch.save([1, 2, 3], buf)
+    (tmp_path / "list.pth").write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        load_pose_checkpoint(tmp_path / "list.pth")
+
+
+# ---------------------------------------------------------------- behaviour (small channel counts)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_flip_test_symmetry(name):
+    """Flip test of the mirrored crop == the flip test of the crop, mapped back (flip_back is an involution)."""
+    cfg = small(name, shift_heatmap=False) if get_config(name).head_kind == "heatmap" else small(name)
+    model = randomise(TopdownPoseModel(cfg), seed=1)
+    w, h = cfg.input_size
+    x = torch.randn(2, 3, h, w)
+    with torch.no_grad():
+        a = model.forward_flip_test(x)
+        b = model.forward_flip_test(x.flip(-1))
+        single = model(x)
+    torch.testing.assert_close(model.flip_back(b), a, rtol=0, atol=1e-5)
+    assert (single - a).abs().max() > 1e-4  # the flipped pass really contributes
+    assert torch.equal(model.predict(x, flip_test=True), a)
+    assert torch.equal(model.predict(x, flip_test=False), single)
+
+
+def test_flip_back_coordinates_formula():
+    model = TopdownPoseModel(small("ipr_res50"))
+    c = torch.rand(1, 17, 2)
+    back = model.flip_back(c)
+    idx = torch.tensor([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])
+    torch.testing.assert_close(back[0, :, 0], (1 - c[0, :, 0] - 1 / 256)[idx])
+    torch.testing.assert_close(back[0, :, 1], c[0, idx, 1])
+
+
+@pytest.mark.parametrize("name", INTEGRAL)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_integral_head_stable_with_logits_up_to_100(name, dtype):
+    cfg = get_config(name)
+    head = IntegralRegressionHead(
+        4, (16, 16), 17, beta=cfg.beta, debias=cfg.debias, deconv_out_channels=(4, 4), deconv_kernel_sizes=(4, 4)
+    )
+    g = torch.Generator().manual_seed(3)
+    logits = torch.rand(3, 17, 64, 64, generator=g, dtype=torch.float64) * 200 - 100  # [-100, 100]
+    logits[0] = logits[0] - logits[0].amax() + 100  # maps whose maximum is exactly 100
+    logits[1, :4] = 100.0  # flat maps at 100
+    logits[1, 4:8] = -100.0  # flat maps at -100 (C far below 1)
+    logits[2] = logits[2] * 0.05  # mild logits where debias matters
+    with torch.no_grad():
+        coords, heatmaps = head.to(dtype).integrate(logits.to(dtype))
+    assert coords.dtype == dtype and torch.isfinite(coords).all() and torch.isfinite(heatmaps).all()
+    # reference: MMPose's formula evaluated in float64 (where exp(100) is finite) on the same logits
+    logits = logits.to(dtype).double()
+    p = torch.softmax(logits.flatten(2) * cfg.beta, dim=2).reshape(logits.shape)
+    grid = torch.arange(64, dtype=torch.float64) / 64
+    ref = torch.stack([(p * grid).sum((2, 3)), (p * grid[:, None]).sum((2, 3))], dim=-1)
+    if cfg.debias:
+        c = logits.flatten(2).exp().sum(2)[..., None]
+        ref = c / (c - 1) * (ref - 1 / (2 * c))
+    dev = (coords.double() - ref).abs().amax(dim=(1, 2))
+    print(f"[stability] {name} {dtype}: max deviation from float64 per sample {dev.tolist()}")
+    if dtype == torch.float32:
+        assert dev.max() <= 1e-5
+    else:
+        # the head integrates float16 logits in float32; what is left is float16 rounding of the output
+        assert dev.max() <= 1e-3
+
+
+def test_naive_debias_overflows_where_ours_does_not():
+    """Why C is computed in log space: MMPose's exp() of a 100 logit is inf in float32."""
+    logits = torch.full((1, 1, 8, 8), 100.0)
+    naive_c = logits.flatten(2).exp().sum(2)[..., None]
+    coords = torch.full((1, 1, 2), 0.4)
+    naive = naive_c / (naive_c - 1) * (coords - 1 / (2 * naive_c))
+    assert not torch.isfinite(naive).all()
+    ours = debias_coordinates(coords, log_sum_exp_spatial(logits))
+    torch.testing.assert_close(ours, coords)
+
+
+def test_debias_gradient_is_finite_on_both_branches():
+    logits = torch.tensor([[[[5.0, -9.0], [-9.0, -9.0]]], [[[-20.0, -21.0], [-22.0, -20.5]]]], requires_grad=True)
+    coords = torch.full((2, 1, 2), 0.3, requires_grad=True)
+    out = debias_coordinates(coords, log_sum_exp_spatial(logits))
+    out.sum().backward()
+    assert torch.isfinite(logits.grad).all() and torch.isfinite(coords.grad).all()
+
+
+def test_preprocess_and_inference_module():
+    model = randomise(build_pose_model(small("ipr_res50_debias")))
+    crops = torch.randint(0, 256, (2, 256, 256, 3), dtype=torch.uint8)
+    x = model.preprocess(crops)
+    assert x.shape == (2, 3, 256, 256) and x.is_contiguous()
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    torch.testing.assert_close(x, (crops.permute(0, 3, 1, 2).float() - mean) / std)
+    with torch.no_grad():
+        assert torch.equal(PoseInferenceModule(model, flip_test=False, uint8_rgb_input=True)(crops), model(x))
+        assert torch.equal(
+            PoseInferenceModule(model, flip_test=True, uint8_rgb_input=True)(crops), model.forward_flip_test(x)
+        )
+        assert torch.equal(PoseInferenceModule(model, flip_test=True)(x), model.forward_flip_test(x))
+
+
+@pytest.mark.parametrize("name", ["ipr_res50_debias", "td-hm_res50"])
+def test_predict_keypoints_in_crop_pixels(name):
+    model = randomise(build_pose_model(small(name)))
+    w, h = model.config.input_size
+    crops = np.random.RandomState(0).randint(0, 256, (2, h, w, 3)).astype(np.uint8)
+    kp = model.predict_keypoints(crops)
+    assert kp.shape == (2, 17, 3) and kp.dtype == np.float32
+    with torch.no_grad():
+        out = model.forward_flip_test(model.preprocess(torch.from_numpy(crops)))
+    if model.output_kind == "integral":
+        np.testing.assert_allclose(kp[..., :2], out.numpy() * [w, h], rtol=1e-6)
+        assert (kp[..., 2] == 1).all()
+    else:
+        np.testing.assert_allclose(kp[..., 2], out.flatten(2).amax(2).numpy())
+        assert (kp[..., 0] <= w).all() and (kp[..., 1] <= h).all()
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = build_pose_model(small("td-hm_res50"))
+    with pytest.raises(ValueError, match=r"\[B, 3, 256, 192\]"):
+        model(torch.zeros(1, 3, 256, 256))
+    with pytest.raises(ValueError, match="floating point"):
+        model(torch.zeros(1, 3, 256, 192, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="RGB crops"):
+        model.preprocess(torch.zeros(1, 3, 256, 192, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="zoo name"):
+        build_pose_model(42)
+    with pytest.raises(ValueError, match="flip test needs"):
+        TopdownPoseModel(small("ipr_res50", num_keypoints=5)).forward_flip_test(torch.zeros(1, 3, 256, 256))
