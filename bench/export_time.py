@@ -12,6 +12,7 @@ heatmaps (0 keeps the raw init).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
 import tempfile
@@ -49,7 +50,8 @@ def main() -> None:
         f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     print(f"# logits scaled to std {args.logit_std}" if args.logit_std > 0 else "# raw MMPose init (flat heatmaps)")
-    print(f"{'config':<20} {'flip':<5} {'export s':>9} {'verify s':>9} {'max |ort-torch| px':>19}  crops")
+    print(f"# verification on {args.crops} crops: {verification_crops((256, 256), args.crops)[1]}")
+    print(f"{'config':<20} {'flip':<5} {'export s':>9} {'verify s':>9} {'max |ort-torch| px':>19}  rule")
     for name in args.configs:
         for flip in [False, True] if args.flip_test else [False]:
             torch.manual_seed(0)
@@ -60,9 +62,15 @@ def main() -> None:
             r = export_pose_model(
                 model, out, name=f"{name}{'_flip' if flip else ''}", flip_test=flip, num_check_crops=args.crops
             )
+            v = json.loads(r.card_path.read_text())["extra"]["verification"]
+            noise = ""
+            if "torch_fp32_vs_fp64_px" in v:
+                noise = (
+                    f"  [vs fp64: ort {v['onnxruntime_vs_fp64_px']:.2e}, torch fp32 {v['torch_fp32_vs_fp64_px']:.2e}]"
+                )
             print(
                 f"{name:<20} {str(flip):<5} {r.export_seconds:9.1f} {r.verify_seconds:9.1f} "
-                f"{r.max_abs_diff_px:19.2e}  {r.crops}  (total {time.perf_counter() - t0:.1f} s)",
+                f"{r.max_abs_diff_px:19.2e}  {v['passed']}{noise}  (total {time.perf_counter() - t0:.1f} s)",
                 flush=True,
             )
 
