@@ -91,6 +91,8 @@ def test_every_zoo_config_round_trips_through_onnxruntime(exported, name):
     with torch.no_grad():
         ref = ServingPoseGraph(model).eval()(torch.from_numpy(crops)).numpy()
     np.testing.assert_allclose(batched, ref, atol=1e-3)
+    # and == the models package's own numpy decode (models.codecs), independent of the in-graph decode
+    np.testing.assert_allclose(batched, model.predict_keypoints(crops, flip_test=False), atol=1e-3)
     assert (batched[..., :2] > -w).all() and (batched[..., 0] < 2 * w).all()
 
 
@@ -136,6 +138,7 @@ def test_flip_test_in_graph_is_recorded_and_matches_torch(tmp_path):
         want = (model.forward_flip_test(x) * 256.0).numpy()
         plain = (model(x) * 256.0).numpy()
     np.testing.assert_allclose(got[..., :2], want, atol=1e-3)
+    np.testing.assert_allclose(got, model.predict_keypoints(crops, flip_test=True), atol=1e-3)
     assert np.abs(got[..., :2] - plain).max() > 1e-3  # the flip really is in the graph
 
 
