@@ -248,7 +248,7 @@ def export_pose_model(
     crops: np.ndarray | None = None,
     crops_description: str | None = None,
     num_check_crops: int = 4,
-    strict: bool = False,
+    strict: bool = True,
 ) -> PoseExport:
     """Export a built ``TopdownPoseModel`` to ``<output_dir>/<name>.onnx`` + ``<name>.json`` and verify it.
 
@@ -263,10 +263,11 @@ def export_pose_model(
         crops: uint8 RGB crops [N, h, w, 3] to verify on (default :func:`verification_crops`).
         crops_description: what ``crops`` are (recorded in the card).
         num_check_crops: how many crops :func:`verification_crops` cuts.
-        strict: fail whenever |onnxruntime - torch| > ``tolerance_px``. Otherwise an export above the
-            tolerance is still accepted when onnxruntime is as close to a float64 run of the torch module
-            as torch fp32 itself is (|ort - fp64| <= 2 |torch32 - fp64| + tolerance): peaked Debias
-            heatmaps put torch's own fp32 error above 1e-3 px. The card records which rule passed.
+        strict: True (default, the contract): fail whenever |onnxruntime - torch| > ``tolerance_px``.
+            False (``pose-export pose --allow-fp32-noise``): an export above the tolerance is still
+            accepted when onnxruntime is as close to a float64 run of the torch module as torch fp32
+            itself is (|ort - fp64| <= 2 |torch32 - fp64| + tolerance): peaked Debias heatmaps (beta 10)
+            can put torch's own fp32 error above 1e-3 px. The card records which rule passed.
 
     Returns:
         :class:`PoseExport`.
@@ -325,6 +326,12 @@ def export_pose_model(
                 f"{name}: onnxruntime vs torch max |diff| {diff:.3g} px > tolerance {tolerance_px} px on "
                 f"{crops_description} (vs the fp64 result: onnxruntime {ort_err:.3g} px, torch fp32 {floor:.3g} px); "
                 "export rejected"
+                + (
+                    " (if torch fp32 is as far from fp64 as onnxruntime, this is fp32 noise: "
+                    "pose-export pose --allow-fp32-noise accepts it and records that in the card)"
+                    if strict
+                    else ""
+                )
             )
         verification["passed"] = "within fp32 noise: |onnxruntime - fp64| <= 2 |torch fp32 - fp64| + tolerance"
         log.warning(

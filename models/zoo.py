@@ -228,10 +228,18 @@ def get_config(name: str) -> PoseModelConfig:
         raise KeyError(f"unknown pose model {name!r}; known: {sorted(ZOO)}") from None
 
 
+def cache_root() -> Path:
+    """The one cache root of the project: ``$POSE_CACHE_DIR``, else ``~/.cache/poseserve``.
+
+    Holds ``checkpoints/`` (downloads), ``engines/`` (TensorRT engine cache) and the default served models.
+    """
+    env = os.environ.get("POSE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "poseserve"
+
+
 def default_cache_dir() -> Path:
-    """Checkpoint cache: ``$POSESERVE_CACHE_DIR``, else ``~/.cache/poseserve/checkpoints``."""
-    env = os.environ.get("POSESERVE_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "poseserve" / "checkpoints"
+    """Checkpoint cache: ``<cache_root()>/checkpoints``."""
+    return cache_root() / "checkpoints"
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

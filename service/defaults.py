@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models.zoo import cache_root
 from service.errors import ModelLoadError
 
 DEFAULT_DETECTOR = "yolo11n"
@@ -33,9 +34,8 @@ class DefaultModelsMissing(ModelLoadError):
 
 
 def default_cache_dir() -> Path:
-    """``$POSE_CACHE_DIR``, else ``~/.cache/poseserve``."""
-    env = os.environ.get("POSE_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "poseserve"
+    """``$POSE_CACHE_DIR``, else ``~/.cache/poseserve`` (:func:`models.zoo.cache_root`)."""
+    return cache_root()
 
 
 def default_model_paths(cache_dir: str | Path | None = None) -> tuple[Path, Path]:

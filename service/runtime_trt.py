@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 from pathlib import Path
@@ -83,9 +82,10 @@ def cuda_check(result):
 
 
 def default_cache_root() -> Path:
-    """``$POSE_CACHE_DIR/engines`` (default ``~/.cache/poseserve/engines``)."""
-    base = os.environ.get("POSE_CACHE_DIR")
-    return (Path(base) if base else Path.home() / ".cache" / "poseserve") / "engines"
+    """``$POSE_CACHE_DIR/engines`` (default ``~/.cache/poseserve/engines``; :func:`models.zoo.cache_root`)."""
+    from models.zoo import cache_root
+
+    return cache_root() / "engines"
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

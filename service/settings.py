@@ -13,10 +13,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def default_cache_dir() -> Path:
-    """``$POSE_CACHE_DIR`` or ``~/.cache/poseserve``: where default models are looked for."""
-    return Path.home() / ".cache" / "poseserve"
+from models.zoo import cache_root
 
 
 class Settings(BaseSettings):
@@ -29,7 +26,7 @@ class Settings(BaseSettings):
     pose_model: Path | None = Field(
         None, description="Pose model card JSON, or the model file with its card beside it."
     )
-    cache_dir: Path = Field(default_factory=default_cache_dir, description="Where default models live.")
+    cache_dir: Path = Field(default_factory=cache_root, description="Where default models live.")
     runtime: Literal["onnxruntime", "tensorrt"] = Field("onnxruntime", description="Inference backend.")
     providers: list[str] | None = Field(
         None, description="onnxruntime execution providers in priority order; None = best available."

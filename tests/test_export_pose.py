@@ -111,7 +111,7 @@ def test_an_export_error_is_rejected_even_where_fp32_noise_is_allowed(tmp_path, 
     real_run_onnx = ep.run_onnx
     monkeypatch.setattr(ep, "run_onnx", lambda path, crops: real_run_onnx(path, crops) + np.float32(0.5))
     with pytest.raises(PoseExportError, match="tolerance .* fp64"):
-        export_pose_model(small_model("ipr_res50"), tmp_path, num_check_crops=2)
+        export_pose_model(small_model("ipr_res50"), tmp_path, num_check_crops=2, strict=False)
     assert not (tmp_path / "ipr_res50.onnx").exists() and not (tmp_path / "ipr_res50.json").exists()
 
 

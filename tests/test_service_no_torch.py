@@ -11,6 +11,7 @@ def test_importing_the_service_leaves_torch_out():
         "import sys\n"
         "import service, service.app, service.cli, service.pipeline, service.pose, service.detector\n"
         "import service.runtime, service.imageio, service.batcher, service.render, service.settings\n"
+        "import service.defaults, service.runtime_trt, service.scoring, models.zoo, models.codecs, models.card\n"
         "app = service.app.create_app()\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m == 'torchvision')\n"
         "assert not bad, bad\n"
