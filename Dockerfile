@@ -45,7 +45,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2
 WORKDIR /app
 COPY --from=serve-base /app /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.13,<2.14" \
- && pip install ".[export,serve]"
+ && pip install ".[export,serve]" \
+ && pip install --no-deps "ultralytics==8.4.190" "torchvision==0.28.0"
 VOLUME ["/models"]
 ENTRYPOINT ["pose-export"]
 CMD ["defaults"]
