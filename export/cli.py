@@ -48,11 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pp.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
     pp.add_argument("--tolerance", type=float, default=1e-3, help="max accepted |onnxruntime - torch| in crop pixels")
     pp.add_argument("--check-crops", type=int, default=8, help="real crops used for the verification")
-    pp.add_argument(
-        "--allow-fp32-noise",
-        action="store_true",
-        help="above --tolerance, still accept when onnxruntime is as close to a float64 torch run as torch fp32 is",
-    )
+    _add_fp32_noise_arg(pp)
     pp.add_argument("--engine", action="store_true", help="also build a TensorRT engine into the cache")
     _add_engine_args(pp)
 
@@ -85,7 +81,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pf = sub.add_parser("defaults", help="download + export the default models (yolo11n, ipr_res50_debias)")
     pf.add_argument("--cache-dir", help="default $POSE_CACHE_DIR or ~/.cache/poseserve")
     pf.add_argument("--force", action="store_true", help="export again even if present")
+    _add_fp32_noise_arg(pf)
     return p.parse_args(argv)
+
+
+def _add_fp32_noise_arg(parser) -> None:
+    parser.add_argument(
+        "--allow-fp32-noise",
+        action="store_true",
+        help="above the 1e-3 px tolerance, still accept a pose export when onnxruntime is as close to a "
+        "float64 torch run as torch fp32 is (recorded in the card)",
+    )
 
 
 def _spec(args):
@@ -171,7 +177,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "defaults":
         from export.defaults import prepare_defaults
 
-        det, card = prepare_defaults(args.cache_dir, force=args.force)
+        det, card = prepare_defaults(args.cache_dir, force=args.force, allow_fp32_noise=args.allow_fp32_noise)
         print(f"detector: {det}\npose card: {card}")
 
 

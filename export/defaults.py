@@ -65,7 +65,7 @@ def fetch_yolo11n(cache_dir: Path, progress: bool = True) -> Path:
 
 
 def prepare_defaults(
-    cache_dir: str | Path | None = None, force: bool = False, progress: bool = True
+    cache_dir: str | Path | None = None, force: bool = False, progress: bool = True, allow_fp32_noise: bool = False
 ) -> tuple[Path, Path]:
     """Download and export the default detector and pose model into ``cache_dir``.
 
@@ -73,6 +73,8 @@ def prepare_defaults(
         cache_dir: cache directory (default ``$POSE_CACHE_DIR`` or ``~/.cache/poseserve``).
         force: export again even when the outputs exist.
         progress: tqdm progress bars (downloads and steps).
+        allow_fp32_noise: accept a pose export above 1e-3 px when it is within torch's own fp32 noise
+            (``export.pose.export_pose_model(strict=False)``); the card records the rule that passed.
 
     Returns:
         (detector ONNX, pose card JSON), the paths ``service.defaults.resolve_default_models`` returns.
@@ -97,7 +99,7 @@ def prepare_defaults(
         if force or not (card_json.is_file() and card_json.with_suffix(".onnx").is_file()):
             steps.set_postfix_str(DEFAULT_POSE)
             try:
-                _prepare_pose(cache, card_json, progress)
+                _prepare_pose(cache, card_json, progress, allow_fp32_noise)
             except DefaultsError as exc:
                 errors.append(f"{DEFAULT_POSE}: {exc}")
         steps.update(1)
@@ -119,7 +121,7 @@ def _prepare_detector(cache: Path, det_onnx: Path, progress: bool) -> None:
         raise DefaultsError(str(exc)) from exc
 
 
-def _prepare_pose(cache: Path, card_json: Path, progress: bool) -> None:
+def _prepare_pose(cache: Path, card_json: Path, progress: bool, allow_fp32_noise: bool = False) -> None:
     from export.pose import PoseExportError, export_pose
     from models.zoo import get_config, load_pretrained
 
@@ -135,6 +137,6 @@ def _prepare_pose(cache: Path, card_json: Path, progress: bool) -> None:
     except (FileNotFoundError, RuntimeError) as exc:
         raise DefaultsError(str(exc)) from exc
     try:
-        export_pose(DEFAULT_POSE, card_json.parent, checkpoint=ckpt)
+        export_pose(DEFAULT_POSE, card_json.parent, checkpoint=ckpt, strict=not allow_fp32_noise)
     except PoseExportError as exc:
         raise DefaultsError(str(exc)) from exc

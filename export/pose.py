@@ -328,7 +328,7 @@ def export_pose_model(
                 "export rejected"
                 + (
                     " (if torch fp32 is as far from fp64 as onnxruntime, this is fp32 noise: "
-                    "pose-export pose --allow-fp32-noise accepts it and records that in the card)"
+                    "--allow-fp32-noise on pose-export pose or defaults accepts it and records that in the card)"
                     if strict
                     else ""
                 )

@@ -29,7 +29,18 @@ class ServerProcess:
         full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.log = open(os.devnull, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning", *args],
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *args,
+            ],
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

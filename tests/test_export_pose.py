@@ -153,7 +153,7 @@ def test_debias_graph_stays_finite_in_fp32_and_fp16_with_huge_logits(tmp_path):
     assert logits.abs().max() > 100  # large enough to overflow a naive exp in fp32
     # beta 10 on logits of this size makes the softmax a near-one-hot that amplifies fp32 rounding: the
     # export may pass by the fp32-noise rule (recorded in the card), never by being far off
-    r = export_pose_model(model, tmp_path, name="debias_big", crops=crops, crops_description="test crops")
+    r = export_pose_model(model, tmp_path, name="debias_big", crops=crops, crops_description="test crops", strict=False)
     verification = json.loads(r.card_path.read_text())["extra"]["verification"]
     if r.max_abs_diff_px > 1e-3:
         assert verification["onnxruntime_vs_fp64_px"] <= 2 * verification["torch_fp32_vs_fp64_px"] + 1e-3

@@ -53,7 +53,12 @@ def test_exif_orientation_is_applied():
     "mode, make",
     [
         ("L", lambda: Image.fromarray(np.full((10, 12), 77, np.uint8), "L")),
-        ("RGBA", lambda: Image.fromarray(np.dstack([np.full((10, 12, 3), 77, np.uint8), np.zeros((10, 12), np.uint8)]), "RGBA")),
+        (
+            "RGBA",
+            lambda: Image.fromarray(
+                np.dstack([np.full((10, 12, 3), 77, np.uint8), np.zeros((10, 12), np.uint8)]), "RGBA"
+            ),
+        ),
         ("P", lambda: Image.fromarray(np.full((10, 12, 3), 77, np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)),
         ("LA", lambda: Image.fromarray(np.full((10, 12), 77, np.uint8), "L").convert("LA")),
     ],

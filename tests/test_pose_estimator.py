@@ -34,7 +34,12 @@ def test_decode_output_variants():
 
 def test_card_validation_and_round_trip(tmp_path):
     with pytest.raises(ModelCardError, match="input.layout"):
-        ModelCard(name="t", model_file="m", input=InputSpec(name="x", width=1, height=1, layout="CHW"), output=OutputSpec(name="y"))
+        ModelCard(
+            name="t",
+            model_file="m",
+            input=InputSpec(name="x", width=1, height=1, layout="CHW"),
+            output=OutputSpec(name="y"),
+        )
     card = _card(coord_units="normalized")
     p = card.save(tmp_path / "c.json")
     again = ModelCard.load(p)
@@ -58,7 +63,9 @@ def tiny_people(coco_tiny):
     im = next(i for i in gt["images"] if i["file_name"] == "000000196141.jpg")
     anns = [a for a in gt["annotations"] if a["image_id"] == im["id"] and a["num_keypoints"] >= 10]
     image = decode_image((coco_tiny / im["file_name"]).read_bytes())
-    boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns])
+    boxes = np.array(
+        [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns]
+    )
     gt_kpts = np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), 17, 3)
     return image, boxes, gt_kpts
 
