@@ -27,15 +27,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.zoo import sha256_file
 from service.errors import ModelLoadError
 from service.runtime_trt import (
-    INSTALL_HINT,
     PRECISIONS,
     check_profile,
     current_gpu_name,
     default_cache_root,
     engine_cache_path,
-    file_sha256,
+    import_tensorrt,
 )
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,9 @@ class EngineBuildError(RuntimeError):
 
 def _tensorrt():
     try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise EngineBuildError(f"TensorRT is not importable ({exc}); {INSTALL_HINT}") from exc
-    return trt
+        return import_tensorrt()
+    except ModelLoadError as exc:
+        raise EngineBuildError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -158,20 +157,14 @@ class EngineCache:
         self.root = Path(root) if root is not None else default_cache_root()
         self.device = device
 
-    def path_for(self, onnx_path: str | Path, spec: EngineSpec = EngineSpec()) -> Path:
-        """The cache path of the engine for ``onnx_path`` on this GPU and TensorRT version.
-
-        Raises:
-            EngineBuildError: TensorRT or cuda-python missing, or no CUDA device.
-        """
+    def _key(self, onnx_path: str | Path) -> tuple[str, str, str]:
+        """(GPU name, TensorRT version, ONNX SHA-256): what an engine is valid for."""
         trt = _tensorrt()
         try:
             gpu = current_gpu_name(self.device)
         except ModelLoadError as exc:
             raise EngineBuildError(str(exc)) from exc
-        return engine_cache_path(
-            self.root, onnx_path, file_sha256(onnx_path), spec.precision, spec.profile, gpu, trt.__version__
-        )
+        return gpu, trt.__version__, sha256_file(onnx_path)
 
     def get_or_build(self, onnx_path: str | Path, spec: EngineSpec = EngineSpec(), rebuild: bool = False) -> Path:
         """Return the cached engine for ``onnx_path``, building it first when absent (or when ``rebuild``).
@@ -182,8 +175,8 @@ class EngineCache:
         Raises:
             EngineBuildError: as :func:`build_engine`.
         """
-        trt = _tensorrt()
-        path = self.path_for(onnx_path, spec)
+        gpu, version, sha = self._key(onnx_path)
+        path = engine_cache_path(self.root, onnx_path, sha, spec.precision, spec.profile, gpu, version)
         meta_path = path.with_suffix(".json")
         if path.is_file() and meta_path.is_file() and not rebuild:
             log.info("engine cache hit: %s", path)
@@ -191,10 +184,10 @@ class EngineCache:
         t0 = time.perf_counter()
         build_engine(onnx_path, path, spec)
         meta = {
-            "gpu": current_gpu_name(self.device),
-            "tensorrt_version": trt.__version__,
+            "gpu": gpu,
+            "tensorrt_version": version,
             "onnx": str(Path(onnx_path).resolve()),
-            "onnx_sha256": file_sha256(onnx_path),
+            "onnx_sha256": sha,
             "precision": spec.precision,
             "profile": list(spec.profile),
             "workspace_gib": spec.workspace_gib,

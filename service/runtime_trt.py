@@ -22,7 +22,6 @@ TensorRT 10 API used: ``Runtime.deserialize_cuda_engine``, ``ICudaEngine.num_io_
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.zoo import sha256_file
 from service.errors import InferenceError, ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,6 @@ def default_cache_root() -> Path:
     from models.zoo import cache_root
 
     return cache_root() / "engines"
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def slug(text: str) -> str:
@@ -161,7 +152,7 @@ def find_cached_engine(
         The engine path, or None when none is cached. The sidecar's full SHA-256 is checked.
     """
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    sha = file_sha256(onnx_path)
+    sha = sha256_file(onnx_path)
     folder = root / slug(gpu_name) / f"trt-{slug(trt_version)}"
     if not folder.is_dir():
         return None

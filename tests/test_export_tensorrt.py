@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from models.zoo import sha256_file
 from service.errors import ModelLoadError
-from service.runtime_trt import check_profile, engine_cache_path, file_sha256, find_cached_engine, slug
+from service.runtime_trt import check_profile, engine_cache_path, find_cached_engine, slug
 
 
 def _onnx(tmp_path, content=b"onnx-bytes"):
@@ -20,7 +21,7 @@ def _onnx(tmp_path, content=b"onnx-bytes"):
 
 def test_cache_path_is_keyed_by_gpu_tensorrt_version_onnx_hash_precision_and_profile(tmp_path):
     onnx_path = _onnx(tmp_path)
-    sha = file_sha256(onnx_path)
+    sha = sha256_file(onnx_path)
     base = engine_cache_path(tmp_path, onnx_path, sha, "fp16", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.9.0.34")
     assert base.parent == tmp_path / "nvidia-h100-80gb-hbm3" / "trt-10.9.0.34"
     assert base.name == f"pose-{sha[:16]}-fp16-b1-8-32.engine"
@@ -46,7 +47,7 @@ def test_profile_and_precision_are_validated(tmp_path):
 
 def test_find_cached_engine_checks_the_full_hash_precision_and_max_batch(tmp_path):
     onnx_path = _onnx(tmp_path)
-    sha = file_sha256(onnx_path)
+    sha = sha256_file(onnx_path)
     root = tmp_path / "engines"
 
     def put(precision, profile, meta_sha=sha):
