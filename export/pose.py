@@ -130,9 +130,8 @@ def real_crops(input_size: tuple[int, int], n: int = 4, assets: Path | None = No
     Boxes are the ground-truth COCO boxes (xywh -> xyxy), cut with MMPose's top-down geometry
     (``models.geometry``: padding 1.25, aspect fix, ``cv2.warpAffine``), largest people first.
     """
-    import cv2
-
     from models.geometry import bbox_xywh2xyxy, box_to_center_scale, crop_batch
+    from service.imageio import decode_image
 
     root = (assets or assets_dir()) / "coco-tiny"
     ann_path = root / "test_coco.json"
@@ -146,10 +145,10 @@ def real_crops(input_size: tuple[int, int], n: int = 4, assets: Path | None = No
     )
     crops = []
     for a in anns[:n]:
-        image = cv2.imread(str(root / files[a["image_id"]]), cv2.IMREAD_COLOR)
-        if image is None:
+        path = root / files[a["image_id"]]
+        if not path.is_file():
             continue
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        rgb = decode_image(path.read_bytes())  # the service's decode: what is served is what is verified
         box = bbox_xywh2xyxy(np.asarray([a["bbox"]], dtype=np.float32))
         center, scale = box_to_center_scale(box, input_size)
         crops.append(crop_batch(rgb, center, scale, input_size)[0])
