@@ -2,7 +2,7 @@
 
 The service reads the card and nothing else about the model, so any top-down COCO-17 model with a
 card can be served (ours, MMPose heatmap models, the MoveNet test model). Export writes cards,
-the service and evaluation read them. Torch-free (stdlib only).
+the service and evaluation read them. Torch-free (numpy).
 
 A card looks like::
 
@@ -12,9 +12,9 @@ A card looks like::
       "model_file": "ipr_res50_debias.onnx",          # relative to the card, or absolute
       "input":  {"name": "crops", "width": 256, "height": 256, "layout": "NHWC",
                  "dtype": "uint8", "color": "RGB", "mean": null, "std": null},
-      "output": {"name": "keypoints", "kind": "keypoints",
-                 "coord_order": "xy", "coord_units": "input_pixels"},
-      "keypoints": {"name": "coco17", "names": ["nose", ...]},
+      "output": {"name": "coords", "kind": "keypoints",
+                 "coord_order": "xy", "coord_units": "normalized", "flip_shift": true},
+      "keypoints": {"name": "coco17", "names": ["nose", ...], "flip_pairs": [[1, 2], ...]},
       "flip_test_in_graph": false,
       "source": {"checkpoint": "...pth", "sha256": "..."},
       "extra": {}
@@ -24,7 +24,12 @@ Output kinds:
     * ``keypoints``: [B, K, 2] or [B, K, 3] (or [B, 1, K, C]); the last axis holds two coordinates
       in ``coord_order`` and, if present, a score. ``coord_units`` is ``input_pixels`` (crop pixels,
       MMPose convention) or ``normalized`` (crop pixel / input size, in [0, 1]).
-    * ``heatmap``: [B, K, H, W]; decoded by argmax, score = the maximum (MMPose ``get_heatmap_maximum``).
+    * ``heatmap``: [B, K, H, W]; decoded by MMPose's ``MSRAHeatmap.decode`` (argmax, quarter-pixel
+      refinement; score = the maximum).
+
+:meth:`ModelCard.decode` is the one decode of model outputs (with the flip test merged in), used by the
+service and by the torch model alike; :meth:`InputSpec.prepare` is the one numpy input preparation for
+models that do not normalise inside their graph.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from models.keypoints import COCO17_NAMES
+import numpy as np
+
+from models.codecs import decode_heatmaps, flip_back_heatmaps, flip_back_keypoints
+from models.keypoints import COCO17_FLIP_PAIRS, COCO17_NAMES, flip_indices
 
 CARD_SCHEMA_VERSION = 1
 _LAYOUTS = ("NCHW", "NHWC")
@@ -65,15 +73,44 @@ class InputSpec:
     mean: list[float] | None = None
     std: list[float] | None = None
 
+    def prepare(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 RGB crops [N, h, w, 3] -> the model's input tensor: colour order, ``(x - mean) / std``
+        (float32), layout, dtype; contiguous.
+
+        Raises:
+            ValueError: not uint8 [N, height, width, 3].
+        """
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1:] != (self.height, self.width, 3) or crops.dtype != np.uint8:
+            raise ValueError(
+                f"crops must be uint8 [N, {self.height}, {self.width}, 3], got {crops.dtype} {list(crops.shape)}"
+            )
+        x = crops[..., ::-1] if self.color == "BGR" else crops
+        if self.mean is not None or self.std is not None or self.dtype in ("float32", "float16"):
+            x = x.astype(np.float32)
+            if self.mean is not None:
+                x = x - np.asarray(self.mean, np.float32)
+            if self.std is not None:
+                x = x / np.asarray(self.std, np.float32)
+        if self.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
 
 @dataclass
 class OutputSpec:
-    """Model output: tensor name, kind (``keypoints`` / ``heatmap``), coordinate order and units."""
+    """Model output: tensor name, kind (``keypoints`` / ``heatmap``), coordinate order and units.
+
+    ``flip_shift``: how the flip test maps a flipped crop back: heatmaps move one pixel right after
+    mirroring (MMPose ``shift_heatmap``), coordinates map ``x -> w - 1 - x`` (MMPose ``shift_coords``);
+    False: no shift, ``x -> w - x``.
+    """
 
     name: str
     kind: str = "keypoints"
     coord_order: str = "xy"
     coord_units: str = "input_pixels"
+    flip_shift: bool = True
 
 
 @dataclass
@@ -102,6 +139,69 @@ class ModelCard:
     @property
     def keypoint_names(self) -> list[str]:
         return list(self.keypoints.get("names", []))
+
+    @property
+    def flip_index(self) -> np.ndarray | None:
+        """Joint permutation of a horizontal flip (int64 [K]): from ``keypoints.flip_pairs``, else the COCO-17
+        pairs when the names are COCO-17's; None when the card defines no pairs (no flip test possible)."""
+        pairs = self.keypoints.get("flip_pairs")
+        if pairs is None and tuple(self.keypoint_names) == COCO17_NAMES:
+            pairs = COCO17_FLIP_PAIRS
+        return None if pairs is None else flip_indices(len(self.keypoint_names), [tuple(p) for p in pairs])
+
+    def decode(self, output: np.ndarray, output_flipped: np.ndarray | None = None) -> np.ndarray:
+        """Model output -> keypoints in crop pixels, with the flip test merged in when ``output_flipped`` is given.
+
+        Args:
+            output: the output tensor for B crops: ``keypoints`` kind [B, K, 2 | 3] or [B, 1, K, 2 | 3];
+                ``heatmap`` kind [B, K, H, W].
+            output_flipped: the same tensor for the horizontally mirrored crops, or None. Heatmaps are
+                flipped back and averaged before the decode (MMPose); coordinates are decoded, flipped back
+                (:func:`models.codecs.flip_back_keypoints`) and averaged, scores included.
+
+        Returns:
+            float32 [B, K, 3]: x, y in crop pixels (MMPose convention), score (1.0 when the model gives none).
+
+        Raises:
+            ValueError: a shape that does not fit the card, or a flip test on a card without flip pairs.
+        """
+        flip_index = None
+        if output_flipped is not None:
+            flip_index = self.flip_index
+            if flip_index is None:
+                raise ValueError(f"card {self.name!r} defines no flip pairs (keypoints.flip_pairs): no flip test")
+        w, h = self.input_size
+        if self.output.kind == "heatmap":
+            hm = _as_float(output)
+            if output_flipped is not None:
+                flipped = flip_back_heatmaps(_as_float(output_flipped), flip_index, self.output.flip_shift)
+                if flipped.shape != hm.shape:
+                    raise ValueError(f"flipped output {list(flipped.shape)} != output {list(hm.shape)}")
+                hm = (hm + flipped) * 0.5
+            keypoints, scores = decode_heatmaps(hm, (w, h))
+            return np.concatenate([keypoints, scores[..., None]], axis=-1).astype(np.float32)
+        kpts = self._decode_keypoints(output)
+        if output_flipped is not None:
+            flipped = flip_back_keypoints(self._decode_keypoints(output_flipped), flip_index, w, self.output.flip_shift)
+            if flipped.shape != kpts.shape:
+                raise ValueError(f"flipped output {list(flipped.shape)} != output {list(kpts.shape)}")
+            kpts = (kpts + flipped) * 0.5
+        return kpts.astype(np.float32)
+
+    def _decode_keypoints(self, output: np.ndarray) -> np.ndarray:
+        """[B, K, 3] x, y crop pixels, score, in the output's float precision (float64 stays float64)."""
+        out = _as_float(output)
+        if out.ndim == 4 and out.shape[1] == 1:
+            out = out[:, 0]
+        if out.ndim != 3 or out.shape[2] not in (2, 3):
+            raise ValueError(f"keypoint output must be [B, K, 2|3] or [B, 1, K, 2|3], got {list(np.shape(output))}")
+        xy = out[..., :2]
+        if self.output.coord_order == "yx":
+            xy = xy[..., ::-1]
+        if self.output.coord_units == "normalized":
+            xy = xy * np.array(self.input_size, dtype=out.dtype)
+        score = out[..., 2:3] if out.shape[2] == 3 else np.ones_like(out[..., :1])
+        return np.concatenate([xy, score], axis=-1)
 
     def model_path(self) -> Path:
         """Absolute path of the model file (relative paths are taken from the card's folder)."""
@@ -133,6 +233,10 @@ class ModelCard:
             raise ModelCardError("model card field input.std must not contain 0")
         if not self.keypoint_names:
             raise ModelCardError("model card field keypoints.names is empty")
+        try:
+            self.flip_index  # noqa: B018 - validates keypoints.flip_pairs
+        except (TypeError, ValueError) as exc:
+            raise ModelCardError(f"model card field keypoints.flip_pairs is invalid: {exc}") from exc
         if self.schema_version != CARD_SCHEMA_VERSION:
             raise ModelCardError(
                 f"model card schema_version {self.schema_version} is not supported (expected {CARD_SCHEMA_VERSION})"
@@ -183,7 +287,48 @@ class ModelCard:
         return cls.from_dict(data, path=path.resolve())
 
 
+def _as_float(a) -> np.ndarray:
+    """float64 arrays stay float64 (parity proofs); anything else becomes float32."""
+    a = np.asarray(a)
+    return a if a.dtype == np.float64 else a.astype(np.float32)
+
+
 def card_path_for(model_or_card: str | Path) -> Path:
     """The card for a model path: the path itself if it is a ``.json``, else ``<stem>.json`` beside it."""
     p = Path(model_or_card)
     return p if p.suffix == ".json" else p.with_suffix(".json")
+
+
+def card_for_config(config, model_file: str = "", **fields) -> ModelCard:
+    """The card of a zoo-config model exported by ``export.pose`` (graph = preprocessing + network).
+
+    Input ``crops`` uint8 NHWC RGB (normalisation inside the graph); output ``coords`` (integral head:
+    [B, K, 2] xy normalised to the crop) or ``heatmaps`` (heatmap head: [B, K, H, W]); COCO-17 names
+    and flip pairs when K = 17 (else generic names and no flip pairs); ``flip_shift`` from the config
+    (``shift_coords`` / ``shift_heatmap``).
+
+    Args:
+        config: a ``models.zoo.PoseModelConfig``.
+        model_file: the graph file (relative to the card, or absolute).
+        **fields: other :class:`ModelCard` fields (``name``, ``source``, ``extra``).
+    """
+    if config.num_keypoints == len(COCO17_NAMES):
+        keypoints = {"name": "coco17", "names": list(COCO17_NAMES), "flip_pairs": [list(p) for p in COCO17_FLIP_PAIRS]}
+    else:  # no schema known for this K: generic names, no flip pairs (so no flip test)
+        keypoints = {
+            "name": f"k{config.num_keypoints}",
+            "names": [f"keypoint_{i}" for i in range(config.num_keypoints)],
+        }
+    w, h = config.input_size
+    if config.head_kind == "integral":
+        output = OutputSpec(name="coords", kind="keypoints", coord_units="normalized", flip_shift=config.shift_coords)
+    else:
+        output = OutputSpec(name="heatmaps", kind="heatmap", flip_shift=config.shift_heatmap)
+    fields.setdefault("name", config.name)
+    return ModelCard(
+        model_file=model_file,
+        input=InputSpec(name="crops", width=w, height=h, layout="NHWC", dtype="uint8", color="RGB"),
+        output=output,
+        keypoints=keypoints,
+        **fields,
+    )

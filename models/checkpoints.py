@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from models.pose_model import TopdownPoseModel, build_pose_model
-from models.zoo import ZOO, PoseModelConfig, get_config, load_pretrained, sha256_file
+from models.zoo import ZOO, PoseModelConfig, get_config, sha256_file
 
 #: Format tag of our checkpoint files.
 FORMAT = "poseserve.pose_checkpoint/1"
@@ -34,6 +35,91 @@ FORMAT = "poseserve.pose_checkpoint/1"
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not match the model (the message says exactly why)."""
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded or cached file's SHA-256 does not start with the expected prefix."""
+
+
+def download(url: str, dest: str | os.PathLike, sha256_prefix: str | None, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` with ``torch.hub.download_url_to_file`` (temporary file beside ``dest``,
+    renamed only after the SHA-256 prefix matches; tqdm progress bar on stderr).
+
+    Args:
+        url: http(s) or file URL.
+        dest: final path (parent folders are created).
+        sha256_prefix: expected leading hex digits of the SHA-256 (a full digest works too); None: no check.
+        progress: show the progress bar.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        ChecksumError: the hash does not match (nothing is left at ``dest``).
+        urllib.error.URLError / OSError: the download failed.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(dest), hash_prefix=sha256_prefix, progress=progress)
+    except RuntimeError as exc:
+        if "invalid hash value" in str(exc):
+            raise ChecksumError(f"SHA-256 of {url} does not start with {sha256_prefix}: {exc}") from exc
+        raise
+    return dest
+
+
+def verified_file(path: str | os.PathLike, sha256_prefix: str | None, url: str = "") -> Path:
+    """``path`` after checking that its SHA-256 starts with ``sha256_prefix`` (a cached download).
+
+    Raises:
+        ChecksumError: a mismatch (the file is never silently replaced; the message says to delete it).
+    """
+    digest = sha256_file(path)
+    if sha256_prefix and not digest.startswith(sha256_prefix):
+        raise ChecksumError(
+            f"{path} has SHA-256 {digest}, expected it to start with {sha256_prefix}; delete it and download {url} again"
+        )
+    return Path(path)
+
+
+def load_pretrained(name: str, cache_dir: str | os.PathLike, progress: bool = True, offline: bool = False) -> Path:
+    """Path of the published checkpoint of zoo entry ``name`` in ``cache_dir``, downloading it if needed.
+
+    A file already in the cache is re-hashed and used if its SHA-256 matches.
+
+    Args:
+        name: zoo name (see :data:`models.zoo.ZOO`).
+        cache_dir: the checkpoint folder (``Settings.cache.checkpoints``).
+        progress: progress bar while downloading.
+        offline: never download; a missing file raises FileNotFoundError.
+
+    Returns:
+        Path to the verified ``.pth`` file (``cache_dir / <file name from the URL>``).
+
+    Raises:
+        KeyError: unknown name.
+        ValueError: the entry has no published checkpoint.
+        ChecksumError: the cached or downloaded file has the wrong hash.
+        FileNotFoundError: offline, or the download failed (e.g. no network); the message names the URL
+            and the exact path where to put a manually downloaded file.
+    """
+    cfg = get_config(name)
+    if not cfg.checkpoint_url:
+        raise ValueError(f"zoo entry {name!r} has no published checkpoint")
+    dest = Path(cache_dir) / cfg.checkpoint_filename
+    if dest.is_file():
+        return verified_file(dest, cfg.sha256_prefix, cfg.checkpoint_url)
+    where = (
+        f"Download\n  {cfg.checkpoint_url}\non a machine with network access and put it at\n  {dest}\n"
+        f"(its SHA-256 must start with {cfg.sha256_prefix})"
+    )
+    if offline:
+        raise FileNotFoundError(f"the {name!r} checkpoint is not cached and downloads are off (offline). {where}")
+    try:
+        return download(cfg.checkpoint_url, dest, cfg.sha256_prefix, progress=progress)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise FileNotFoundError(f"could not download the {name!r} checkpoint ({e}). {where}") from e
 
 
 def _numpy_safe_globals() -> list:
@@ -69,15 +155,15 @@ class OpaqueObject:
 
 
 _NEVER_STUB = ("torch", "numpy", "builtins", "collections", "__builtin__", "_codecs")
-_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+) was not")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint file safely (``torch.load(weights_only=True)``) onto the CPU.
 
-    numpy arrays / scalars are allow-listed. Other classes found in the pickle (typically mmengine
-    objects in MMPose's ``meta``) are replaced by inert :class:`OpaqueObject` stand-ins, one class
-    at a time, so no code from the file runs; classes of torch / numpy / builtins are never stubbed.
+    numpy arrays / scalars are allow-listed. Other classes the pickle names (typically mmengine objects
+    in MMPose's ``meta``), as listed by ``torch.serialization.get_unsafe_globals_in_checkpoint``, are
+    replaced by inert :class:`OpaqueObject` stand-ins, so no code from the file runs; classes of torch /
+    numpy / builtins are never stubbed.
 
     Returns:
         The top-level dict.
@@ -90,20 +176,21 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     allowed = _numpy_safe_globals()
-    for _ in range(64):
-        try:
-            with torch.serialization.safe_globals(allowed):
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            break
-        except Exception as e:  # torch raises UnpicklingError / RuntimeError / EOFError ...
-            m = _UNSUPPORTED_GLOBAL.search(str(e))
-            if m is None or m.group(1).split(".")[0] in _NEVER_STUB:
-                raise CheckpointError(f"cannot read {path} as a torch checkpoint: {type(e).__name__}: {e}") from e
-            name = m.group(1)
+    try:
+        with torch.serialization.safe_globals(allowed):
+            unknown = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        refused = [name for name in unknown if name.split(".")[0] in _NEVER_STUB]
+        if refused:
+            raise CheckpointError(f"cannot read {path}: it pickles objects that are not weights: {refused[:5]}")
+        for name in unknown:
             stub = type("Opaque_" + name.replace(".", "_"), (OpaqueObject,), {"qualname": name})
             allowed.append((stub, name))
-    else:
-        raise CheckpointError(f"cannot read {path}: too many unknown classes in the pickle")
+        with torch.serialization.safe_globals(allowed):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as e:  # torch raises UnpicklingError / RuntimeError / EOFError ...
+        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {type(e).__name__}: {e}") from e
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a dict checkpoint")
     return dict(obj)
@@ -215,14 +302,15 @@ def load_pose_checkpoint(
     path_or_zoo_name: str | os.PathLike,
     cache_dir: str | os.PathLike | None = None,
     config: str | PoseModelConfig | dict | None = None,
+    offline: bool = False,
 ) -> tuple[TopdownPoseModel, dict]:
     """Build the right model and load a checkpoint into it with strict key checking.
 
     Args:
         path_or_zoo_name: a zoo name (the published MMPose checkpoint is taken from / downloaded into
-            ``cache_dir``, see :func:`models.zoo.load_pretrained`) or a path to an MMPose ``.pth`` or to
-            one of ours.
-        cache_dir: checkpoint cache for zoo names.
+            ``cache_dir``, see :func:`load_pretrained`) or a path to an MMPose ``.pth`` or to one of ours.
+        cache_dir: checkpoint folder for zoo names (``Settings.cache.checkpoints``); required for them.
+        offline: never download a zoo checkpoint.
         config: override the config (zoo name, :class:`PoseModelConfig` or dict). Needed for an MMPose
             file that the zoo does not know (its name and hash match no entry).
 
@@ -238,7 +326,9 @@ def load_pose_checkpoint(
     """
     name = os.fspath(path_or_zoo_name)
     if name in ZOO and not Path(name).is_file():
-        path = load_pretrained(name, cache_dir)
+        if cache_dir is None:
+            raise ValueError(f"zoo name {name!r} needs cache_dir (the checkpoint folder, Settings().cache.checkpoints)")
+        path = load_pretrained(name, cache_dir, offline=offline)
         if config is None:
             config = name
     else:

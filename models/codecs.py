@@ -9,6 +9,10 @@
   Follows ``mmpose/codecs/msra_heatmap.py``, ``mmpose/codecs/utils/gaussian_heatmap.py``
   (``generate_gaussian_heatmaps``), ``mmpose/codecs/utils/post_processing.py``
   (``get_heatmap_maximum``) and ``mmpose/codecs/utils/refinement.py`` (``refine_keypoints``).
+* Flip test: :func:`flip_back_heatmaps` and :func:`flip_back_keypoints` map the output of a horizontally
+  flipped crop back (MMPose ``mmpose/models/utils/tta.py``). This is the one implementation: the service
+  (``models.card.ModelCard.decode``) and the torch model (``TopdownPoseModel.predict_keypoints``) both
+  call it; exported graphs contain the network only.
 
 Conventions: ``input_size`` / ``heatmap_size`` are (w, h); keypoints are (x, y) in crop pixels
 (MMPose: a pixel's index is its coordinate); normalised coordinates are crop pixels divided by
@@ -275,7 +279,13 @@ def decode_integral(coords: np.ndarray, input_size: tuple[int, int]) -> tuple[np
 
 def decode_heatmaps(heatmaps: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Heatmap head output [B, K, H, W] -> (keypoints float32 [B, K, 2] crop pixels, scores [B, K]),
-    MMPose ``MSRAHeatmap.decode`` applied to each instance."""
+    MMPose ``MSRAHeatmap.decode`` applied to each instance (argmax, quarter-pixel refinement towards the
+    higher neighbour, scaling by input / heatmap size; score = the heatmap maximum; x = y = -1 before
+    scaling where the maximum is <= 0).
+
+    Raises:
+        ValueError: not [B, K, H, W].
+    """
     hm = np.asarray(heatmaps)
     if hm.ndim != 4:
         raise ValueError(f"heatmaps must be [B, K, H, W], got shape {list(hm.shape)}")
@@ -283,15 +293,45 @@ def decode_heatmaps(heatmaps: np.ndarray, input_size: tuple[int, int]) -> tuple[
     return codec.decode(hm)
 
 
-def decode_heatmap(heatmaps: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Heatmaps [B, K, H, W] -> float32 [B, K, 3]: x, y in crop pixels and the score.
+def flip_back_heatmaps(heatmaps: np.ndarray, flip_index: np.ndarray, shift: bool = True) -> np.ndarray:
+    """Heatmaps predicted on horizontally flipped crops -> the original crops (MMPose ``flip_heatmaps``,
+    mode ``heatmap``, in ``mmpose/models/utils/tta.py``).
 
-    The service's form of :func:`decode_heatmaps` (MMPose ``MSRAHeatmap.decode``: argmax, quarter-pixel
-    refinement towards the higher neighbour, scaling by input / heatmap size; score = heatmap maximum;
-    x = y = -1 before scaling where the maximum is <= 0).
+    Mirror along x, reorder joints by ``flip_index``, and when ``shift`` (MMPose ``shift_heatmap``) move
+    every column one heatmap pixel right, keeping column 0.
 
-    Raises:
-        ValueError: not [B, K, H, W].
+    Args:
+        heatmaps: float [B, K, H, W].
+        flip_index: int [K] (:func:`models.keypoints.flip_indices`).
+        shift: the one-pixel shift (True in ``td-hm_res50``).
+
+    Returns:
+        float [B, K, H, W], same dtype.
     """
-    keypoints, scores = decode_heatmaps(heatmaps, input_size)
-    return np.concatenate([keypoints, scores[..., None]], axis=-1).astype(np.float32)
+    hm = np.asarray(heatmaps)[:, flip_index, :, ::-1]
+    if shift:
+        hm = np.concatenate([hm[..., :1], hm[..., :-1]], axis=-1)
+    return np.ascontiguousarray(hm)
+
+
+def flip_back_keypoints(
+    keypoints: np.ndarray, flip_index: np.ndarray, input_width: int, shift: bool = True
+) -> np.ndarray:
+    """Keypoints predicted on horizontally flipped crops -> the original crops.
+
+    ``x <- w - 1 - x`` (``shift``; a pixel's index is its coordinate, so pixel i mirrors to w - 1 - i) or
+    ``x <- w - x``, y and scores unchanged, joints reordered by ``flip_index``. In normalised units this
+    is MMPose's ``flip_coordinates`` (``x <- 1 - x - 1 / w`` with ``shift_coords``) for integral models.
+
+    Args:
+        keypoints: float [B, K, C >= 2]: x, y in crop pixels (then scores).
+        flip_index: int [K].
+        input_width: crop width w in pixels.
+        shift: MMPose ``shift_coords`` (True in all three integral configs).
+
+    Returns:
+        float [B, K, C], same dtype.
+    """
+    out = np.array(np.asarray(keypoints)[:, flip_index], copy=True)
+    out[..., 0] = (input_width - 1 if shift else input_width) - out[..., 0]
+    return out

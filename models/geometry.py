@@ -18,22 +18,45 @@ import numpy as np
 
 #: MMPose's default top-down box padding.
 DEFAULT_PADDING: float = 1.25
+#: Box coordinates beyond this many pixels are rejected: the padded crop scale must stay finite and float32
+#: must still resolve a pixel (its spacing is 1 px at 1.7e7).
+MAX_ABS_COORD: float = 1e7
 
 
-def validate_bboxes(bboxes: np.ndarray) -> np.ndarray:
-    """Check boxes and return them as float32 [N, 4] xyxy.
+def validate_bboxes(bboxes) -> np.ndarray:
+    """Check boxes and return them as float32 [N, 4] xyxy: the one box validation of the project.
 
     Args:
-        bboxes: array-like [N, 4] or [4] of x1, y1, x2, y2 in original-image pixels.
+        bboxes: array-like [N, 4] or [4] of x1, y1, x2, y2 in original-image pixels (numbers; an
+            empty list means no boxes).
 
     Returns:
-        float32 array [N, 4].
+        float32 array [N, 4] (N may be 0).
 
     Raises:
-        ValueError: wrong shape, a non-finite value, or a box with x2 <= x1 or y2 <= y1
+        ValueError: ragged nesting, non-numbers (strings, booleans, integers too large for a float), wrong
+            shape, a non-finite value or one beyond :data:`MAX_ABS_COORD`, or a box with x2 <= x1 or y2 <= y1
             (the message names the offending box index).
     """
-    arr = np.asarray(bboxes, dtype=np.float64)
+    if not isinstance(bboxes, np.ndarray):
+        try:
+            flat = np.asarray(bboxes, dtype=object).ravel()
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bboxes must be a list of [x1, y1, x2, y2] number lists: {exc}") from None
+        bad = next(
+            (v for v in flat if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number))), None
+        )
+        if flat.size and bad is not None:
+            raise ValueError(f"bboxes must be numbers (x1, y1, x2, y2 in pixels), got {type(bad).__name__} {bad!r:.40}")
+    try:
+        arr = np.asarray(bboxes)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"bboxes must be a list of [x1, y1, x2, y2] number lists: {exc}") from None
+    if arr.size == 0 and arr.ndim <= 2:
+        return np.zeros((0, 4), np.float32)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"bboxes must be numbers (x1, y1, x2, y2 in pixels), got {arr.dtype.name} values")
+    arr = arr.astype(np.float64)
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -41,11 +64,16 @@ def validate_bboxes(bboxes: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         raise ValueError(f"bbox {int(np.flatnonzero(bad)[0])} has a non-finite coordinate")
-    empty = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
+    far = (np.abs(arr) > MAX_ABS_COORD).any(axis=1)
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise ValueError(f"bbox {i} has a coordinate outside +-{MAX_ABS_COORD:.0e} px: {arr[i].tolist()}")
+    out = arr.astype(np.float32)
+    empty = (out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
         raise ValueError(f"bbox {i} {arr[i].tolist()} is empty: need x2 > x1 and y2 > y1")
-    return arr.astype(np.float32)
+    return out
 
 
 def bbox_xyxy2cs(bboxes: np.ndarray, padding: float = DEFAULT_PADDING) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
-"""The top-down pose model: data preprocessing, ResNet backbone, integral or heatmap head, flip test.
+"""The top-down pose model: data preprocessing, ResNet backbone, integral or heatmap head.
 
-Follows ``mmpose/models/pose_estimators/topdown.py`` (``TopdownPoseEstimator``),
-``mmpose/models/data_preprocessors/data_preprocessor.py`` (``PoseDataPreprocessor``) and
-``mmpose/models/utils/tta.py`` (``flip_coordinates``, ``flip_heatmaps``) of MMPose 1.3.2.
+Follows ``mmpose/models/pose_estimators/topdown.py`` (``TopdownPoseEstimator``) and
+``mmpose/models/data_preprocessors/data_preprocessor.py`` (``PoseDataPreprocessor``) of MMPose 1.3.2.
+Decoding and the flip test are not torch code: :meth:`TopdownPoseModel.predict_keypoints` hands the
+network outputs to the model card's decode (``models.card.ModelCard.decode``, on ``models.codecs``),
+the same code the service runs on exported graphs.
 
 State-dict keys are MMPose's: ``backbone.*`` and ``head.*`` (the preprocessing mean / std are
 non-persistent buffers, as in MMPose, so they are not in the state dict).
@@ -18,46 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.codecs import decode_heatmap, decode_integral
+from models.card import ModelCard, card_for_config
 from models.heads import HeatmapHead, IntegralRegressionHead
-from models.keypoints import NUM_KEYPOINTS, flip_indices
 from models.resnet import ResNet
 from models.zoo import PoseModelConfig, get_config
-
-
-def flip_back_coordinates(coords: Tensor, flip_index: Tensor, input_width: int, shift: bool = True) -> Tensor:
-    """Normalised coordinates predicted on a horizontally flipped crop -> the original crop.
-
-    ``x <- 1 - x`` (minus ``1 / input_width`` when ``shift``), y unchanged, then joints reordered by
-    ``flip_index`` (MMPose ``flip_coordinates`` in ``mmpose/models/utils/tta.py``).
-
-    Args:
-        coords: [B, K, 2] normalised (x, y).
-        flip_index: int64 [K] (:func:`models.keypoints.flip_indices`).
-        input_width: crop width w in pixels.
-        shift: MMPose ``shift_coords`` (True in all three integral configs).
-    """
-    x = 1.0 - coords[..., 0:1]
-    if shift:
-        x = x - 1.0 / input_width
-    return torch.cat([x, coords[..., 1:]], dim=-1)[:, flip_index]
-
-
-def flip_back_heatmaps(heatmaps: Tensor, flip_index: Tensor, shift: bool = True) -> Tensor:
-    """Heatmaps predicted on a horizontally flipped crop -> the original crop.
-
-    Mirror along x, reorder joints by ``flip_index``, and when ``shift`` move every column one heatmap
-    pixel right keeping column 0 (MMPose ``flip_heatmaps``, mode ``heatmap``, ``shift_heatmap``).
-
-    Args:
-        heatmaps: [B, K, H, W].
-        flip_index: int64 [K].
-        shift: MMPose ``shift_heatmap`` (True in ``td-hm_res50``).
-    """
-    hm = heatmaps.flip(-1)[:, flip_index]
-    if shift:
-        hm = torch.cat([hm[..., :1], hm[..., :-1]], dim=-1)
-    return hm
 
 
 class TopdownPoseModel(nn.Module):
@@ -74,7 +40,7 @@ class TopdownPoseModel(nn.Module):
         returns, heatmap head: float32 [B, K, H', W'] heatmaps (``config.heatmap_size``)
             (:func:`models.codecs.decode_heatmaps`).
 
-    ``forward_flip_test(inputs)`` returns the same shapes with MMPose's flip-test averaging.
+    :meth:`predict_keypoints` runs uint8 crops to keypoints in crop pixels, with or without flip test.
     """
 
     def __init__(self, config: PoseModelConfig):
@@ -100,10 +66,7 @@ class TopdownPoseModel(nn.Module):
             )
         self.register_buffer("mean", torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        if config.num_keypoints == NUM_KEYPOINTS:
-            self.register_buffer("flip_index", torch.from_numpy(flip_indices()), persistent=False)
-        else:
-            self.flip_index = None
+        self._card: ModelCard | None = None
 
     @property
     def output_kind(self) -> str:
@@ -126,53 +89,36 @@ class TopdownPoseModel(nn.Module):
         self._check_input(inputs)
         return self.head(self.backbone(inputs))
 
-    def flip_back(self, outputs_flipped: Tensor) -> Tensor:
-        """Map the output of a horizontally flipped crop back onto the original crop.
-
-        Integral: x <- 1 - x - 1 / w (``shift_coords``; w = input width) and joints reordered by
-        :func:`models.keypoints.flip_indices` (MMPose ``flip_coordinates``).
-        Heatmap: maps mirrored, joints reordered, then shifted right by one heatmap pixel
-        (``shift_heatmap``; column 0 kept) (MMPose ``flip_heatmaps``, mode ``heatmap``).
-
-        Raises:
-            ValueError: the model has no COCO-17 flip pairs (K != 17).
-        """
-        if self.flip_index is None:
-            raise ValueError(f"flip test needs left/right pairs; none are defined for K={self.config.num_keypoints}")
-        if self.config.head_kind == "integral":
-            return flip_back_coordinates(
-                outputs_flipped, self.flip_index, self.config.input_size[0], self.config.shift_coords
-            )
-        return flip_back_heatmaps(outputs_flipped, self.flip_index, self.config.shift_heatmap)
-
-    def forward_flip_test(self, inputs: Tensor) -> Tensor:
-        """Flip test: mean of the output on ``inputs`` and :meth:`flip_back` of the output on the
-        horizontally flipped ``inputs`` (debias, if configured, happens inside each pass).
-        Same input / output shapes as :meth:`forward`."""
-        out = self(inputs)
-        out_flip = self.flip_back(self(inputs.flip(-1)))
-        return (out + out_flip) * 0.5
-
-    def predict(self, inputs: Tensor, flip_test: bool | None = None) -> Tensor:
-        """:meth:`forward` or :meth:`forward_flip_test` (default: ``config.flip_test``)."""
-        use_flip = self.config.flip_test if flip_test is None else flip_test
-        return self.forward_flip_test(inputs) if use_flip else self(inputs)
+    @property
+    def card(self) -> ModelCard:
+        """The card this model's exported graph gets (:func:`models.card.card_for_config`): its decode is used here."""
+        if self._card is None:
+            self._card = card_for_config(self.config)
+        return self._card
 
     @torch.no_grad()
     def predict_keypoints(self, crops_rgb, flip_test: bool | None = None) -> np.ndarray:
         """uint8 RGB crops [B, h, w, 3] (numpy or tensor) -> float32 [B, K, 3]: x, y in crop pixels, score.
 
-        Preprocess, run (with flip test by default as ``config.flip_test``), decode with
-        :func:`models.codecs.decode_integral` (scores 1) or :func:`models.codecs.decode_heatmap`
-        (score = heatmap maximum). Map to image pixels with :func:`models.geometry.keypoints_crop_to_image`.
+        :meth:`preprocess`, the network on the crops (and on the mirrored crops, in one batch, when flip
+        testing), then :meth:`models.card.ModelCard.decode` of :attr:`card`: the integral codec (scores 1)
+        or MMPose's heatmap decode (score = heatmap maximum), with MMPose's flip-back. Map to image pixels
+        with :func:`models.geometry.keypoints_crop_to_image`.
+
+        Args:
+            crops_rgb: uint8 [B, h, w, 3].
+            flip_test: average with the mirrored crops (default ``config.flip_test``).
+
+        Raises:
+            ValueError: wrong crop shape, or flip test on a model without COCO-17 flip pairs.
         """
         crops = torch.as_tensor(np.asarray(crops_rgb) if not isinstance(crops_rgb, Tensor) else crops_rgb)
         x = self.preprocess(crops.to(self.mean.device)).to(self.mean.dtype)
-        out = self.predict(x, flip_test).float().cpu().numpy()
-        if self.config.head_kind == "integral":
-            keypoints, scores = decode_integral(out, self.config.input_size)
-            return np.concatenate([keypoints, scores[..., None]], axis=-1)
-        return decode_heatmap(out, self.config.input_size)
+        use_flip = self.config.flip_test if flip_test is None else flip_test
+        if use_flip:
+            out = self(torch.cat([x, x.flip(-1)])).float().cpu().numpy()
+            return self.card.decode(out[: len(x)], out[len(x) :])
+        return self.card.decode(self(x).float().cpu().numpy())
 
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 RGB crops [B, h, w, 3] (NHWC, 0-255) -> normalised float32 [B, 3, h, w].
@@ -186,32 +132,34 @@ class TopdownPoseModel(nn.Module):
         """
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected RGB crops [B, h, w, 3], got {list(images.shape)}")
-        x = images.permute(0, 3, 1, 2).to(torch.float32).contiguous()
+        # cast first: in the exported graph a uint8 input must feed a Cast directly (TensorRT holds no
+        # uint8 intermediate tensors)
+        x = images.to(torch.float32).permute(0, 3, 1, 2).contiguous()
         return (x - self.mean) / self.std
 
 
-class PoseInferenceModule(nn.Module):
-    """A graph-ready wrapper: optional in-graph preprocessing and optional in-graph flip test.
+def scale_head_logits(model: TopdownPoseModel, crops: np.ndarray, std: float) -> TopdownPoseModel:
+    """Scale the head's final 1x1 convolution so its logits on ``crops`` have standard deviation ``std``.
+
+    For experiments with random weights (tests, benchmarks): a fresh MMPose-initialised head gives logits of
+    ~1e-6, so every crop decodes to the crop centre and two models agree by accident; a spread like a trained
+    model's (std ~2) gives peaked heatmaps whose keypoints depend on the image.
 
     Args:
-        model: a :class:`TopdownPoseModel` (put in eval mode by the caller).
-        flip_test: average with the flipped pass inside ``forward``.
-        uint8_rgb_input: ``forward`` takes uint8 RGB NHWC crops [B, h, w, 3] and normalises them
-            (:meth:`TopdownPoseModel.preprocess`); otherwise it takes normalised float NCHW.
+        model: a :class:`TopdownPoseModel` (modified in place).
+        crops: uint8 RGB crops [B, h, w, 3] to measure the logits on.
+        std: the target standard deviation.
 
-    ``forward`` returns what :meth:`TopdownPoseModel.forward` returns.
+    Returns:
+        ``model``.
     """
-
-    def __init__(self, model: TopdownPoseModel, flip_test: bool = False, uint8_rgb_input: bool = False):
-        super().__init__()
-        self.model = model
-        self.flip_test = bool(flip_test)
-        self.uint8_rgb_input = bool(uint8_rgb_input)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.uint8_rgb_input:
-            x = self.model.preprocess(x)
-        return self.model.forward_flip_test(x) if self.flip_test else self.model(x)
+    heatmap = model.config.head_kind == "heatmap"
+    final = model.head.final_layer if heatmap else model.head.simplebaseline_head.final_layer
+    with torch.no_grad():
+        feats = model.backbone(model.preprocess(torch.as_tensor(np.asarray(crops))))
+        logits = model.head(feats) if heatmap else model.head.logits(feats)
+        final.weight.mul_(std / float(logits.std()))
+    return model
 
 
 def build_pose_model(name_or_config: str | PoseModelConfig | dict) -> TopdownPoseModel:

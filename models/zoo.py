@@ -19,9 +19,9 @@ Figures are COCO val2017 keypoint AP/AR with flip test and the person detections
 The three integral configs all use MMPose's ``DSNTHead`` (a subclass of ``IntegralRegressionHead``);
 they differ at inference only in ``beta`` / ``debias`` (and in the training losses). The 8 hex digits in
 each checkpoint's file name are the start of its SHA-256 (OpenMMLab's ``publish_model`` convention);
-:func:`load_pretrained` verifies them.
+``models.checkpoints.load_pretrained`` verifies them when it downloads.
 
-Torch-free (stdlib + tqdm), so the service and tools can read configs without importing torch.
+Torch-free (stdlib only), so the service and tools can read configs without importing torch.
 """
 
 from __future__ import annotations
@@ -29,12 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from models.keypoints import NUM_KEYPOINTS
 
@@ -228,20 +223,6 @@ def get_config(name: str) -> PoseModelConfig:
         raise KeyError(f"unknown pose model {name!r}; known: {sorted(ZOO)}") from None
 
 
-def cache_root() -> Path:
-    """The one cache root of the project: ``$POSE_CACHE_DIR``, else ``~/.cache/poseserve``.
-
-    Holds ``checkpoints/`` (downloads), ``engines/`` (TensorRT engine cache) and the default served models.
-    """
-    env = os.environ.get("POSE_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "poseserve"
-
-
-def default_cache_dir() -> Path:
-    """Checkpoint cache: ``<cache_root()>/checkpoints``."""
-    return cache_root() / "checkpoints"
-
-
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file (streamed)."""
     h = hashlib.sha256()
@@ -251,133 +232,15 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-class ChecksumError(RuntimeError):
-    """A downloaded or cached file's SHA-256 does not start with the expected prefix."""
-
-
-def download_checkpoint(url: str, dest: str | os.PathLike, sha256_prefix: str | None, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` atomically, verifying the SHA-256 prefix.
-
-    The file is written to a temporary name beside ``dest`` and renamed only after the hash matches,
-    so an interrupted or corrupt download never leaves a file at ``dest``.
-
-    Args:
-        url: http(s) or file URL.
-        dest: final path.
-        sha256_prefix: expected leading hex digits of the SHA-256 (None: no check).
-        progress: show a tqdm progress bar on stderr.
-
-    Returns:
-        ``dest`` as a Path.
-
-    Raises:
-        urllib.error.URLError / OSError: the download failed.
-        ChecksumError: the hash does not match (the partial file is deleted).
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
-            total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
-            bar = None
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=int(total) if total else None, unit="B", unit_scale=True, desc=dest.name)
-            try:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    h.update(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            finally:
-                if bar is not None:
-                    bar.close()
-        digest = h.hexdigest()
-        if sha256_prefix and not digest.startswith(sha256_prefix):
-            raise ChecksumError(f"SHA-256 of {url} is {digest}, expected it to start with {sha256_prefix}")
-        shutil.move(tmp_name, dest)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return dest
-
-
-def load_pretrained(name: str, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """Path of the published checkpoint for zoo entry ``name``, downloading it if needed.
-
-    A file already in the cache is re-hashed and used if its SHA-256 matches; a mismatching file
-    raises (it is never silently replaced).
-
-    Args:
-        name: zoo name (see :data:`ZOO`).
-        cache_dir: folder for checkpoints (default :func:`default_cache_dir`).
-        progress: tqdm progress bar while downloading.
-
-    Returns:
-        Path to the verified ``.pth`` file (``cache_dir / <file name from the URL>``).
-
-    Raises:
-        KeyError: unknown name.
-        ValueError: the entry has no published checkpoint.
-        ChecksumError: the cached or downloaded file has the wrong hash.
-        FileNotFoundError: the download failed (e.g. no network); the message names the URL and the
-            exact path where to put a manually downloaded file.
-    """
-    cfg = get_config(name)
-    if not cfg.checkpoint_url:
-        raise ValueError(f"zoo entry {name!r} has no published checkpoint")
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    dest = cache / cfg.checkpoint_filename
-    if dest.is_file():
-        digest = sha256_file(dest)
-        if cfg.sha256_prefix and not digest.startswith(cfg.sha256_prefix):
-            raise ChecksumError(
-                f"{dest} has SHA-256 {digest}, expected it to start with {cfg.sha256_prefix}; "
-                f"delete it and download {cfg.checkpoint_url} again"
-            )
-        return dest
-    try:
-        return download_checkpoint(cfg.checkpoint_url, dest, cfg.sha256_prefix, progress=progress)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        raise FileNotFoundError(
-            f"could not download the {name!r} checkpoint ({e}). Download\n  {cfg.checkpoint_url}\n"
-            f"on a machine with network access and put it at\n  {dest}\n"
-            f"(its SHA-256 must start with {cfg.sha256_prefix})"
-        ) from e
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``pose-zoo list`` / ``pose-zoo download NAME [--cache-dir DIR]`` (also ``python -m models.zoo``)."""
-    import argparse
-    import sys
-
-    ap = argparse.ArgumentParser(prog="pose-zoo", description="Pose model zoo: list entries, fetch checkpoints.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="list the named configs with their published COCO val2017 AP/AR")
-    dl = sub.add_parser("download", help="download (or verify the cached) published checkpoint")
-    dl.add_argument("name", choices=sorted(ZOO))
-    dl.add_argument("--cache-dir", type=Path, default=None, help=f"default: {default_cache_dir()}")
-    args = ap.parse_args(argv)
-    if args.cmd == "list":
-        for cfg in ZOO.values():
-            w, h = cfg.input_size
-            kind = f"{cfg.head_kind}" + (f" beta={cfg.beta:g}" if cfg.head_kind == "integral" else "")
-            kind += " debias" if cfg.debias else ""
-            print(
-                f"{cfg.name:18s} {w}x{h}  {kind:24s} AP {cfg.published.get('AP', float('nan')):.3f}  "
-                f"AR {cfg.published.get('AR', float('nan')):.3f}  {cfg.checkpoint_url}"
-            )
-        return 0
-    try:
-        print(load_pretrained(args.name, args.cache_dir))
-    except (FileNotFoundError, ChecksumError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def zoo_table() -> str:
+    """One line per entry: name, input size, head, published COCO val2017 AP / AR, checkpoint URL (``pose-zoo list``)."""
+    lines = []
+    for cfg in ZOO.values():
+        w, h = cfg.input_size
+        kind = cfg.head_kind + (f" beta={cfg.beta:g}" if cfg.head_kind == "integral" else "")
+        kind += " debias" if cfg.debias else ""
+        lines.append(
+            f"{cfg.name:18s} {w}x{h}  {kind:24s} AP {cfg.published.get('AP', float('nan')):.3f}  "
+            f"AR {cfg.published.get('AR', float('nan')):.3f}  {cfg.checkpoint_url}"
+        )
+    return "\n".join(lines)

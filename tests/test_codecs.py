@@ -88,14 +88,14 @@ def test_heatmap_maximum_marks_non_positive_maps():
     assert (locs[1] == -1).all()
 
 
-def test_decode_heatmap_for_the_service():
+def test_decode_heatmaps_scales_the_argmax_to_crop_pixels():
     hm = np.zeros((2, 17, 64, 48), np.float32)
     hm[:, :, 10, 20] = 0.9
-    out = codecs.decode_heatmap(hm, (192, 256))
-    assert out.shape == (2, 17, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out[..., 0], 80.0)
-    np.testing.assert_allclose(out[..., 1], 40.0)
-    np.testing.assert_allclose(out[..., 2], 0.9)
+    kp, scores = codecs.decode_heatmaps(hm, (192, 256))
+    assert kp.shape == (2, 17, 2) and scores.shape == (2, 17)
+    np.testing.assert_allclose(kp[..., 0], 80.0)
+    np.testing.assert_allclose(kp[..., 1], 40.0)
+    np.testing.assert_allclose(scores, 0.9)
 
 
 @pytest.mark.parametrize(

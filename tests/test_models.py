@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from models import zoo
+from models import checkpoints, zoo
 from models.checkpoints import (
     FORMAT,
     CheckpointError,
@@ -23,8 +22,10 @@ from models.checkpoints import (
     load_pose_checkpoint,
     save_pose_checkpoint,
 )
+from models.codecs import flip_back_heatmaps, flip_back_keypoints
 from models.heads import IntegralRegressionHead, debias_coordinates, log_sum_exp_spatial
-from models.pose_model import PoseInferenceModule, TopdownPoseModel, build_pose_model
+from models.keypoints import flip_indices
+from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import ZOO, PoseModelConfig, get_config
 
 GOLDEN_SHAPES = Path(__file__).resolve().parent / "data" / "mmpose" / "state_dict_shapes.json"
@@ -88,15 +89,18 @@ def test_config_dict_round_trip_and_validation():
 
 
 def test_load_pretrained_without_network_says_where_to_put_the_file(tmp_path, monkeypatch):
+    import urllib.error
+
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(zoo.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(checkpoints.torch.hub, "download_url_to_file", offline)
     cfg = get_config("ipr_res50_debias")
-    with pytest.raises(FileNotFoundError) as e:
-        zoo.load_pretrained("ipr_res50_debias", cache_dir=tmp_path, progress=False)
-    msg = str(e.value)
-    assert cfg.checkpoint_url in msg and str(tmp_path / cfg.checkpoint_filename) in msg and "055a7699" in msg
+    for kwargs in ({}, {"offline": True}):
+        with pytest.raises(FileNotFoundError) as e:
+            checkpoints.load_pretrained("ipr_res50_debias", tmp_path, progress=False, **kwargs)
+        msg = str(e.value)
+        assert cfg.checkpoint_url in msg and str(tmp_path / cfg.checkpoint_filename) in msg and "055a7699" in msg
     assert list(tmp_path.iterdir()) == []  # no partial file left behind
 
 
@@ -104,19 +108,21 @@ def test_download_verifies_the_sha256_prefix(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"pose" * 1000)
     digest = zoo.sha256_file(src)
-    dest = zoo.download_checkpoint(src.as_uri(), tmp_path / "cache" / "a.pth", digest[:8], progress=False)
+    dest = checkpoints.download(src.as_uri(), tmp_path / "cache" / "a.pth", digest[:8], progress=False)
     assert dest.read_bytes() == src.read_bytes()
     bad = "0" * 8 if not digest.startswith("0" * 8) else "1" * 8
-    with pytest.raises(zoo.ChecksumError, match=bad):
-        zoo.download_checkpoint(src.as_uri(), tmp_path / "cache" / "b.pth", bad, progress=False)
+    with pytest.raises(checkpoints.ChecksumError, match=bad):
+        checkpoints.download(src.as_uri(), tmp_path / "cache" / "b.pth", bad, progress=False)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["a.pth"]
 
 
 def test_cached_checkpoint_with_wrong_hash_is_rejected(tmp_path):
     cfg = get_config("td-hm_res50")
     (tmp_path / cfg.checkpoint_filename).write_bytes(b"not the checkpoint")
-    with pytest.raises(zoo.ChecksumError, match="04af38ce"):
-        zoo.load_pretrained("td-hm_res50", cache_dir=tmp_path)
+    with pytest.raises(checkpoints.ChecksumError, match="04af38ce"):
+        checkpoints.load_pretrained("td-hm_res50", tmp_path)
+    with pytest.raises(ValueError, match="cache_dir"):
+        load_pose_checkpoint("td-hm_res50")  # a zoo name needs the checkpoint folder
 
 
 # ---------------------------------------------------------------- full-size models
@@ -261,28 +267,37 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_flip_test_symmetry(name):
-    """Flip test of the mirrored crop == the flip test of the crop, mapped back (flip_back is an involution)."""
+    """Flip test of the mirrored crops == the flip test of the crops, mirrored back (flip-back is an involution)."""
     cfg = small(name, shift_heatmap=False) if get_config(name).head_kind == "heatmap" else small(name)
     model = randomise(TopdownPoseModel(cfg), seed=1)
     w, h = cfg.input_size
-    x = torch.randn(2, 3, h, w)
-    with torch.no_grad():
-        a = model.forward_flip_test(x)
-        b = model.forward_flip_test(x.flip(-1))
-        single = model(x)
-    torch.testing.assert_close(model.flip_back(b), a, rtol=0, atol=1e-5)
-    assert (single - a).abs().max() > 1e-4  # the flipped pass really contributes
-    assert torch.equal(model.predict(x, flip_test=True), a)
-    assert torch.equal(model.predict(x, flip_test=False), single)
+    crops = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    a = model.predict_keypoints(crops, flip_test=True)
+    b = model.predict_keypoints(np.ascontiguousarray(crops[:, :, ::-1]), flip_test=True)
+    single = model.predict_keypoints(crops, flip_test=False)
+    if cfg.head_kind == "integral":  # x -> w - 1 - x
+        mirrored = flip_back_keypoints(b, flip_indices(), w)
+    else:  # unshifted heatmap column j mirrors onto W - 1 - j: in crop pixels x -> w - w / W - x
+        mirrored = flip_back_keypoints(b, flip_indices(), w, shift=False)
+        mirrored[..., 0] -= w / cfg.heatmap_size[0]
+    found = a[..., 2] > 0  # MMPose marks maps whose maximum is <= 0 with location -1 (not mirrored)
+    assert found.sum() >= 17
+    np.testing.assert_allclose(mirrored[found], a[found], atol=1e-3)
+    assert np.abs(single - a).max() > 1e-2  # the flipped pass really contributes
 
 
-def test_flip_back_coordinates_formula():
-    model = TopdownPoseModel(small("ipr_res50"))
-    c = torch.rand(1, 17, 2)
-    back = model.flip_back(c)
-    idx = torch.tensor([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])
-    torch.testing.assert_close(back[0, :, 0], (1 - c[0, :, 0] - 1 / 256)[idx])
-    torch.testing.assert_close(back[0, :, 1], c[0, idx, 1])
+def test_flip_back_formulas_are_mmposes():
+    """Pixels: x -> w - 1 - x is MMPose's normalised ``1 - x - 1 / w`` (shift_coords); heatmaps mirror, swap
+    joints and shift one column right (shift_heatmap)."""
+    idx = flip_indices()
+    c = np.random.default_rng(0).random((1, 17, 2))
+    back = flip_back_keypoints(c * 256, idx, 256) / 256
+    np.testing.assert_allclose(back[0, :, 0], (1 - c[0, :, 0] - 1 / 256)[idx], atol=1e-12)
+    np.testing.assert_allclose(back[0, :, 1], c[0, idx, 1], atol=1e-12)
+    hm = np.random.default_rng(1).random((1, 17, 4, 5))
+    out = flip_back_heatmaps(hm, idx, shift=True)
+    np.testing.assert_array_equal(out[0, 1, :, 1:], hm[0, 2, :, ::-1][:, :-1])
+    np.testing.assert_array_equal(out[0, 1, :, 0], hm[0, 2, :, -1])
 
 
 @pytest.mark.parametrize("name", INTEGRAL)
@@ -337,20 +352,14 @@ def test_debias_gradient_is_finite_on_both_branches():
     assert torch.isfinite(logits.grad).all() and torch.isfinite(coords.grad).all()
 
 
-def test_preprocess_and_inference_module():
+def test_preprocess_casts_first_and_normalises():
     model = randomise(build_pose_model(small("ipr_res50_debias")))
     crops = torch.randint(0, 256, (2, 256, 256, 3), dtype=torch.uint8)
     x = model.preprocess(crops)
-    assert x.shape == (2, 3, 256, 256) and x.is_contiguous()
+    assert x.shape == (2, 3, 256, 256) and x.is_contiguous() and x.dtype == torch.float32
     mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
     std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
     torch.testing.assert_close(x, (crops.permute(0, 3, 1, 2).float() - mean) / std)
-    with torch.no_grad():
-        assert torch.equal(PoseInferenceModule(model, flip_test=False, uint8_rgb_input=True)(crops), model(x))
-        assert torch.equal(
-            PoseInferenceModule(model, flip_test=True, uint8_rgb_input=True)(crops), model.forward_flip_test(x)
-        )
-        assert torch.equal(PoseInferenceModule(model, flip_test=True)(x), model.forward_flip_test(x))
 
 
 @pytest.mark.parametrize("name", ["ipr_res50_debias", "td-hm_res50"])
@@ -358,16 +367,23 @@ def test_predict_keypoints_in_crop_pixels(name):
     model = randomise(build_pose_model(small(name)))
     w, h = model.config.input_size
     crops = np.random.RandomState(0).randint(0, 256, (2, h, w, 3)).astype(np.uint8)
-    kp = model.predict_keypoints(crops)
+    kp = model.predict_keypoints(crops, flip_test=False)
     assert kp.shape == (2, 17, 3) and kp.dtype == np.float32
     with torch.no_grad():
-        out = model.forward_flip_test(model.preprocess(torch.from_numpy(crops)))
+        out = model(model.preprocess(torch.from_numpy(crops))).numpy()
     if model.output_kind == "integral":
-        np.testing.assert_allclose(kp[..., :2], out.numpy() * [w, h], rtol=1e-6)
+        np.testing.assert_allclose(kp[..., :2], out * [w, h], rtol=1e-6)
         assert (kp[..., 2] == 1).all()
     else:
-        np.testing.assert_allclose(kp[..., 2], out.flatten(2).amax(2).numpy())
-        assert (kp[..., 0] <= w).all() and (kp[..., 1] <= h).all()
+        np.testing.assert_allclose(kp[..., 2], out.reshape(2, 17, -1).max(-1))
+        hw, hh = model.config.heatmap_size
+        argmax = out.reshape(2, 17, -1).argmax(-1)
+        found = kp[..., 2] > 0  # maps with a maximum <= 0 decode to MMPose's -1 location
+        assert found.sum() >= 17
+        # the argmax cell, scaled to the crop, within the quarter-pixel refinement
+        assert np.abs(kp[..., 0] - (argmax % hw) * (w / hw))[found].max() <= 0.25 * w / hw + 1e-4
+        assert np.abs(kp[..., 1] - (argmax // hw) * (h / hh))[found].max() <= 0.25 * h / hh + 1e-4
+        assert (kp[~found][:, :2] == -np.array([w / hw, h / hh], np.float32)).all()
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -380,5 +396,7 @@ def test_bad_inputs_raise_clear_errors():
         model.preprocess(torch.zeros(1, 3, 256, 192, dtype=torch.uint8))
     with pytest.raises(TypeError, match="zoo name"):
         build_pose_model(42)
-    with pytest.raises(ValueError, match="flip test needs"):
-        TopdownPoseModel(small("ipr_res50", num_keypoints=5)).forward_flip_test(torch.zeros(1, 3, 256, 256))
+    five = TopdownPoseModel(small("ipr_res50", num_keypoints=5))
+    assert five.predict_keypoints(np.zeros((1, 256, 256, 3), np.uint8), flip_test=False).shape == (1, 5, 3)
+    with pytest.raises(ValueError, match="no flip pairs"):
+        five.predict_keypoints(np.zeros((1, 256, 256, 3), np.uint8), flip_test=True)

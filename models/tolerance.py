@@ -1,0 +1,131 @@
+"""The project's one tolerance policy for "the same numbers" (export verification and tests).
+
+Float64 proves exactness; float32 results are compared at bounds above what differs between x86
+CPUs and library builds (kernel choice, SIMD width, summation order, ``np.exp`` / OpenCV code paths);
+reduced precision (fp16, bf16, int8) is judged by AP on trained models, never by pixels here.
+
+* :data:`EXPORT_TOLERANCE_PX`: an exported graph agrees with its torch module when their keypoints
+  differ by at most 0.05 crop pixels (0.02 % of a 256 px crop; an OKS change far below 1e-3), or,
+  failing that, when the exported graph is within the fp32 noise envelope measured against a float64
+  torch run (:func:`judge_export`). A real error (a 0.5 px shift, a wrong flip, a colour swap) is pixels
+  off from float64 and is rejected.
+* :data:`PARITY_FP64`: golden parity with MMPose in float64, normalised units (crop px / input size).
+* :data:`PARITY_FP32`: the same comparison for float32 runs of a full ResNet-50 (each float32 run is
+  up to ~3e-5 from float64 on the CPUs measured; Debias' beta 10 amplifies logit noise).
+* :data:`FP32_ELEMENTWISE_ATOL`: float32 results of elementwise transcendental functions with values
+  in [0, 1] (``np.exp`` Gaussian targets): a few ulp between numpy builds.
+* :data:`UINT8_LEVELS`: OpenCV interpolation output (``cv2.warpAffine`` crops) between OpenCV builds.
+* :data:`METRIC_ABS`: AP / AR from the same predictions (ratios of counts; any real difference is >= 1e-4).
+
+Torch-free (numpy only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Export verification bound, crop pixels (x, y; scores in their own units, compared likewise).
+EXPORT_TOLERANCE_PX: float = 0.05
+#: An export above :data:`EXPORT_TOLERANCE_PX` still passes if |exported - fp64| <= this x |torch fp32 - fp64| + tolerance.
+FP32_ENVELOPE_FACTOR: float = 2.0
+#: Golden parity in float64 (normalised units).
+PARITY_FP64: float = 1e-5
+#: Golden parity of float32 full-model runs (normalised units).
+PARITY_FP32: float = 2e-4
+#: Float32 elementwise transcendental results in [0, 1] (np.exp) across numpy builds.
+FP32_ELEMENTWISE_ATOL: float = 1e-6
+#: OpenCV uint8 interpolation output across OpenCV builds (levels).
+UINT8_LEVELS: int = 1
+#: Relative bound for float64 results computed from float32 inputs through LAPACK / OpenCV solvers.
+FP64_FROM_FP32_REL: float = 1e-6
+#: COCO metric figures computed twice from the same predictions.
+METRIC_ABS: float = 1e-6
+
+
+def max_abs_diff(a, b) -> float:
+    """max |a - b| in float64.
+
+    Raises:
+        ValueError: the shapes differ (named in the message).
+    """
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a64.shape != b64.shape:
+        raise ValueError(f"shapes differ: {list(a64.shape)} vs {list(b64.shape)}")
+    return float(np.abs(a64 - b64).max()) if a64.size else 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of :func:`judge_export`.
+
+    Attributes:
+        passed: whether the export is accepted.
+        rule: which rule decided (``"within tolerance"``, ``"within fp32 noise"`` or ``"rejected"``).
+        max_abs_diff: max |exported - torch fp32| (crop pixels for keypoints).
+        tolerance: :data:`EXPORT_TOLERANCE_PX` or the caller's bound.
+        exported_vs_fp64, torch_fp32_vs_fp64: the envelope figures (None when not needed).
+    """
+
+    passed: bool
+    rule: str
+    max_abs_diff: float
+    tolerance: float
+    exported_vs_fp64: float | None = None
+    torch_fp32_vs_fp64: float | None = None
+
+    def describe(self) -> str:
+        """One line naming every figure (for logs and error messages)."""
+        text = f"max |exported - torch fp32| = {self.max_abs_diff:.3g} (tolerance {self.tolerance:g})"
+        if self.exported_vs_fp64 is not None:
+            text += (
+                f"; vs float64 torch: exported {self.exported_vs_fp64:.3g}, torch fp32 {self.torch_fp32_vs_fp64:.3g}"
+                f" (accepted up to {FP32_ENVELOPE_FACTOR:g} x torch fp32 + tolerance)"
+            )
+        return f"{self.rule}: {text}"
+
+    def to_dict(self) -> dict:
+        """JSON-able figures (recorded in the model card)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def judge_export(exported, torch_fp32, torch_fp64=None, tolerance: float = EXPORT_TOLERANCE_PX) -> Verdict:
+    """Apply the export rule to the same outputs from the exported graph and the torch module.
+
+    Args:
+        exported: keypoints of the exported graph (e.g. onnxruntime), float [B, K, 3] crop pixels.
+        torch_fp32: the torch module's keypoints for the same crops.
+        torch_fp64: the float64 run of the torch module (the exact reference), or a zero-argument
+            callable computing it; needed only when the first rule fails.
+        tolerance: the pixel bound (default :data:`EXPORT_TOLERANCE_PX`).
+
+    Returns:
+        :class:`Verdict`: passed when max |exported - torch fp32| <= tolerance, or when
+        |exported - fp64| <= :data:`FP32_ENVELOPE_FACTOR` x |torch fp32 - fp64| + tolerance.
+
+    Raises:
+        ValueError: shapes differ, or a non-finite value in ``exported``.
+    """
+    if not np.isfinite(np.asarray(exported, dtype=np.float64)).all():
+        raise ValueError("the exported graph produced a non-finite value")
+    diff = max_abs_diff(exported, torch_fp32)
+    if diff <= tolerance:
+        return Verdict(True, "within tolerance", diff, tolerance)
+    if torch_fp64 is None:
+        return Verdict(False, "rejected", diff, tolerance)
+    exact = torch_fp64() if callable(torch_fp64) else torch_fp64
+    ort_err, floor = max_abs_diff(exported, exact), max_abs_diff(torch_fp32, exact)
+    ok = ort_err <= FP32_ENVELOPE_FACTOR * floor + tolerance
+    return Verdict(ok, "within fp32 noise" if ok else "rejected", diff, tolerance, ort_err, floor)
+
+
+def assert_close(got, want, atol: float, what: str = "values") -> float:
+    """Assert max |got - want| <= atol and return the deviation (tests use this with the constants above).
+
+    Raises:
+        AssertionError: naming ``what``, the deviation and the bound.
+    """
+    dev = max_abs_diff(got, want)
+    assert dev <= atol, f"{what}: max deviation {dev:.3g} > {atol:g}"
+    return dev
