@@ -54,6 +54,25 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     return out, Letterbox(r, left, top)
 
 
+def letterbox_batch(
+    images: list[np.ndarray], size: int, dtype: np.dtype = np.float32
+) -> tuple[np.ndarray, list[Letterbox]]:
+    """The detector input for a batch of images: letterboxed, RGB, NCHW, scaled to 0..1.
+
+    Args:
+        images: uint8 [H, W, 3] RGB images (any sizes).
+        size: square input side S in pixels.
+        dtype: float32 or float16 (the model's input dtype).
+
+    Returns:
+        (``dtype`` [B, 3, S, S] contiguous, the :class:`Letterbox` of each image).
+    """
+    dtype = np.dtype(dtype)
+    boxed = [letterbox(im, size) for im in images]
+    x = np.stack([b for b, _ in boxed]).transpose(0, 3, 1, 2).astype(dtype) / dtype.type(255.0)
+    return np.ascontiguousarray(x, dtype=dtype), [lb for _, lb in boxed]
+
+
 def unletterbox_boxes(boxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> np.ndarray:
     """Map boxes from letterboxed input pixels to original-image pixels, clipped to the image.
 
@@ -113,10 +132,9 @@ class PersonDetector:
             raise ModelLoadError(f"detector output must be 3-D ([B, 4+C, N] or [B, M, 6]), got {out_shape}")
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """uint8 RGB [H, W, 3] -> float [1, 3, S, S] in 0..1 and the letterbox transform."""
-        lb_img, lb = letterbox(image, self.input_size)
-        x = lb_img.transpose(2, 0, 1)[None].astype(self.input_dtype) / self.input_dtype.type(255.0)
-        return np.ascontiguousarray(x, dtype=self.input_dtype), lb
+        """uint8 RGB [H, W, 3] -> float [1, 3, S, S] in 0..1 and the letterbox transform (:func:`letterbox_batch`)."""
+        x, (lb,) = letterbox_batch([image], self.input_size, self.input_dtype)
+        return x, lb
 
     def _postprocess(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         pred = np.asarray(pred, dtype=np.float32)

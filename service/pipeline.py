@@ -1,6 +1,10 @@
-"""The served pipeline: decode -> detect -> crops -> pose (batched) -> keypoints in original pixels.
+"""The served pipeline: decode -> detect -> crop -> pose (batched) -> keypoints in original pixels.
 
-Evaluation runs this same object, so what is measured is what is served.
+One readable path, in LitServe's hook order: :meth:`PosePipeline.from_settings` (setup),
+:meth:`PosePipeline.run` (decode the bytes, then :meth:`PosePipeline.predict`: detect, crop, the
+batched pose model, map back) and its per-stage timings. Encoding the answer is
+``service.schemas.PoseResponse.from_result``. Evaluation runs this same object, so what is measured is
+what is served.
 """
 
 from __future__ import annotations
@@ -10,11 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.geometry import validate_bboxes
 from service.batcher import CropBatcher
 from service.detector import PersonDetector
-from service.errors import InvalidParameterError
+from service.errors import InvalidParameterError, ModelLoadError
+from service.imageio import decode_image
 from service.pose import PoseEstimator
+from service.runtime import create_runtime
 from service.scoring import person_scores
+from service.settings import Settings
 
 
 @dataclass
@@ -22,21 +30,39 @@ class PoseResult:
     """Pipeline output for one image.
 
     Attributes:
-        width, height: image size in pixels (after EXIF orientation).
+        image: the decoded uint8 [H, W, 3] RGB image (EXIF orientation applied; for rendering).
         bboxes: float32 [N, 4] xyxy, original-image pixels.
         bbox_scores: float32 [N] (1.0 for caller-given boxes).
+        centers, scales: float32 [N, 2] each: the crop boxes (padded, aspect-fixed), original-image pixels;
+            ``prod(scales)`` is MMPose's OKS area.
         keypoints: float32 [N, K, 3]: x, y in original-image pixels, score.
         scores: float32 [N] person scores (:func:`service.scoring.person_scores`).
-        timings_ms: per-stage wall time.
+        detector: name of the detector that found the boxes, or None for caller boxes.
+        timings_ms: per-stage wall time: ``decode`` (for :meth:`PosePipeline.run`), ``detect`` (when the
+            detector ran), ``crop``, ``pose`` and ``total`` (all stages).
     """
 
-    width: int
-    height: int
+    image: np.ndarray
     bboxes: np.ndarray
     bbox_scores: np.ndarray
+    centers: np.ndarray
+    scales: np.ndarray
     keypoints: np.ndarray
     scores: np.ndarray
+    detector: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000.0
 
 
 class PosePipeline:
@@ -46,7 +72,7 @@ class PosePipeline:
         detector: the person detector, or None (then every request must bring its boxes).
         pose: the pose estimator.
         batcher: a :class:`CropBatcher` around ``pose.predict_crops``; None runs crops directly.
-        max_boxes: most caller boxes accepted per image.
+        max_upload_bytes, max_image_pixels: decode limits of :meth:`run` (None: no limit).
     """
 
     def __init__(
@@ -54,62 +80,136 @@ class PosePipeline:
         detector: PersonDetector | None,
         pose: PoseEstimator,
         batcher: CropBatcher | None = None,
-        max_boxes: int = 200,
+        max_upload_bytes: int | None = None,
+        max_image_pixels: int | None = None,
     ):
         self.detector = detector
         self.pose = pose
         self.batcher = batcher
-        self.max_boxes = max_boxes
+        self.max_upload_bytes = max_upload_bytes
+        self.max_image_pixels = max_image_pixels
 
-    def __call__(self, image: np.ndarray, bboxes: np.ndarray | None = None) -> PoseResult:
+    @classmethod
+    def from_settings(cls, settings: Settings, batching: bool = True) -> PosePipeline:
+        """Open both models as the settings say (same runtime, providers and threads for each) and wrap them
+        in a pipeline with a cross-request batcher (``batching``; off for single-caller use such as evaluation).
+
+        Raises:
+            ModelLoadError: the pose model path is unset or a model cannot be opened.
+        """
+        if settings.pose_model is None:
+            raise ModelLoadError("no pose model configured (POSE_POSE_MODEL or --pose)")
+        pose = PoseEstimator.from_settings(settings.pose_model, settings)
+        detector = None
+        if settings.detector_model is not None:
+            detector = PersonDetector(
+                create_runtime(settings.detector_model, settings),
+                score_threshold=settings.det_score_threshold,
+                iou_threshold=settings.det_nms_iou,
+                max_detections=settings.det_max_detections,
+                name=settings.detector_model.stem,
+            )
+        batcher = (
+            CropBatcher(pose.predict_crops, settings.max_batch_size, settings.max_batch_wait_ms) if batching else None
+        )
+        return cls(detector, pose, batcher, settings.max_upload_bytes, settings.max_image_pixels)
+
+    def run(self, data: bytes, bboxes: np.ndarray | None = None) -> PoseResult:
+        """Decode image bytes (limits checked before the pixels are decoded) and :meth:`predict`.
+
+        Raises:
+            ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError: see ``decode_image``.
+            InvalidParameterError, InferenceError: see :meth:`predict`.
+        """
+        t0 = time.perf_counter()
+        image = decode_image(data, self.max_upload_bytes, self.max_image_pixels)
+        return self._predict(image, bboxes, {"decode": _ms(t0)}, t0)
+
+    def predict(self, image: np.ndarray, bboxes: np.ndarray | None = None) -> PoseResult:
         """Run on one decoded image.
 
         Args:
             image: uint8 [H, W, 3] RGB.
-            bboxes: optional caller boxes [N, 4] xyxy in original pixels; skips the detector.
+            bboxes: optional caller boxes [N, 4] xyxy in original pixels (validated by
+                ``models.geometry.validate_bboxes``); skips the detector.
 
         Returns:
             :class:`PoseResult`.
 
         Raises:
-            InvalidParameterError: malformed caller boxes, too many, or no detector and no boxes.
+            InvalidParameterError: malformed caller boxes, or no detector and no boxes.
             InferenceError: a model failed.
         """
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+        return self._predict(image, bboxes, {}, time.perf_counter())
+
+    def _predict(self, image: np.ndarray, bboxes, timings: dict[str, float], t0: float) -> PoseResult:
+        detector_name = None
         if bboxes is None:
             if self.detector is None:
                 raise InvalidParameterError("no detector is configured: send boxes with the request")
+            t = time.perf_counter()
             bboxes, bbox_scores = self.detector.detect(image)
-            timings["detect"] = (time.perf_counter() - t0) * 1000
+            timings["detect"] = _ms(t)
+            detector_name = self.detector.name
         else:
-            bboxes = (
-                np.asarray(bboxes, dtype=np.float32).reshape(-1, 4) if len(bboxes) else np.zeros((0, 4), np.float32)
-            )
-            if len(bboxes) > self.max_boxes:
-                raise InvalidParameterError(f"{len(bboxes)} boxes given, at most {self.max_boxes} accepted")
+            try:
+                bboxes = validate_bboxes(bboxes)
+            except ValueError as exc:
+                raise InvalidParameterError(str(exc)) from exc
             bbox_scores = np.ones(len(bboxes), np.float32)
-        t1 = time.perf_counter()
-        k = len(self.pose.card.keypoint_names)
-        if len(bboxes):
-            crops, centers, scales = self.pose.crops_for(image, bboxes)
-            t2 = time.perf_counter()
-            kc = self.batcher.predict(crops) if self.batcher is not None else self.pose.predict_crops(crops)
-            t3 = time.perf_counter()
-            keypoints = self.pose.to_image(kc, centers, scales)
+        t = time.perf_counter()
+        crops, centers, scales = self.pose.crops_for(image, bboxes)
+        timings["crop"] = _ms(t)
+        t = time.perf_counter()
+        if len(crops) == 0:
+            kc = np.zeros((0, self.pose.num_keypoints, 3), np.float32)
+        elif self.batcher is not None:
+            kc = self.batcher.predict(crops)
         else:
-            keypoints = np.zeros((0, k, 3), np.float32)
-            t2 = t3 = time.perf_counter()
-        timings["crop"] = (t2 - t1) * 1000
-        timings["pose"] = (t3 - t2) * 1000
-        timings["total"] = (time.perf_counter() - t0) * 1000
-        h, w = image.shape[:2]
+            kc = self.pose.predict_crops(crops)
+        keypoints = self.pose.to_image(kc, centers, scales)
+        timings["pose"] = _ms(t)
+        timings["total"] = _ms(t0)
         return PoseResult(
-            width=w,
-            height=h,
+            image=image,
             bboxes=np.asarray(bboxes, np.float32),
             bbox_scores=np.asarray(bbox_scores, np.float32),
+            centers=centers,
+            scales=scales,
             keypoints=keypoints,
             scores=person_scores(bbox_scores, keypoints[..., 2]).astype(np.float32),
+            detector=detector_name,
             timings_ms=timings,
         )
+
+    def warmup(self) -> None:
+        """Run both models once (the detector on a grey 640x480 image, the pose model on one box)."""
+        dummy = np.full((480, 640, 3), 114, np.uint8)
+        if self.detector is not None:
+            self.detector.detect(dummy)
+        self.predict(dummy, np.array([[100, 100, 300, 400]], np.float32))
+
+    def describe(self) -> dict:
+        """Facts for ``GET /v1/models``: detector settings and runtime, pose card and runtime, batching."""
+        det = self.detector
+        return {
+            "detector": None
+            if det is None
+            else {
+                "name": det.name,
+                "input_size": det.input_size,
+                "score_threshold": det.score_threshold,
+                "nms_iou": det.iou_threshold,
+                "max_detections": det.max_detections,
+                "runtime": det.runtime.describe(),
+            },
+            "pose": {"name": self.pose.name, **self.pose.describe()},
+            "batching": None
+            if self.batcher is None
+            else {"max_batch_size": self.batcher.max_batch_size, "max_wait_ms": self.batcher.max_wait_s * 1000.0},
+        }
+
+    def close(self) -> None:
+        """Stop the batcher's worker thread."""
+        if self.batcher is not None:
+            self.batcher.close()

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.errors import InferenceError, ModelLoadError, ProviderFallbackError
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -143,24 +144,23 @@ class OrtRuntime:
         }
 
 
-def create_runtime(
-    model_path: str | Path,
-    backend: str = "onnxruntime",
-    providers: list[str] | None = None,
-    allow_fallback: bool = False,
-    intra_op_threads: int = 0,
-):
-    """Open a model with the backend named in settings (``onnxruntime`` or ``tensorrt``).
+def create_runtime(model_path: str | Path, settings: Settings):
+    """Open a model with the backend, providers, threads, device and engine cache the settings name.
+
+    Args:
+        model_path: ``.onnx`` (either backend), or a TensorRT engine file.
+        settings: ``runtime``, ``providers``, ``allow_provider_fallback``, ``intra_op_threads`` (onnxruntime);
+            ``device`` and ``cache.engines`` (TensorRT).
 
     Raises:
         ModelLoadError: unknown backend, or the backend cannot load the model.
     """
-    if backend == "onnxruntime":
-        return OrtRuntime(model_path, providers, allow_fallback, intra_op_threads)
-    if backend == "tensorrt":
+    if settings.runtime == "onnxruntime":
+        return OrtRuntime(model_path, settings.providers, settings.allow_provider_fallback, settings.intra_op_threads)
+    if settings.runtime == "tensorrt":
         try:
             from service.runtime_trt import TrtRuntime
         except ImportError as exc:
             raise ModelLoadError(f"the TensorRT runtime is not available: {exc}") from exc
-        return TrtRuntime(model_path)
-    raise ModelLoadError(f"unknown runtime backend {backend!r}; use 'onnxruntime' or 'tensorrt'")
+        return TrtRuntime(model_path, device=settings.device, cache_root=settings.cache.engines)
+    raise ModelLoadError(f"unknown runtime backend {settings.runtime!r}; use 'onnxruntime' or 'tensorrt'")

@@ -6,12 +6,13 @@ the way TensorRT's own Python samples (``samples/python/common_runtime.py``) man
 so this module imports without them and the runtime raises a clear :class:`ModelLoadError` when
 constructed on a machine that lacks them.
 
-The engine cache layout (shared with ``export/tensorrt.py``, which builds the engines) lives here so
-that the service can find a cached engine for an ONNX file without importing the export package.
-Engines are not portable between GPUs or TensorRT versions, so the cache is keyed by the GPU's name,
-the TensorRT version and the ONNX file's SHA-256 (plus precision and batch profile)::
+The engine file naming inside the engine folder (``Settings.cache.engines``; shared with
+``export/tensorrt.py``, which builds the engines) lives here so that the service can find a cached engine
+for an ONNX file without importing the export package. Engines are not portable between GPUs or
+TensorRT versions, so the cache is keyed by the GPU's name, the TensorRT version and the ONNX file's
+SHA-256 (plus precision and batch profile)::
 
-    <cache_root>/<gpu-name-slug>/trt-<version>/<onnx-stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
+    <engines>/<gpu-name-slug>/trt-<version>/<onnx-stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
     (and a .json sidecar with the full key)
 
 TensorRT 10 API used: ``Runtime.deserialize_cuda_engine``, ``ICudaEngine.num_io_tensors`` /
@@ -81,13 +82,6 @@ def cuda_check(result):
 # Engine cache layout (torch-free, TensorRT-free: usable where neither is installed)
 
 
-def default_cache_root() -> Path:
-    """``$POSE_CACHE_DIR/engines`` (default ``~/.cache/poseserve/engines``; :func:`models.zoo.cache_root`)."""
-    from models.zoo import cache_root
-
-    return cache_root() / "engines"
-
-
 def slug(text: str) -> str:
     """A file-name-safe form of a GPU name or version: ``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3``."""
     s = re.sub(r"[^a-z0-9.]+", "-", text.strip().lower()).strip("-")
@@ -135,7 +129,7 @@ def find_cached_engine(
     onnx_path: str | Path,
     gpu_name: str,
     trt_version: str,
-    cache_root: str | Path | None = None,
+    cache_root: str | Path,
     precision: str | None = None,
     min_max_batch: int = 1,
 ) -> Path | None:
@@ -144,14 +138,14 @@ def find_cached_engine(
     Args:
         onnx_path: the ONNX file the engine was built from (hashed to find it).
         gpu_name, trt_version: the current machine's (see :func:`current_gpu_name`).
-        cache_root: the cache folder (default :func:`default_cache_root`).
+        cache_root: the engine folder (``Settings.cache.engines``).
         precision: ``fp32`` / ``fp16``, or None for either (fp16 preferred).
         min_max_batch: only engines whose profile allows at least this batch size.
 
     Returns:
         The engine path, or None when none is cached. The sidecar's full SHA-256 is checked.
     """
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    root = Path(cache_root)
     sha = sha256_file(onnx_path)
     folder = root / slug(gpu_name) / f"trt-{slug(trt_version)}"
     if not folder.is_dir():
@@ -200,7 +194,7 @@ class TrtRuntime:
             engine was built into the cache by ``pose-export engine`` (looked up by GPU name, TensorRT
             version and the ONNX file's SHA-256).
         device: CUDA device index.
-        cache_root: engine cache folder for ``.onnx`` paths (default :func:`default_cache_root`).
+        cache_root: engine folder for ``.onnx`` paths (``Settings.cache.engines``); required for them.
         precision: preferred engine precision for ``.onnx`` paths (None: fp16 if cached, else fp32).
 
     Attributes (as ``OrtRuntime``): ``input_names``, ``input_shapes`` / ``output_shapes`` (ints for fixed
@@ -232,13 +226,14 @@ class TrtRuntime:
         cuda_check(cudart.cudaSetDevice(self.device))
         self.gpu_name = current_gpu_name(self.device)
         if path.suffix.lower() == ".onnx":
+            if cache_root is None:
+                raise ModelLoadError(f"{path}: an .onnx path needs the engine cache folder (Settings.cache.engines)")
             engine_path = find_cached_engine(path, self.gpu_name, trt.__version__, cache_root, precision)
             if engine_path is None:
-                root = Path(cache_root) if cache_root is not None else default_cache_root()
                 raise ModelLoadError(
                     f"no TensorRT engine cached for {path} on {self.gpu_name!r} with TensorRT {trt.__version__} "
-                    f"(looked in {root}); build one with `pose-export engine {path} --precision fp16 "
-                    f"--cache-dir {root}` or pass an .engine file"
+                    f"(looked in {cache_root}); build one with `pose-export engine {path} --precision fp16` "
+                    "(same POSE_CACHE_DIR / --cache-dir as the server) or pass an .engine file"
                 )
             path = engine_path
         elif path.suffix.lower() not in ENGINE_SUFFIXES:

@@ -1,8 +1,11 @@
-"""Pydantic request/response models of the HTTP API."""
+"""The HTTP API's response models, and the one encoding of a pipeline result into them."""
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel, Field
+
+from service.pipeline import PoseResult
 
 
 class Person(BaseModel):
@@ -30,6 +33,30 @@ class PoseResponse(BaseModel):
     keypoint_names: list[str]
     models: ModelsUsed
     timings_ms: dict[str, float] = Field(..., description="per-stage wall time: decode, detect, crop, pose, total")
+
+    @classmethod
+    def from_result(cls, result: PoseResult, pose_name: str, keypoint_names: list[str]) -> PoseResponse:
+        """Encode a pipeline result: people by descending person score, pixels rounded to 0.01, scores to 1e-5."""
+        order = np.argsort(-result.scores, kind="stable")
+        persons = [
+            Person(
+                bbox=[round(float(v), 2) for v in result.bboxes[i]],
+                bbox_score=round(float(result.bbox_scores[i]), 5),
+                keypoints=[
+                    [round(float(x), 2), round(float(y), 2), round(float(s), 5)] for x, y, s in result.keypoints[i]
+                ],
+                score=round(float(result.scores[i]), 5),
+            )
+            for i in order
+        ]
+        return cls(
+            width=result.width,
+            height=result.height,
+            persons=persons,
+            keypoint_names=keypoint_names,
+            models=ModelsUsed(detector=result.detector, pose=pose_name),
+            timings_ms={k: round(v, 2) for k, v in result.timings_ms.items()},
+        )
 
 
 class ErrorResponse(BaseModel):

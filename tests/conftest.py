@@ -17,6 +17,15 @@ def assets_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def cpu_settings():
+    """Settings from the environment on the CPU provider: ``POSE_INTRA_OP_THREADS`` reaches every onnxruntime
+    session the numerics tests open (``.ci/run`` runs them again with one thread)."""
+    from service.settings import Settings
+
+    return Settings(providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="session")
 def assets() -> Path:
     d = assets_dir()
     if not (d / "detector" / "yolov8n.onnx").is_file():
@@ -66,17 +75,12 @@ def movenet_card(movenet_onnx: Path, tmp_path_factory) -> Path:
     return card.save(tmp_path_factory.mktemp("cards") / "movenet_thunder.json")
 
 
-#: Limits the shared test server runs with (small, so the 413 paths are cheap to reach).
-MAX_BYTES = 3_000_000
-MAX_PIXELS = 20_000_000
-
-
 @pytest.fixture(scope="session")
 def pose_server(yolo_onnx, movenet_card):
-    """One real ``pose-serve`` process (YOLOv8n + MoveNet) on 127.0.0.1 for the whole session."""
-    from tests.server import ServerProcess
+    """One real ``pose-serve`` process (YOLOv8n + MoveNet) on 127.0.0.1 for the whole session (small limits)."""
+    from service.launcher import ServerProcess
 
-    env = {"POSE_MAX_UPLOAD_BYTES": str(MAX_BYTES), "POSE_MAX_IMAGE_PIXELS": str(MAX_PIXELS)}
+    env = {"POSE_MAX_UPLOAD_BYTES": "3000000", "POSE_MAX_IMAGE_PIXELS": "20000000"}
     with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(movenet_card)], env=env) as srv:
         srv.wait_ready()
         yield srv

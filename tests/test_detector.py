@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.detector import PersonDetector, letterbox, unletterbox_boxes
+from service.detector import PersonDetector, letterbox, letterbox_batch, unletterbox_boxes
 from service.imageio import decode_image
 from service.runtime import OrtRuntime
 
@@ -50,6 +50,18 @@ def test_letterbox_round_trip_matches_ultralytics_padding():
     boxes = np.array([[10, 120, 200, 500]], np.float32)
     back = unletterbox_boxes(boxes, lb, (425, 640))
     np.testing.assert_allclose(back, [[10, 13, 200, 393]])
+
+
+def test_letterbox_batch_is_the_detector_input():
+    a = np.full((425, 640, 3), 255, np.uint8)
+    b = np.zeros((100, 50, 3), np.uint8)
+    x, lbs = letterbox_batch([a, b], 640)
+    assert x.shape == (2, 3, 640, 640) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert x[0, :, 320, 320].tolist() == [1.0, 1.0, 1.0]  # image pixels scaled to 0..1
+    np.testing.assert_allclose(x[0, :, 0, 0], 114 / 255)  # padding
+    assert (lbs[0].pad_y, lbs[1].ratio, lbs[1].pad_x) == (107, 6.4, 160)
+    half, _ = letterbox_batch([a], 640, np.float16)
+    assert half.dtype == np.float16
 
 
 def _constant_model(path, output: np.ndarray):

@@ -86,6 +86,7 @@ def test_byte_limit_checked_first():
         decode_image(data, max_bytes=len(data) - 1)
 
 
+@pytest.mark.slow
 def test_decompression_bomb_rejected_before_decode():
     bomb = _encode(Image.new("1", (30000, 30000)), "PNG")  # ~100 kB of zeros, 900 Mpx
     assert len(bomb) < 1_000_000

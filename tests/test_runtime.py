@@ -3,6 +3,7 @@ import pytest
 
 from service.errors import InferenceError, ModelLoadError, ProviderFallbackError
 from service.runtime import OrtRuntime, create_runtime, resolve_providers
+from service.settings import Settings
 
 
 def test_auto_providers_never_empty_and_cpu_last():
@@ -43,8 +44,14 @@ def test_missing_and_corrupt_model_files(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ModelLoadError, match="cannot load"):
         OrtRuntime(bad)
-    with pytest.raises(ModelLoadError, match="unknown runtime backend"):
-        create_runtime(bad, backend="tflite")
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        create_runtime(bad, Settings())
+
+
+def test_create_runtime_passes_providers_and_threads(yolo_onnx):
+    rt = create_runtime(yolo_onnx, Settings(providers=["CPUExecutionProvider"], intra_op_threads=1))
+    assert rt.active_providers == ["CPUExecutionProvider"]
+    assert rt.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_wrong_feed_is_an_inference_error(yolo_onnx):

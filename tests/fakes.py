@@ -1,0 +1,87 @@
+"""Fast stand-ins for the two models behind the real runtime interface (``service/runtime.py``), so the
+request flow (parsing, pipeline, batcher, encoding, errors) runs in-process in milliseconds."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from models.card import card_for_config
+from models.zoo import get_config
+from service.batcher import CropBatcher
+from service.detector import PersonDetector
+from service.pipeline import PosePipeline
+from service.pose import PoseEstimator
+
+#: The fake detector's person, xyxy in letterboxed 640x640 input pixels, and its score.
+DETECTED_BOX = (100.0, 150.0, 300.0, 500.0)
+DETECTED_SCORE = 0.9
+
+
+class FakeDetectorRuntime:
+    """An NMS-ed YOLO export ([1, M, 6]: x1, y1, x2, y2, score, class) that finds one person and one car."""
+
+    input_names, input_shapes, input_dtypes = ["images"], [[1, 3, 640, 640]], [np.dtype(np.float32)]
+    output_names, output_shapes = ["output0"], [[1, 2, 6]]
+    active_providers = ["FakeProvider"]
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, feeds):
+        self.calls += 1
+        assert feeds["images"].shape == (1, 3, 640, 640)
+        return [np.array([[[*DETECTED_BOX, DETECTED_SCORE, 0], [400, 400, 500, 450, 0.8, 2]]], np.float32)]
+
+    def describe(self):
+        return {"backend": "fake", "active_providers": self.active_providers}
+
+
+class FakePoseRuntime:
+    """The integral-model contract (uint8 crops [B, 256, 256, 3] -> normalised coords [B, 17, 2]): keypoint k sits
+    at x = mean red level / 255 and y = k / 17 of the crop, so answers depend on the image.
+
+    Args:
+        delay: seconds each call sleeps (overload tests). fail: raise this exception on every call.
+    """
+
+    input_names, input_shapes, input_dtypes = ["crops"], [[None, 256, 256, 3]], [np.dtype(np.uint8)]
+    output_names, output_shapes = ["coords"], [[None, 17, 2]]
+    active_providers = ["FakeProvider"]
+
+    def __init__(self, delay: float = 0.0, fail: Exception | None = None):
+        self.delay, self.fail = delay, fail
+        self.batch_sizes: list[int] = []
+        self.lock = threading.Lock()
+
+    def run(self, feeds):
+        crops = feeds["crops"]
+        with self.lock:
+            self.batch_sizes.append(len(crops))
+        if self.fail is not None:
+            raise self.fail
+        if self.delay:
+            threading.Event().wait(self.delay)
+        x = crops[..., 0].reshape(len(crops), -1).mean(axis=1) / 255.0
+        out = np.empty((len(crops), 17, 2), np.float32)
+        out[..., 0] = x[:, None]
+        out[..., 1] = np.arange(17) / 17.0
+        return [out]
+
+    def describe(self):
+        return {"backend": "fake", "active_providers": self.active_providers}
+
+
+def fake_pipeline(
+    detector: bool = True,
+    batching: bool = True,
+    max_upload_bytes: int = 3_000_000,
+    max_image_pixels: int = 20_000_000,
+    **pose_kwargs,
+) -> PosePipeline:
+    """The real :class:`PosePipeline` (detector post-processing, crops, card decode, batcher) over fake runtimes."""
+    pose = PoseEstimator(card_for_config(get_config("ipr_res50"), name="fake_pose"), FakePoseRuntime(**pose_kwargs))
+    det = PersonDetector(FakeDetectorRuntime(), name="fake_det") if detector else None
+    batcher = CropBatcher(pose.predict_crops, 32, 2.0) if batching else None
+    return PosePipeline(det, pose, batcher, max_upload_bytes, max_image_pixels)
