@@ -16,16 +16,20 @@ Boxes (``--boxes``):
   bbox score 1.
 * ``file``: a detection-results file in the ``COCO_val2017_detections_AP_H_56_person.json`` format (a JSON
   list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``); category 1 only, boxes kept with
-  ``score >= --det-score-thr`` (default 0.0: MMPose's configs set no ``bbox_score_thr``); detections of
+  ``score >= --det-file-score-thr`` (default 0.0: MMPose's configs set no ``bbox_score_thr``); detections of
   images that are not in the annotation file are skipped and counted.
-* ``detector``: the live YOLO person detector of the service (``--detector yolov8n.onnx``).
+* ``detector``: the live YOLO person detector of the service (``--detector yolov8n.onnx``, with the
+  service's ``--det-score-threshold`` / ``--det-nms-iou`` settings).
+
+Runtime and pipeline options are the service's settings (``service.settings.Settings``: the same flags
+and ``POSE_*`` variables as ``pose-serve``).
 
 Images are read one at a time (a small read-ahead thread decodes the next few), so val2017 never has to
 fit in memory; only the keypoints are kept (17 x 3 floats per person).
 
-Flip test: the service's ``PoseEstimator(flip_test=True)`` (``--flip-test``) averages the flipped crop,
-unless the model card says flip test is already in the exported graph (``flip_test_in_graph``), in which
-case it is always on and ``--flip-test`` changes nothing. The table notes which one ran.
+Flip test: the service's flip test (``--flip-test``) merges the mirrored crop with MMPose's flip-back,
+unless the model card says flip test is already in the graph (``flip_test_in_graph``, third-party
+models), in which case it is always on and ``--flip-test`` changes nothing. The table notes which one ran.
 
 Outputs (``--out-dir``): ``ap_table.md`` (the Markdown table, also printed), ``results.keypoints.json`` (COCO
 results), ``metrics.json`` (all ten COCOeval stats, settings, per-keypoint figures) and ``per_keypoint.png``
@@ -53,10 +57,11 @@ from evaluation.metric import (
     scale_area,
     write_results_json,
 )
-from models.geometry import bbox_xywh2xyxy, box_to_center_scale
+from models.geometry import bbox_xywh2xyxy
 from service.imageio import decode_image
 from service.pipeline import PosePipeline
 from service.pose import PoseEstimator
+from service.settings import Settings, add_settings_options, settings_from_args
 
 BOX_SOURCES = ("gt", "file", "detector")
 TABLE_COLUMNS = ("Arch", "Input Size", "AP", "AP50", "AP75", "AR", "AR50")
@@ -252,11 +257,10 @@ class Predictions:
 def run_pipeline(
     coco,
     image_dir: str | Path,
-    pose: PoseEstimator,
+    pipeline: PosePipeline,
     *,
     box_source: str = "gt",
     detections: DetectionFile | None = None,
-    detector=None,
     max_images: int | None = None,
     progress: bool = True,
 ) -> Predictions:
@@ -265,10 +269,10 @@ def run_pipeline(
     Args:
         coco: COCO object of the annotation file (``evaluation.metric.load_coco``).
         image_dir: folder holding the images named by ``file_name``.
-        pose: the service's pose estimator (``PoseEstimator.from_card``).
-        box_source: ``gt``, ``file`` (needs ``detections``) or ``detector`` (needs ``detector``).
+        pipeline: the service's pipeline (``PosePipeline.from_settings``); its detector is used for
+            ``box_source="detector"``.
+        box_source: ``gt``, ``file`` (needs ``detections``) or ``detector`` (needs ``pipeline.detector``).
         detections: from :func:`load_detection_file`.
-        detector: a ``service.detector.PersonDetector``.
         max_images: evaluate only the first N images of the annotation file (quick runs).
         progress: show a tqdm progress bar.
 
@@ -283,7 +287,7 @@ def run_pipeline(
         raise ValueError(f"box source {box_source!r} must be one of {list(BOX_SOURCES)}")
     if box_source == "file" and detections is None:
         raise ValueError("box source 'file' needs a detection file (--det-file)")
-    if box_source == "detector" and detector is None:
+    if box_source == "detector" and pipeline.detector is None:
         raise ValueError("box source 'detector' needs a detector model (--detector)")
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
@@ -301,7 +305,6 @@ def run_pipeline(
     todo = [i for i in image_ids if box_source == "detector" or len(boxes.get(i, ((), ()))[1]) > 0]
     items = [(i, coco.imgs[i]["file_name"]) for i in todo]
 
-    pipeline = PosePipeline(detector if box_source == "detector" else None, pose, batcher=None, max_boxes=1 << 30)
     per_image: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     num_boxes = 0
     bar = None
@@ -312,22 +315,21 @@ def run_pipeline(
     try:
         for image_id, image in iter_images(image_dir, items):
             if box_source == "detector":
-                out = pipeline(image)
+                out = pipeline.predict(image)
                 bbox_scores = out.bbox_scores
             else:
                 b, bbox_scores = boxes[image_id]
-                out = pipeline(image, b)
+                out = pipeline.predict(image, b)
             num_boxes += len(out.bboxes)
             if len(out.bboxes):
-                _, scales = box_to_center_scale(out.bboxes, pose.input_size, pose.padding)
-                per_image[image_id] = (out.keypoints, np.asarray(bbox_scores, np.float32), scale_area(scales))
+                per_image[image_id] = (out.keypoints, np.asarray(bbox_scores, np.float32), scale_area(out.scales))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(persons=num_boxes, refresh=False)
     finally:
         if bar is not None:
             bar.close()
-    notes = {"flip_test": _flip_note(pose)}
+    notes = {"flip_test": _flip_note(pipeline.pose)}
     if detections is not None and box_source == "file":
         notes.update(
             det_boxes_kept=detections.num_kept,
@@ -429,12 +431,13 @@ def plot_per_keypoint(breakdown: dict, path: str | Path, title: str = "") -> Pat
 # --------------------------------------------------------------------------------------------------
 
 
-def export_pose_model(zoo: str | None, checkpoint: str | None, out_dir: Path) -> Path:
-    """Hook: turn a zoo name or a ``.pth`` into an ONNX + card with the export package; returns the card path.
+def card_from_checkpoint(zoo: str | None, checkpoint: str | None, out_dir: Path, settings: Settings) -> Path:
+    """Turn a zoo name or a ``.pth`` into an ONNX + card with the export package; returns the card path.
 
-    Calls ``export.pose.export_pose(zoo or checkpoint, out_dir, checkpoint=checkpoint).card_path`` (the export is
-    verified against torch; with both given, ``zoo`` names the config of an MMPose ``.pth``) when the export
-    package (``pip install poseserve[export]``, torch) is installed.
+    Calls ``export.pose.export_pose(zoo or checkpoint, out_dir, checkpoint=checkpoint, ...)`` (the export is
+    verified against torch; with both given, ``zoo`` names the config of an MMPose ``.pth``; zoo checkpoints
+    go to ``settings.cache.checkpoints``) when the export package (``pip install poseserve[export]``, torch)
+    is installed.
 
     Raises:
         RuntimeError: the export package is not installed (export first and pass ``--pose``), or
@@ -448,12 +451,38 @@ def export_pose_model(zoo: str | None, checkpoint: str | None, out_dir: Path) ->
             f"available here ({exc}); export the model to ONNX + card first and pass --pose CARD.json"
         ) from exc
     out_dir.mkdir(parents=True, exist_ok=True)
-    return export_pose(zoo or checkpoint, out_dir, checkpoint=checkpoint).card_path
+    return export_pose(
+        zoo or checkpoint,
+        out_dir,
+        checkpoint=checkpoint,
+        cache_dir=settings.cache.checkpoints,
+        offline=settings.offline,
+        threads=settings.intra_op_threads,
+    ).card_path
 
 
 # --------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------
+
+#: Settings fields ``pose-eval`` takes as options (the same flags as ``pose-serve``).
+_SETTINGS = (
+    "pose_model",
+    "detector_model",
+    "runtime",
+    "providers",
+    "allow_provider_fallback",
+    "intra_op_threads",
+    "device",
+    "max_batch_size",
+    "flip_test",
+    "bbox_padding",
+    "det_score_threshold",
+    "det_nms_iou",
+    "det_max_detections",
+    "cache_dir",
+    "offline",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -463,27 +492,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--ann", required=True, help="COCO keypoint annotation file (person_keypoints_val2017.json)")
     p.add_argument("--images", required=True, help="image folder (val2017/)")
-    m = p.add_argument_group("pose model (one of)")
-    m.add_argument("--pose", help="model card JSON (or the ONNX / engine with its card beside it)")
+    m = p.add_argument_group("pose model (--pose CARD from the settings, or one of)")
     m.add_argument("--zoo", help="zoo model name, exported on the fly (needs the export package)")
     m.add_argument("--checkpoint", help=".pth checkpoint, exported on the fly (needs the export package)")
     b = p.add_argument_group("boxes")
     b.add_argument("--boxes", choices=BOX_SOURCES, default="gt", help="box source (default gt)")
     b.add_argument("--det-file", help="detection results (COCO_val2017_detections_AP_H_56_person.json format)")
     b.add_argument(
-        "--det-score-thr",
+        "--det-file-score-thr",
         type=float,
-        default=None,
-        help="minimum detection score (default: 0.0 for --det-file as MMPose; the service default for --detector)",
+        default=0.0,
+        help="minimum score of a --det-file box (default 0.0, as MMPose's configs)",
     )
-    b.add_argument("--detector", help="detector ONNX / engine for --boxes detector")
-    b.add_argument("--det-nms-iou", type=float, default=None, help="detector NMS IoU (default: the service's)")
-    r = p.add_argument_group("runtime")
-    r.add_argument("--runtime", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
-    r.add_argument("--providers", help="comma-separated onnxruntime execution providers")
-    r.add_argument("--allow-provider-fallback", action="store_true", help="accept CPU if a GPU provider is missing")
-    r.add_argument("--batch-size", type=int, default=32, help="most crops per pose-engine call (dynamic batch)")
-    r.add_argument("--flip-test", action="store_true", help="service-side flip test (no-op if in the graph)")
     e = p.add_argument_group("metric")
     e.add_argument("--no-rescore", action="store_true", help="person score = mean keypoint score")
     e.add_argument("--no-nms", action="store_true", help="switch OKS-NMS off")
@@ -496,6 +516,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--arch", help="name in the table's Arch column (default: the card's name)")
     o.add_argument("--max-images", type=int, help="only the first N images (quick runs)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_settings_options(p.add_argument_group("runtime and pipeline settings (as pose-serve)"), _SETTINGS)
     return p.parse_args(argv)
 
 
@@ -514,50 +535,34 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args: argparse.Namespace) -> int:
     from evaluation.metric import load_coco
 
+    settings = settings_from_args(args)
     out_dir = Path(args.out_dir)
-    n_sources = sum(x is not None for x in (args.pose, args.zoo, args.checkpoint))
+    n_sources = sum(x is not None for x in (settings.pose_model, args.zoo, args.checkpoint))
     if n_sources != 1:
         raise ValueError("give exactly one of --pose, --zoo, --checkpoint")
     if args.boxes == "file" and not args.det_file:
         raise ValueError("--boxes file needs --det-file")
-    if args.boxes == "detector" and not args.detector:
+    if args.boxes == "detector" and settings.detector_model is None:
         raise ValueError("--boxes detector needs --detector")
-    if args.batch_size < 1:
-        raise ValueError("--batch-size must be >= 1")
-    card_path = args.pose or export_pose_model(args.zoo, args.checkpoint, out_dir / "model")
-    providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
-    pose = PoseEstimator.from_card(
-        card_path,
-        backend=args.runtime,
-        providers=providers,
-        allow_fallback=args.allow_provider_fallback,
-        max_batch_size=args.batch_size,
-        flip_test=args.flip_test,
+    card_path = settings.pose_model or card_from_checkpoint(args.zoo, args.checkpoint, out_dir / "model", settings)
+    settings = settings.model_copy(
+        update={
+            "pose_model": card_path,
+            "detector_model": settings.detector_model if args.boxes == "detector" else None,
+        }
     )
+    pipeline = PosePipeline.from_settings(settings, batching=False)
     coco = load_coco(args.ann, args.coco_backend)
-    detections = detector = None
+    detections = None
     if args.boxes == "file":
-        thr = 0.0 if args.det_score_thr is None else args.det_score_thr
-        detections = load_detection_file(args.det_file, set(coco.getImgIds()), thr)
-    elif args.boxes == "detector":
-        from service.detector import PersonDetector
-        from service.runtime import create_runtime
-
-        kw = {}
-        if args.det_score_thr is not None:
-            kw["score_threshold"] = args.det_score_thr
-        if args.det_nms_iou is not None:
-            kw["iou_threshold"] = args.det_nms_iou
-        det_rt = create_runtime(args.detector, args.runtime, providers, args.allow_provider_fallback)
-        detector = PersonDetector(det_rt, name=Path(args.detector).stem, **kw)
+        detections = load_detection_file(args.det_file, set(coco.getImgIds()), args.det_file_score_thr)
 
     preds = run_pipeline(
         coco,
         args.images,
-        pose,
+        pipeline,
         box_source=args.boxes,
         detections=detections,
-        detector=detector,
         max_images=args.max_images,
         progress=not args.no_progress,
     )
@@ -571,29 +576,31 @@ def _main(args: argparse.Namespace) -> int:
         backend=args.coco_backend,
         pck_thr=args.pck_thr,
     )
+    pose = pipeline.pose
     arch = args.arch or pose.card.name
     table = format_ap_table([{"arch": arch, "input_size": pose.input_size, "stats": result.stats}])
-    providers_active = pose.runtime.describe().get("active_providers")
-    settings = {
+    run_settings = {
         "boxes": args.boxes,
         "det_file": args.det_file,
-        "det_score_thr": args.det_score_thr,
-        "detector": args.detector,
+        "det_file_score_thr": args.det_file_score_thr if args.boxes == "file" else None,
+        "detector": str(settings.detector_model) if settings.detector_model else None,
+        "det_score_threshold": settings.det_score_threshold if args.boxes == "detector" else None,
         "flip_test": preds.notes["flip_test"],
         "rescore": not args.no_rescore,
         "oks_nms": None if args.no_nms else args.nms_thr,
         "coco_backend": result.backend,
-        "runtime": args.runtime,
-        "providers": providers_active,
+        "runtime": settings.runtime,
+        "providers": pose.runtime.describe().get("active_providers"),
         "images": len(preds.image_ids),
         "persons_in": preds.num_boxes,
         "results_after_nms": result.num_results,
         **{k: v for k, v in preds.notes.items() if k != "flip_test"},
     }
     note = (
-        f"\nBoxes: {args.boxes}; flip test: {settings['flip_test']}; rescoring: {'on' if settings['rescore'] else 'off'}; "
+        f"\nBoxes: {args.boxes}; flip test: {run_settings['flip_test']}; "
+        f"rescoring: {'on' if run_settings['rescore'] else 'off'}; "
         f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "
-        f"images: {settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
+        f"images: {run_settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ap_table.md").write_text(table + note)
@@ -604,7 +611,7 @@ def _main(args: argparse.Namespace) -> int:
                 "arch": arch,
                 "input_size": list(pose.input_size),
                 "stats": result.stats,
-                "settings": settings,
+                "settings": run_settings,
                 "per_keypoint": result.per_keypoint,
             },
             indent=2,

@@ -1,14 +1,18 @@
 """``pose-export``: checkpoints -> ONNX (+ card) -> TensorRT engines / Triton repository; default models.
+``pose-zoo``: list the zoo, download its checkpoints.
 
     pose-export pose ipr_res50_debias --out models/                 # zoo name: downloads MMPose's checkpoint
-    pose-export pose work/ipr/best.pth --out models/ --flip-test    # our checkpoint (or an MMPose .pth)
+    pose-export pose work/ipr/best.pth --out models/ --check-images photos/   # ours (or an MMPose .pth)
     pose-export detector yolo11n.pt --out models/yolo11n.onnx      # Ultralytics .pt (or yolov8n.yaml)
     pose-export engine models/ipr_res50_debias.onnx --precision fp16 --batch 1 8 32
     pose-export triton --repository triton/ --pose-card models/ipr_res50_debias.json --detector models/yolo11n.onnx
     pose-export defaults                                            # what `pose-serve` with no arguments uses
+    pose-zoo list | pose-zoo download ipr_res50_debias
 
-Exit status 0 on success, 2 with a one-line message on a failure it understands (missing file,
-missing dependency, failed verification), never a traceback for those.
+Options that are settings (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``) come from
+:class:`service.settings.Settings` (``POSE_*`` variables; options override them). Exit status 0 on
+success, 2 with a one-line message on a failure it understands (missing file, missing dependency,
+failed verification), never a traceback for those.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
+from service.settings import Settings, add_settings_options, settings_from_args
+
+#: Settings every pose-export subcommand takes.
+_SETTINGS = ("cache_dir", "offline", "intra_op_threads", "device", "log_level")
 
 
 def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16") -> None:
@@ -30,12 +39,10 @@ def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16"
         help="optimisation profile batch sizes (default 1 8 32)",
     )
     p.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit (GiB)")
-    p.add_argument("--cache-dir", help="engine cache root (default $POSE_CACHE_DIR/engines)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pose-export", description=__doc__.splitlines()[0])
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("pose", help="pose checkpoint -> ONNX + model card (verified against torch)")
@@ -43,12 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pp.add_argument("--out", default=".", help="output folder for <name>.onnx and <name>.json")
     pp.add_argument("--name", help="output file stem / card name")
     pp.add_argument("--config", help="zoo config for an MMPose .pth the zoo does not recognise")
-    pp.add_argument("--checkpoint-dir", help="where zoo checkpoints are downloaded")
-    pp.add_argument("--flip-test", action="store_true", help="put MMPose's flip test inside the graph")
     pp.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
-    pp.add_argument("--tolerance", type=float, default=1e-3, help="max accepted |onnxruntime - torch| in crop pixels")
-    pp.add_argument("--check-crops", type=int, default=8, help="real crops used for the verification")
-    _add_fp32_noise_arg(pp)
+    pp.add_argument(
+        "--check-images",
+        nargs="+",
+        metavar="PATH",
+        help="images (or folders of .jpg/.png) whose crops verify the export (default: synthetic crops)",
+    )
+    pp.add_argument("--check-crops", type=int, default=8, help="how many crops verify the export")
     pp.add_argument("--engine", action="store_true", help="also build a TensorRT engine into the cache")
     _add_engine_args(pp)
 
@@ -79,19 +88,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pt.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU")
 
     pf = sub.add_parser("defaults", help="download + export the default models (yolo11n, ipr_res50_debias)")
-    pf.add_argument("--cache-dir", help="default $POSE_CACHE_DIR or ~/.cache/poseserve")
     pf.add_argument("--force", action="store_true", help="export again even if present")
-    _add_fp32_noise_arg(pf)
+
+    for sp in (pp, pd, pe, pt, pf):
+        add_settings_options(sp, _SETTINGS)
     return p.parse_args(argv)
-
-
-def _add_fp32_noise_arg(parser) -> None:
-    parser.add_argument(
-        "--allow-fp32-noise",
-        action="store_true",
-        help="above the 1e-3 px tolerance, still accept a pose export when onnxruntime is as close to a "
-        "float64 torch run as torch fp32 is (recorded in the card)",
-    )
 
 
 def _spec(args):
@@ -100,34 +101,35 @@ def _spec(args):
     return EngineSpec(precision=args.precision, profile=tuple(args.batch), workspace_gib=args.workspace_gib)
 
 
-def _engine(onnx_path: Path, args) -> Path:
+def _engine(onnx_path: Path, args, settings: Settings) -> Path:
     from export.tensorrt import EngineCache
 
-    path = EngineCache(args.cache_dir).get_or_build(onnx_path, _spec(args), rebuild=getattr(args, "rebuild", False))
+    cache = EngineCache(settings.cache.engines, settings.device)
+    path = cache.get_or_build(onnx_path, _spec(args), rebuild=getattr(args, "rebuild", False))
     print(f"engine: {path}")
     return path
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "pose":
         from export.pose import export_pose
 
         r = export_pose(
             args.model,
             args.out,
-            config=args.config,
-            cache_dir=args.checkpoint_dir,
-            name=args.name,
-            flip_test=args.flip_test,
-            opset=args.opset,
-            tolerance_px=args.tolerance,
+            check_images=args.check_images,
             num_check_crops=args.check_crops,
-            strict=not args.allow_fp32_noise,
+            config=args.config,
+            cache_dir=settings.cache.checkpoints,
+            offline=settings.offline,
+            name=args.name,
+            opset=args.opset,
+            threads=settings.intra_op_threads,
         )
         print(f"onnx: {r.onnx_path}\ncard: {r.card_path}")
-        print(f"max |onnxruntime - torch| = {r.max_abs_diff_px:.2e} px on {r.crops}; export {r.export_seconds:.1f} s")
+        print(f"{r.verdict.describe()} px on {r.crops}; export {r.export_seconds:.1f} s")
         if args.engine:
-            _engine(r.onnx_path, args)
+            _engine(r.onnx_path, args, settings)
     elif args.command == "detector":
         from export.detector import export_detector
 
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"onnx: {r.onnx_path} ({r.num_classes} classes, input {r.imgsz}x{r.imgsz}, dynamic batch)")
         print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e}; export {r.seconds:.1f} s")
         if args.engine:
-            _engine(r.onnx_path, args)
+            _engine(r.onnx_path, args, settings)
     elif args.command == "engine":
         onnx_path = Path(args.onnx)
         if args.output:
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> None:
             path = build_engine(onnx_path, args.output, _spec(args))
             print(f"engine: {path}")
         else:
-            path = _engine(onnx_path, args)
+            path = _engine(onnx_path, args, settings)
         if args.check:
             _check_engine(path, onnx_path, args.batch[1])
     elif args.command == "triton":
@@ -177,7 +179,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "defaults":
         from export.defaults import prepare_defaults
 
-        det, card = prepare_defaults(args.cache_dir, force=args.force, allow_fp32_noise=args.allow_fp32_noise)
+        det, card = prepare_defaults(settings, force=args.force)
         print(f"detector: {det}\npose card: {card}")
 
 
@@ -197,11 +199,20 @@ def _check_engine(engine_path: Path, onnx_path: Path, batch: int) -> None:
     print(f"max |TensorRT - onnxruntime| per output: {', '.join(f'{d:.3g}' for d in diffs)}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("onnx_ir", "onnxscript", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as exc:  # pydantic's ValidationError
+        print(f"pose-export: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
     from export.tensorrt import EngineBuildError
     from service.errors import ModelLoadError
 
@@ -211,16 +222,52 @@ def main(argv: list[str] | None = None) -> int:
         from export.detector import DetectorExportError
         from export.pose import PoseExportError
         from export.triton import TritonExportError
+        from models.checkpoints import CheckpointError, ChecksumError
 
-        known += (DefaultsError, DetectorExportError, PoseExportError, TritonExportError)
+        known += (
+            DefaultsError,
+            DetectorExportError,
+            PoseExportError,
+            TritonExportError,
+            CheckpointError,
+            ChecksumError,
+        )
     except ImportError as exc:  # torch / onnx missing: the export extra is not installed
         print(f"pose-export: {exc}; install the export extra: pip install 'poseserve[export]'", file=sys.stderr)
         return 2
     try:
-        run(args)
+        run(args, settings)
     except known as exc:
         print(f"pose-export {args.command}: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def zoo_main(argv: list[str] | None = None) -> int:
+    """``pose-zoo list`` / ``pose-zoo download NAME`` (into ``Settings.cache.checkpoints``)."""
+    from models.zoo import ZOO, zoo_table
+
+    ap = argparse.ArgumentParser(prog="pose-zoo", description="Pose model zoo: list entries, fetch checkpoints.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list the named configs with their published COCO val2017 AP/AR")
+    dl = sub.add_parser("download", help="download (or verify the cached) published checkpoint")
+    dl.add_argument("name", choices=sorted(ZOO))
+    add_settings_options(dl, ("cache_dir", "offline"))
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        print(zoo_table())
+        return 0
+    settings = settings_from_args(args)
+    try:
+        from models.checkpoints import ChecksumError, load_pretrained
+    except ImportError as exc:
+        print(f"pose-zoo download: {exc}; install the export extra: pip install 'poseserve[export]'", file=sys.stderr)
+        return 2
+    try:
+        print(load_pretrained(args.name, settings.cache.checkpoints, offline=settings.offline))
+    except (FileNotFoundError, ChecksumError) as e:
+        print(f"pose-zoo download: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

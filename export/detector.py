@@ -53,7 +53,15 @@ class DetectorExport:
 
 
 def import_ultralytics():
-    """Import Ultralytics (offline, temp config dir) or raise :class:`DetectorExportError` naming the install lines."""
+    """Import Ultralytics (offline, temp config dir) or raise :class:`DetectorExportError` naming the install lines.
+
+    Importing Ultralytics replaces ``PIL.Image.open`` process-wide with a wrapper that pip-installs ``pi-heif``
+    when Pillow cannot identify an image (``ultralytics/utils/patches.py``); Pillow's own ``open`` is put back,
+    so the service's image decode behaves the same in this process (no installs, the same errors).
+    """
+    from PIL import Image
+
+    pil_open = Image.open
     os.environ.setdefault("YOLO_OFFLINE", "1")
     if "YOLO_CONFIG_DIR" not in os.environ:
         os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="yolo-config-")
@@ -64,6 +72,8 @@ def import_ultralytics():
         raise DetectorExportError(
             f"Ultralytics cannot be imported ({type(exc).__name__}: {exc}); install it with: {ULTRALYTICS_INSTALL}"
         ) from exc
+    finally:
+        Image.open = pil_open
     return ultralytics, YOLO
 
 
@@ -84,13 +94,12 @@ def _fix_spatial_dims(onnx_path: Path, imgsz: int, num_outputs_ch: int, num_anch
     onnx.save(model, str(onnx_path))
 
 
-def _letterboxed_batch(imgsz: int, images: list[np.ndarray] | None) -> np.ndarray:
-    """float32 [B, 3, S, S] in 0..1: real images letterboxed as the service does, else a fixed-seed random batch."""
-    from service.detector import letterbox
+def _check_batch(imgsz: int, images: list[np.ndarray] | None) -> np.ndarray:
+    """float32 [B, 3, S, S] in 0..1: real images letterboxed by the service's preprocessing, else a fixed-seed random batch."""
+    from service.detector import letterbox_batch
 
     if images:
-        x = np.stack([letterbox(im, imgsz)[0] for im in images]).transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
+        return letterbox_batch(images, imgsz)[0]
     return np.random.default_rng(0).random((2, 3, imgsz, imgsz), dtype=np.float32)
 
 
@@ -161,7 +170,7 @@ def export_detector(
     _fix_spatial_dims(output, imgsz, 4 + num_classes, num_anchors)
     seconds = time.perf_counter() - t0
 
-    x = _letterboxed_batch(imgsz, check_images)
+    x = _check_batch(imgsz, check_images)
     sess = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {sess.get_inputs()[0].name: x})
     want_shape = (len(x), 4 + num_classes, num_anchors)

@@ -33,7 +33,6 @@ from service.runtime_trt import (
     PRECISIONS,
     check_profile,
     current_gpu_name,
-    default_cache_root,
     engine_cache_path,
     import_tensorrt,
 )
@@ -149,12 +148,12 @@ class EngineCache:
     """Engines keyed by GPU name, TensorRT version and ONNX SHA-256 (plus precision and profile).
 
     Args:
-        root: cache folder (default ``$POSE_CACHE_DIR/engines``, i.e. ``~/.cache/poseserve/engines``).
+        root: the engine folder (``Settings.cache.engines``).
         device: CUDA device whose name keys the cache.
     """
 
-    def __init__(self, root: str | Path | None = None, device: int = 0) -> None:
-        self.root = Path(root) if root is not None else default_cache_root()
+    def __init__(self, root: str | Path, device: int = 0) -> None:
+        self.root = Path(root)
         self.device = device
 
     def _key(self, onnx_path: str | Path) -> tuple[str, str, str]:

@@ -8,30 +8,28 @@ import sys
 
 import pytest
 
-from service.defaults import DefaultModelsMissing, default_model_paths, resolve_default_models
+from service.defaults import DefaultModelsMissing, resolve_default_models
+from service.settings import Settings
 
 
 def test_present_defaults_are_resolved(tmp_path):
-    det, card = default_model_paths(tmp_path)
+    s = Settings(cache_dir=tmp_path, prepare_defaults=False)
+    det, card = s.cache.default_detector, s.cache.default_pose_card
     for p in (det, card, card.with_suffix(".onnx")):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
-    assert resolve_default_models(tmp_path, prepare=False) == (det, card)
+    assert resolve_default_models(s) == (det, card)
 
 
 def test_missing_defaults_name_the_files_and_the_command(tmp_path):
-    det, card = default_model_paths(tmp_path)
+    s = Settings(cache_dir=tmp_path, prepare_defaults=False)
+    card = s.cache.default_pose_card
     card.parent.mkdir(parents=True)
     card.write_text("{}")  # a card without its ONNX is not enough
     with pytest.raises(DefaultModelsMissing) as err:
-        resolve_default_models(tmp_path, prepare=False)
+        resolve_default_models(s)
     msg = str(err.value)
-    assert "pose-export defaults" in msg and str(det) in msg and str(card) in msg
-
-
-def test_cache_dir_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("POSE_CACHE_DIR", str(tmp_path))
-    assert default_model_paths()[0] == tmp_path / "detector" / "yolo11n.onnx"
+    assert "pose-export defaults" in msg and str(s.cache.default_detector) in msg and str(card) in msg
 
 
 def _run(args, tmp_path, **env):
@@ -39,24 +37,27 @@ def _run(args, tmp_path, **env):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full, timeout=300)
 
 
+@pytest.mark.slow
 def test_offline_default_start_fails_with_the_helpful_message_not_a_traceback(tmp_path):
     """`pose-serve` with no model paths, nothing cached and no network: it tries to prepare the defaults
     (a `python -m export.cli defaults` subprocess, which refuses to download under POSE_OFFLINE) and
     exits 2 with a message naming the command and the files it looked for."""
-    pytest.importorskip("pydantic_settings")
     proc = _run(["-m", "service.cli"], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    det, card = default_model_paths(tmp_path / "cache")
-    assert "pose-export defaults" in proc.stderr and str(det) in proc.stderr and str(card) in proc.stderr
+    cache = Settings(cache_dir=tmp_path / "cache").cache
+    assert "pose-export defaults" in proc.stderr
+    assert str(cache.default_detector) in proc.stderr and str(cache.default_pose_card) in proc.stderr
     # the preparation step said why each model could not be prepared
     assert "Ultralytics cannot be imported" in proc.stderr or "yolo11n.pt" in proc.stderr
     assert "055a7699_20220913.pth" in proc.stderr
 
 
+@pytest.mark.slow
 def test_offline_prepare_command_fails_cleanly(tmp_path):
     pytest.importorskip("torch")
     proc = _run(["-m", "export.cli", "defaults"], tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "POSE_OFFLINE" in proc.stderr or "Ultralytics cannot be imported" in proc.stderr
+    assert "offline" in proc.stderr  # the pose checkpoint is not downloaded either
     assert "ipr_res50_debias-8xb64-210e_coco-256x256-055a7699_20220913.pth" in proc.stderr  # both models tried

@@ -11,6 +11,8 @@ onnx = pytest.importorskip("onnx")
 
 from export.detector import DetectorExportError, export_detector, import_ultralytics  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Ultralytics exports
+
 
 @pytest.fixture(scope="module")
 def ultralytics_available():
@@ -64,3 +66,17 @@ def test_exported_detector_loads_in_the_service_person_detector(exported_yolo):
 def test_missing_weights_file_is_a_clear_error(ultralytics_available, tmp_path):
     with pytest.raises(DetectorExportError, match="not found"):
         export_detector(tmp_path / "nope.pt", tmp_path / "x.onnx")
+
+
+def test_importing_ultralytics_leaves_pillow_alone(ultralytics_available):
+    """Ultralytics patches PIL.Image.open on import (pip-installing pi-heif on unknown bytes); we put it back."""
+    from PIL import Image
+
+    from service.errors import ImageDecodeError
+    from service.imageio import decode_image
+
+    before = Image.open
+    import_ultralytics()
+    assert Image.open is before
+    with pytest.raises(ImageDecodeError, match="cannot identify"):
+        decode_image(b"definitely not an image")

@@ -91,10 +91,11 @@ def test_without_tensorrt_the_runtime_and_builder_fail_clearly(tmp_path, monkeyp
         pass
     from export.tensorrt import EngineBuildError, EngineCache, build_engine
     from service.runtime import create_runtime
+    from service.settings import Settings
 
     onnx_path = _onnx(tmp_path)
     with pytest.raises(ModelLoadError, match="TensorRT"):
-        create_runtime(onnx_path, backend="tensorrt")
+        create_runtime(onnx_path, Settings(runtime="tensorrt", cache_dir=tmp_path))
     with pytest.raises(EngineBuildError, match="TensorRT is not importable"):
         build_engine(onnx_path, tmp_path / "x.engine")
     with pytest.raises(EngineBuildError, match="TensorRT is not importable"):
