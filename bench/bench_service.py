@@ -1,6 +1,7 @@
 """Latency and throughput of the served pipeline over HTTP (real uvicorn process on 127.0.0.1).
 
-    python bench/bench_service.py --detector DET.onnx --pose CARD.json [--images DIR] [--requests 40] [--concurrency 1 4]
+    python bench/bench_service.py --detector DET.onnx --pose CARD.json [--images ../shared/assets/coco-mini/val2017]
+        [--requests 40] [--concurrency 1 4]
 
 Prints per-stage median timings reported by the server, client-side latency percentiles and
 requests/s for each concurrency level. Figures, not assertions: this is never part of the test pass.
@@ -18,14 +19,14 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.server import ServerProcess  # noqa: E402
+from service.launcher import ServerProcess  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detector", required=True)
     ap.add_argument("--pose", required=True)
-    ap.add_argument("--images", default=str(Path(__file__).resolve().parents[2] / "shared/assets/coco-mini/val2017"))
+    ap.add_argument("--images", default="../shared/assets/coco-mini/val2017", help="folder of .jpg images")
     ap.add_argument("--requests", type=int, default=40)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     args = ap.parse_args()
