@@ -1,23 +1,34 @@
-"""The FastAPI app: :func:`create_app` wires the routes (``service/routes.py``), the error handlers and
-the model loading at start-up.
+"""The FastAPI app: :func:`create_app` wires the routes (``service/routes.py``), the request guard
+(``service/middleware.py``), CORS, the error handlers and the model loading at start-up.
 
 Models load in a background thread when the app starts (``/readyz`` answers 503 until they are loaded
 and warmed up). Every error is JSON ``{"error", "message"}``: the service's exceptions carry their
-status (``service/errors.py``), FastAPI's validation errors are 422, anything unexpected is a logged 500.
+status and headers (``service/errors.py``), FastAPI's validation errors are 422, anything unexpected is a
+500 logged with its traceback. Expected faults are counted, not logged as errors: client errors (4xx),
+overload (503), deadlines (504) and disconnects.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import InvalidParameterError, PoseServiceError
+from service.errors import (
+    ClientDisconnectedError,
+    DeadlineExceededError,
+    InvalidParameterError,
+    NotReadyError,
+    OverloadedError,
+    PoseServiceError,
+)
+from service.middleware import RequestGuard
+from service.parsing import MULTIPART_SLACK
 from service.pipeline import PosePipeline
 from service.routes import error_response, router
 from service.settings import Settings
@@ -32,8 +43,12 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
     Args:
         settings: service settings (default: from the environment).
         pipeline: an already-built pipeline (tests, evaluation); else built from ``settings`` when the app starts.
+
+    Raises:
+        ValueError: the API key file cannot be read.
     """
-    state = ServiceState(settings or Settings(), pipeline)
+    settings = settings or Settings()
+    state = ServiceState(settings, pipeline)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -41,14 +56,40 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
         yield
         state.close()
 
-    app = FastAPI(title="poseserve", version="0.1.0", lifespan=lifespan)
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="poseserve",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.service = state
     app.include_router(router)
+    app.add_middleware(RequestGuard, state=state, max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
 
     @app.exception_handler(PoseServiceError)
     async def _service_error(request: Request, exc: PoseServiceError):
-        if exc.status >= 500:
-            log.error("%s %s: %s", request.method, request.url.path, exc)
+        if isinstance(exc, OverloadedError):
+            state.rejections.labels(exc.reason).inc()
+        elif isinstance(exc, NotReadyError):
+            state.rejections.labels("not_ready").inc()
+        elif isinstance(exc, DeadlineExceededError):
+            state.deadline_expiries.inc()
+        elif isinstance(exc, ClientDisconnectedError):
+            state.disconnects.inc()
+        elif exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)  # a fault of ours, without traceback
+        if exc.status in (499, 504):
+            log.info("%s %s: %s", request.method, request.url.path, exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -66,18 +107,5 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(PoseServiceError(f"internal error: {type(exc).__name__}"))
-
-    @app.middleware("http")
-    async def _pose_metrics(request: Request, call_next):
-        if request.url.path != "/pose":
-            return await call_next(request)
-        t0, status = time.perf_counter(), 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            state.requests.labels(str(status)).inc()
-            state.latency.observe(time.perf_counter() - t0)
 
     return app

@@ -1,15 +1,20 @@
-"""Dynamic batching of pose crops across concurrent requests.
+"""Dynamic, fair batching of pose crops across concurrent requests.
 
-Each request thread submits its crops and blocks on a future; one worker thread gathers the crops
-of all waiting requests (up to ``max_batch_size`` crops, waiting at most ``max_wait_ms`` after the
-first arrives), runs the pose model once, and hands each request its slice. This is the
-"dynamic batching" of Triton / LitServe, reduced to the single hook the service needs.
+Each request thread submits its crops and blocks on a future; one worker thread builds batches of up to
+``max_batch_size`` crops (waiting at most ``max_wait_ms`` after the first arrives for others to join), runs
+the pose model once per batch, and hands each request its slice. This is the "dynamic batching" of
+Triton / LitServe, reduced to the one hook the service needs, plus two things a shared server needs:
+
+* fairness: a batch takes crops round-robin from the waiting requests (each gets an equal share of the
+  batch, the rest goes to those with more), so a request with 200 boxes runs in several batches that the
+  crops of other requests join, instead of holding the model for all of its crops first;
+* cancellation: the crops of a request whose :class:`~service.admission.RequestContext` is cancelled
+  (deadline passed, client gone) are dropped before they run.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -17,100 +22,184 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from service.admission import RequestContext
+
 log = logging.getLogger(__name__)
 
 
+class _Job:
+    """One request's crops: how many were handed to a batch and how many came back."""
+
+    def __init__(self, crops: np.ndarray, ctx: RequestContext | None):
+        self.crops, self.ctx = crops, ctx
+        self.future: Future = Future()
+        self.out: np.ndarray | None = None
+        self.taken = self.done = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self.crops) - self.taken
+
+
 class CropBatcher:
-    """Collects crop arrays from many threads into batched calls of ``predict_fn``.
+    """Collects crop arrays from many threads into fair batched calls of ``predict_fn``.
 
     Args:
         predict_fn: crops uint8 [N, h, w, 3] -> float32 [N, K, 3]; called from the worker thread only.
-        max_batch_size: most crops per call (a single request larger than this runs alone).
-        max_wait_ms: how long the first waiting request waits for others to join its batch.
+        max_batch_size: most crops per call.
+        max_wait_ms: how long the first waiting crop waits for others to join its batch.
+        on_batch: called with the size of each batch run (metrics).
 
     Use :meth:`submit` (returns a Future) or :meth:`predict` (blocks). :meth:`close` stops the worker;
     requests still queued then fail with ``RuntimeError``.
     """
 
     def __init__(
-        self, predict_fn: Callable[[np.ndarray], np.ndarray], max_batch_size: int = 32, max_wait_ms: float = 2.0
+        self,
+        predict_fn: Callable[[np.ndarray], np.ndarray],
+        max_batch_size: int = 32,
+        max_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
     ):
         self.predict_fn = predict_fn
         self.max_batch_size = int(max_batch_size)
         self.max_wait_s = float(max_wait_ms) / 1000.0
-        self._queue: queue.Queue = queue.Queue()
-        self._closed = threading.Event()
+        self.on_batch = on_batch
+        self._jobs: list[_Job] = []
+        self._cond = threading.Condition()
+        self._closed = False
         self.batches_run = 0
+        self.dropped_crops = 0
         self.last_batch_sizes: list[int] = []
         self._worker = threading.Thread(target=self._loop, name="pose-batcher", daemon=True)
         self._worker.start()
 
-    def submit(self, crops: np.ndarray) -> Future:
-        """Queue crops [N, h, w, 3]; the future resolves to keypoints [N, K, 3] in crop pixels."""
-        fut: Future = Future()
-        if self._closed.is_set():
-            fut.set_exception(RuntimeError("batcher is closed"))
-            return fut
-        if len(crops) == 0:
-            fut.set_result(None)
-            return fut
-        self._queue.put((crops, fut))
-        return fut
+    @property
+    def queued_crops(self) -> int:
+        """Crops submitted and not yet handed to the model."""
+        with self._cond:
+            return sum(j.waiting for j in self._jobs)
 
-    def predict(self, crops: np.ndarray, timeout: float | None = 60.0) -> np.ndarray | None:
-        """Blocking :meth:`submit`; returns None for zero crops."""
-        return self.submit(crops).result(timeout=timeout)
+    def submit(self, crops: np.ndarray, ctx: RequestContext | None = None) -> Future:
+        """Queue crops [N, h, w, 3]; the future resolves to keypoints [N, K, 3] in crop pixels (None for N = 0),
+        or to the exception of the model call, or to ``ctx``'s deadline / disconnect error when it is dropped."""
+        job = _Job(crops, ctx)
+        if len(crops) == 0:
+            job.future.set_result(None)
+            return job.future
+        with self._cond:
+            if self._closed:
+                job.future.set_exception(RuntimeError("batcher is closed"))
+                return job.future
+            self._jobs.append(job)
+            self._cond.notify()
+        return job.future
+
+    def predict(self, crops: np.ndarray, ctx: RequestContext | None = None) -> np.ndarray | None:
+        """Blocking :meth:`submit`; returns None for zero crops.
+
+        Raises:
+            DeadlineExceededError / ClientDisconnectedError: ``ctx`` was cancelled; the exception of the model call.
+        """
+        fut = self.submit(crops, ctx)
+        if ctx is None or ctx.deadline == float("inf"):
+            return fut.result()
+        try:  # a dropped request's future fails at the next batch; the margin covers a batch in flight
+            return fut.result(timeout=max(ctx.remaining_s, 0.0) + 5.0)
+        except TimeoutError:
+            ctx.cancel("deadline")
+            ctx.check()
+            raise
+
+    def _drop_cancelled(self) -> None:
+        """Fail and remove the jobs whose request was abandoned (caller holds the lock)."""
+        for job in list(self._jobs):
+            if job.ctx is None:
+                continue
+            try:
+                job.ctx.check()
+            except Exception as exc:
+                self._jobs.remove(job)
+                self.dropped_crops += job.waiting
+                job.future.set_exception(exc)
+
+    def _take_batch(self) -> list[tuple[_Job, int, int]]:
+        """Round-robin slices (job, start, stop) filling one batch (caller holds the lock)."""
+        slices: list[tuple[_Job, int, int]] = []
+        room = self.max_batch_size
+        while room > 0:
+            open_jobs = [j for j in self._jobs if j.waiting > 0]
+            if not open_jobs:
+                break
+            share = max(1, room // len(open_jobs))
+            for job in open_jobs:
+                n = min(share, job.waiting, room)
+                if n <= 0:
+                    break
+                slices.append((job, job.taken, job.taken + n))
+                job.taken += n
+                room -= n
+        return slices
 
     def _loop(self) -> None:
-        pending = None
-        while not self._closed.is_set():
-            if pending is None:
-                try:
-                    pending = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-            batch = [pending]
-            pending = None
-            n = len(batch[0][0])
-            deadline = time.monotonic() + self.max_wait_s
-            while n < self.max_batch_size:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if n + len(item[0]) > self.max_batch_size:
-                    pending = item  # starts the next batch
-                    break
-                batch.append(item)
-                n += len(item[0])
-            self._run(batch)
-        for _crops, fut in self._drain():
-            fut.set_exception(RuntimeError("batcher closed before the request ran"))
-
-    def _drain(self):
         while True:
-            try:
-                yield self._queue.get_nowait()
-            except queue.Empty:
-                return
+            with self._cond:
+                while not self._closed and not any(j.waiting for j in self._jobs):
+                    self._cond.wait()
+                if self._closed:
+                    break
+                # give other requests max_wait to join, unless the batch is already full
+                deadline = time.monotonic() + self.max_wait_s
+                while not self._closed and sum(j.waiting for j in self._jobs) < self.max_batch_size:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                self._drop_cancelled()
+                slices = self._take_batch()
+            if slices:
+                self._run(slices)
+        with self._cond:
+            jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.future.set_exception(RuntimeError("batcher closed before the request ran"))
 
-    def _run(self, batch: list) -> None:
-        sizes = [len(c) for c, _ in batch]
+    def _run(self, slices: list[tuple[_Job, int, int]]) -> None:
+        crops = [job.crops[a:b] for job, a, b in slices]
         try:
-            out = self.predict_fn(np.concatenate([c for c, _ in batch]) if len(batch) > 1 else batch[0][0])
-        except Exception as exc:  # hand the failure to every waiting request
-            for _, fut in batch:
-                fut.set_exception(exc)
+            out = self.predict_fn(crops[0] if len(crops) == 1 else np.concatenate(crops))
+        except Exception as exc:  # hand the failure to every request in the batch
+            with self._cond:
+                for job in {id(j): j for j, _, _ in slices}.values():
+                    if job in self._jobs:
+                        self._jobs.remove(job)
+                    if not job.future.done():
+                        job.future.set_exception(exc)
             return
+        size = sum(b - a for _, a, b in slices)
         self.batches_run += 1
-        self.last_batch_sizes = (self.last_batch_sizes + [sum(sizes)])[-100:]
+        self.last_batch_sizes = (self.last_batch_sizes + [size])[-100:]
+        if self.on_batch is not None:
+            self.on_batch(size)
         start = 0
-        for (_, fut), size in zip(batch, sizes):
-            fut.set_result(out[start : start + size])
-            start += size
+        finished = []
+        with self._cond:
+            for job, a, b in slices:
+                if job.out is None:
+                    job.out = np.empty((len(job.crops), *out.shape[1:]), out.dtype)
+                job.out[a:b] = out[start : start + (b - a)]
+                start += b - a
+                job.done += b - a
+                if job.done == len(job.crops) and job in self._jobs:
+                    self._jobs.remove(job)
+                    finished.append(job)
+        for job in finished:
+            if not job.future.done():
+                job.future.set_result(job.out)
 
     def close(self) -> None:
         """Stop the worker thread (waits for the batch in flight)."""
-        self._closed.set()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         self._worker.join(timeout=5)

@@ -54,11 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"pose-serve: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
     from service.app import create_app
+    from service.server import serve
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level, workers=1)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # the API key file
+        print(f"pose-serve: {exc}", file=sys.stderr)
+        return 2
+    serve(app, settings)
     return 0
 
 

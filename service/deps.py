@@ -1,12 +1,14 @@
-"""Typed FastAPI dependencies (``Annotated``): the service state, its settings and the ready pipeline."""
+"""Typed FastAPI dependencies (``Annotated``): the service state, its settings, the ready pipeline and the
+API-key check."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.errors import NotReadyError
+from service.errors import NotReadyError, UnauthorizedError
 from service.pipeline import PosePipeline
 from service.settings import Settings
 from service.state import ServiceState
@@ -29,14 +31,37 @@ def get_pipeline(state: StateDep) -> PosePipeline:
     """The loaded pipeline.
 
     Raises:
-        NotReadyError: models are still loading, or failed to load (the message says which).
+        NotReadyError: models are still loading, or failed to load (the message says which; ``Retry-After``).
     """
     if state.error is not None:
-        raise NotReadyError(f"models failed to load: {state.error}")
+        raise NotReadyError(f"models failed to load: {state.error}", retry_after_s=30)
     if not state.ready or state.pipeline is None:
         raise NotReadyError("models are loading; retry when GET /readyz answers 200")
     return state.pipeline
 
 
+def require_api_key(request: Request, state: StateDep) -> None:
+    """With API keys configured, the request must carry one: ``Authorization: Bearer <key>`` or ``X-API-Key``.
+
+    Every configured key is compared in constant time (``hmac.compare_digest``), all of them, so the time taken
+    does not tell which key came closest.
+
+    Raises:
+        UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
+    """
+    if not state.api_keys:
+        return
+    auth = request.headers.get("authorization", "")
+    given = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
+    if not given:
+        raise UnauthorizedError("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+    matched = False
+    for key in state.api_keys:
+        matched |= hmac.compare_digest(given.encode(), key.encode())
+    if not matched:
+        raise UnauthorizedError("the API key is not valid")
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[PosePipeline, Depends(get_pipeline)]
+APIKeyDep = Depends(require_api_key)

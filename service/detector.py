@@ -44,7 +44,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """
     h, w = image.shape[:2]
     r = min(size / h, size / w)
-    new_w, new_h = int(round(w * r)), int(round(h * r))
+    new_w, new_h = max(1, int(round(w * r))), max(1, int(round(h * r)))  # a 2000x1 image stays 1 px high
     dw, dh = (size - new_w) / 2, (size - new_h) / 2
     if (w, h) != (new_w, new_h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)

@@ -7,12 +7,18 @@ meant for the caller: it names the problem and, where it helps, the limit or the
 
 from __future__ import annotations
 
+import re
+
 
 class PoseServiceError(Exception):
-    """Base class of the runtime's errors (HTTP 500 ``internal_error`` unless a subclass says otherwise)."""
+    """Base class of the runtime's errors (HTTP 500 ``internal_error`` unless a subclass says otherwise).
+
+    ``headers``: extra response headers (``Retry-After``, ``WWW-Authenticate``).
+    """
 
     status: int = 500
     code: str = "internal_error"
+    headers: dict[str, str] = {}
 
 
 class ImageDecodeError(PoseServiceError):
@@ -57,6 +63,63 @@ class InferenceError(PoseServiceError):
 
 
 class NotReadyError(PoseServiceError):
-    """Models are still loading / warming up, or failed to load. HTTP 503."""
+    """Models are still loading / warming up, or failed to load. HTTP 503 with ``Retry-After``."""
 
     status, code = 503, "not_ready"
+
+    def __init__(self, message: str, retry_after_s: int = 5):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(int(retry_after_s))}
+
+
+class OverloadedError(PoseServiceError):
+    """Admission control refused the request: too many requests, decoded pixels or crops in flight
+    (``reason`` names which). HTTP 503 with ``Retry-After``, answered before any work is done."""
+
+    status, code = 503, "overloaded"
+
+    def __init__(self, message: str, reason: str, retry_after_s: int = 1):
+        super().__init__(message)
+        self.reason = reason
+        self.headers = {"Retry-After": str(int(retry_after_s))}
+
+
+class DeadlineExceededError(PoseServiceError):
+    """The request did not finish within its deadline (``POSE_REQUEST_TIMEOUT_S``); its queued work is dropped. HTTP 504."""
+
+    status, code = 504, "deadline_exceeded"
+
+
+class ClientDisconnectedError(PoseServiceError):
+    """The client went away; its queued work is dropped. Counted, never logged as an error (status 499, nginx's
+    "client closed request", which the client never sees)."""
+
+    status, code = 499, "client_disconnected"
+
+
+class RequestTimeoutError(PoseServiceError):
+    """The client sent its body too slowly (no data for ``POSE_READ_TIMEOUT_S``). HTTP 408."""
+
+    status, code = 408, "request_timeout"
+
+
+class HeadersTooLargeError(PoseServiceError):
+    """The request line and headers exceed ``POSE_MAX_HEADER_BYTES``. HTTP 431."""
+
+    status, code = 431, "headers_too_large"
+
+
+class UnauthorizedError(PoseServiceError):
+    """No or a wrong API key (``Authorization: Bearer <key>`` or ``X-API-Key``). HTTP 401 with ``WWW-Authenticate``."""
+
+    status, code = 401, "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="poseserve"'}
+
+
+def public_message(text: str) -> str:
+    """``text`` with absolute file-system paths reduced to their last component (responses never show server
+    paths; the log keeps the full message)."""
+    return _ABS_PATH.sub(lambda m: m.group(1) + m.group(2).rsplit("/", 1)[-1], text)
+
+
+_ABS_PATH = re.compile(r"(^|[\s'\"(=:])(/[^\s'\",)]+)")

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError
 
-#: Pillow format names the service accepts.
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
+#: Pillow format names the service accepts. MPO is a JPEG with extra frames (what many phones and cameras
+#: write); its first frame, the main image, is decoded.
+SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP"})
 #: Content-Types accepted for a raw image body (multipart uploads are checked by content).
 SUPPORTED_CONTENT_TYPES: frozenset[str] = frozenset(
     {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/bmp", "image/x-ms-bmp", "application/octet-stream"}
@@ -43,13 +45,20 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(data: bytes, max_bytes: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+def decode_image(
+    data: bytes,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    before_decode: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Decode image bytes to an RGB array.
 
     Args:
-        data: the encoded file (JPEG, PNG, WebP or BMP).
+        data: the encoded file (JPEG or MPO, PNG, WebP or BMP).
         max_bytes: reject larger inputs before parsing (None: no limit).
         max_pixels: reject images with width x height above this before decoding pixels.
+        before_decode: called with (width, height) after the header checks and before any pixel is decoded
+            (admission control reserves the decoded pixels there; it may raise to stop the decode).
 
     Returns:
         uint8 [H, W, 3], RGB, EXIF orientation applied (H, W are the displayed size).
@@ -81,9 +90,11 @@ def decode_image(data: bytes, max_bytes: int | None = None, max_pixels: int | No
             raise ImageDecodeError(f"image has an empty size {w}x{h}")
         if max_pixels is not None and w * h > max_pixels:
             raise PayloadTooLargeError(f"image is {w}x{h} = {w * h} pixels, the limit is {max_pixels} pixels")
+        if before_decode is not None:
+            before_decode(w, h)
         try:
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when there is nothing to rotate
             return _to_rgb8(img)
         except Exception as exc:
             raise ImageDecodeError(f"cannot decode the image ({img.format} {w}x{h}): {exc}") from exc

@@ -52,7 +52,7 @@ def parse_boxes(text: str | None, max_boxes: int) -> np.ndarray | None:
         return None
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's 4300-digit conversion limit
         raise InvalidParameterError(f"{BOXES_HELP}: {exc}") from exc
     except RecursionError:
         raise InvalidParameterError(f"{BOXES_HELP}: nested too deeply") from None

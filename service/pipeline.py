@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.geometry import validate_bboxes
+from service.admission import RequestContext
 from service.batcher import CropBatcher
 from service.detector import PersonDetector
-from service.errors import InvalidParameterError, ModelLoadError
+from service.errors import InferenceError, InvalidParameterError, ModelLoadError
 from service.imageio import decode_image
 from service.pose import PoseEstimator
 from service.runtime import create_runtime
@@ -114,36 +115,68 @@ class PosePipeline:
         )
         return cls(detector, pose, batcher, settings.max_upload_bytes, settings.max_image_pixels)
 
-    def run(self, data: bytes, bboxes: np.ndarray | None = None) -> PoseResult:
-        """Decode image bytes (limits checked before the pixels are decoded) and :meth:`predict`.
+    def run(self, data: bytes, bboxes: np.ndarray | None = None, ctx: RequestContext | None = None) -> PoseResult:
+        """Decode image bytes and :meth:`predict`: the caller's crops and the decoded pixels are reserved
+        with ``ctx`` before the pixels are decoded (limits checked on the header).
 
         Raises:
             ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError: see ``decode_image``.
+            OverloadedError, DeadlineExceededError, ClientDisconnectedError: see ``RequestContext``.
             InvalidParameterError, InferenceError: see :meth:`predict`.
         """
+        ctx = ctx or RequestContext.unbounded()
         t0 = time.perf_counter()
-        image = decode_image(data, self.max_upload_bytes, self.max_image_pixels)
-        return self._predict(image, bboxes, {"decode": _ms(t0)}, t0)
+        ctx.check()
+        if bboxes is not None:
+            bboxes = self._caller_boxes(bboxes)
+            ctx.reserve_crops(len(bboxes) * self.crops_per_box)
+        image = decode_image(data, self.max_upload_bytes, self.max_image_pixels, lambda w, h: ctx.reserve_pixels(w * h))
+        return self._predict(image, bboxes, ctx, {"decode": _ms(t0)}, t0, crops_reserved=bboxes is not None)
 
-    def predict(self, image: np.ndarray, bboxes: np.ndarray | None = None) -> PoseResult:
+    def predict(
+        self, image: np.ndarray, bboxes: np.ndarray | None = None, ctx: RequestContext | None = None
+    ) -> PoseResult:
         """Run on one decoded image.
 
         Args:
             image: uint8 [H, W, 3] RGB.
             bboxes: optional caller boxes [N, 4] xyxy in original pixels (validated by
                 ``models.geometry.validate_bboxes``); skips the detector.
+            ctx: the admitted request (deadline, cancellation, crop budget); None: unbounded.
 
         Returns:
             :class:`PoseResult`.
 
         Raises:
             InvalidParameterError: malformed caller boxes, or no detector and no boxes.
-            InferenceError: a model failed.
+            OverloadedError, DeadlineExceededError, ClientDisconnectedError: see ``RequestContext``.
+            InferenceError: a model failed, or gave non-finite keypoints.
         """
-        return self._predict(image, bboxes, {}, time.perf_counter())
+        return self._predict(image, bboxes, ctx or RequestContext.unbounded(), {}, time.perf_counter())
 
-    def _predict(self, image: np.ndarray, bboxes, timings: dict[str, float], t0: float) -> PoseResult:
+    @property
+    def crops_per_box(self) -> int:
+        """Pose-model crops one box costs (2 with the service-side flip test)."""
+        return 2 if self.pose.flip_test else 1
+
+    @staticmethod
+    def _caller_boxes(bboxes) -> np.ndarray:
+        try:
+            return validate_bboxes(bboxes)
+        except ValueError as exc:
+            raise InvalidParameterError(str(exc)) from exc
+
+    def _predict(
+        self,
+        image: np.ndarray,
+        bboxes,
+        ctx: RequestContext,
+        timings: dict[str, float],
+        t0: float,
+        crops_reserved: bool = False,
+    ) -> PoseResult:
         detector_name = None
+        ctx.check()
         if bboxes is None:
             if self.detector is None:
                 raise InvalidParameterError("no detector is configured: send boxes with the request")
@@ -151,12 +184,12 @@ class PosePipeline:
             bboxes, bbox_scores = self.detector.detect(image)
             timings["detect"] = _ms(t)
             detector_name = self.detector.name
+            ctx.check()
         else:
-            try:
-                bboxes = validate_bboxes(bboxes)
-            except ValueError as exc:
-                raise InvalidParameterError(str(exc)) from exc
+            bboxes = self._caller_boxes(bboxes)
             bbox_scores = np.ones(len(bboxes), np.float32)
+        if not crops_reserved:
+            ctx.reserve_crops(len(bboxes) * self.crops_per_box)
         t = time.perf_counter()
         crops, centers, scales = self.pose.crops_for(image, bboxes)
         timings["crop"] = _ms(t)
@@ -164,10 +197,13 @@ class PosePipeline:
         if len(crops) == 0:
             kc = np.zeros((0, self.pose.num_keypoints, 3), np.float32)
         elif self.batcher is not None:
-            kc = self.batcher.predict(crops)
+            kc = self.batcher.predict(crops, ctx)
         else:
+            ctx.check()
             kc = self.pose.predict_crops(crops)
         keypoints = self.pose.to_image(kc, centers, scales)
+        if not np.isfinite(keypoints).all():
+            raise InferenceError(f"{self.pose.name} gave non-finite keypoints")
         timings["pose"] = _ms(t)
         timings["total"] = _ms(t0)
         return PoseResult(

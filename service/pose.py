@@ -163,5 +163,7 @@ class PoseEstimator:
         return out
 
     def describe(self) -> dict:
-        """Card + runtime facts for ``/v1/models``."""
-        return {"card": self.card.to_dict(), "runtime": self.runtime.describe(), "flip_test": self.flip_test}
+        """Card + runtime facts for ``/v1/models`` (file names only: no server paths in responses)."""
+        card = self.card.to_dict()
+        card["model_file"] = Path(card["model_file"]).name
+        return {"card": card, "runtime": self.runtime.describe(), "flip_test": self.flip_test}

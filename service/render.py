@@ -49,3 +49,22 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buf.tobytes()
+
+
+def render_jpeg(image: np.ndarray, bboxes: np.ndarray, keypoints: np.ndarray, max_pixels: int) -> bytes:
+    """JPEG of :func:`render_poses`, drawn on a copy downscaled to at most ``max_pixels`` (boxes and keypoints
+    scaled with it), so the answer's size is bounded whatever the upload.
+
+    Args:
+        image: uint8 [H, W, 3] RGB. bboxes: [N, 4] xyxy and keypoints [N, K, 3], original-image pixels.
+        max_pixels: most pixels (width x height) of the drawn image.
+    """
+    h, w = image.shape[:2]
+    scale = min(1.0, (max_pixels / float(w * h)) ** 0.5)
+    if scale < 1.0:
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        bboxes = np.asarray(bboxes, np.float32) * scale
+        keypoints = np.asarray(keypoints, np.float32).copy()
+        keypoints[..., :2] *= scale
+    return encode_jpeg(render_poses(image, bboxes, keypoints))

@@ -1,14 +1,18 @@
 """The HTTP routes: ``POST /pose``, ``GET /healthz``, ``GET /readyz``, ``GET /v1/models``, ``GET /metrics``.
 
-Each handler is parse -> pipeline -> encode: request parsing is ``service/parsing.py``, the work is
-``PosePipeline.run`` (in the thread pool; pose crops of concurrent requests meet in its batcher), the
-answer is ``PoseResponse.from_result`` (or a rendered JPEG). Errors are raised as the exceptions of
-``service/errors.py`` and answered by the handlers in ``service/app.py``.
+``POST /pose`` is admit -> parse -> pipeline -> encode: admission control (``service/admission.py``) takes a
+slot before the body is read; request parsing is ``service/parsing.py``; the work is ``PosePipeline.run``
+in the thread pool (pose crops of concurrent requests meet in its batcher), watched for the deadline and for
+the client going away; the answer is ``PoseResponse.from_result`` (or a rendered JPEG). Health, readiness and
+metrics are ``async`` and touch no model, so they never wait behind inference. Errors are raised as the
+exceptions of ``service/errors.py`` and answered by the handlers in ``service/app.py``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,30 +20,64 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from models.keypoints import schema_dict
-from service.deps import PipelineDep, SettingsDep, StateDep
-from service.errors import ModelLoadError, NotReadyError
+from service.admission import RequestContext
+from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
+from service.errors import ModelLoadError, NotReadyError, RequestTimeoutError, public_message
 from service.parsing import parse_boxes, read_upload
-from service.render import encode_jpeg, render_poses
+from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
 
 router = APIRouter()
 
+#: How often a running request checks for its deadline and a disconnected client (seconds).
+WATCH_INTERVAL_S = 0.05
+
 
 def error_response(exc: Exception) -> JSONResponse:
-    """``{"error": code, "message": text}`` with the exception's HTTP status (``service/errors.py``)."""
+    """``{"error": code, "message": text}`` with the exception's HTTP status and headers (``service/errors.py``);
+    absolute server paths are cut from the message (``public_message``)."""
     status, code = getattr(exc, "status", 500), getattr(exc, "code", "internal_error")
-    return JSONResponse(status_code=status, content=ErrorResponse(error=code, message=str(exc)).model_dump())
+    body = ErrorResponse(error=code, message=public_message(str(exc))).model_dump()
+    return JSONResponse(status_code=status, content=body, headers=getattr(exc, "headers", None) or None)
+
+
+async def run_watched(request: Request, ctx: RequestContext, fn: Callable[..., Any], *args) -> Any:
+    """``fn(*args)`` in the thread pool, given up on when the deadline passes or the client disconnects.
+
+    The worker thread cannot be interrupted: ``ctx`` is cancelled, and the pipeline stops at its next check
+    (the batcher drops the request's queued crops). The request's budget returns when the worker is done.
+
+    Raises:
+        DeadlineExceededError / ClientDisconnectedError: as ``ctx.check``; what ``fn`` raises.
+    """
+    ctx.start_work()
+
+    def work():
+        try:
+            return fn(*args)
+        finally:
+            ctx.release()
+
+    task = asyncio.ensure_future(run_in_threadpool(work))
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved here when abandoned
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=min(WATCH_INTERVAL_S, max(ctx.remaining_s, 0.001)))
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            ctx.cancel("disconnected")
+        ctx.check()
 
 
 @router.get("/healthz")
-def healthz() -> dict:
-    """200 while the process is alive."""
+async def healthz() -> dict:
+    """200 while the process is alive (never waits for the models)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse}})
-def readyz(state: StateDep):
-    """200 once both models are loaded and warmed up; 503 while loading or after a failed load."""
+async def readyz(state: StateDep):
+    """200 once both models are loaded and warmed up; 503 (with ``Retry-After``) while loading or after a failed load."""
     if state.ready:
         return {"status": "ready"}
     if state.error:
@@ -47,22 +85,48 @@ def readyz(state: StateDep):
     return error_response(NotReadyError("models are loading"))
 
 
-@router.get("/v1/models", responses={503: {"model": ErrorResponse}})
+@router.get("/v1/models", responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+            dependencies=[APIKeyDep])  # fmt: skip
 def models(pipeline: PipelineDep) -> dict:
     """Model cards, runtimes (execution providers actually active), keypoint schema and batching."""
     return {**pipeline.describe(), "keypoints": schema_dict()}
 
 
 @router.get("/metrics")
-def metrics(state: StateDep) -> Response:
+async def metrics(state: StateDep) -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+_IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
+#: The request body, read by ``service/parsing.py`` rather than declared as parameters (so the limits apply while
+#: it streams), described for the OpenAPI schema: a multipart upload or a raw image.
+POSE_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "JPEG (or MPO), PNG, WebP or BMP"},
+                    "boxes": {"type": "string", "description": "JSON [[x1, y1, x2, y2], ...]; skips the detector"},
+                },
+            }
+        },
+        **{
+            ct: _IMAGE_BODY for ct in ("image/jpeg", "image/png", "image/webp", "image/bmp", "application/octet-stream")
+        },
+    },
+}
 
 
 @router.post(
     "/pose",
     response_model=PoseResponse,
-    responses={code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)},
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 408, 413, 415, 422, 431, 503, 504)},
+    dependencies=[APIKeyDep],
+    openapi_extra={"requestBody": POSE_REQUEST_BODY},
 )
 async def pose(
     request: Request,
@@ -75,11 +139,18 @@ async def pose(
     render: Annotated[bool, Query(description="return a JPEG with the poses drawn instead of JSON")] = False,
 ):
     """Image in (multipart field ``file`` or a raw image body), people with keypoints out."""
-    upload = await read_upload(request, settings.max_upload_bytes)
-    caller_boxes = parse_boxes(boxes if boxes is not None else upload.form_boxes, settings.max_boxes)
-    result = await run_in_threadpool(pipeline.run, upload.data, caller_boxes)
-    state.persons.inc(len(result.scores))
-    if render:
-        jpeg = await run_in_threadpool(lambda: encode_jpeg(render_poses(result.image, result.bboxes, result.keypoints)))
-        return Response(jpeg, media_type="image/jpeg")
-    return PoseResponse.from_result(result, pipeline.pose.name, pipeline.pose.card.keypoint_names)
+    ctx = state.admission.admit(settings.request_timeout_s)
+    try:
+        try:
+            upload = await asyncio.wait_for(read_upload(request, settings.max_upload_bytes), ctx.remaining_s)
+        except TimeoutError:
+            raise RequestTimeoutError("the request body did not arrive within the request deadline") from None
+        caller_boxes = parse_boxes(boxes if boxes is not None else upload.form_boxes, settings.max_boxes)
+        result = await run_watched(request, ctx, pipeline.run, upload.data, caller_boxes, ctx)
+        state.persons.inc(len(result.scores))
+        if render:
+            args = (result.image, result.bboxes, result.keypoints, settings.max_render_pixels)
+            return Response(await run_watched(request, ctx, render_jpeg, *args), media_type="image/jpeg")
+        return PoseResponse.from_result(result, pipeline.pose.name, pipeline.pose.card.keypoint_names)
+    finally:
+        ctx.release()

@@ -136,7 +136,7 @@ class OrtRuntime:
         """Facts for ``/v1/models`` and logs."""
         return {
             "backend": self.backend,
-            "model_file": str(self.model_path),
+            "model_file": self.model_path.name,  # no server paths in responses
             "requested_providers": self.requested_providers,
             "active_providers": self.active_providers,
             "inputs": dict(zip(self.input_names, self.input_shapes)),

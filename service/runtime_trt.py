@@ -341,7 +341,7 @@ class TrtRuntime:
         """Facts for ``/v1/models`` and logs."""
         return {
             "backend": self.backend,
-            "model_file": str(self.model_path),
+            "model_file": self.model_path.name,  # no server paths in responses
             "gpu": self.gpu_name,
             "tensorrt_version": self._trt.__version__,
             "active_providers": self.active_providers,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The default served models (``pose-serve`` with no model paths).
@@ -132,6 +132,40 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(50_000_000, ge=1, description="largest accepted image (width x height)")
     max_boxes: int = Field(200, ge=1, description="most caller boxes per request")
 
+    # admission control: work in flight is bounded by cost; beyond a budget a request gets 503 at once
+    max_inflight_requests: int = Field(8, ge=1, description="requests admitted at once (more get 503 + Retry-After)")
+    max_inflight_pixels: int = Field(
+        100_000_000, ge=1, description="decoded pixels of admitted requests (3 bytes each: the memory bound)"
+    )
+    max_inflight_crops: int = Field(512, ge=1, description="pose crops of admitted requests (flip test counts 2)")
+    request_timeout_s: float = Field(
+        15.0, gt=0, description="per-request deadline: 504 after it, and the request's queued work is dropped"
+    )
+    retry_after_s: int = Field(1, ge=0, description="`Retry-After` of a 503 when overloaded")
+
+    # connections (uvicorn)
+    max_connections: int = Field(256, ge=1, description="open connections (more are closed / get 503)")
+    max_header_bytes: int = Field(16384, ge=1024, description="largest request head (request line + headers)")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this")
+    read_timeout_s: float = Field(10.0, gt=0, description="longest pause while a request body is read (408)")
+    keepalive_timeout_s: int = Field(5, ge=1, description="idle keep-alive connections are closed after this")
+    shutdown_timeout_s: int = Field(10, ge=0, description="on SIGTERM, in-flight work gets this long, then exit")
+
+    # security
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        [],
+        description="API keys (comma-separated or a JSON list; prefer the file); set: POST /pose and "
+        "GET /v1/models need `Authorization: Bearer <key>` or `X-API-Key`",
+    )
+    api_keys_file: Path | None = Field(None, description="file with one API key per line (added to api_keys)")
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="CORS allow-list of origins (comma-separated or JSON); none: no CORS headers"
+    )
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
+    max_render_pixels: int = Field(
+        4_000_000, ge=1, description="`render=true` JPEGs larger than this are drawn downscaled"
+    )
+
     # server
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in a container)")
     port: int = Field(8000, ge=0, le=65535, description="port")
@@ -143,18 +177,44 @@ class Settings(BaseSettings):
     def _expand_user(cls, v: Path) -> Path:
         return v.expanduser()
 
-    @field_validator("providers", mode="before")
+    @field_validator("providers", "api_keys", "cors_allow_origins", mode="before")
     @classmethod
-    def _split_providers(cls, v):
+    def _split_list(cls, v, info):
+        """A list field given as text: a JSON list, or comma-separated values."""
         if isinstance(v, str):
             text = v.strip()
             if text.startswith("["):
                 try:
                     return json.loads(text)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"providers: not a JSON list: {exc}") from exc
-            return [p.strip() for p in text.split(",") if p.strip()] or None
+                    raise ValueError(f"{info.field_name}: not a JSON list: {exc}") from exc
+            items = [p.strip() for p in text.split(",") if p.strip()]
+            return items or (None if info.field_name == "providers" else [])
         return v
+
+    @model_validator(mode="after")
+    def _budgets_admit_the_largest_image(self) -> Settings:
+        if self.max_inflight_pixels < self.max_image_pixels:
+            raise ValueError(
+                f"max_inflight_pixels ({self.max_inflight_pixels}) must be >= max_image_pixels "
+                f"({self.max_image_pixels}), or the largest accepted image could never be decoded"
+            )
+        return self
+
+    def api_key_set(self) -> set[str]:
+        """The accepted API keys: ``api_keys`` plus the non-empty lines of ``api_keys_file``.
+
+        Raises:
+            ValueError: the key file cannot be read (named).
+        """
+        keys = {k.get_secret_value() for k in self.api_keys}
+        if self.api_keys_file is not None:
+            try:
+                lines = Path(self.api_keys_file).read_text().splitlines()
+            except OSError as exc:
+                raise ValueError(f"api_keys_file {self.api_keys_file} cannot be read: {exc}") from exc
+            keys |= {line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")}
+        return keys
 
     @property
     def cache(self) -> CacheLayout:
@@ -174,7 +234,7 @@ def _flag(name: str) -> str:
 def _default_text(name: str) -> str:
     field = Settings.model_fields[name]
     v = field.default
-    if v is None:
+    if v is None or v == []:
         return "unset"
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -1,7 +1,8 @@
-"""What the app holds across requests: settings, the pipeline once loaded, readiness, metrics.
+"""What the app holds across requests: settings, the pipeline once loaded, readiness, admission control,
+API keys and the operators' metrics.
 
-Models load in a background thread at start-up (:meth:`ServiceState.load`); ``/readyz`` answers 503
-until they are loaded and warmed up. Request handlers reach the state through the typed dependencies of
+Models load in a background thread at start-up (:meth:`ServiceState.load`); ``/readyz`` answers 503 until
+they are loaded and warmed up. Request handlers reach the state through the typed dependencies of
 ``service/deps.py``.
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from service.admission import Admission
 from service.pipeline import PosePipeline
 from service.settings import Settings
 
@@ -19,11 +21,14 @@ log = logging.getLogger("service")
 
 
 class ServiceState:
-    """Settings, the pipeline (None until loaded), the load error and the Prometheus metrics.
+    """Settings, the pipeline (None until loaded), the load error, admission control, API keys and metrics.
 
     Args:
         settings: the service settings.
         pipeline: an already-built pipeline (tests, evaluation); else :meth:`load` builds it from ``settings``.
+
+    Raises:
+        ValueError: the API key file cannot be read.
     """
 
     def __init__(self, settings: Settings, pipeline: PosePipeline | None = None):
@@ -31,12 +36,36 @@ class ServiceState:
         self.pipeline = pipeline
         self.ready = False
         self.error: str | None = None
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "pose_requests_total", "POST /pose requests by status", ["status"], registry=self.registry
+        self.api_keys = settings.api_key_set()
+        self.admission = Admission(
+            settings.max_inflight_requests,
+            settings.max_inflight_pixels,
+            settings.max_inflight_crops,
+            settings.retry_after_s,
         )
-        self.latency = Histogram("pose_request_seconds", "POST /pose latency", registry=self.registry)
-        self.persons = Counter("pose_persons_total", "people returned", registry=self.registry)
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("pose_requests_total", "POST /pose answers by status", ["status"], registry=r)
+        deadline = settings.request_timeout_s
+        buckets = sorted({0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, deadline / 2, deadline, 2 * deadline})
+        self.latency = Histogram("pose_request_seconds", "POST /pose latency", buckets=buckets, registry=r)
+        self.persons = Counter("pose_persons_total", "people returned", registry=r)
+        self.rejections = Counter(
+            "pose_rejections_total", "requests refused before any work, by reason", ["reason"], registry=r
+        )
+        self.deadline_expiries = Counter("pose_deadline_expired_total", "requests past their deadline", registry=r)
+        self.disconnects = Counter("pose_client_disconnects_total", "clients gone before their answer", registry=r)
+        self.batch_sizes = Histogram(
+            "pose_batch_crops", "crops per pose-model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r
+        )
+        a = self.admission
+        Gauge("pose_inflight_requests", "admitted requests", registry=r).set_function(lambda: a.requests)
+        Gauge("pose_inflight_pixels", "decoded pixels of admitted requests", registry=r).set_function(lambda: a.pixels)
+        Gauge("pose_inflight_crops", "pose crops of admitted requests", registry=r).set_function(lambda: a.crops)
+        Gauge("pose_queued_crops", "crops waiting for the pose model", registry=r).set_function(self._queued_crops)
+
+    def _queued_crops(self) -> int:
+        batcher = self.pipeline.batcher if self.pipeline is not None else None
+        return batcher.queued_crops if batcher is not None else 0
 
     def load(self) -> None:
         """Load (unless given) and warm up the models; sets ``ready`` or ``error``. Runs in a thread."""
@@ -44,6 +73,8 @@ class ServiceState:
             t0 = time.perf_counter()
             if self.pipeline is None:
                 self.pipeline = PosePipeline.from_settings(self.settings)
+            if self.pipeline.batcher is not None:
+                self.pipeline.batcher.on_batch = self.batch_sizes.observe
             if self.settings.warmup:
                 self.pipeline.warmup()
             self.ready = True

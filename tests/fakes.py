@@ -85,3 +85,39 @@ def fake_pipeline(
     det = PersonDetector(FakeDetectorRuntime(), name="fake_det") if detector else None
     batcher = CropBatcher(pose.predict_crops, 32, 2.0) if batching else None
     return PosePipeline(det, pose, batcher, max_upload_bytes, max_image_pixels)
+
+
+class ThreadedServer:
+    """``pose-serve``'s uvicorn configuration (``service.server.uvicorn_config``) serving ``app`` on a free
+    127.0.0.1 port in a background thread: real sockets and the real protocol, fake models."""
+
+    def __init__(self, app, settings):
+        import uvicorn
+
+        from service.launcher import free_port
+        from service.server import uvicorn_config
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn_config(app, settings.model_copy(update={"port": self.port, "log_level": "warning"}))
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        import time
+
+        import httpx
+
+        self.thread.start()
+        for _ in range(500):
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.01)
+        raise TimeoutError("the threaded server did not become ready")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

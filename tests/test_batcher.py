@@ -1,14 +1,21 @@
+"""The cross-request crop batcher (service/batcher.py): shared batches, fairness, cancellation, failures."""
+
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from service.admission import RequestContext
 from service.batcher import CropBatcher
+from service.errors import ClientDisconnectedError
 
 
-def _fake_predict(calls):
+def _fake_predict(calls, delay=0.0):
     def predict(crops):
-        calls.append(len(crops))
+        calls.append(crops[:, 0, 0, 0].tolist())
+        if delay:
+            time.sleep(delay)
         # keypoint "x" = the crop's constant value: lets each request check it got its own slice
         return np.repeat(crops[:, :1, :1, :1].astype(np.float32).reshape(-1, 1, 1), 3, axis=2)
 
@@ -16,7 +23,7 @@ def _fake_predict(calls):
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_results():
-    calls: list[int] = []
+    calls: list[list[int]] = []
     b = CropBatcher(_fake_predict(calls), max_batch_size=64, max_wait_ms=200)
     n_threads, barrier, results, errors = 8, threading.Barrier(8), {}, []
 
@@ -37,17 +44,49 @@ def test_concurrent_requests_share_batches_and_get_their_own_results():
     assert not errors
     for i in range(n_threads):
         assert results[i].shape == (i + 1, 1, 3) and np.all(results[i] == i)
-    assert sum(calls) == sum(range(1, 9)) and len(calls) < n_threads  # crops of several requests were merged
-    assert max(calls) <= 64
+    sizes = [len(c) for c in calls]
+    assert sum(sizes) == sum(range(1, 9)) and len(sizes) < n_threads  # crops of several requests were merged
+    assert max(sizes) <= 64
 
 
-def test_max_batch_size_is_respected_and_errors_reach_every_request():
-    calls: list[int] = []
+def test_a_large_request_is_split_and_others_interleave_with_it():
+    """200 crops of request A, then 2 of B: B's crops ride in A's second batch, not after all of A's."""
+    calls: list[list[int]] = []
+    b = CropBatcher(_fake_predict(calls, delay=0.05), max_batch_size=16, max_wait_ms=1)
+    big = b.submit(np.full((200, 4, 4, 3), 1, np.uint8))
+    time.sleep(0.02)  # A's first batch is running
+    small = b.submit(np.full((2, 4, 4, 3), 2, np.uint8))
+    assert small.result(5).shape == (2, 1, 3) and np.all(small.result() == 2)
+    assert big.result(10).shape == (200, 1, 3) and np.all(big.result() == 1)
+    b.close()
+    batch_of_small = next(i for i, c in enumerate(calls) if 2 in c)
+    assert batch_of_small <= 2, f"B waited for {batch_of_small} batches of A"
+    assert all(len(c) <= 16 for c in calls) and sum(len(c) for c in calls) == 202
+    assert calls[batch_of_small].count(1) >= 8  # A keeps its share of that batch
+
+
+def test_cancelled_requests_are_dropped_before_they_run():
+    calls: list[list[int]] = []
+    b = CropBatcher(_fake_predict(calls, delay=0.1), max_batch_size=4, max_wait_ms=1)
+    first = b.submit(np.full((4, 4, 4, 3), 1, np.uint8))  # occupies the model
+    time.sleep(0.02)
+    ctx = RequestContext.unbounded()
+    gone = b.submit(np.full((40, 4, 4, 3), 9, np.uint8), ctx)
+    ctx.cancel("disconnected")
+    with pytest.raises(ClientDisconnectedError):
+        gone.result(5)
+    first.result(5)
+    b.close()
+    assert not any(9 in c for c in calls) and b.dropped_crops == 40
+
+
+def test_max_batch_size_and_errors_reach_every_request():
+    calls: list[list[int]] = []
     b = CropBatcher(_fake_predict(calls), max_batch_size=4, max_wait_ms=50)
     futs = [b.submit(np.zeros((3, 4, 4, 3), np.uint8)) for _ in range(3)]
     for f in futs:
         assert f.result(5).shape == (3, 1, 3)
-    assert max(calls) <= 4
+    assert max(len(c) for c in calls) <= 4
     b.close()
 
     def boom(crops):
@@ -58,6 +97,7 @@ def test_max_batch_size_is_respected_and_errors_reach_every_request():
     for f in futs:
         with pytest.raises(ValueError, match="exploded"):
             f.result(5)
+    assert b.queued_crops == 0
     b.close()
     with pytest.raises(RuntimeError, match="closed"):
         b.submit(np.zeros((1, 4, 4, 3), np.uint8)).result(1)

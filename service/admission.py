@@ -1,0 +1,137 @@
+"""Admission control: work is admitted by cost before it starts, and every admitted request carries a deadline.
+
+:class:`Admission` holds three budgets, each a setting: requests in the pipeline, decoded pixels (the
+memory bound: an RGB image holds 3 bytes per pixel) and pose crops. A request takes a slot when it arrives
+(:meth:`Admission.admit`, before its body is read), its pixels once the image header is parsed and before
+the pixels are decoded, its crops once the boxes are known; over any budget it gets
+:class:`~service.errors.OverloadedError` (503 + ``Retry-After``) at once, never a wait in a queue.
+
+:class:`RequestContext` is the admitted request: its deadline and cancellation (deadline passed, client
+gone). The pipeline checks it between stages and the batcher drops the crops of a cancelled request, so an
+abandoned request costs no further inference. The budgets are returned when both the HTTP handler and the
+worker thread are done with the request: work that is still running after a 504 keeps its pixels counted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from service.errors import ClientDisconnectedError, DeadlineExceededError, OverloadedError
+
+
+class Admission:
+    """Budgets of work in flight (thread-safe).
+
+    Args:
+        max_requests: requests admitted at once (from arrival to the end of their work).
+        max_pixels: decoded pixels (width x height summed over admitted images).
+        max_crops: pose crops of admitted requests not yet finished.
+        retry_after_s: the ``Retry-After`` a rejection carries.
+    """
+
+    def __init__(self, max_requests: int, max_pixels: int, max_crops: int, retry_after_s: int = 1):
+        self.max_requests, self.max_pixels, self.max_crops = int(max_requests), int(max_pixels), int(max_crops)
+        self.retry_after_s = int(retry_after_s)
+        self.requests = self.pixels = self.crops = 0
+        self._lock = threading.Lock()
+
+    def _refuse(self, reason: str, message: str) -> OverloadedError:
+        return OverloadedError(message, reason, self.retry_after_s)
+
+    def admit(self, timeout_s: float) -> RequestContext:
+        """A slot for a new request with a deadline ``timeout_s`` from now.
+
+        Raises:
+            OverloadedError: ``max_requests`` are already in flight (reason ``requests``).
+        """
+        with self._lock:
+            if self.requests >= self.max_requests:
+                raise self._refuse("requests", f"server busy: {self.requests} requests in flight; retry shortly")
+            self.requests += 1
+        return RequestContext(self, time.monotonic() + float(timeout_s))
+
+    def _take(self, kind: str, n: int) -> None:
+        limit = self.max_pixels if kind == "pixels" else self.max_crops
+        with self._lock:
+            held = getattr(self, kind)
+            if held + n > limit:
+                raise self._refuse(
+                    kind, f"server busy: {held} {kind} in flight, this request needs {n} (limit {limit}); retry shortly"
+                )
+            setattr(self, kind, held + n)
+
+    def _give_back(self, pixels: int, crops: int) -> None:
+        with self._lock:
+            self.requests -= 1
+            self.pixels -= pixels
+            self.crops -= crops
+
+
+class RequestContext:
+    """An admitted request: its deadline, its cancellation and the budget it holds.
+
+    Two holders share it, the HTTP handler and the worker thread running the pipeline; the budget goes back
+    when both have called :meth:`release` (:meth:`start_work` registers the worker).
+    """
+
+    def __init__(self, admission: Admission | None, deadline: float):
+        self.admission = admission
+        self.deadline = deadline
+        self.pixels = self.crops = 0
+        self.cancelled: str | None = None  # "deadline" or "disconnected"
+        self._holders = 1
+        self._lock = threading.Lock()
+
+    @classmethod
+    def unbounded(cls) -> RequestContext:
+        """A context with no budget and no deadline (library use: evaluation, tests)."""
+        return cls(None, float("inf"))
+
+    @property
+    def remaining_s(self) -> float:
+        """Seconds until the deadline (negative once passed)."""
+        return self.deadline - time.monotonic()
+
+    def cancel(self, reason: str) -> None:
+        """Mark the request abandoned (``deadline`` or ``disconnected``): :meth:`check` raises from now on."""
+        self.cancelled = self.cancelled or reason
+
+    def check(self) -> None:
+        """Raise if the request was abandoned or its deadline passed.
+
+        Raises:
+            ClientDisconnectedError: the client went away.
+            DeadlineExceededError: the deadline passed.
+        """
+        if self.cancelled is None and time.monotonic() > self.deadline:
+            self.cancel("deadline")
+        if self.cancelled == "disconnected":
+            raise ClientDisconnectedError("the client disconnected; its work was dropped")
+        if self.cancelled == "deadline":
+            raise DeadlineExceededError("the request did not finish within its deadline; its work was dropped")
+
+    def reserve_pixels(self, n: int) -> None:
+        """Take ``n`` decoded pixels from the budget (before decoding). Raises OverloadedError."""
+        if self.admission is not None:
+            self.admission._take("pixels", int(n))
+        self.pixels += int(n)
+
+    def reserve_crops(self, n: int) -> None:
+        """Take ``n`` pose crops from the budget (once the boxes are known). Raises OverloadedError."""
+        if self.admission is not None:
+            self.admission._take("crops", int(n))
+        self.crops += int(n)
+
+    def start_work(self) -> None:
+        """Register the worker thread as a second holder (call before handing the request to it)."""
+        with self._lock:
+            self._holders += 1
+
+    def release(self) -> None:
+        """One holder is done; the last one returns the request slot, pixels and crops."""
+        with self._lock:
+            self._holders -= 1
+            last = self._holders == 0
+        if last and self.admission is not None:
+            self.admission._give_back(self.pixels, self.crops)

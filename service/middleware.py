@@ -1,0 +1,89 @@
+"""A pure ASGI middleware that guards every HTTP request before the app sees its body.
+
+* Head size: the request line and headers beyond ``max_header_bytes`` get 431 (uvicorn's h11 limit only
+  bounds a head that is still incomplete in its buffer; one that arrives in a single read passes it).
+* Body size: bytes are counted as they arrive (chunked and multipart uploads included); past the limit the
+  read stops with :class:`~service.errors.PayloadTooLargeError` (413): nothing beyond it is read or spooled.
+* Slow clients: each wait for the next body chunk is bounded by ``read_timeout_s``
+  (:class:`~service.errors.RequestTimeoutError`, 408). Once the body is complete, receiving is left alone
+  (it then only reports a disconnect).
+* ``POST /pose`` metrics: answers by status and latency, whatever the answer.
+
+Errors raised while the app reads the body reach the app's exception handlers (``service/app.py``) as any
+other :class:`~service.errors.PoseServiceError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from service.errors import HeadersTooLargeError, PayloadTooLargeError, RequestTimeoutError
+from service.state import ServiceState
+
+
+class RequestGuard:
+    """Args:
+    app: the ASGI app.
+    state: the service state (settings: ``read_timeout_s``; the metrics).
+    max_body_bytes: the body limit (the upload limit plus multipart framing).
+    """
+
+    def __init__(self, app, state: ServiceState, max_body_bytes: int):
+        self.app = app
+        self.state = state
+        self.max_body_bytes = int(max_body_bytes)
+        self.read_timeout_s = float(state.settings.read_timeout_s)
+        self.max_header_bytes = int(state.settings.max_header_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        head += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
+        if head > self.max_header_bytes:
+            from service.routes import error_response
+
+            err = HeadersTooLargeError(f"request head of {head} bytes exceeds the limit of {self.max_header_bytes}")
+            await error_response(err)(scope, receive, send)
+            return
+        received = 0
+        body_done = False
+
+        async def guarded_receive():
+            nonlocal received, body_done
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"no request body data for {self.read_timeout_s:g} s; send the body without pauses"
+                ) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {self.max_body_bytes} bytes")
+                body_done = not message.get("more_body", False)
+            else:
+                body_done = True
+            return message
+
+        if scope["path"] != "/pose":
+            await self.app(scope, guarded_receive, send)
+            return
+        status = 500
+        t0 = time.perf_counter()
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, send_and_note)
+        finally:
+            self.state.requests.labels(str(status)).inc()
+            self.state.latency.observe(time.perf_counter() - t0)

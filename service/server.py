@@ -1,0 +1,108 @@
+"""Run the app under uvicorn with the connection hygiene a shared server needs (settings in brackets).
+
+* request head size (``max_header_bytes``): h11 refuses larger heads (uvicorn answers 400);
+* header timeout (``header_timeout_s``): a connection whose next request head does not arrive in time is
+  closed, however slowly it trickles bytes (uvicorn's keep-alive timer stops at the first byte);
+* connection cap (``max_connections``): connections beyond it are closed when they open, and uvicorn answers
+  503 to requests beyond it (``limit_concurrency``);
+* idle keep-alive connections closed after ``keepalive_timeout_s``;
+* graceful shutdown (``shutdown_timeout_s``): on SIGTERM in-flight requests get that long, then the process
+  exits even with stalled clients (uvicorn ``timeout_graceful_shutdown``).
+
+Body read timeouts and the body size limit are in ``service/middleware.py``. The protocol is uvicorn's h11
+implementation (``uvicorn.protocols.http.h11_impl.H11Protocol``) with the header timer added; the tests in
+``tests/test_server.py`` check it against the uvicorn version installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from service.settings import Settings
+
+log = logging.getLogger("service")
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol plus a request-head timeout, an early close beyond the connection cap and JSON
+    bodies on its protocol-level 400s. ``header_timeout_s`` is set on the class by :func:`uvicorn_config`."""
+
+    header_timeout_s: float = 10.0
+    _header_timer = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.limit_concurrency is not None and len(self.connections) > self.limit_concurrency:
+            log.warning("connection cap of %d reached: closing a new connection", self.limit_concurrency)
+            transport.close()
+            return
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        in_request = self.cycle is not None and not self.cycle.response_complete
+        if not in_request and not self.transport.is_closing():
+            log.info("closing a connection whose request head did not arrive within %g s", self.header_timeout_s)
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm_header_timer()  # the head arrived; the body has its own read timeout
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()  # the next request's head must arrive in time too
+
+    def connection_lost(self, exc) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's protocol-level 400 (malformed or oversized request head), with a JSON body."""
+        body = json.dumps({"error": "bad_request", "message": f"{msg} (malformed request or head too large)"})
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body.encode()),
+                      h11.EndOfMessage()):  # fmt: skip
+            try:
+                self.transport.write(self.conn.send(event))
+            except h11.LocalProtocolError:
+                break
+        self.transport.close()
+
+
+def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration of ``pose-serve`` for ``app`` (see the module docstring)."""
+    protocol = type("PoseServeH11Protocol", (GuardedH11Protocol,), {"header_timeout_s": settings.header_timeout_s})
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=protocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keepalive_timeout_s,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        log_level=settings.log_level,
+        workers=1,
+    )
+
+
+def serve(app, settings: Settings) -> None:
+    """Serve ``app`` until SIGTERM / SIGINT."""
+    uvicorn.Server(uvicorn_config(app, settings)).run()
