@@ -1,5 +1,6 @@
 """Typed FastAPI dependencies (``Annotated``): the service state, its settings, the ready pipeline and the
-API-key check."""
+API-key check. All ``async``: FastAPI would run plain functions in the thread pool, where a refusal could
+wait behind inference."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from service.settings import Settings
 from service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     """The app's :class:`ServiceState`."""
     return request.app.state.service
 
@@ -22,12 +23,12 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     """The settings the app was built with."""
     return state.settings
 
 
-def get_pipeline(state: StateDep) -> PosePipeline:
+async def get_pipeline(state: StateDep) -> PosePipeline:
     """The loaded pipeline.
 
     Raises:
@@ -40,7 +41,7 @@ def get_pipeline(state: StateDep) -> PosePipeline:
     return state.pipeline
 
 
-def require_api_key(request: Request, state: StateDep) -> None:
+async def require_api_key(request: Request, state: StateDep) -> None:
     """With API keys configured, the request must carry one: ``Authorization: Bearer <key>`` or ``X-API-Key``.
 
     Every configured key is compared in constant time (``hmac.compare_digest``), all of them, so the time taken
