@@ -70,7 +70,7 @@ class RequestGuard:
                 body_done = True
             return message
 
-        if scope["path"] != "/pose":
+        if scope["path"] != "/pose" or scope["method"] != "POST":
             await self.app(scope, guarded_receive, send)
             return
         status = 500
