@@ -167,6 +167,7 @@ def test_models_endpoint_and_metrics(client):
     assert body["detector"]["name"] == "fake_det" and body["batching"]["max_batch_size"] == 32
     before = client.get("/metrics").text
     client.post("/pose", content=b"", headers=JPEG)
+    assert client.post("/pose", content=_jpeg(), headers=JPEG).status_code == 200  # (not left to other tests' order)
     after = client.get("/metrics").text
 
     def count(text: str, status: str) -> float:
@@ -174,7 +175,7 @@ def test_models_endpoint_and_metrics(client):
         return float(line.split()[-1]) if line else 0.0
 
     assert count(after, "400") == count(before, "400") + 1
-    assert count(after, "200") >= 1
+    assert count(after, "200") == count(before, "200") + 1
 
 
 def test_an_unexpected_failure_is_a_json_500_and_the_server_survives():
