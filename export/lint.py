@@ -236,7 +236,7 @@ def lint_onnx(model_or_path, dynamic_batch: bool = True, matrix: SupportMatrix |
 
     Raises:
         FileNotFoundError: the path does not exist.
-        onnx.onnx_cpp2py_export.checker.ValidationError is *not* raised: checker failures are findings.
+        ValueError: the file is not an ONNX model (checker failures of a readable model are findings instead).
     """
     import onnx
     import onnx_graphsurgeon as gs
@@ -246,7 +246,10 @@ def lint_onnx(model_or_path, dynamic_batch: bool = True, matrix: SupportMatrix |
         path = Path(model_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file not found: {path}")
-        model, name = onnx.load(str(path)), str(path)
+        try:
+            model, name = onnx.load(str(path)), str(path)
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise ValueError(f"{path} is not an ONNX model: {exc}") from exc
     else:
         model, name = model_or_path, "<in-memory>"
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
