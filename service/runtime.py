@@ -10,7 +10,9 @@ GPU execution providers get their options from :class:`Settings` (:func:`provide
 onnxruntime's docs (https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html and
 TensorRT-ExecutionProvider.html): the CUDA EP's ``device_id``, ``cudnn_conv_algo_search`` (HEURISTIC by
 default: EXHAUSTIVE, onnxruntime's default, benchmarks every convolution again for each new input shape, i.e.
-each batch size the batcher produces, under live traffic), ``gpu_mem_limit`` and ``arena_extend_strategy``;
+each batch size the batcher produces, under live traffic), ``use_tf32`` (off by default: onnxruntime's
+default TF32 math makes "float32" convolutions differ from the CPU's by far more than fp32 rounding, as
+TensorRT's TF32 flag does), ``gpu_mem_limit`` and ``arena_extend_strategy``;
 the TensorRT EP's ``device_id``, ``trt_engine_cache_enable`` / ``trt_engine_cache_path`` and
 ``trt_timing_cache_enable`` / ``trt_timing_cache_path`` (below ``Settings.cache.ort_tensorrt``, so engines
 are built once, not at every start), ``trt_fp16_enable`` and explicit ``trt_profile_min/opt/max_shapes``
@@ -69,7 +71,7 @@ def provider_options(
     """onnxruntime provider options for the GPU providers in ``providers`` (see the module docstring).
 
     Args:
-        settings: ``device``, ``cudnn_conv_algo_search``, ``gpu_mem_limit``, ``gpu_arena_extend_strategy``,
+        settings: ``device``, ``cudnn_conv_algo_search``, ``gpu_tf32``, ``gpu_mem_limit``, ``gpu_arena_extend_strategy``,
             ``trt_precision``, ``trt_opt_batch_size`` and ``cache.ort_tensorrt``.
         providers: the provider names the session gets (only CUDA and TensorRT get options).
         inputs: (name, shape) of the model's inputs, shape ints for fixed dims and None for dynamic ones;
@@ -88,6 +90,7 @@ def provider_options(
             "device_id": str(settings.device),
             "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
             "arena_extend_strategy": settings.gpu_arena_extend_strategy,
+            "use_tf32": "1" if settings.gpu_tf32 else "0",
         }
         if settings.gpu_mem_limit:
             cuda["gpu_mem_limit"] = str(settings.gpu_mem_limit)

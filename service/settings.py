@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         description="cuDNN convolution algorithm search of onnxruntime's CUDA EP (EXHAUSTIVE benchmarks again "
         "for every new input shape, i.e. every batch size, under live traffic)",
     )
+    gpu_tf32: bool = Field(
+        False,
+        description="let onnxruntime's CUDA EP use TF32 tensor cores for float32 (faster on Ampere and later, "
+        "10-bit mantissa; off: float32 as on the CPU)",
+    )
     gpu_mem_limit: int = Field(0, ge=0, description="onnxruntime CUDA EP memory arena limit per model, bytes (0: none)")
     gpu_arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = Field(
         "kNextPowerOfTwo", description="how onnxruntime's CUDA EP arena grows"

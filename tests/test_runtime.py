@@ -78,6 +78,7 @@ def test_gpu_provider_options_come_from_the_settings(tmp_path):
         "device_id": "1",
         "cudnn_conv_algo_search": "HEURISTIC",  # not onnxruntime's EXHAUSTIVE: no re-tuning per batch size
         "arena_extend_strategy": "kNextPowerOfTwo",
+        "use_tf32": "0",  # float32 means float32, as on the CPU
         "gpu_mem_limit": str(2 << 30),
     }
     trt = opts[TRT]
@@ -94,6 +95,7 @@ def test_gpu_provider_options_come_from_the_settings(tmp_path):
     opts = provider_options(s, [TRT, CUDA], [("images", [None, 3, 640, 640])], batch_size=4)
     assert opts[TRT]["trt_fp16_enable"] == "False" and opts[TRT]["trt_profile_opt_shapes"] == "images:4x3x640x640"
     assert opts[CUDA]["cudnn_conv_algo_search"] == "EXHAUSTIVE" and "gpu_mem_limit" not in opts[CUDA]
+    assert provider_options(Settings(gpu_tf32=True), [CUDA])[CUDA]["use_tf32"] == "1"
     assert provider_options(s, [CPU]) == {}
     # a fixed-shape model needs no profile; another dynamic axis cannot have one
     assert "trt_profile_min_shapes" not in provider_options(s, [TRT], [("x", [1, 3, 8, 8])])[TRT]
@@ -142,3 +144,4 @@ def test_provider_options_are_applied_on_a_gpu(yolo_onnx):
         pytest.skip("the CUDA provider did not start (no GPU or CUDA libraries)")
     applied = rt.session.get_provider_options()[CUDA]
     assert applied["cudnn_conv_algo_search"] == "HEURISTIC" and applied["device_id"] == "0"
+    assert applied["use_tf32"] == "0"
