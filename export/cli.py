@@ -187,7 +187,7 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         else:
             path = _engine(onnx_path, args, settings)
         if args.check:
-            _check_engine(path, onnx_path, spec.profile[1])
+            _check_engine(path, onnx_path, spec.profile[1], settings.device)
     elif args.command == "triton":
         from export.triton import write_triton_model
 
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
             raise GraphLintError(f"{len(failed)} of {len(reports)} file(s) would not build with TensorRT 10: {failed}")
 
 
-def _check_engine(engine_path: Path, onnx_path: Path, batch: int) -> None:
+def _check_engine(engine_path: Path, onnx_path: Path, batch: int, device: int) -> None:
     import numpy as np
 
     from export.tensorrt import compare_engine_to_onnx
@@ -250,7 +250,7 @@ def _check_engine(engine_path: Path, onnx_path: Path, batch: int) -> None:
     for name, shape, dtype in zip(ort_rt.input_names, ort_rt.input_shapes, ort_rt.input_dtypes):
         shape = [batch if d is None else d for d in shape]
         feeds[name] = (rng.integers(0, 256, shape) if dtype == np.uint8 else rng.random(shape)).astype(dtype)
-    diffs = compare_engine_to_onnx(engine_path, onnx_path, feeds)
+    diffs = compare_engine_to_onnx(engine_path, onnx_path, feeds, device)
     print(f"max |TensorRT - onnxruntime| per output: {', '.join(f'{d:.3g}' for d in diffs)}")
 
 

@@ -218,8 +218,9 @@ class EngineCache:
         return build_engine(onnx_path, path, spec, self.device)
 
 
-def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds: dict) -> list[float]:
-    """Run the same feeds through the engine and through onnxruntime (CPU); max |difference| per output.
+def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds: dict, device: int = 0) -> list[float]:
+    """Run the same feeds through the engine (on CUDA device ``device``) and through onnxruntime (CPU); max
+    |difference| per output.
 
     Use it on a GPU after a build (``pose-export engine --check``) to see what fp16 costs.
 
@@ -231,6 +232,6 @@ def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds
     from service.runtime import OrtRuntime
     from service.runtime_trt import TrtRuntime
 
-    trt_out = TrtRuntime(engine_path).run(feeds)
+    trt_out = TrtRuntime(engine_path, device).run(feeds)
     ort_out = OrtRuntime(onnx_path, ["CPUExecutionProvider"]).run(feeds)
     return [float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) for a, b in zip(trt_out, ort_out)]
