@@ -77,8 +77,12 @@ def test_run_selects_the_device_in_the_calling_thread_and_copies_through_pinned_
         rt.run({"crops": np.zeros((1, 4, 4, 3), np.float32)})
     d = rt.describe()
     assert d["device"] == 1 and d["batch_profile"] == [1, 2, 8] and d["gpu"] == "Fake GPU 1"
+    device_ptrs = [p for p, _ in rt._device_buffers.values()]
+    host_ptrs = [p for p, _ in rt._host_buffers.values()]
+    assert len(device_ptrs) == len(host_ptrs) == 2  # one of each per tensor
     rt.close()
-    assert not fake_tensorrt.device_memory and not fake_tensorrt.pinned_memory  # all freed
+    assert not set(device_ptrs) & set(fake_tensorrt.device_memory)  # all freed
+    assert not set(host_ptrs) & set(fake_tensorrt.pinned_memory)
 
 
 def test_a_rejected_tensor_address_is_an_inference_error_naming_the_tensor(fake, tmp_path):
