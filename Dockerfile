@@ -24,19 +24,22 @@ COPY evaluation /app/evaluation
 COPY docker/constraints /app/docker/constraints
 COPY docker/setup-base.sh /app/docker/setup-base.sh
 
-FROM ${CUDA_IMAGE} AS gpu-base
-ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY --from=source /app /app
-RUN sh /app/docker/setup-base.sh
-ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /app
-
 FROM ${CPU_IMAGE} AS cpu-base
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=source /app /app
 RUN sh /app/docker/setup-base.sh
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
+
+FROM cpu-base AS serve-cpu
+RUN pip install -c docker/constraints/serve-cpu.txt ".[serve]"
+ENV POSE_HOST=0.0.0.0 POSE_PORT=8000 POSE_CACHE_DIR=/models POSE_PROVIDERS='["CPUExecutionProvider"]'
+USER pose
+VOLUME ["/models"]
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+  CMD curl -fsS "http://127.0.0.1:${POSE_PORT}/readyz" || exit 1
+CMD ["pose-serve"]
 
 FROM cpu-base AS export
 ENV POSE_CACHE_DIR=/models YOLO_OFFLINE=0
@@ -50,15 +53,12 @@ VOLUME ["/models"]
 ENTRYPOINT ["pose-export"]
 CMD ["defaults"]
 
-FROM cpu-base AS serve-cpu
-RUN pip install -c docker/constraints/serve-cpu.txt ".[serve]"
-ENV POSE_HOST=0.0.0.0 POSE_PORT=8000 POSE_CACHE_DIR=/models POSE_PROVIDERS='["CPUExecutionProvider"]'
-USER pose
-VOLUME ["/models"]
-EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${POSE_PORT}/readyz" || exit 1
-CMD ["pose-serve"]
+FROM ${CUDA_IMAGE} AS gpu-base
+ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=source /app /app
+RUN sh /app/docker/setup-base.sh
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
 
 FROM gpu-base AS serve
 ARG WITH_TENSORRT=0
