@@ -15,7 +15,7 @@ import numpy as np
 from models.card import ModelCard, ModelCardError, card_path_for
 from models.geometry import DEFAULT_PADDING, box_to_center_scale, crop_batch, keypoints_crop_to_image
 from service.errors import InferenceError, InvalidParameterError, ModelLoadError
-from service.runtime import create_runtime
+from service.runtime import CUDA, create_runtime
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class PoseEstimator:
         profile = getattr(self.runtime, "batch_profile", None)
         if profile:
             return sorted({min(max(int(b), 1), self.batch_size) for b in profile})
-        if "CUDAExecutionProvider" in self.runtime.active_providers:
+        if CUDA in self.runtime.active_providers:
             return every
         return [1]
 
