@@ -121,9 +121,9 @@ def _tensorrt_version() -> str:
     then finds by soname when TensorRT came from pip), or ``unknown``."""
     try:
         import tensorrt
-    except ImportError:
+    except Exception:  # ImportError, or OSError when its libraries do not load
         return "unknown"
-    return str(tensorrt.__version__)
+    return str(getattr(tensorrt, "__version__", "unknown"))
 
 
 def probe_inputs(model_path: str | Path) -> list[tuple[str, list[int | None]]]:
