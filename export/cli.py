@@ -6,13 +6,19 @@
     pose-export detector yolo11n.pt --out models/yolo11n.onnx      # Ultralytics .pt (or yolov8n.yaml)
     pose-export engine models/ipr_res50_debias.onnx --precision fp16 --batch 1 8 32
     pose-export triton --repository triton/ --pose-card models/ipr_res50_debias.json --detector models/yolo11n.onnx
+    pose-export lint models/*.onnx                                  # will TensorRT 10 parse them? (export/lint.py)
     pose-export defaults                                            # what `pose-serve` with no arguments uses
     pose-zoo list | pose-zoo download ipr_res50_debias
 
-Options that are settings (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``) come from
-:class:`service.settings.Settings` (``POSE_*`` variables; options override them). Exit status 0 on
-success, 2 with a one-line message on a failure it understands (missing file, missing dependency,
-failed verification), never a traceback for those.
+Every ONNX file ``pose``, ``detector`` and ``defaults`` write, and every one ``engine`` reads, is linted for
+TensorRT 10 (``export.lint``; ``--lint error`` fails, ``warn`` logs, ``off`` skips).
+
+Options that are settings (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``,
+``--max-batch-size``, ``--trt-opt-batch-size``) come from :class:`service.settings.Settings` (``POSE_*``
+variables; options override them): an engine's default profile is 1 / ``trt_opt_batch_size`` /
+``max_batch_size``, the batch sizes the service will run. Exit status 0 on success, 2 with a one-line
+message on a failure it understands (missing file, missing dependency, failed verification or lint),
+never a traceback for those.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pathlib import Path
 from service.settings import Settings, add_settings_options, settings_from_args
 
 #: Settings every pose-export subcommand takes.
-_SETTINGS = ("cache_dir", "offline", "intra_op_threads", "device", "log_level")
+_SETTINGS = ("cache_dir", "offline", "intra_op_threads", "device", "log_level", "max_batch_size", "trt_opt_batch_size")
 
 
 def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16") -> None:
@@ -35,10 +41,19 @@ def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16"
         type=int,
         nargs=3,
         metavar=("MIN", "OPT", "MAX"),
-        default=[1, 8, 32],
-        help="optimisation profile batch sizes (default 1 8 32)",
+        default=None,
+        help="optimisation profile batch sizes (default 1, --trt-opt-batch-size, --max-batch-size: 1 8 32)",
     )
     p.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit (GiB)")
+
+
+def _add_lint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lint",
+        choices=["error", "warn", "off"],
+        default="error",
+        help="TensorRT-readiness lint of the ONNX file (export/lint.py): fail, only warn, or skip (default error)",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,31 +98,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pt.add_argument("--platform", choices=["onnxruntime", "tensorrt"], default="onnxruntime")
     pt.add_argument("--pose-engine", help="pose engine (platform tensorrt)")
     pt.add_argument("--detector-engine", help="detector engine (platform tensorrt)")
-    pt.add_argument("--max-batch-size", type=int, default=32)
     pt.add_argument("--max-queue-delay-us", type=int, default=2000)
     pt.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU")
 
     pf = sub.add_parser("defaults", help="download + export the default models (yolo11n, ipr_res50_debias)")
     pf.add_argument("--force", action="store_true", help="export again even if present")
 
-    for sp in (pp, pd, pe, pt, pf):
+    pl = sub.add_parser("lint", help="will TensorRT 10 parse these ONNX files? (no GPU needed)")
+    pl.add_argument("onnx", nargs="+")
+    pl.add_argument("--fixed-batch", action="store_true", help="do not require a symbolic batch axis")
+    pl.add_argument("--json", action="store_true", help="print the reports as JSON")
+
+    for sp in (pp, pd, pe, pf):
+        _add_lint_arg(sp)
+    for sp in (pp, pd, pe, pt, pf, pl):
         add_settings_options(sp, _SETTINGS)
     return p.parse_args(argv)
 
 
-def _spec(args):
+def _spec(args, settings: Settings):
     from export.tensorrt import EngineSpec
 
-    return EngineSpec(precision=args.precision, profile=tuple(args.batch), workspace_gib=args.workspace_gib)
+    hi = settings.max_batch_size
+    profile = tuple(args.batch) if args.batch else (1, min(settings.trt_opt_batch_size, hi), hi)
+    return EngineSpec(precision=args.precision, profile=profile, workspace_gib=args.workspace_gib)
 
 
 def _engine(onnx_path: Path, args, settings: Settings) -> Path:
     from export.tensorrt import EngineCache
 
     cache = EngineCache(settings.cache.engines, settings.device)
-    path = cache.get_or_build(onnx_path, _spec(args), rebuild=getattr(args, "rebuild", False))
+    path = cache.get_or_build(onnx_path, _spec(args, settings), rebuild=getattr(args, "rebuild", False))
     print(f"engine: {path}")
     return path
+
+
+def _lint(onnx_path: Path, mode: str) -> None:
+    """Lint an ONNX file (``export.lint.check_graph``) and print the verdict; raises GraphLintError in mode error."""
+    from export.lint import check_graph
+
+    report = check_graph(onnx_path, mode)
+    if report is not None:
+        verdict = "TensorRT-ready" if report.ok else f"{len(report.errors)} TensorRT error(s) (see the log)"
+        print(f"lint {Path(onnx_path).name}: {verdict}, {sum(report.op_counts.values())} nodes, opset {report.opset}")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> None:
@@ -128,6 +161,7 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         )
         print(f"onnx: {r.onnx_path}\ncard: {r.card_path}")
         print(f"{r.verdict.describe()} px on {r.crops}; export {r.export_seconds:.1f} s")
+        _lint(r.onnx_path, args.lint)
         if args.engine:
             _engine(r.onnx_path, args, settings)
     elif args.command == "detector":
@@ -136,19 +170,24 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         r = export_detector(args.weights, args.out, imgsz=args.imgsz, opset=args.opset)
         print(f"onnx: {r.onnx_path} ({r.num_classes} classes, input {r.imgsz}x{r.imgsz}, dynamic batch)")
         print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e}; export {r.seconds:.1f} s")
+        _lint(r.onnx_path, args.lint)
         if args.engine:
             _engine(r.onnx_path, args, settings)
     elif args.command == "engine":
         onnx_path = Path(args.onnx)
+        spec = _spec(args, settings)  # validates the profile before anything else
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+        _lint(onnx_path, args.lint)
         if args.output:
             from export.tensorrt import build_engine
 
-            path = build_engine(onnx_path, args.output, _spec(args))
+            path = build_engine(onnx_path, args.output, spec, settings.device)
             print(f"engine: {path}")
         else:
             path = _engine(onnx_path, args, settings)
         if args.check:
-            _check_engine(path, onnx_path, args.batch[1])
+            _check_engine(path, onnx_path, spec.profile[1], settings.device)
     elif args.command == "triton":
         from export.triton import write_triton_model
 
@@ -156,7 +195,7 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
             raise ValueError("give --pose-card and/or --detector")
         common = dict(
             platform=args.platform,
-            max_batch_size=args.max_batch_size,
+            max_batch_size=settings.max_batch_size,  # the same largest batch as the service's
             max_queue_delay_us=args.max_queue_delay_us,
             instance_kind=args.kind,
         )
@@ -181,9 +220,25 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
 
         det, card = prepare_defaults(settings, force=args.force)
         print(f"detector: {det}\npose card: {card}")
+        _lint(det, args.lint)
+        _lint(card.with_suffix(".onnx"), args.lint)
+    elif args.command == "lint":
+        import json
+
+        from export.lint import GraphLintError, lint_onnx
+
+        reports = [lint_onnx(path, dynamic_batch=not args.fixed_batch) for path in args.onnx]
+        print(
+            json.dumps([r.to_dict() for r in reports], indent=2)
+            if args.json
+            else "\n".join(r.describe() for r in reports)
+        )
+        failed = [r.model for r in reports if not r.ok]
+        if failed:
+            raise GraphLintError(f"{len(failed)} of {len(reports)} file(s) would not build with TensorRT 10: {failed}")
 
 
-def _check_engine(engine_path: Path, onnx_path: Path, batch: int) -> None:
+def _check_engine(engine_path: Path, onnx_path: Path, batch: int, device: int) -> None:
     import numpy as np
 
     from export.tensorrt import compare_engine_to_onnx
@@ -195,7 +250,7 @@ def _check_engine(engine_path: Path, onnx_path: Path, batch: int) -> None:
     for name, shape, dtype in zip(ort_rt.input_names, ort_rt.input_shapes, ort_rt.input_dtypes):
         shape = [batch if d is None else d for d in shape]
         feeds[name] = (rng.integers(0, 256, shape) if dtype == np.uint8 else rng.random(shape)).astype(dtype)
-    diffs = compare_engine_to_onnx(engine_path, onnx_path, feeds)
+    diffs = compare_engine_to_onnx(engine_path, onnx_path, feeds, device)
     print(f"max |TensorRT - onnxruntime| per output: {', '.join(f'{d:.3g}' for d in diffs)}")
 
 
@@ -217,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     from service.errors import ModelLoadError
 
     known: tuple[type[BaseException], ...] = (EngineBuildError, ModelLoadError, FileNotFoundError, ValueError)
+    # GraphLintError is a ValueError: lint failures are one-line messages with exit status 2 as well
     try:
         from export.defaults import DefaultsError
         from export.detector import DetectorExportError

@@ -4,7 +4,15 @@ Build (TensorRT 10 developer guide, "The Python API" / "Working with Dynamic Sha
 ``Builder(logger)`` -> ``create_network(0)`` (explicit batch is the only mode in TensorRT 10) ->
 ``OnnxParser.parse_from_file`` -> ``BuilderConfig`` (workspace pool limit, ``BuilderFlag.FP16`` for
 fp16) -> one optimisation profile whose batch axis runs min / opt / max and whose other axes are the
-ONNX file's fixed sizes -> ``build_serialized_network`` -> bytes written to the ``.engine`` file.
+ONNX file's fixed sizes -> ``build_serialized_network`` -> bytes written to the ``.engine`` file, and a
+JSON sidecar beside it (``service.runtime_trt.sidecar_path``: TensorRT version, GPU, ONNX SHA-256,
+precision, builder flags, profile) that the runtime, ``find_cached_engine`` and the Triton writer read.
+
+Precision: TensorRT enables TF32 for float32 layers by default on Ampere and later ("Reduced Precision",
+``BuilderFlag.TF32``: tensor-core matmuls / convolutions with a 10-bit mantissa), so a default "fp32"
+engine differs from onnxruntime's float32 by far more than fp32 rounding. An ``fp32`` engine here clears
+``BuilderFlag.TF32``; ``fp16`` sets ``BuilderFlag.FP16`` and keeps TF32 for the layers left in float32.
+The sidecar records both flags as built.
 
 int8: TODO. TensorRT 10 deprecates implicit (calibrator) int8 in favour of explicit quantization
 (Q/DQ nodes in the ONNX graph, e.g. from NVIDIA ModelOpt); an int8 path would quantize the ONNX
@@ -35,6 +43,8 @@ from service.runtime_trt import (
     current_gpu_name,
     engine_cache_path,
     import_tensorrt,
+    read_sidecar,
+    sidecar_path,
 )
 
 log = logging.getLogger(__name__)
@@ -75,13 +85,16 @@ class EngineSpec:
             raise ValueError(f"workspace_gib must be > 0, got {self.workspace_gib}")
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: EngineSpec = EngineSpec()) -> Path:
-    """Build a TensorRT engine from an ONNX file and write it.
+def build_engine(
+    onnx_path: str | Path, engine_path: str | Path, spec: EngineSpec = EngineSpec(), device: int = 0
+) -> Path:
+    """Build a TensorRT engine from an ONNX file and write it with its sidecar (``<engine>.json``).
 
     Args:
         onnx_path: ONNX model whose inputs have a dynamic (or fixed) batch axis 0 and fixed other axes.
         engine_path: where the serialized engine goes (parent folders are created).
         spec: precision, batch profile, workspace.
+        device: CUDA device whose name the sidecar records.
 
     Returns:
         ``engine_path``.
@@ -109,6 +122,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: EngineSpe
                 f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strongly typed only): export an fp16 ONNX instead"
             )
         config.set_flag(trt.BuilderFlag.FP16)
+    elif hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: an fp32 engine must compute in float32
     lo, opt, hi = spec.profile
     profile = builder.create_optimization_profile()
     dynamic = False
@@ -131,6 +146,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: EngineSpe
             )
     if dynamic:
         config.add_optimization_profile(profile)
+    flags = {
+        name.lower(): bool(config.get_flag(getattr(trt.BuilderFlag, name)))
+        for name in ("FP16", "TF32")
+        if hasattr(trt.BuilderFlag, name)
+    }
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -140,7 +160,23 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, spec: EngineSpe
     with open(tmp, "wb") as f:
         f.write(memoryview(serialized))
     os.replace(tmp, engine_path)
-    log.info("built %s in %.1f s (%s)", engine_path, time.perf_counter() - t0, spec)
+    try:
+        gpu = current_gpu_name(device)
+    except ModelLoadError:
+        gpu = "unknown"
+    meta = {
+        "gpu": gpu,
+        "tensorrt_version": trt.__version__,
+        "onnx": str(onnx_path.resolve()),
+        "onnx_sha256": sha256_file(onnx_path),
+        "precision": spec.precision,
+        **flags,
+        "profile": list(spec.profile) if dynamic else [int(network.get_input(0).shape[0])] * 3,
+        "workspace_gib": spec.workspace_gib,
+        "build_seconds": round(time.perf_counter() - t0, 2),
+    }
+    sidecar_path(engine_path).write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("built %s in %.1f s (%s, flags %s)", engine_path, meta["build_seconds"], spec, flags)
     return engine_path
 
 
@@ -168,36 +204,23 @@ class EngineCache:
     def get_or_build(self, onnx_path: str | Path, spec: EngineSpec = EngineSpec(), rebuild: bool = False) -> Path:
         """Return the cached engine for ``onnx_path``, building it first when absent (or when ``rebuild``).
 
-        A JSON sidecar beside the engine records the full key (GPU, TensorRT version, ONNX SHA-256,
-        precision, profile) and the build time in seconds.
+        The engine's sidecar (:func:`build_engine`) records the full key (GPU, TensorRT version, ONNX SHA-256),
+        precision, builder flags, profile and the build time in seconds.
 
         Raises:
             EngineBuildError: as :func:`build_engine`.
         """
         gpu, version, sha = self._key(onnx_path)
         path = engine_cache_path(self.root, onnx_path, sha, spec.precision, spec.profile, gpu, version)
-        meta_path = path.with_suffix(".json")
-        if path.is_file() and meta_path.is_file() and not rebuild:
+        if path.is_file() and read_sidecar(path) is not None and not rebuild:
             log.info("engine cache hit: %s", path)
             return path
-        t0 = time.perf_counter()
-        build_engine(onnx_path, path, spec)
-        meta = {
-            "gpu": gpu,
-            "tensorrt_version": version,
-            "onnx": str(Path(onnx_path).resolve()),
-            "onnx_sha256": sha,
-            "precision": spec.precision,
-            "profile": list(spec.profile),
-            "workspace_gib": spec.workspace_gib,
-            "build_seconds": round(time.perf_counter() - t0, 2),
-        }
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-        return path
+        return build_engine(onnx_path, path, spec, self.device)
 
 
-def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds: dict) -> list[float]:
-    """Run the same feeds through the engine and through onnxruntime (CPU); max |difference| per output.
+def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds: dict, device: int = 0) -> list[float]:
+    """Run the same feeds through the engine (on CUDA device ``device``) and through onnxruntime (CPU); max
+    |difference| per output.
 
     Use it on a GPU after a build (``pose-export engine --check``) to see what fp16 costs.
 
@@ -209,6 +232,6 @@ def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds
     from service.runtime import OrtRuntime
     from service.runtime_trt import TrtRuntime
 
-    trt_out = TrtRuntime(engine_path).run(feeds)
+    trt_out = TrtRuntime(engine_path, device).run(feeds)
     ort_out = OrtRuntime(onnx_path, ["CPUExecutionProvider"]).run(feeds)
     return [float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) for a, b in zip(trt_out, ort_out)]

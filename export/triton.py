@@ -11,13 +11,26 @@ first axis must be the dynamic batch axis), the inputs and outputs without the b
 ``dynamic_batching`` block (preferred batch sizes, max queue delay) and an ``instance_group``.
 Inputs / outputs are read from the ONNX file, so the config always matches the exported graph.
 For a pose model the model card JSON is copied beside ``config.pbtxt`` (Triton ignores it; a client
-needs it for pre- and post-processing). Torch-free: needs only ``onnx``.
+needs it for pre- and post-processing); for a TensorRT plan its build sidecar goes there too, as
+``engine.json`` (precision, builder flags, profile).
+
+Every written ``config.pbtxt`` is parsed back into Triton's own ``inference.ModelConfig`` protobuf
+(``model_config.proto``, shipped as ``tritonclient.grpc.model_config_pb2``) with
+``google.protobuf.text_format`` when tritonclient is installed (the dev extra has it), so a field Triton
+would reject fails here, not at server start. A plan's optimisation profile must reach ``max_batch_size``
+(Triton forms batches up to it and the engine would reject larger ones): checked from the engine's sidecar.
+Torch-free: needs ``onnx``.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
+
+from service.runtime_trt import read_sidecar, sidecar_path
+
+log = logging.getLogger(__name__)
 
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 
@@ -125,6 +138,71 @@ def config_pbtxt(
     )
 
 
+def parse_config(text: str):
+    """Parse ``config.pbtxt`` text into Triton's ``ModelConfig`` protobuf (``tritonclient.grpc.model_config_pb2``).
+
+    Returns:
+        The ``ModelConfig`` message.
+
+    Raises:
+        ImportError: tritonclient (with its grpc extra) is not installed.
+        TritonExportError: the text is not a valid ``ModelConfig`` (unknown field, wrong type, bad enum value).
+    """
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as exc:
+        raise TritonExportError(f"config.pbtxt is not a valid Triton ModelConfig: {exc}") from exc
+
+
+def validate_config(text: str, name: str, platform: str, max_batch_size: int):
+    """Parse ``text`` (:func:`parse_config`) and check what Triton checks at load time that we can see here.
+
+    Returns:
+        The ``ModelConfig``, or None when tritonclient is not installed (then only logged).
+
+    Raises:
+        TritonExportError: invalid text, or name / platform / max_batch_size / inputs / outputs not as written.
+    """
+    try:
+        config = parse_config(text)
+    except ImportError:
+        log.info("tritonclient is not installed: config.pbtxt of %r written without protobuf validation", name)
+        return None
+    problems = []
+    if config.name != name:
+        problems.append(f"name {config.name!r} != folder {name!r}")
+    if config.platform != PLATFORMS[platform][0]:
+        problems.append(f"platform {config.platform!r}")
+    if config.max_batch_size != max_batch_size or max_batch_size < 1:
+        problems.append(f"max_batch_size {config.max_batch_size}")
+    if not config.input or not config.output:
+        problems.append("no inputs or no outputs")
+    for t in [*config.input, *config.output]:
+        if t.data_type == 0 or any(d < -1 or d == 0 for d in t.dims):  # TYPE_INVALID, bad dims
+            problems.append(f"tensor {t.name!r}: data_type {t.data_type}, dims {list(t.dims)}")
+    if problems:
+        raise TritonExportError(f"config.pbtxt of {name!r} does not say what was meant: {'; '.join(problems)}")
+    return config
+
+
+def plan_max_batch(engine_path: str | Path) -> int:
+    """The largest batch a TensorRT plan takes: its optimisation profile's max, from the engine's build sidecar.
+
+    Raises:
+        TritonExportError: the sidecar is missing (the engine was not built by ``pose-export engine``).
+    """
+    meta = read_sidecar(engine_path)
+    if meta is None or "profile" not in meta:
+        raise TritonExportError(
+            f"{engine_path}: no build sidecar ({Path(engine_path).name}.json) to read the optimisation profile from; "
+            "build the engine with `pose-export engine` so that the profile can be checked against max_batch_size"
+        )
+    return int(meta["profile"][2])
+
+
 def write_triton_model(
     repository: str | Path,
     name: str,
@@ -146,20 +224,29 @@ def write_triton_model(
         onnx_path: the exported ONNX (always read for the inputs / outputs; copied for onnxruntime).
         platform: ``onnxruntime`` or ``tensorrt``.
         engine_path: the TensorRT engine built from ``onnx_path`` (required for ``tensorrt``); its
-            optimisation profile's max batch must be >= ``max_batch_size``.
+            optimisation profile's max batch must be >= ``max_batch_size`` (:func:`plan_max_batch`).
         max_batch_size, preferred_batch_sizes, max_queue_delay_us, instance_kind: see :func:`config_pbtxt`
             (preferred sizes default to the powers of two up to ``max_batch_size``, at most 4 of them).
         card_path: the pose model card to copy beside ``config.pbtxt`` as ``card.json``.
         version: model version folder.
 
     Raises:
-        TritonExportError: see :func:`config_pbtxt` and :func:`_io_specs`; a missing file.
+        TritonExportError: see :func:`config_pbtxt`, :func:`_io_specs` and :func:`validate_config`; a missing
+            file; a plan whose profile max is below ``max_batch_size``.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise TritonExportError(f"ONNX file not found: {onnx_path}")
-    if platform == "tensorrt" and (engine_path is None or not Path(engine_path).is_file()):
-        raise TritonExportError(f"platform 'tensorrt' needs an existing engine file, got {engine_path}")
+    if platform == "tensorrt":
+        if engine_path is None or not Path(engine_path).is_file():
+            raise TritonExportError(f"platform 'tensorrt' needs an existing engine file, got {engine_path}")
+        plan_max = plan_max_batch(engine_path)
+        if plan_max < max_batch_size:
+            raise TritonExportError(
+                f"{engine_path} runs batches of at most {plan_max} (its profile max) but max_batch_size is "
+                f"{max_batch_size}: Triton would form batches the engine rejects; rebuild it with "
+                f"`pose-export engine ... --batch 1 <opt> {max_batch_size}` or pass --max-batch-size {plan_max}"
+            )
     if preferred_batch_sizes is None:
         pows = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= max_batch_size]
         preferred_batch_sizes = pows[-4:]
@@ -167,6 +254,7 @@ def write_triton_model(
     text = config_pbtxt(
         name, platform, inputs, outputs, max_batch_size, preferred_batch_sizes, max_queue_delay_us, instance_kind
     )
+    validate_config(text, name, platform, max_batch_size)
     folder = Path(repository) / name
     (folder / str(version)).mkdir(parents=True, exist_ok=True)
     src = Path(engine_path) if platform == "tensorrt" else onnx_path
@@ -174,4 +262,6 @@ def write_triton_model(
     (folder / "config.pbtxt").write_text(text)
     if card_path is not None:
         shutil.copyfile(card_path, folder / "card.json")
+    if platform == "tensorrt":
+        shutil.copyfile(sidecar_path(engine_path), folder / "engine.json")
     return folder

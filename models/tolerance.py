@@ -16,6 +16,10 @@ reduced precision (fp16, bf16, int8) is judged by AP on trained models, never by
   in [0, 1] (``np.exp`` Gaussian targets): a few ulp between numpy builds.
 * :data:`UINT8_LEVELS`: OpenCV interpolation output (``cv2.warpAffine`` crops) between OpenCV builds.
 * :data:`METRIC_ABS`: AP / AR from the same predictions (ratios of counts; any real difference is >= 1e-4).
+* :data:`FP16_SMOKE_PX`: the GPU check's bound for an fp16 TensorRT engine against onnxruntime's float32 CPU run
+  (``bench/gpu_check.py``, coco-tiny crops): a smoke test that the half-precision build computes the same
+  model, not an accuracy claim (that is AP on trained models, above). An fp32 engine must meet
+  :data:`EXPORT_TOLERANCE_PX` (TF32 off).
 
 Torch-free (numpy only).
 """
@@ -42,6 +46,8 @@ UINT8_LEVELS: int = 1
 FP64_FROM_FP32_REL: float = 1e-6
 #: COCO metric figures computed twice from the same predictions.
 METRIC_ABS: float = 1e-6
+#: fp16 TensorRT engine vs float32 onnxruntime, crop pixels: a smoke bound on the GPU (bench/gpu_check.py).
+FP16_SMOKE_PX: float = 1.0
 
 
 def max_abs_diff(a, b) -> float:

@@ -74,6 +74,7 @@ class PosePipeline:
         pose: the pose estimator.
         batcher: a :class:`CropBatcher` around ``pose.predict_crops``; None runs crops directly.
         max_upload_bytes, max_image_pixels: decode limits of :meth:`run` (None: no limit).
+        warmup_batch_sizes: the pose model's warm-up batch sizes (``PoseEstimator.warmup_batch_sizes`` mode).
     """
 
     def __init__(
@@ -83,12 +84,14 @@ class PosePipeline:
         batcher: CropBatcher | None = None,
         max_upload_bytes: int | None = None,
         max_image_pixels: int | None = None,
+        warmup_batch_sizes: str = "auto",
     ):
         self.detector = detector
         self.pose = pose
         self.batcher = batcher
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
+        self.warmup_batch_sizes = warmup_batch_sizes
 
     @classmethod
     def from_settings(cls, settings: Settings, batching: bool = True) -> PosePipeline:
@@ -110,10 +113,17 @@ class PosePipeline:
                 max_detections=settings.det_max_detections,
                 name=settings.detector_model.stem,
             )
-        batcher = (
-            CropBatcher(pose.predict_crops, settings.max_batch_size, settings.max_batch_wait_ms) if batching else None
+        # a dynamic-batch model's batches stop at the pose estimator's batch size (clamped to an engine's profile)
+        batch = pose.batch_size if pose.fixed_batch is None else settings.max_batch_size
+        batcher = CropBatcher(pose.predict_crops, batch, settings.max_batch_wait_ms) if batching else None
+        return cls(
+            detector,
+            pose,
+            batcher,
+            settings.max_upload_bytes,
+            settings.max_image_pixels,
+            settings.warmup_batch_sizes,
         )
-        return cls(detector, pose, batcher, settings.max_upload_bytes, settings.max_image_pixels)
 
     def run(self, data: bytes, bboxes: np.ndarray | None = None, ctx: RequestContext | None = None) -> PoseResult:
         """Decode image bytes and :meth:`predict`: the caller's crops and the decoded pixels are reserved
@@ -218,12 +228,16 @@ class PosePipeline:
             timings_ms=timings,
         )
 
-    def warmup(self) -> None:
-        """Run both models once (the detector on a grey 640x480 image, the pose model on one box)."""
+    def warmup(self) -> list[int]:
+        """Warm both models up: the detector once on a grey 640x480 image (it runs one image per call), the pose
+        model at every batch size of ``PoseEstimator.warmup_batch_sizes`` (so no request pays for a first shape),
+        then the whole path once on one box. Returns the pose batch sizes run."""
         dummy = np.full((480, 640, 3), 114, np.uint8)
         if self.detector is not None:
             self.detector.detect(dummy)
+        sizes = self.pose.warmup(self.warmup_batch_sizes)
         self.predict(dummy, np.array([[100, 100, 300, 400]], np.float32))
+        return sizes
 
     def describe(self) -> dict:
         """Facts for ``GET /v1/models``: detector settings and runtime, pose card and runtime, batching."""

@@ -7,6 +7,7 @@ Boxes -> center/scale -> affine crops (``models/geometry.py``, MMPose convention
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,10 @@ import numpy as np
 from models.card import ModelCard, ModelCardError, card_path_for
 from models.geometry import DEFAULT_PADDING, box_to_center_scale, crop_batch, keypoints_crop_to_image
 from service.errors import InferenceError, InvalidParameterError, ModelLoadError
-from service.runtime import create_runtime
+from service.runtime import CUDA, create_runtime
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class PoseEstimator:
@@ -25,7 +28,8 @@ class PoseEstimator:
         card: the model card (input spec, output spec, keypoint schema).
         runtime: an opened runtime for ``card.model_path()`` (``service/runtime.py`` interface).
         padding: box padding before the square crop (MMPose 1.25).
-        max_batch_size: most crops per runtime call when the model's batch axis is dynamic.
+        max_batch_size: most crops per runtime call when the model's batch axis is dynamic; clamped to the
+            runtime's ``max_batch_size`` (a TensorRT engine's profile max), so no batch exceeds what the engine takes.
         flip_test: also run the horizontally mirrored crops and merge them with MMPose's flip-back
             (``ModelCard.decode``), unless the card says the graph already does it.
 
@@ -67,6 +71,15 @@ class PoseEstimator:
             )
         self.fixed_batch = shape[0]
         self.batch_size = int(shape[0]) if shape[0] is not None else int(max_batch_size)
+        limit = getattr(runtime, "max_batch_size", None)
+        if self.fixed_batch is None and limit is not None and limit < self.batch_size:
+            log.warning(
+                "%s: the engine's profile runs at most %d crops per batch; batches are capped there (max batch size %d)",
+                card.name,
+                limit,
+                self.batch_size,
+            )
+            self.batch_size = int(limit)
 
     @classmethod
     def from_settings(cls, card_or_model_path: str | Path, settings: Settings) -> PoseEstimator:
@@ -82,7 +95,7 @@ class PoseEstimator:
             raise ModelLoadError(str(exc)) from exc
         return cls(
             card,
-            create_runtime(card.model_path(), settings),
+            create_runtime(card.model_path(), settings, batch_size=settings.max_batch_size),
             padding=settings.bbox_padding,
             max_batch_size=settings.max_batch_size,
             flip_test=settings.flip_test,
@@ -141,6 +154,49 @@ class PoseEstimator:
             raise InferenceError(f"model gave {kpts.shape[1]} keypoints, its card names {self.num_keypoints}")
         return kpts
 
+    def warmup_batch_sizes(self, mode: str = "auto") -> list[int]:
+        """The runtime batch sizes :meth:`warmup` runs.
+
+        Args:
+            mode: ``all`` (1..``batch_size``: every size the batcher and the flip test can produce), ``one``
+                (1), or ``auto``: the runtime's TensorRT profile min / opt / max when it has one (TensorRT runtime
+                or EP: kernels are chosen at build time), all sizes on onnxruntime's CUDA EP (cuDNN picks
+                algorithms per input shape on first use), one on CPU.
+
+        Returns:
+            Sorted batch sizes (``[fixed batch]`` for a fixed-batch model).
+
+        Raises:
+            ValueError: unknown mode.
+        """
+        if mode not in ("auto", "all", "one"):
+            raise ValueError(f"warm-up mode {mode!r} must be auto, all or one")
+        if self.fixed_batch is not None:
+            return [int(self.fixed_batch)]
+        every = list(range(1, self.batch_size + 1))
+        if mode == "all":
+            return every
+        if mode == "one":
+            return [1]
+        profile = getattr(self.runtime, "batch_profile", None)
+        if profile:
+            return sorted({min(max(int(b), 1), self.batch_size) for b in profile})
+        if CUDA in self.runtime.active_providers:
+            return every
+        return [1]
+
+    def warmup(self, mode: str = "auto") -> list[int]:
+        """Run the model once per batch size of :meth:`warmup_batch_sizes` (grey crops); returns the sizes run.
+
+        Raises:
+            InferenceError: the runtime failed.
+        """
+        w, h = self.input_size
+        sizes = self.warmup_batch_sizes(mode)
+        for n in sizes:
+            self._run(np.full((n, h, w, 3), 114, np.uint8))
+        return sizes
+
     def crops_for(self, image: np.ndarray, bboxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cut the model-input crops of ``bboxes`` (xyxy, original pixels) from an RGB image.
 
@@ -166,4 +222,4 @@ class PoseEstimator:
         """Card + runtime facts for ``/v1/models`` (file names only: no server paths in responses)."""
         card = self.card.to_dict()
         card["model_file"] = Path(card["model_file"]).name
-        return {"card": card, "runtime": self.runtime.describe(), "flip_test": self.flip_test}
+        return {"card": card, "runtime": self.runtime.describe(), "flip_test": self.flip_test, "batch_size": self.batch_size}

@@ -1,9 +1,24 @@
 """Inference runtimes behind one small interface; the onnxruntime one lives here.
 
 A runtime exposes ``input_names``, ``input_shapes`` (ints for fixed dims, None for dynamic),
-``input_dtypes`` (numpy dtypes), ``output_names``, ``active_providers`` and
+``input_dtypes`` (numpy dtypes), ``output_names``, ``active_providers``, ``batch_profile`` ((min, opt,
+max) of the batch axis when an engine fixes one, else None), ``max_batch_size`` (its max, or None) and
 ``run(feeds) -> list[np.ndarray]``. The detector and the pose estimator only see this interface, so
 the TensorRT runtime (``service/runtime_trt.py``) is a drop-in replacement chosen by settings.
+
+GPU execution providers get their options from :class:`Settings` (:func:`provider_options`), following
+onnxruntime's docs (https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html and
+TensorRT-ExecutionProvider.html): the CUDA EP's ``device_id``, ``cudnn_conv_algo_search`` (HEURISTIC by
+default: EXHAUSTIVE, onnxruntime's default, benchmarks every convolution again for each new input shape, i.e.
+each batch size the batcher produces, under live traffic), ``use_tf32`` (off by default: onnxruntime's
+default TF32 math makes "float32" convolutions differ from the CPU's by far more than fp32 rounding, as
+TensorRT's TF32 flag does), ``gpu_mem_limit`` and ``arena_extend_strategy``;
+the TensorRT EP's ``device_id``, ``trt_engine_cache_enable`` / ``trt_engine_cache_path`` and
+``trt_timing_cache_enable`` / ``trt_timing_cache_path`` (below ``Settings.cache.ort_tensorrt``, so engines
+are built once, not at every start), ``trt_fp16_enable`` and explicit ``trt_profile_min/opt/max_shapes``
+(batch 1 / ``trt_opt_batch_size`` / the caller's batch size; without them the EP rebuilds its engine
+whenever a larger batch arrives). onnxruntime reports what it applied through
+``InferenceSession.get_provider_options()``, which :meth:`OrtRuntime.describe` shows.
 """
 
 from __future__ import annotations
@@ -20,8 +35,10 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
 #: Provider order used when none is requested: the best available first.
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", CPU)
+PREFERRED_PROVIDERS = (TENSORRT, CUDA, CPU)
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -33,6 +50,96 @@ _ORT_DTYPES = {
     "tensor(double)": np.float64,
     "tensor(bool)": np.bool_,
 }
+
+
+def _shape_spec(name: str, shape: list[int]) -> str:
+    return f"{name}:{'x'.join(str(d) for d in shape)}"
+
+
+def trt_ep_profile(settings: Settings, batch_size: int) -> tuple[int, int, int]:
+    """(min, opt, max) batch of the TensorRT EP's profile: 1, ``trt_opt_batch_size`` (at most max), ``batch_size``."""
+    hi = max(1, int(batch_size))
+    return 1, min(settings.trt_opt_batch_size, hi), hi
+
+
+def provider_options(
+    settings: Settings,
+    providers: list[str],
+    inputs: list[tuple[str, list[int | None]]] | None = None,
+    batch_size: int = 1,
+) -> dict[str, dict[str, str]]:
+    """onnxruntime provider options for the GPU providers in ``providers`` (see the module docstring).
+
+    Args:
+        settings: ``device``, ``cudnn_conv_algo_search``, ``gpu_tf32``, ``gpu_mem_limit``, ``gpu_arena_extend_strategy``,
+            ``trt_precision``, ``trt_opt_batch_size`` and ``cache.ort_tensorrt``.
+        providers: the provider names the session gets (only CUDA and TensorRT get options).
+        inputs: (name, shape) of the model's inputs, shape ints for fixed dims and None for dynamic ones;
+            needed for the TensorRT EP's profile shapes (every dynamic axis must be axis 0).
+        batch_size: the largest batch the caller runs (the profile's max).
+
+    Returns:
+        provider name -> {option: value as a string}.
+
+    Raises:
+        ModelLoadError: the TensorRT EP is asked for and an input has a dynamic axis besides batch.
+    """
+    opts: dict[str, dict[str, str]] = {}
+    if CUDA in providers:
+        cuda = {
+            "device_id": str(settings.device),
+            "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
+            "arena_extend_strategy": settings.gpu_arena_extend_strategy,
+            "use_tf32": "1" if settings.gpu_tf32 else "0",
+        }
+        if settings.gpu_mem_limit:
+            cuda["gpu_mem_limit"] = str(settings.gpu_mem_limit)
+        opts[CUDA] = cuda
+    if TENSORRT in providers:
+        cache = settings.cache.ort_tensorrt(ort.__version__, _tensorrt_version())
+        trt = {
+            "device_id": str(settings.device),
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": "True",
+            "trt_timing_cache_path": str(cache),
+            "trt_fp16_enable": "False" if settings.trt_precision == "fp32" else "True",
+        }
+        dynamic = [(n, s) for n, s in (inputs or []) if any(d is None for d in s)]
+        if dynamic:
+            bad = [n for n, s in dynamic if any(d is None for d in s[1:])]
+            if bad:
+                raise ModelLoadError(f"TensorRT EP profiles need fixed axes besides batch; inputs {bad} have more")
+            for key, b in zip(("min", "opt", "max"), trt_ep_profile(settings, batch_size)):
+                trt[f"trt_profile_{key}_shapes"] = ",".join(_shape_spec(n, [b, *s[1:]]) for n, s in dynamic)
+        opts[TENSORRT] = trt
+    return opts
+
+
+def _tensorrt_version() -> str:
+    """The TensorRT Python package's version (importing it also loads libnvinfer, which the TensorRT EP
+    then finds by soname when TensorRT came from pip), or ``unknown``."""
+    try:
+        import tensorrt
+    except Exception:  # ImportError, or OSError when its libraries do not load
+        return "unknown"
+    return str(getattr(tensorrt, "__version__", "unknown"))
+
+
+def probe_inputs(model_path: str | Path) -> list[tuple[str, list[int | None]]]:
+    """(name, shape) of a model's inputs (None for dynamic dims), from a CPU session without graph optimisation.
+
+    Raises:
+        ModelLoadError: onnxruntime cannot load the file.
+    """
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(model_path), sess_options=opts, providers=[CPU])
+    except Exception as exc:
+        raise ModelLoadError(f"onnxruntime cannot load {model_path}: {exc}") from exc
+    return [(i.name, [d if isinstance(d, int) else None for d in i.shape]) for i in sess.get_inputs()]
 
 
 def resolve_providers(requested: list[str] | None, available: list[str] | None = None) -> tuple[list[str], bool]:
@@ -52,7 +159,7 @@ def resolve_providers(requested: list[str] | None, available: list[str] | None =
     """
     available = list(ort.get_available_providers() if available is None else available)
     if not requested:
-        auto = [p for p in PREFERRED_PROVIDERS if p in available and p != "TensorrtExecutionProvider"]
+        auto = [p for p in PREFERRED_PROVIDERS if p in available and p != TENSORRT]
         return (auto or [CPU]), False
     known = set(ort.get_all_providers())
     unknown = [p for p in requested if p not in known]
@@ -71,9 +178,11 @@ class OrtRuntime:
             the created session (onnxruntime silently falls back to CPU when CUDA libraries are
             missing) raises :class:`ProviderFallbackError`.
         intra_op_threads: onnxruntime intra-op thread count (0 = library default).
+        provider_options: provider name -> options for it (:func:`provider_options`); providers not named get none.
+        batch_profile: (min, opt, max) batch of the TensorRT EP's explicit profile, when one was passed.
 
     Raises:
-        ModelLoadError: the file is missing or onnxruntime cannot load it.
+        ModelLoadError: the file is missing or onnxruntime cannot load it (bad provider options included).
         ProviderFallbackError: see ``allow_fallback``.
     """
 
@@ -85,18 +194,23 @@ class OrtRuntime:
         providers: list[str] | None = None,
         allow_fallback: bool = False,
         intra_op_threads: int = 0,
+        provider_options: dict[str, dict[str, str]] | None = None,
+        batch_profile: tuple[int, int, int] | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise ModelLoadError(f"model file not found: {self.model_path}")
         chosen, explicit = resolve_providers(providers)
+        options = provider_options or {}
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads:
             opts.intra_op_num_threads = intra_op_threads
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=chosen)
+            self.session = ort.InferenceSession(
+                str(self.model_path), sess_options=opts, providers=[(p, options.get(p, {})) for p in chosen]
+            )
         except Exception as exc:
             raise ModelLoadError(f"onnxruntime cannot load {self.model_path}: {exc}") from exc
         self.requested_providers = chosen
@@ -113,6 +227,7 @@ class OrtRuntime:
                 "%s: providers %s not active, running on %s", self.model_path.name, missing, self.active_providers
             )
         log.info("%s: onnxruntime providers %s", self.model_path.name, self.active_providers)
+        self.batch_profile = batch_profile if TENSORRT in self.active_providers else None
         inputs = self.session.get_inputs()
         self.input_names = [i.name for i in inputs]
         self.input_shapes = [[d if isinstance(d, int) else None for d in i.shape] for i in inputs]
@@ -120,6 +235,16 @@ class OrtRuntime:
         outputs = self.session.get_outputs()
         self.output_names = [o.name for o in outputs]
         self.output_shapes = [[d if isinstance(d, int) else None for d in o.shape] for o in outputs]
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """The TensorRT EP profile's max batch when that EP runs the model; None (no limit) otherwise."""
+        return self.batch_profile[2] if self.batch_profile else None
+
+    @property
+    def provider_options(self) -> dict[str, dict[str, str]]:
+        """What onnxruntime applied, per active provider (``InferenceSession.get_provider_options()``)."""
+        return dict(self.session.get_provider_options())
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the model; returns the outputs in ``output_names`` order.
@@ -139,28 +264,52 @@ class OrtRuntime:
             "model_file": self.model_path.name,  # no server paths in responses
             "requested_providers": self.requested_providers,
             "active_providers": self.active_providers,
+            "provider_options": self.provider_options,
             "inputs": dict(zip(self.input_names, self.input_shapes)),
             "outputs": dict(zip(self.output_names, self.output_shapes)),
         }
 
 
-def create_runtime(model_path: str | Path, settings: Settings):
-    """Open a model with the backend, providers, threads, device and engine cache the settings name.
+def create_runtime(model_path: str | Path, settings: Settings, batch_size: int = 1):
+    """Open a model with the backend, providers, provider options, threads, device and engine cache the settings name.
 
     Args:
         model_path: ``.onnx`` (either backend), or a TensorRT engine file.
-        settings: ``runtime``, ``providers``, ``allow_provider_fallback``, ``intra_op_threads`` (onnxruntime);
-            ``device`` and ``cache.engines`` (TensorRT).
+        settings: ``runtime``, ``providers``, ``allow_provider_fallback``, ``intra_op_threads`` and the GPU
+            options of :func:`provider_options` (onnxruntime); ``device``, ``trt_precision`` and
+            ``cache.engines`` (TensorRT).
+        batch_size: the largest batch the caller will run (the pose model: ``max_batch_size``; the detector: 1):
+            the TensorRT runtime prefers a cached engine whose profile covers it, the TensorRT EP builds its
+            profile up to it.
 
     Raises:
         ModelLoadError: unknown backend, or the backend cannot load the model.
     """
     if settings.runtime == "onnxruntime":
-        return OrtRuntime(model_path, settings.providers, settings.allow_provider_fallback, settings.intra_op_threads)
+        chosen, _ = resolve_providers(settings.providers)
+        inputs = probe_inputs(model_path) if TENSORRT in chosen and Path(model_path).is_file() else None
+        options = provider_options(settings, chosen, inputs, batch_size)
+        if TENSORRT in options:
+            Path(options[TENSORRT]["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+        return OrtRuntime(
+            model_path,
+            settings.providers,
+            settings.allow_provider_fallback,
+            settings.intra_op_threads,
+            options,
+            trt_ep_profile(settings, batch_size) if inputs and any(None in s for _, s in inputs) else None,
+        )
     if settings.runtime == "tensorrt":
         try:
             from service.runtime_trt import TrtRuntime
         except ImportError as exc:
             raise ModelLoadError(f"the TensorRT runtime is not available: {exc}") from exc
-        return TrtRuntime(model_path, device=settings.device, cache_root=settings.cache.engines)
+        precision = None if settings.trt_precision == "auto" else settings.trt_precision
+        return TrtRuntime(
+            model_path,
+            device=settings.device,
+            cache_root=settings.cache.engines,
+            precision=precision,
+            batch_size=batch_size,
+        )
     raise ModelLoadError(f"unknown runtime backend {settings.runtime!r}; use 'onnxruntime' or 'tensorrt'")

@@ -13,18 +13,30 @@ TensorRT versions, so the cache is keyed by the GPU's name, the TensorRT version
 SHA-256 (plus precision and batch profile)::
 
     <engines>/<gpu-name-slug>/trt-<version>/<onnx-stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
-    (and a .json sidecar with the full key)
+    (and its sidecar ``<engine file>.json``: the full key, precision, builder flags, batch profile)
+
+Threads and memory: a CUDA context's current device is per host thread, and ``run()`` is called from the
+batcher and request threads, not the thread that loaded the engine, so ``run()`` selects the device
+(``cudaSetDevice``) under the runtime's lock before it touches memory or the execution context. Host
+copies go through page-locked buffers (``cudaMallocHost``): ``cudaMemcpyAsync`` from pageable memory is
+staged and synchronous (CUDA C++ Programming Guide, "Page-Locked Host Memory"; TensorRT's
+``samples/python/common_runtime.py`` allocates its host buffers the same way).
 
 TensorRT 10 API used: ``Runtime.deserialize_cuda_engine``, ``ICudaEngine.num_io_tensors`` /
 ``get_tensor_name`` / ``get_tensor_mode`` / ``get_tensor_dtype`` / ``get_tensor_shape`` /
-``get_tensor_profile_shape``, ``IExecutionContext.set_input_shape`` / ``set_tensor_address`` /
-``get_tensor_shape`` / ``execute_async_v3``.
+``get_tensor_profile_shape``, ``IExecutionContext.set_input_shape`` / ``set_tensor_address`` (both return
+False on failure; every return is checked) / ``get_tensor_shape`` / ``execute_async_v3``; ``tensorrt.nptype``
+(raises ``TypeError`` for types numpy lacks: BF16, FP8, INT4). CUDA runtime API: ``cudaSetDevice``,
+``cudaMalloc`` / ``cudaFree``, ``cudaMallocHost`` / ``cudaFreeHost``, ``cudaMemcpyAsync``,
+``cudaStreamCreate`` / ``cudaStreamSynchronize``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import math
 import re
 import threading
 from pathlib import Path
@@ -125,25 +137,44 @@ def engine_cache_path(
     return Path(cache_root) / slug(gpu_name) / f"trt-{slug(trt_version)}" / name
 
 
+def sidecar_path(engine_path: str | Path) -> Path:
+    """The JSON sidecar beside an engine: ``model.engine`` -> ``model.engine.json`` (never a model card's ``model.json``)."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")
+
+
+def read_sidecar(engine_path: str | Path) -> dict | None:
+    """The engine's sidecar (written by ``export.tensorrt.build_engine``: ``tensorrt_version``, ``gpu``,
+    ``onnx_sha256``, ``precision``, ``tf32``, ``profile`` [min, opt, max], ...), or None when absent or unreadable."""
+    try:
+        return json.loads(sidecar_path(engine_path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def find_cached_engine(
     onnx_path: str | Path,
     gpu_name: str,
     trt_version: str,
     cache_root: str | Path,
     precision: str | None = None,
-    min_max_batch: int = 1,
+    batch_size: int = 1,
 ) -> Path | None:
-    """The newest cached engine built from this ONNX file on this GPU with this TensorRT version.
+    """The cached engine built from this ONNX file on this GPU with this TensorRT version that best serves
+    batches of 1..``batch_size``.
 
     Args:
         onnx_path: the ONNX file the engine was built from (hashed to find it).
         gpu_name, trt_version: the current machine's (see :func:`current_gpu_name`).
         cache_root: the engine folder (``Settings.cache.engines``).
         precision: ``fp32`` / ``fp16``, or None for either (fp16 preferred).
-        min_max_batch: only engines whose profile allows at least this batch size.
+        batch_size: the largest batch the caller will run (the service's ``max_batch_size``).
 
     Returns:
-        The engine path, or None when none is cached. The sidecar's full SHA-256 is checked.
+        The engine path, or None when none is cached. Engines whose profile covers 1..``batch_size`` come
+        first (fp16 before fp32 when ``precision`` is None, then the newest); without one, the engine with
+        the largest profile max (the caller then clamps its batches to it, see ``PoseEstimator``). Engines whose
+        profile min is above 1 are skipped (a single crop could not run). The sidecar's full SHA-256 is checked.
     """
     root = Path(cache_root)
     sha = sha256_file(onnx_path)
@@ -152,17 +183,38 @@ def find_cached_engine(
         return None
     found = []
     for p in folder.glob(f"{Path(onnx_path).stem}-{sha[:16]}-*.engine"):
-        meta_path = p.with_suffix(".json")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+        meta = read_sidecar(p)
+        if meta is None or meta.get("onnx_sha256") != sha or (precision and meta.get("precision") != precision):
             continue
-        if meta.get("onnx_sha256") != sha or (precision and meta.get("precision") != precision):
+        lo, _, hi = (int(v) for v in meta.get("profile", [1, 1, 1]))
+        if lo > 1:
             continue
-        if int(meta.get("profile", [1, 1, 1])[2]) < min_max_batch:
-            continue
-        found.append((meta.get("precision") == "fp16", p.stat().st_mtime, p))
-    return max(found)[2] if found else None
+        fp16 = meta.get("precision") == "fp16"
+        mtime = p.stat().st_mtime
+        # covering engines: fp16 first, then the newest; otherwise the largest max first
+        found.append(((1, fp16, 0, mtime) if hi >= batch_size else (0, hi, fp16, mtime), hi, p))
+    if not found:
+        return None
+    rank, hi, path = max(found)
+    if not rank[0]:
+        log.warning("no cached engine for %s covers batch %d; the largest has max batch %d", onnx_path, batch_size, hi)
+    return path
+
+
+def tensor_dtype(trt, trt_dtype, name: str) -> np.dtype:
+    """The numpy dtype of an engine I/O tensor (``tensorrt.nptype``).
+
+    Raises:
+        ModelLoadError: naming the tensor, for types numpy lacks (BF16, FP8, INT4): such an engine's inputs and
+            outputs cannot be fed or read from numpy; export it with float32 / float16 I/O instead.
+    """
+    try:
+        return np.dtype(trt.nptype(trt_dtype))
+    except (TypeError, KeyError) as exc:
+        raise ModelLoadError(
+            f"engine tensor {name!r} has TensorRT type {trt_dtype}, which has no numpy equivalent (BF16 / FP8 / INT4 "
+            "inputs and outputs are not supported): build the engine from an ONNX file with float32 or float16 I/O"
+        ) from exc
 
 
 def current_gpu_name(device: int = 0) -> str:
@@ -192,19 +244,22 @@ class TrtRuntime:
     Args:
         model_path: a serialized engine (``.engine`` / ``.plan`` / ``.trt``), or an ``.onnx`` file whose
             engine was built into the cache by ``pose-export engine`` (looked up by GPU name, TensorRT
-            version and the ONNX file's SHA-256).
-        device: CUDA device index.
+            version and the ONNX file's SHA-256, see :func:`find_cached_engine`).
+        device: CUDA device index; selected in the constructor and again in every :meth:`run`.
         cache_root: engine folder for ``.onnx`` paths (``Settings.cache.engines``); required for them.
         precision: preferred engine precision for ``.onnx`` paths (None: fp16 if cached, else fp32).
+        batch_size: the largest batch the caller will run: a cached engine whose profile covers it is preferred.
 
     Attributes (as ``OrtRuntime``): ``input_names``, ``input_shapes`` / ``output_shapes`` (ints for fixed
     dims, None for dynamic ones), ``input_dtypes`` (numpy dtypes), ``output_names``,
-    ``active_providers`` (``["TensorRT"]``), ``profile_shapes`` (input name -> (min, opt, max) shapes).
+    ``active_providers`` (``["TensorRT"]``), ``profile_shapes`` (input name -> (min, opt, max) shapes),
+    ``batch_profile`` / ``max_batch_size`` (the batch axis' range), ``engine_meta`` (the sidecar, if any).
 
     Raises:
         ModelLoadError: TensorRT or cuda-python is missing, the file is missing, no cached engine exists
-            for an ``.onnx`` path (the message names the command that builds one), or the engine cannot
-            be deserialized (built for another GPU or TensorRT version).
+            for an ``.onnx`` path (the message names the command that builds one), the engine cannot
+            be deserialized (built for another GPU or TensorRT version), or an I/O tensor has a type numpy
+            lacks (BF16, FP8; named in the message).
     """
 
     backend = "tensorrt"
@@ -215,6 +270,7 @@ class TrtRuntime:
         device: int = 0,
         cache_root: str | Path | None = None,
         precision: str | None = None,
+        batch_size: int = 1,
     ) -> None:
         path = Path(model_path)
         if not path.is_file():
@@ -223,12 +279,18 @@ class TrtRuntime:
         cudart = import_cudart()
         self._trt, self._cudart = trt, cudart
         self.device = int(device)
-        cuda_check(cudart.cudaSetDevice(self.device))
+        self._device_buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
+        self._host_buffers: dict[str, tuple[int, int]] = {}  # name -> (page-locked host pointer, capacity)
+        self._stream = None
+        try:
+            cuda_check(cudart.cudaSetDevice(self.device))
+        except InferenceError as exc:
+            raise ModelLoadError(f"cannot use CUDA device {self.device}: {exc}") from exc
         self.gpu_name = current_gpu_name(self.device)
         if path.suffix.lower() == ".onnx":
             if cache_root is None:
                 raise ModelLoadError(f"{path}: an .onnx path needs the engine cache folder (Settings.cache.engines)")
-            engine_path = find_cached_engine(path, self.gpu_name, trt.__version__, cache_root, precision)
+            engine_path = find_cached_engine(path, self.gpu_name, trt.__version__, cache_root, precision, batch_size)
             if engine_path is None:
                 raise ModelLoadError(
                     f"no TensorRT engine cached for {path} on {self.gpu_name!r} with TensorRT {trt.__version__} "
@@ -239,6 +301,7 @@ class TrtRuntime:
         elif path.suffix.lower() not in ENGINE_SUFFIXES:
             raise ModelLoadError(f"{path}: the TensorRT runtime takes {list(ENGINE_SUFFIXES)} or .onnx files")
         self.model_path = path
+        self.engine_meta = read_sidecar(path) or {}
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
@@ -247,14 +310,14 @@ class TrtRuntime:
                 f"TensorRT {trt.__version__} cannot deserialize {path}: engines only load on the GPU model and "
                 f"TensorRT version they were built with (this is {self.gpu_name!r}); rebuild with `pose-export engine`"
             )
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise ModelLoadError(f"{path}: cannot create a TensorRT execution context (out of GPU memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_names = [n for n in names if is_input[n]]
         self.output_names = [n for n in names if not is_input[n]]
-        self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self._dtypes = {n: tensor_dtype(trt, self.engine.get_tensor_dtype(n), n) for n in names}
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise ModelLoadError(f"{path}: cannot create a TensorRT execution context (out of GPU memory?)")
         self.input_dtypes = [self._dtypes[n] for n in self.input_names]
         self.input_shapes = [self._shape(n) for n in self.input_names]
         self.output_shapes = [self._shape(n) for n in self.output_names]
@@ -266,22 +329,50 @@ class TrtRuntime:
         self.active_providers = ["TensorRT"]
         self.requested_providers = ["TensorRT"]
         self._stream = cuda_check(cudart.cudaStreamCreate())
-        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, capacity in bytes)
         self._lock = threading.Lock()
-        log.info("%s: TensorRT %s engine on %s", path.name, trt.__version__, self.gpu_name)
+        log.info("%s: TensorRT %s engine on %s (device %d)", path.name, trt.__version__, self.gpu_name, self.device)
 
     def _shape(self, name: str) -> list[int | None]:
         return [int(d) if d >= 0 else None for d in self.engine.get_tensor_shape(name)]
 
-    def _buffer(self, name: str, nbytes: int) -> int:
-        ptr, cap = self._buffers.get(name, (0, 0))
+    @property
+    def batch_profile(self) -> tuple[int, int, int] | None:
+        """(min, opt, max) of batch axis 0 that every dynamic input accepts; None for a fixed-shape engine."""
+        if not self.profile_shapes:
+            return None
+        lo = max(p[0][0] for p in self.profile_shapes.values())
+        hi = min(p[2][0] for p in self.profile_shapes.values())
+        opt = min(max(p[1][0] for p in self.profile_shapes.values()), hi)
+        return lo, opt, hi
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """The largest batch the engine runs (its profile's max), or None for a fixed-shape engine."""
+        profile = self.batch_profile
+        return profile[2] if profile else None
+
+    def _alloc(self, pool: dict, name: str, nbytes: int, malloc, free) -> int:
+        ptr, cap = pool.get(name, (0, 0))
         if nbytes > cap:
             if ptr:
-                cuda_check(self._cudart.cudaFree(ptr))
+                cuda_check(free(ptr))
             cap = max(nbytes, 256)
-            ptr = int(cuda_check(self._cudart.cudaMalloc(cap)))
-            self._buffers[name] = (ptr, cap)
+            ptr = int(cuda_check(malloc(cap)))
+            pool[name] = (ptr, cap)
         return ptr
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        return self._alloc(self._device_buffers, name, nbytes, self._cudart.cudaMalloc, self._cudart.cudaFree)
+
+    def _host_buffer(self, name: str, nbytes: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        """A numpy view of the page-locked host buffer of tensor ``name`` (grown as needed)."""
+        ptr = self._alloc(self._host_buffers, name, nbytes, self._cudart.cudaMallocHost, self._cudart.cudaFreeHost)
+        raw = (ctypes.c_ubyte * nbytes).from_address(ptr)
+        return np.frombuffer(raw, dtype=dtype, count=math.prod(shape)).reshape(shape)
+
+    def _bind(self, name: str, ptr: int) -> None:
+        if not self.context.set_tensor_address(name, ptr):
+            raise InferenceError(f"{self.model_path.name}: TensorRT rejected the device address of tensor {name!r}")
 
     def _check_feed(self, name: str, arr: np.ndarray) -> np.ndarray:
         want = self._dtypes[name]
@@ -296,14 +387,16 @@ class TrtRuntime:
                 raise InferenceError(
                     f"input {name!r} shape {list(arr.shape)} is outside the engine's profile {list(lo)}..{list(hi)}"
                 )
-        return np.ascontiguousarray(arr)
+        return arr
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Run the engine; returns the outputs in ``output_names`` order (host numpy arrays).
+        """Run the engine; returns the outputs in ``output_names`` order (host numpy arrays the caller owns).
+
+        Safe from any thread: the device is selected and the buffers, context and stream are used under one lock.
 
         Raises:
             InferenceError: a feed is missing, has the wrong dtype or a shape outside the engine's
-                optimisation profile, or TensorRT / CUDA failed.
+                optimisation profile, TensorRT rejected a shape or a tensor address, or TensorRT / CUDA failed.
         """
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
@@ -312,52 +405,63 @@ class TrtRuntime:
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         with self._lock:
-            hosts = {}
+            cuda_check(cudart.cudaSetDevice(self.device))  # CUDA's current device is per thread
             for name in self.input_names:
                 arr = self._check_feed(name, np.asarray(feeds[name]))
-                hosts[name] = arr  # keep alive until the copy is done
                 if not self.context.set_input_shape(name, tuple(arr.shape)):
                     raise InferenceError(f"TensorRT rejected shape {list(arr.shape)} for input {name!r}")
-                ptr = self._buffer(name, arr.nbytes)
-                cuda_check(cudart.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes, h2d, self._stream))
-                self.context.set_tensor_address(name, ptr)
-            outputs = []
+                host = self._host_buffer(name, arr.nbytes, arr.shape, arr.dtype)
+                np.copyto(host, arr)
+                ptr = self._device_buffer(name, arr.nbytes)
+                cuda_check(cudart.cudaMemcpyAsync(ptr, host.ctypes.data, arr.nbytes, h2d, self._stream))
+                self._bind(name, ptr)
+            hosts = []
             for name in self.output_names:
                 shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
                 if any(d < 0 for d in shape):
                     raise InferenceError(f"output {name!r} has an unresolved shape {list(shape)}")
-                out = np.empty(shape, dtype=self._dtypes[name])
-                self.context.set_tensor_address(name, self._buffer(name, out.nbytes))
-                outputs.append(out)
+                dtype = self._dtypes[name]
+                nbytes = math.prod(shape) * dtype.itemsize
+                self._bind(name, self._device_buffer(name, nbytes))
+                hosts.append((name, self._host_buffer(name, nbytes, shape, dtype), nbytes))
             if not self.context.execute_async_v3(int(self._stream)):
                 raise InferenceError(f"{self.model_path.name}: TensorRT execution failed")
-            for name, out in zip(self.output_names, outputs):
-                ptr = self._buffers[name][0]
-                cuda_check(cudart.cudaMemcpyAsync(out.ctypes.data, ptr, out.nbytes, d2h, self._stream))
+            for name, host, nbytes in hosts:
+                ptr = self._device_buffers[name][0]
+                cuda_check(cudart.cudaMemcpyAsync(host.ctypes.data, ptr, nbytes, d2h, self._stream))
             cuda_check(cudart.cudaStreamSynchronize(self._stream))
-        return outputs
+            return [host.copy() for _, host, _ in hosts]  # the pinned buffers are reused by the next call
 
     def describe(self) -> dict:
-        """Facts for ``/v1/models`` and logs."""
+        """Facts for ``/v1/models`` and logs (precision and builder flags from the engine's sidecar, when present)."""
+        meta = self.engine_meta
         return {
             "backend": self.backend,
             "model_file": self.model_path.name,  # no server paths in responses
             "gpu": self.gpu_name,
+            "device": self.device,
             "tensorrt_version": self._trt.__version__,
+            "precision": meta.get("precision"),
+            "tf32": meta.get("tf32"),
             "active_providers": self.active_providers,
             "inputs": dict(zip(self.input_names, self.input_shapes)),
             "outputs": dict(zip(self.output_names, self.output_shapes)),
             "profiles": {k: [list(s) for s in v] for k, v in self.profile_shapes.items()},
+            "batch_profile": list(self.batch_profile) if self.batch_profile else None,
         }
 
     def close(self) -> None:
-        """Free device buffers and the CUDA stream (also done at garbage collection)."""
+        """Free device and page-locked host buffers and the CUDA stream (also done at garbage collection)."""
         cudart = getattr(self, "_cudart", None)
         if cudart is None:
             return
-        for ptr, _ in getattr(self, "_buffers", {}).values():
+        if hasattr(self, "device"):
+            cudart.cudaSetDevice(self.device)
+        for ptr, _ in getattr(self, "_device_buffers", {}).values():
             cudart.cudaFree(ptr)
-        self._buffers = {}
+        for ptr, _ in getattr(self, "_host_buffers", {}).values():
+            cudart.cudaFreeHost(ptr)
+        self._device_buffers, self._host_buffers = {}, {}
         if getattr(self, "_stream", None) is not None:
             cudart.cudaStreamDestroy(self._stream)
             self._stream = None

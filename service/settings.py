@@ -16,6 +16,8 @@ detector and pose model, TensorRT engines)::
     <cache_dir>/detector/yolo11n.onnx
     <cache_dir>/pose/ipr_res50_debias.onnx + ipr_res50_debias.json (the model card)
     <cache_dir>/engines/<gpu>/trt-<version>/<onnx stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
+        (+ ``.engine.json``: the build's sidecar)
+    <cache_dir>/engines/onnxruntime-trt/ort-<version>-trt-<version>/  (onnxruntime's TensorRT EP engine + timing caches)
 
 Torch-free (pydantic-settings only).
 """
@@ -59,6 +61,11 @@ class CacheLayout:
     def engines(self) -> Path:
         """TensorRT engines, keyed by GPU, TensorRT version and ONNX hash (``service.runtime_trt``)."""
         return self.root / "engines"
+
+    def ort_tensorrt(self, ort_version: str, trt_version: str) -> Path:
+        """Engine and timing caches of onnxruntime's TensorRT EP (``trt_engine_cache_path``), one folder per
+        onnxruntime and TensorRT version: the EP's cached engines must not be reused across them."""
+        return self.engines / "onnxruntime-trt" / f"ort-{ort_version}-trt-{trt_version}"
 
     @property
     def default_detector(self) -> Path:
@@ -114,7 +121,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         0, ge=0, description="onnxruntime intra-op threads of each model (0: library default)"
     )
-    device: int = Field(0, ge=0, description="CUDA device index (TensorRT runtime)")
+    device: int = Field(
+        0, ge=0, description="CUDA device index (TensorRT runtime; `device_id` of onnxruntime's CUDA and TensorRT EPs)"
+    )
 
     # detector
     det_score_threshold: float = Field(0.25, ge=0.0, le=1.0, description="detector person score threshold")
@@ -169,8 +178,40 @@ class Settings(BaseSettings):
     # server
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in a container)")
     port: int = Field(8000, ge=0, le=65535, description="port")
-    warmup: bool = Field(True, description="run both models once before /readyz turns 200")
+    warmup: bool = Field(
+        True, description="warm both models up before /readyz turns 200 (pose batch sizes: `warmup_batch_sizes`)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+
+    # GPU execution (issue 11): onnxruntime CUDA / TensorRT EP options, TensorRT engine choice, warm-up.
+    # onnxruntime docs: execution-providers/CUDA-ExecutionProvider.html and TensorRT-ExecutionProvider.html
+    cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
+        "HEURISTIC",
+        description="cuDNN convolution algorithm search of onnxruntime's CUDA EP (EXHAUSTIVE benchmarks again "
+        "for every new input shape, i.e. every batch size, under live traffic)",
+    )
+    gpu_tf32: bool = Field(
+        False,
+        description="let onnxruntime's CUDA EP use TF32 tensor cores for float32 (faster on Ampere and later, "
+        "10-bit mantissa; off: float32 as on the CPU)",
+    )
+    gpu_mem_limit: int = Field(0, ge=0, description="onnxruntime CUDA EP memory arena limit per model, bytes (0: none)")
+    gpu_arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = Field(
+        "kNextPowerOfTwo", description="how onnxruntime's CUDA EP arena grows"
+    )
+    trt_precision: Literal["auto", "fp16", "fp32"] = Field(
+        "auto",
+        description="TensorRT precision: the cached engine the tensorrt runtime takes (auto: fp16 if cached, else "
+        "fp32) and `trt_fp16_enable` of onnxruntime's TensorRT EP (auto: fp16)",
+    )
+    trt_opt_batch_size: int = Field(
+        8, ge=1, description="batch size TensorRT tunes kernels for (profile opt; at most the max batch size)"
+    )
+    warmup_batch_sizes: Literal["auto", "all", "one"] = Field(
+        "auto",
+        description="pose batch sizes the warm-up runs: all of 1..max (auto on the CUDA EP, which tunes per shape), "
+        "the TensorRT profile's min/opt/max (auto on TensorRT), or one (auto on CPU)",
+    )
 
     @field_validator("cache_dir", mode="after")
     @classmethod

@@ -42,6 +42,16 @@ def test_yaml_export_has_the_standard_contract_with_dynamic_batch(exported_yolo)
     assert out_dims[0].dim_param and [d.dim_value for d in out_dims[1:]] == [84, 8400]
 
 
+def test_exported_detector_passes_the_tensorrt_lint(exported_yolo):
+    """Ultralytics' graph (Resize, Split, Range, Gather, shape arithmetic in INT64) is what TensorRT 10 parses."""
+    from export.lint import lint_onnx
+
+    r, _ = exported_yolo
+    report = lint_onnx(r.onnx_path)
+    assert report.ok and not report.warnings, report.describe()
+    assert report.op_counts["Conv"] > 50 and "Resize" in report.op_counts and "UINT8" not in report.tensor_types
+
+
 def test_exported_detector_loads_in_the_service_person_detector(exported_yolo):
     from service.detector import PersonDetector
     from service.runtime import OrtRuntime

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from export.lint import lint_onnx  # noqa: E402
 from export.pose import (  # noqa: E402
     PoseExportError,
     ServingPoseGraph,
@@ -86,6 +87,10 @@ def test_every_zoo_config_round_trips_through_onnxruntime(exported, tiny_crops, 
     # the uint8 input feeds a Cast directly (TensorRT holds no uint8 intermediate tensors)
     readers = [n.op_type for n in proto.graph.node if "crops" in n.input]
     assert readers == ["Cast"], readers
+    # and the whole graph is what TensorRT 10's ONNX parser takes (export/lint.py: ops, types, batch axis, opset)
+    report = lint_onnx(r.onnx_path)
+    assert report.ok and not report.warnings, report.describe()
+    assert report.tensor_types["UINT8"] == 1 and set(report.tensor_types) <= {"UINT8", "FP32", "INT64", "BOOL"}
 
     # dynamic batch: 3 crops in one call == one by one == torch, all decoded by the card
     crops = tiny_crops((w, h), 3)

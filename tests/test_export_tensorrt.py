@@ -10,7 +10,7 @@ import pytest
 
 from models.zoo import sha256_file
 from service.errors import ModelLoadError
-from service.runtime_trt import check_profile, engine_cache_path, find_cached_engine, slug
+from service.runtime_trt import check_profile, engine_cache_path, find_cached_engine, sidecar_path, slug
 
 
 def _onnx(tmp_path, content=b"onnx-bytes"):
@@ -45,7 +45,9 @@ def test_profile_and_precision_are_validated(tmp_path):
     assert slug("  NVIDIA GeForce RTX 4090 ") == "nvidia-geforce-rtx-4090" and slug("") == "unknown"
 
 
-def test_find_cached_engine_checks_the_full_hash_precision_and_max_batch(tmp_path):
+def test_find_cached_engine_prefers_an_engine_whose_profile_covers_the_batch(tmp_path):
+    """Issue 11, item 4: the service's batch size picks the engine; the full hash, precision, GPU and TensorRT
+    version must match; an engine that cannot run one crop (profile min > 1) is never taken."""
     onnx_path = _onnx(tmp_path)
     sha = sha256_file(onnx_path)
     root = tmp_path / "engines"
@@ -54,18 +56,28 @@ def test_find_cached_engine_checks_the_full_hash_precision_and_max_batch(tmp_pat
         p = engine_cache_path(root, onnx_path, sha, precision, profile, "GPU X", "10.9")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"engine")
-        p.with_suffix(".json").write_text(
+        sidecar_path(p).write_text(
             json.dumps({"onnx_sha256": meta_sha, "precision": precision, "profile": list(profile)})
         )
         return p
 
     assert find_cached_engine(onnx_path, "GPU X", "10.9", root) is None
     fp32 = put("fp32", (1, 4, 8))
+    assert sidecar_path(fp32).name == fp32.name + ".json"  # never a card's <stem>.json
     assert find_cached_engine(onnx_path, "GPU X", "10.9", root) == fp32
     fp16 = put("fp16", (1, 8, 32))
     assert find_cached_engine(onnx_path, "GPU X", "10.9", root) == fp16  # fp16 preferred
     assert find_cached_engine(onnx_path, "GPU X", "10.9", root, precision="fp32") == fp32
-    assert find_cached_engine(onnx_path, "GPU X", "10.9", root, precision="fp32", min_max_batch=16) is None
+    # nothing fp32 covers 16: the largest fp32 engine, which the pose estimator then clamps to
+    assert find_cached_engine(onnx_path, "GPU X", "10.9", root, precision="fp32", batch_size=16) == fp32
+    wide = put("fp32", (1, 8, 64))
+    assert find_cached_engine(onnx_path, "GPU X", "10.9", root, batch_size=32) == fp16  # covers, fp16
+    assert find_cached_engine(onnx_path, "GPU X", "10.9", root, batch_size=48) == wide  # only it covers 48
+    assert find_cached_engine(onnx_path, "GPU X", "10.9", root, batch_size=100) == wide  # largest max
+    put("fp16", (2, 64, 128))  # min 2: one crop could not run
+    assert find_cached_engine(onnx_path, "GPU X", "10.9", root, batch_size=100) == wide
+    put("fp16", (1, 8, 256), meta_sha="0" * 64)  # sidecar of another ONNX file
+    assert find_cached_engine(onnx_path, "GPU X", "10.9", root, batch_size=100) == wide
     assert find_cached_engine(onnx_path, "GPU Y", "10.9", root) is None  # other GPU
     assert find_cached_engine(onnx_path, "GPU X", "10.10", root) is None  # other TensorRT
     onnx_path.write_bytes(b"changed model")  # other ONNX contents
@@ -134,7 +146,7 @@ def test_engine_build_and_trt_runtime_match_onnxruntime(trt, tmp_path):
     cache = EngineCache(tmp_path / "engines")
     spec = EngineSpec("fp32", (1, 2, 4), workspace_gib=1.0)
     engine = cache.get_or_build(path, spec)
-    assert engine.is_file() and engine.with_suffix(".json").is_file()
+    assert engine.is_file() and sidecar_path(engine).is_file()
     assert cache.get_or_build(path, spec) == engine  # cache hit
     rt = TrtRuntime(path, cache_root=tmp_path / "engines")  # found through the cache by ONNX path
     assert rt.input_names == ["x"] and rt.input_shapes == [[None, 3, 8, 8]]

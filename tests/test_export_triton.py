@@ -1,42 +1,39 @@
-"""Triton model repository: config.pbtxt content derived from the exported graph."""
+"""Triton model repository: config.pbtxt derived from the exported graph, parsed back with Triton's own
+ModelConfig protobuf (tritonclient.grpc.model_config_pb2); a plan's profile must reach max_batch_size."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
+from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
 
-from export.triton import TritonExportError, config_pbtxt, write_triton_model  # noqa: E402
+from export.triton import (  # noqa: E402
+    TritonExportError,
+    config_pbtxt,
+    parse_config,
+    validate_config,
+    write_triton_model,
+)
+from tests.graphs import tiny_pose_onnx  # noqa: E402
 
 
-def tiny_pose_onnx(path, batch="batch"):
-    """uint8 [B, 256, 192, 3] -> float32 [B, 17, 3] (a Cast + Reshape graph with the pose contract)."""
-    x = helper.make_tensor_value_info("crops", TensorProto.UINT8, [batch, 256, 192, 3])
-    y = helper.make_tensor_value_info("keypoints", TensorProto.FLOAT, [batch, 17, 3])
-    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [-1, 17, 3])
-    sl = helper.make_tensor("n", TensorProto.INT64, [1], [51])
-    nodes = [
-        helper.make_node("Cast", ["crops"], ["f"], to=TensorProto.FLOAT),
-        helper.make_node("Flatten", ["f"], ["flat"], axis=1),
-        helper.make_node("Slice", ["flat", "zero", "n", "one"], ["s"]),
-        helper.make_node("Reshape", ["s", "shape"], ["keypoints"]),
-    ]
-    inits = [
-        shape,
-        sl,
-        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
-    ]
-    model = helper.make_model(
-        helper.make_graph(nodes, "tiny", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
-    )
-    onnx.save(model, str(path))
-    return path
+def pose_onnx(path, batch="batch"):
+    """uint8 [B, 256, 192, 3] -> float32 keypoints [B, 17, 3]."""
+    return tiny_pose_onnx(path, w=192, h=256, batch=batch, output="keypoints", width=3)
+
+
+def _plan(tmp_path, profile, name="pose.engine"):
+    plan = tmp_path / name
+    plan.write_bytes(b"engine-bytes")
+    (tmp_path / f"{name}.json").write_text(json.dumps({"precision": "fp16", "tf32": True, "profile": list(profile)}))
+    return plan
 
 
 def test_pose_repository_has_dynamic_batching_and_the_graph_io(tmp_path):
-    src = tiny_pose_onnx(tmp_path / "pose.onnx")
+    src = pose_onnx(tmp_path / "pose.onnx")
     card = tmp_path / "pose.json"
     card.write_text("{}")
     folder = write_triton_model(
@@ -44,28 +41,41 @@ def test_pose_repository_has_dynamic_batching_and_the_graph_io(tmp_path):
     )
     assert (folder / "1" / "model.onnx").read_bytes() == src.read_bytes()
     assert (folder / "card.json").is_file()
-    text = (folder / "config.pbtxt").read_text()
-    assert 'name: "pose"' in text and 'platform: "onnxruntime_onnx"' in text
-    assert "max_batch_size: 16" in text
-    assert 'name: "crops"\n    data_type: TYPE_UINT8\n    dims: [ 256, 192, 3 ]' in text
-    assert 'name: "keypoints"\n    data_type: TYPE_FP32\n    dims: [ 17, 3 ]' in text
-    assert "dynamic_batching {\n  preferred_batch_size: [ 2, 4, 8, 16 ]\n  max_queue_delay_microseconds: 500\n}" in text
-    assert "kind: KIND_GPU" in text
+    config = parse_config((folder / "config.pbtxt").read_text())
+    assert (config.name, config.platform, config.max_batch_size) == ("pose", "onnxruntime_onnx", 16)
+    (inp,) = config.input
+    assert (inp.name, inp.data_type, list(inp.dims)) == ("crops", mc.TYPE_UINT8, [256, 192, 3])
+    (out,) = config.output
+    assert (out.name, out.data_type, list(out.dims)) == ("keypoints", mc.TYPE_FP32, [17, 3])
+    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4, 8, 16]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    (group,) = config.instance_group
+    assert (group.count, group.kind) == (1, mc.ModelInstanceGroup.KIND_GPU)
 
 
-def test_tensorrt_platform_copies_the_plan(tmp_path):
-    src = tiny_pose_onnx(tmp_path / "pose.onnx")
-    plan = tmp_path / "pose.engine"
-    plan.write_bytes(b"engine-bytes")
+def test_tensorrt_platform_copies_the_plan_and_checks_its_profile(tmp_path):
+    """Issue 11, item 4: a plan built for batches up to 8 cannot serve max_batch_size 16."""
+    src = pose_onnx(tmp_path / "pose.onnx")
+    plan = _plan(tmp_path, (1, 8, 32))
     folder = write_triton_model(tmp_path / "repo", "pose", src, platform="tensorrt", engine_path=plan)
     assert (folder / "1" / "model.plan").read_bytes() == b"engine-bytes"
-    assert 'platform: "tensorrt_plan"' in (folder / "config.pbtxt").read_text()
+    assert json.loads((folder / "engine.json").read_text())["precision"] == "fp16"
+    config = parse_config((folder / "config.pbtxt").read_text())
+    assert (config.platform, config.max_batch_size) == ("tensorrt_plan", 32)
+    small = _plan(tmp_path, (1, 4, 8), "small.engine")
+    with pytest.raises(TritonExportError, match=r"at most 8 .* max_batch_size is 16"):
+        write_triton_model(tmp_path / "repo", "pose2", src, platform="tensorrt", engine_path=small, max_batch_size=16)
+    assert write_triton_model(tmp_path / "repo", "pose3", src, platform="tensorrt", engine_path=small, max_batch_size=8)
+    bare = tmp_path / "bare.engine"
+    bare.write_bytes(b"engine")
+    with pytest.raises(TritonExportError, match="sidecar"):
+        write_triton_model(tmp_path / "repo", "pose4", src, platform="tensorrt", engine_path=bare)
     with pytest.raises(TritonExportError, match="engine"):
-        write_triton_model(tmp_path / "repo", "pose2", src, platform="tensorrt")
+        write_triton_model(tmp_path / "repo", "pose5", src, platform="tensorrt")
 
 
 def test_fixed_batch_model_is_refused(tmp_path):
-    src = tiny_pose_onnx(tmp_path / "fixed.onnx", batch=1)
+    src = pose_onnx(tmp_path / "fixed.onnx", batch=1)
     with pytest.raises(TritonExportError, match="dynamic batch"):
         write_triton_model(tmp_path / "repo", "fixed", src)
 
@@ -81,3 +91,18 @@ def test_config_rejects_inconsistent_batching():
         config_pbtxt("m", "onnxruntime", io, io, 8, [16], 100)
     with pytest.raises(TritonExportError, match="KIND_GPU"):
         config_pbtxt("m", "tensorrt", io, io, 8, [8], 100, instance_kind="KIND_CPU")
+
+
+def test_the_protobuf_catches_what_string_checks_would_miss():
+    io = [{"name": "x", "data_type": "TYPE_FP32", "dims": [3]}]
+    good = config_pbtxt("m", "onnxruntime", io, io, 8, [8], 100)
+    assert validate_config(good, "m", "onnxruntime", 8).max_batch_size == 8
+    with pytest.raises(TritonExportError, match="not a valid Triton ModelConfig"):
+        parse_config(good.replace("TYPE_FP32", "TYPE_FLOAT32"))  # an enum value Triton does not have
+    with pytest.raises(TritonExportError, match="not a valid Triton ModelConfig"):
+        parse_config(good + "dynamic_batching { max_queue_delay_us: 5 }\n")  # a misspelt field
+    bad_dims = [{"name": "x", "data_type": "TYPE_FP32", "dims": [0]}]
+    with pytest.raises(TritonExportError, match="dims"):
+        validate_config(config_pbtxt("m", "onnxruntime", bad_dims, io, 8, [8], 100), "m", "onnxruntime", 8)
+    with pytest.raises(TritonExportError, match="name"):
+        validate_config(good, "other", "onnxruntime", 8)

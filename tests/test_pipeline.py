@@ -79,3 +79,28 @@ def test_from_settings_opens_both_models_with_the_same_runtime_settings(yolo_onn
         assert rt.active_providers == ["CPUExecutionProvider"]
     with pytest.raises(ModelLoadError, match="no pose model"):
         PosePipeline.from_settings(Settings(pose_model=None))
+
+
+def test_warmup_runs_every_batch_size_the_cuda_provider_would_tune_for():
+    """Issue 11, item 7: on onnxruntime's CUDA EP every batch size 1..max gets its first run before /readyz; on a
+    TensorRT profile its min / opt / max; on CPU one."""
+    pipe = fake_pipeline(batching=False)
+    runtime = pipe.pose.runtime
+    assert pipe.warmup() == [1]  # the fake reports a CPU-like provider
+    assert runtime.batch_sizes == [1, 1] and pipe.detector.runtime.calls == 1  # + the whole path on one box
+    runtime.batch_sizes.clear()
+    runtime.active_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert pipe.warmup() == list(range(1, 33))
+    assert runtime.batch_sizes == [*range(1, 33), 1]
+    runtime.batch_profile = (1, 8, 16)  # a TensorRT runtime or EP
+    assert pipe.pose.warmup_batch_sizes() == [1, 8, 16]
+    assert pipe.pose.warmup_batch_sizes("all") == list(range(1, 33)) and pipe.pose.warmup_batch_sizes("one") == [1]
+    with pytest.raises(ValueError, match="warm-up mode"):
+        pipe.pose.warmup_batch_sizes("most")
+
+
+def test_warmup_mode_comes_from_the_settings(movenet_card):
+    settings = Settings(pose_model=movenet_card, providers=["CPUExecutionProvider"], warmup_batch_sizes="all")
+    pipe = PosePipeline.from_settings(settings, batching=False)
+    assert pipe.warmup_batch_sizes == "all"
+    assert pipe.warmup() == [1]  # MoveNet's batch is fixed at 1: nothing else to warm

@@ -128,7 +128,7 @@ def test_models_endpoint_and_metrics(client):
     assert body["detector"]["name"] == "fake_det" and body["batching"]["max_batch_size"] == 32
     before = client.get("/metrics").text
     client.post("/pose", content=b"", headers=JPEG)
-    client.post("/pose", content=_jpeg(), headers=JPEG)
+    assert client.post("/pose", content=_jpeg(), headers=JPEG).status_code == 200  # (not left to other tests' order)
     after = client.get("/metrics").text
 
     def count(text: str, status: str) -> float:

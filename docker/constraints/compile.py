@@ -1,0 +1,129 @@
+"""Write the images' constraints files: every Python package of every image, pinned (a lock per image).
+
+    python docker/constraints/compile.py            # needs network (PyPI), no GPU; rewrites docker/constraints/*.txt
+
+Each image installs with ``pip install -c docker/constraints/<image>.txt``, so a rebuild gets the same
+packages. The CUDA stack is pinned here, in :data:`STACK`, as one consistent set (README "GPU"): NVIDIA's
+CUDA 12.6.3 + cuDNN 9 base image, onnxruntime-gpu 1.22.0 (built with CUDA 12.2 and cuDNN 9; its TensorRT
+EP with TensorRT 10.9: https://onnxruntime.ai/docs/execution-providers/TensorRT-ExecutionProvider.html),
+tensorrt-cu12 10.9.0.34, cuda-python 12.6.2.post1. The same onnxruntime version serves on CPU and verifies
+exports, so every image computes with the same kernels' release.
+
+Resolution: ``pip install --dry-run --report`` for CPython 3.12 on manylinux x86_64 (the images' Python:
+Ubuntu 24.04's and python:3.12-slim), with the extras read from pyproject.toml. TensorRT's libraries come from
+NVIDIA's index (pypi.nvidia.com: PyPI has only a stub), so its three distributions are pinned by hand. The
+export image's torch / torchvision are the CPU builds from PyTorch's CPU index (pinned by hand as ``+cpu``);
+the CUDA packages PyPI's torch would pull are left out. Ultralytics is installed with ``--no-deps``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import tomllib
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+#: The one CUDA stack (and the onnxruntime release every image uses).
+STACK = {
+    "onnxruntime-gpu": "1.22.0",
+    "onnxruntime": "1.22.0",
+    "tensorrt-cu12": "10.9.0.34",
+    "tensorrt-cu12-libs": "10.9.0.34",
+    "tensorrt-cu12-bindings": "10.9.0.34",
+    "cuda-python": "12.6.2.post1",
+    "torch": "2.13.0",
+    "torchvision": "0.28.0",
+    "ultralytics": "8.4.190",
+}
+PLATFORM = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:"]
+PLATFORM += [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")]
+#: packages pinned by hand (not resolvable from PyPI for the target) and what never goes in a lock
+BY_HAND = {"tensorrt-cu12", "tensorrt-cu12-libs", "torch", "torchvision", "ultralytics"}
+DROP_PREFIXES = ("nvidia-", "triton", "tensorrt-cu12-libs")
+#: Requires-Dist of the torch 2.13.0+cpu wheel (PyTorch's CPU index): resolved instead of torch itself
+TORCH_CPU_REQUIRES = [
+    "filelock",
+    "typing-extensions>=4.10.0",
+    "setuptools>=77.0.3",
+    "sympy>=1.13.3",
+    "networkx>=2.5.1",
+    "jinja2",
+    "fsspec>=0.8.5",
+]
+#: export-extra packages that require torch: resolved without their dependencies (torch is pinned by hand)
+NEEDS_TORCH = ("ultralytics-thop",)
+
+
+def extras() -> dict[str, list[str]]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    out = dict(data["optional-dependencies"])
+    out["base"] = data["dependencies"]
+    return out
+
+
+def _pin(req: str) -> str:
+    """Replace a requirement's version range by the STACK pin when the stack pins that package."""
+    name = req.split("[")[0].split(">")[0].split("<")[0].split("=")[0].split(";")[0].strip().lower()
+    return f"{req.split('>')[0].split('<')[0].split('=')[0].strip()}=={STACK[name]}" if name in STACK else req
+
+
+def resolve(requirements: list[str], no_deps: bool = False) -> dict[str, str]:
+    if not requirements:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+               str(report), "--target", str(Path(tmp) / "t"), *PLATFORM, *requirements]  # fmt: skip
+        if no_deps:
+            cmd.append("--no-deps")
+        subprocess.run(cmd, check=True)
+        items = json.loads(report.read_text())["install"]
+    return {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"] for i in items}
+
+
+def image_requirements(ex: dict[str, list[str]]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """image -> (requirements to resolve, pins added by hand)."""
+    serve_gpu = ex["base"] + ex["serve-gpu"]
+    trt = [r for r in ex["tensorrt"] if not r.startswith("tensorrt-cu12")] + ["tensorrt-cu12-bindings"]
+    export = ex["base"] + ex["serve"] + [r for r in ex["export"] if not r.startswith(("torch", *NEEDS_TORCH))]
+    hand_trt = {k: STACK[k] for k in ("tensorrt-cu12", "tensorrt-cu12-libs")}
+    cpu_torch = {"torch": STACK["torch"] + "+cpu", "torchvision": STACK["torchvision"] + "+cpu"}
+    return {
+        "serve-gpu": (serve_gpu + trt, hand_trt),
+        "serve-cpu": (ex["base"] + ex["serve"], {}),
+        "eval": (serve_gpu + trt + ex["eval"], hand_trt),
+        "export": (export + TORCH_CPU_REQUIRES, {**cpu_torch, "ultralytics": STACK["ultralytics"]}),
+    }
+
+
+def write(image: str, pins: dict[str, str]) -> Path:
+    path = HERE / f"{image}.txt"
+    lines = [
+        f"# {image} image: every Python package, pinned. Generated by docker/constraints/compile.py; do not edit.",
+        '# The CUDA stack (README "GPU"): CUDA 12.6.3 + cuDNN 9 base, onnxruntime-gpu 1.22.0 (CUDA 12.2 build),',
+        "# tensorrt-cu12 10.9.0.34, cuda-python 12.6.2.post1.",
+    ]
+    lines += [f"{name}=={version}" for name, version in sorted(pins.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> None:
+    ex = extras()
+    for image, (reqs, by_hand) in image_requirements(ex).items():
+        resolved = resolve([_pin(r) for r in reqs])
+        if image == "export":
+            resolved.update(resolve([r for r in ex["export"] if r.startswith(NEEDS_TORCH)], no_deps=True))
+        pins = {k: v for k, v in resolved.items() if not k.startswith(DROP_PREFIXES) and k not in BY_HAND}
+        pins.update(by_hand)
+        print(f"{write(image, pins).relative_to(ROOT)}: {len(pins)} packages")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The build-time CUDA stack check (service/cuda_stack.py): version rules, ldd parsing, and the real check on
+this machine's CPU-only onnxruntime (which must fail: the GPU image may never be built with it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from service.cuda_stack import (
+    check_cuda_versions,
+    check_package_versions,
+    check_stack,
+    parse_version,
+    unresolved_libraries,
+)
+from tests.conftest import REPO_ROOT
+
+
+def test_onnxruntime_cuda_build_against_the_base_image():
+    assert parse_version("12.6.3") == (12, 6, 3) and parse_version("12.6.2.post1") == (12, 6, 2)
+    assert check_cuda_versions("onnxruntime-gpu", "12.2", "12.6.3") == []  # older minor on newer libraries: fine
+    # the issue's image: an unpinned onnxruntime-gpu built for CUDA 13 on a CUDA 12.6 base
+    (p,) = check_cuda_versions("onnxruntime-gpu", "13.0", "12.6.3")
+    assert "CUDA 13.0" in p and "libcublasLt.so.13" in p
+    (p,) = check_cuda_versions("onnxruntime-gpu", "12.8", "12.6.3")
+    assert "newer than the base image's CUDA 12.6.3" in p
+    assert "onnxruntime-gpu" in check_cuda_versions("onnxruntime", None, "12.6.3")[0]
+    assert "unknown" in check_cuda_versions("onnxruntime-gpu", "12.2", None)[0]
+
+
+def test_tensorrt_and_cuda_python_versions():
+    assert check_package_versions("10.9.0.34", "12.6.2.post1") == []
+    assert check_package_versions("10.9.0.34", "12.9.7") == []
+    assert "cuda.cudart" in check_package_versions("10.9.0.34", "13.0.0")[0]
+    assert ">=12.6,<13" in check_package_versions("10.9.0.34", "12.5.0")[0]
+    assert "TensorRT 11.0.0.114" in check_package_versions("11.0.0.114", "12.6.0")[0]
+    assert len(check_package_versions(None, None)) == 2
+
+
+def test_ldd_not_found_lines_except_the_driver():
+    out = (
+        "\tlinux-vdso.so.1 (0x00007ffd)\n"
+        "\tlibcublasLt.so.13 => not found\n"
+        "\tlibcudnn.so.9 => /usr/lib/x86_64-linux-gnu/libcudnn.so.9 (0x00007f)\n"
+        "\tlibcuda.so.1 => not found\n"
+    )
+    assert unresolved_libraries(out) == ["libcublasLt.so.13"]
+
+
+def test_the_check_fails_with_this_machines_cpu_onnxruntime():
+    report = check_stack("12.6.3")
+    assert report.facts["package"] == "onnxruntime" and report.facts["onnxruntime_cuda"] is None
+    assert any("without a CUDA build" in p for p in report.problems)
+    r = subprocess.run(
+        [sys.executable, "-m", "service.cuda_stack", "--cuda", "12.6.3"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "CUDA stack mismatch" in r.stderr and "base_cuda=12.6.3" in r.stdout

@@ -1,0 +1,142 @@
+"""The Dockerfile, compose file and constraints files (no Docker engine needed): every image installs from a
+full pin set whose versions satisfy pyproject's ranges, the CUDA stack is one set, the GPU images run the
+build-time CUDA check, the servers run as a non-root user with a health check on $POSE_PORT, the eval job has
+none, and compose offers a GPU and a CPU profile."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import tomllib
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from tests.conftest import REPO_ROOT
+
+DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
+CONSTRAINTS = REPO_ROOT / "docker" / "constraints"
+
+
+def stages() -> dict[str, tuple[str, str]]:
+    """stage name -> (base, body) of every ``FROM base AS name`` stage."""
+    out = {}
+    for block in re.split(r"\n(?=FROM )", DOCKERFILE):
+        m = re.match(r"FROM (\S+)(?: AS (\S+))?\n", block)
+        if m and m.group(2):
+            out[m.group(2)] = (m.group(1), block)
+    return out
+
+
+def pins(image: str) -> dict[str, Version]:
+    lines = (CONSTRAINTS / f"{image}.txt").read_text().splitlines()
+    return {n.lower(): Version(v) for n, v in (line.split("==") for line in lines if line and not line.startswith("#"))}
+
+
+def test_no_syntax_directive_and_a_scratch_source_stage():
+    assert not DOCKERFILE.startswith("# syntax") and "# syntax=" not in DOCKERFILE  # needs a registry at build time
+    s = stages()
+    assert s["source"][0] == "scratch"
+    # the CPU images never build the CUDA image: their chain reaches the sources, not gpu-base
+    for target in ("export", "serve-cpu"):
+        base = s[target][0]
+        while base in s:
+            assert base != "gpu-base", f"{target} builds on the CUDA image"
+            base = s[base][0]
+    assert "COPY --from=source" in s["gpu-base"][1] and "COPY --from=source" in s["cpu-base"][1]
+
+
+@pytest.mark.parametrize("target", ["serve", "serve-cpu"])
+def test_servers_run_as_a_non_root_user_with_a_health_check_on_pose_port(target):
+    body = stages()[target][1]
+    users = re.findall(r"^USER (\S+)", body, re.M)
+    assert users and users[-1] == "pose"
+    health = re.search(r"^HEALTHCHECK .*?\n\s+CMD (.*)$", body, re.M)
+    assert health and "${POSE_PORT}" in health.group(1) and "8000" not in health.group(1)
+    assert not health.group(1).startswith("[")  # shell form: the variable is expanded
+    setup = (REPO_ROOT / "docker" / "setup-base.sh").read_text()
+    assert "--uid 10001" in setup and "chown pose:pose /models" in setup
+
+
+def test_eval_runs_no_server_so_no_health_check():
+    base, body = stages()["eval"]
+    assert base == "serve" and "HEALTHCHECK NONE" in body and re.findall(r"^USER (\S+)", body, re.M)[-1] == "pose"
+
+
+def test_every_pip_install_uses_its_images_constraints_file():
+    installs = re.findall(r"pip install ([^\n&]*)", DOCKERFILE)
+    assert len(installs) >= 6
+    for args in installs:
+        m = re.search(r"-c docker/constraints/(\S+)\.txt", args)
+        assert m, f"pip install without a constraints file: {args}"
+        assert (CONSTRAINTS / f"{m.group(1)}.txt").is_file()
+    export = stages()["export"][1]
+    assert "--index-url https://download.pytorch.org/whl/cpu torch torchvision" in export  # CPU torchvision too
+    assert pins("export")["torchvision"] == Version("0.28.0+cpu") and pins("export")["torch"] == Version("2.13.0+cpu")
+
+
+def test_the_gpu_images_check_the_cuda_stack_at_build_time():
+    body = stages()["serve"][1]
+    assert 'python -m service.cuda_stack --cuda "${CUDA_VERSION}"' in body
+    assert body.index("service.cuda_stack") > body.index("pip install")  # after the install it checks
+    assert "nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04" in DOCKERFILE
+
+
+def _requirements() -> dict[str, list[Requirement]]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = {k: [Requirement(r) for r in v] for k, v in project["optional-dependencies"].items()}
+    extras["base"] = [Requirement(r) for r in project["dependencies"]]
+    return extras
+
+
+@pytest.mark.parametrize(
+    "image, extras",
+    [
+        ("serve-gpu", ["base", "serve-gpu", "tensorrt"]),
+        ("serve-cpu", ["base", "serve"]),
+        ("eval", ["base", "serve-gpu", "tensorrt", "eval"]),
+        ("export", ["base", "serve", "export"]),
+    ],
+)
+def test_each_lock_satisfies_pyproject_and_pins_every_requirement(image, extras):
+    locked = pins(image)
+    reqs = _requirements()
+    for extra in extras:
+        for req in reqs[extra]:
+            if req.name == "poseserve":
+                continue
+            name = req.name.lower()
+            assert name in locked, f"{image}: {name} ({extra}) is not pinned"
+            assert req.specifier.contains(locked[name], prereleases=True), f"{image}: {name} {locked[name]} vs {req}"
+
+
+def test_one_cuda_stack_in_every_gpu_image():
+    """CUDA 12 throughout: onnxruntime-gpu 1.19..1.23 (CUDA 12.2 builds), TensorRT 10 for CUDA 12, cuda-python 12.6+."""
+    for image in ("serve-gpu", "eval"):
+        p = pins(image)
+        assert p["onnxruntime-gpu"] == Version("1.22.0") and "onnxruntime" not in p  # never both
+        assert p["tensorrt-cu12"] == p["tensorrt-cu12-libs"] == p["tensorrt-cu12-bindings"] == Version("10.9.0.34")
+        assert Version("12.6") <= p["cuda-python"] < Version("13")
+        assert not any(n.startswith("nvidia-") or n.endswith("-cu13") for n in p)
+    assert pins("serve-cpu")["onnxruntime"] == pins("export")["onnxruntime"] == Version("1.22.0")
+
+
+def test_compose_has_a_gpu_and_a_cpu_profile():
+    compose = yaml.safe_load((REPO_ROOT / "docker" / "compose.yaml").read_text())
+    assert compose["name"] == "poseserve"  # Compose v2
+    services = compose["services"]
+    targets = set(stages())
+    for svc in services.values():
+        assert svc["build"]["target"] in targets
+    assert "profiles" not in services["prepare"]
+    gpu, cpu = services["pose"], services["pose-cpu"]
+    assert gpu["profiles"] == ["gpu"] and gpu["build"]["target"] == "serve"
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert cpu["profiles"] == ["cpu"] and cpu["build"]["target"] == "serve-cpu" and "deploy" not in cpu
+    assert "CUDA" not in cpu["environment"]["POSE_PROVIDERS"]
+    for svc in (gpu, cpu):
+        assert svc["depends_on"]["prepare"]["condition"] == "service_completed_successfully"
+        assert svc["volumes"] == ["models:/models"]
+    text = (REPO_ROOT / "docker" / "compose.yaml").read_text()
+    assert "Compose v2" in text and "resolve against" in text  # the two notes the README repeats
