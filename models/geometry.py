@@ -315,9 +315,7 @@ def flip_center_horizontal(center: np.ndarray, image_width: int) -> np.ndarray:
     return c
 
 
-def half_body_center_scale(
-    keypoints: np.ndarray, ids, padding: float = 1.5
-) -> tuple[np.ndarray, np.ndarray]:
+def half_body_center_scale(keypoints: np.ndarray, ids, padding: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """Center and scale of the box around some keypoints (MMPose ``RandomHalfBody._get_half_body_bbox``).
 
     center = mean of the selected keypoints; scale = (max - min) of their x and y, times ``padding``

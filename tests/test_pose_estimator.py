@@ -92,4 +92,6 @@ def test_bad_inputs_raise_clear_errors(movenet, tiny_people, movenet_card, tmp_p
     card.input.width = 256
     card.keypoints = {"name": "anon", "names": [f"k{i}" for i in range(17)]}
     with pytest.raises(ModelLoadError, match="no flip pairs"):
-        PoseEstimator.from_settings(card.save(tmp_path / "anon.json"), cpu_settings.model_copy(update={"flip_test": True}))
+        PoseEstimator.from_settings(
+            card.save(tmp_path / "anon.json"), cpu_settings.model_copy(update={"flip_test": True})
+        )
