@@ -16,6 +16,8 @@ reduced precision (fp16, bf16, int8) is judged by AP on trained models, never by
   in [0, 1] (``np.exp`` Gaussian targets): a few ulp between numpy builds.
 * :data:`UINT8_LEVELS`: OpenCV interpolation output (``cv2.warpAffine`` crops) between OpenCV builds.
 * :data:`METRIC_ABS`: AP / AR from the same predictions (ratios of counts; any real difference is >= 1e-4).
+* :data:`TRAINING_REPLAY_ATOL`: the same training steps computed twice on one machine (a resumed run vs one
+  run; 2 DDP processes vs 1 process accumulating the same 2 batches).
 
 Torch-free (numpy only).
 """
@@ -42,6 +44,11 @@ UINT8_LEVELS: int = 1
 FP64_FROM_FP32_REL: float = 1e-6
 #: COCO metric figures computed twice from the same predictions.
 METRIC_ABS: float = 1e-6
+#: Float32 weights after replaying the same training steps on one machine, same thread count (resume; DDP vs
+#: gradient accumulation). The arithmetic is the same (halving a gradient is exact, a 2-rank all-reduce is one
+#: addition), so the replay is bit-exact (measured 0); the bound allows other all-reduce orders of more ranks and is
+#: far below what a lost or repeated step moves (Adam moves each weight by ~lr, >= 1e-4 here).
+TRAINING_REPLAY_ATOL: float = 1e-6
 
 
 def max_abs_diff(a, b) -> float:

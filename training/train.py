@@ -73,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     d.add_argument("--max-images", type=int, help="only the first N images of each annotation file")
     d.add_argument("--no-val", action="store_true", help="no validation (best.pth is not written)")
+    d.add_argument("--no-flip-test", action="store_true", help="validate without the config's flip test")
     h = p.add_argument_group("overrides of the config")
     h.add_argument("--epochs", type=int)
     h.add_argument("--batch-size", type=int, help="images per process (GPU)")
@@ -270,6 +271,7 @@ def training_state(optimizer, scheduler, scaler, state: TrainState, world: int, 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    threads = torch.get_num_threads()
     try:
         settings = settings_from_args(args)
         return run(args, settings)
@@ -277,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pose-train: {exc}", file=sys.stderr)
         return 2
     finally:
+        torch.set_num_threads(threads)  # --threads is per run (main() may be called in-process, e.g. by tests)
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -468,7 +471,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         buf /= world
             ap = None
             if val_loader is not None and (state.epoch % cfg.val_interval == 0 or state.epoch == cfg.epochs):
-                stats = evaluate(model, val_loader, paths["val_ann"], device, cfg.model.flip_test)
+                stats = evaluate(
+                    model, val_loader, paths["val_ann"], device, cfg.model.flip_test and not args.no_flip_test
+                )
                 if main_proc:
                     ap = stats["AP"]
                     record = {"mode": "val", "epoch": state.epoch, "iter": state.global_iter, **stats}
