@@ -9,7 +9,8 @@ loaders (``training.data``) -> model and its initialisation (``models.checkpoint
 multi-step schedule, GradScaler -> resume -> for each epoch: ``engine.train_one_epoch``, ``engine.evaluate`` every
 ``val_interval`` epochs, checkpoints. Only rank 0 writes (checkpoints, ``log.jsonl``, TensorBoard, progress bars).
 
-Files in ``--work-dir``: ``last.pth`` (weights + optimizer / scheduler / scaler / sampler state, for ``--resume``),
+Files in ``--work-dir``: ``last.pth`` (weights + optimizer / scheduler / scaler / sampler state, for ``--resume``;
+written every ``checkpoint_interval`` epochs, at the end and when ``--max-iters`` stops the run),
 ``best.pth`` (the best validation AP), ``epoch_<N>.pth`` (every ``checkpoint_interval`` epochs), ``log.jsonl``
 (one JSON record per log interval and per validation), ``config.json``. Every ``.pth`` is our checkpoint format
 (``models.checkpoints.save_pose_checkpoint``; MMPose's layout: ``state_dict``, ``meta`` with the config name, epoch
@@ -81,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     h.add_argument("--no-scale-lr", action="store_true", help="use --lr / the config's lr as is (no linear scaling)")
     h.add_argument("--workers", type=int, help="DataLoader workers per process")
     h.add_argument("--val-interval", type=int)
+    h.add_argument("--checkpoint-interval", type=int, help="write last.pth and epoch_<N>.pth every N epochs")
     h.add_argument("--warmup-iters", type=int)
     h.add_argument("--milestones", type=int, nargs="*", help="MultiStepLR epochs (none: constant lr after warm-up)")
     h.add_argument("--no-augment", action="store_true", help="no RandomFlip / RandomHalfBody / RandomBBoxTransform")
@@ -115,7 +117,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     cfg = get_train_config(args.config)
     changes = {
         k: getattr(args, k)
-        for k in ("epochs", "batch_size", "lr", "workers", "val_interval", "warmup_iters")
+        for k in ("epochs", "batch_size", "lr", "workers", "val_interval", "checkpoint_interval", "warmup_iters")
         if getattr(args, k) is not None
     }
     if args.milestones is not None:
@@ -483,7 +485,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     if ap > state.best_ap:
                         state.best_ap, state.best_epoch = ap, state.epoch
                         save(work / "best.pth", model, cfg, state, ap, None)
-            if main_proc:
+            last_epoch = state.epoch == cfg.epochs or stopped
+            if main_proc and (state.epoch % cfg.checkpoint_interval == 0 or last_epoch):
                 full = training_state(optimizer, scheduler, scaler, state, world, cfg.batch_size, args.accumulate)
                 save(work / "last.pth", model, cfg, state, ap, full)
                 if state.epoch % cfg.checkpoint_interval == 0:
