@@ -22,7 +22,6 @@ What is written (``tests/test_training_golden.py`` compares ``training/`` with i
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from make_golden import CONFIGS, install_import_shims, load_recipe  # noqa: E402
+from make_golden import CONFIGS, install_import_shims, load_recipe, output_dir  # noqa: E402
 
 SEEDS = tuple(range(12))
 #: (tag, codec config, input size)
@@ -71,11 +70,7 @@ BBOX_XYXY = np.array([100.0, 30.0, 220.0, 236.0], dtype=np.float32)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "mmpose_train")
-    args = ap.parse_args()
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(__doc__.split("\n")[0], "mmpose_train")
 
     install_import_shims()
     import cv2
