@@ -18,6 +18,7 @@ that prepares them.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,10 +125,7 @@ def resolve_pose_checkpoint(checkpoint: str | Path, settings: Settings) -> Path:
             f"{checkpoint} is a checkpoint: serving it needs the export extra (torch, onnx) to convert it once; {hint}"
         )
     tmp = folder.with_name(folder.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
     cmd = [
         sys.executable,
         "-m",
@@ -145,6 +143,7 @@ def resolve_pose_checkpoint(checkpoint: str | Path, settings: Settings) -> Path:
     rc = subprocess.run(cmd, check=False).returncode
     card = _cached_card(tmp)
     if rc != 0 or card is None:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise ModelLoadError(f"exporting {checkpoint} failed (`{' '.join(cmd)}` exited with {rc}); {hint}")
     tmp.rename(folder)
     return folder / card.name

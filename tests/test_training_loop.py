@@ -200,6 +200,11 @@ def test_cli_errors_are_one_line(coco_tiny, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "offline" in err and str(tmp_path / "checkpoints") in err
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        assert main(tiny_args(coco_tiny, tmp_path / "w", "--tensorboard", "--max-iters", "1")) == 2
+        assert "--tensorboard needs the tensorboard package" in capsys.readouterr().err
     argv = tiny_args(coco_tiny, tmp_path / "w", "--init", "imagenet", "--offline", "--cache-dir", str(tmp_path))
     assert main(argv) == 2
     err = capsys.readouterr().err
