@@ -30,6 +30,16 @@ def test_integral_model_starts_from_a_heatmap_checkpoint(tmp_path):
     assert torch.equal(integral.head.linspace_x, grid)  # the integral grid is the model's own
 
 
+def test_fine_tune_from_an_mmpose_layout_checkpoint(tmp_path):
+    torch.manual_seed(2)
+    src = TopdownPoseModel(get_config("ipr_res50").replace(**SMALL))
+    path = tmp_path / "mmpose_style.pth"  # mmengine's layout: state_dict + meta, no config
+    torch.save({"state_dict": src.state_dict(), "meta": {"mmpose_version": "1.3.2", "epoch": 210}}, path)
+    dst = TopdownPoseModel(get_config("ipr_res50").replace(**SMALL))
+    assert "mmpose checkpoint" in initialise(dst, str(path), Settings(cache_dir=tmp_path))
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+
+
 def test_imagenet_keys_map_onto_the_backbone(tmp_path):
     model = TopdownPoseModel(get_config("td-hm_res50").replace(backbone_depth=18))
     tv = {

@@ -52,6 +52,7 @@ from service.settings import Settings, add_settings_options, settings_from_args
 from training.configs import CONFIGS, INIT_IMAGENET, TrainConfig, get_train_config
 from training.data import CocoTopDown, DataError, EpochIndices, worker_init
 from training.engine import TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
+from training.transforms import AugmentConfig
 
 log = logging.getLogger("pose-train")
 
@@ -123,7 +124,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     if args.milestones is not None:
         changes["milestones"] = tuple(args.milestones)
     if args.no_augment:
-        changes["augment"] = cfg.augment.__class__(enabled=False)
+        changes["augment"] = AugmentConfig(enabled=False)
     init = args.load_from or args.init
     if init is not None:
         changes["init"] = None if init == "none" else init
