@@ -249,6 +249,8 @@ def save(
 
 
 def training_state(optimizer, scheduler, scaler, state: TrainState, world: int, batch: int, accumulate: int) -> dict:
+    """What ``--resume`` restores, in MMPose's checkpoint keys (``optimizer``, ``param_schedulers``) plus the
+    GradScaler, the position (epoch, step in the epoch: the sampler skips what was done) and torch's RNG state."""
     return {
         "optimizer": optimizer.state_dict(),
         "param_schedulers": [scheduler.state_dict()],
@@ -273,6 +275,7 @@ def training_state(optimizer, scheduler, scaler, state: TrainState, world: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``pose-train``: exit status 0, or 2 with a one-line message for a failure it understands."""
     args = parse_args(argv)
     threads = torch.get_num_threads()
     try:
@@ -288,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    """The training run of ``pose-train`` (see the module docstring); returns 0.
+
+    Raises:
+        DataError, CheckpointError, ChecksumError, FileNotFoundError, ValueError: bad data, paths, options or weights
+            (``main`` prints them as one line); FloatingPointError: the loss diverged.
+    """
     cfg = build_config(args)
     paths = data_paths(args)
     rank, world, _, device = setup_distributed(args.device)
