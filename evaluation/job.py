@@ -72,12 +72,44 @@ TABLE_COLUMNS = ("Arch", "Input Size", "AP", "AP50", "AP75", "AR", "AR50")
 # --------------------------------------------------------------------------------------------------
 
 
-def gt_boxes(coco, image_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ground-truth person boxes of one image, as MMPose's top-down COCO dataset takes them.
+def coco_person_instance(ann: dict, img_w: int, img_h: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """One COCO person annotation as MMPose's top-down COCO dataset takes it, or None if MMPose skips it.
 
-    Follows ``BaseCocoStyleDataset.parse_data_info`` / ``_is_valid_instance``: skip ``iscrowd``, skip
-    ``num_keypoints == 0`` (or all-zero keypoints), clip the xywh box to ``[0, W-1] x [0, H-1]`` and skip it
-    if it is empty after clipping.
+    Follows ``BaseCocoStyleDataset.parse_data_info`` / ``_is_valid_instance``
+    (``mmpose/datasets/datasets/base/base_coco_style_dataset.py``): skip ``iscrowd``, annotations without
+    ``bbox`` or ``keypoints``, ``num_keypoints == 0`` (or all-zero keypoints); clip the xywh box to
+    ``[0, W-1] x [0, H-1]`` and skip it if it is empty after clipping. The training dataset and
+    :func:`gt_boxes` both use this rule.
+
+    Args:
+        ann: a COCO annotation dict (``bbox`` xywh, ``keypoints`` 3K numbers, ...).
+        img_w, img_h: the image size in pixels.
+
+    Returns:
+        (bbox float32 [4] xyxy in image pixels, keypoints float32 [K, 3] = x, y, COCO visibility 0/1/2), or None.
+
+    Raises:
+        ValueError: ``bbox`` is not 4 numbers or ``keypoints`` not a multiple of 3 (the annotation id is named).
+    """
+    if ann.get("iscrowd", 0) or "bbox" not in ann or "keypoints" not in ann:
+        return None
+    try:
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        kpts = np.asarray(ann["keypoints"], dtype=np.float32).reshape(-1, 3)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"annotation {ann.get('id')}: malformed bbox or keypoints ({exc})") from None
+    if ann.get("num_keypoints", 1) == 0 or kpts.size == 0 or kpts.max() <= 0:
+        return None
+    x1, y1 = np.clip(x, 0, img_w - 1), np.clip(y, 0, img_h - 1)
+    x2, y2 = np.clip(x + w, 0, img_w - 1), np.clip(y + h, 0, img_h - 1)
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return np.array([x1, y1, x2, y2], dtype=np.float32), kpts
+
+
+def gt_boxes(coco, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth person boxes of one image, as MMPose's top-down COCO dataset takes them
+    (:func:`coco_person_instance`).
 
     Args:
         coco: a COCO object (pycocotools / xtcocotools).
@@ -87,19 +119,11 @@ def gt_boxes(coco, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         (bboxes float32 [N, 4] xyxy in original-image pixels, bbox scores float32 [N] = 1).
     """
     info = coco.imgs[image_id]
-    w_img, h_img = info["width"], info["height"]
     boxes = []
     for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
-        if ann.get("iscrowd", 0) or "bbox" not in ann or "keypoints" not in ann:
-            continue
-        if ann.get("num_keypoints", 1) == 0 or max(ann["keypoints"]) <= 0:
-            continue
-        x, y, w, h = ann["bbox"]
-        x1, y1 = np.clip(x, 0, w_img - 1), np.clip(y, 0, h_img - 1)
-        x2, y2 = np.clip(x + w, 0, w_img - 1), np.clip(y + h, 0, h_img - 1)
-        if x2 <= x1 or y2 <= y1:
-            continue
-        boxes.append([x1, y1, x2, y2])
+        inst = coco_person_instance(ann, info["width"], info["height"])
+        if inst is not None:
+            boxes.append(inst[0])
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     return b, np.ones(len(b), dtype=np.float32)
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from models.pose_model import TopdownPoseModel, build_pose_model
-from models.zoo import ZOO, PoseModelConfig, get_config, sha256_file
+from models.zoo import IMAGENET_RESNET, ZOO, PoseModelConfig, get_config, sha256_file
 
 #: Format tag of our checkpoint files.
 FORMAT = "poseserve.pose_checkpoint/1"
@@ -233,6 +233,62 @@ def heatmap_to_integral_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str
     return out
 
 
+def imagenet_to_backbone_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision ResNet keys -> our backbone's: ``conv1.weight`` -> ``backbone.conv1.weight`` etc.; the
+    classifier ``fc.*`` is dropped (MMPose loads ``torchvision://resnet50`` into the backbone the same way and
+    reports ``fc`` as unexpected)."""
+    return {"backbone." + k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+
+
+def load_imagenet_backbone(
+    model: TopdownPoseModel, cache_dir: str | os.PathLike, offline: bool = False, progress: bool = True
+) -> Path:
+    """Initialise ``model.backbone`` with torchvision's ImageNet weights of its depth (MMPose
+    ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')``), downloaded by URL with its
+    SHA-256 prefix checked (:data:`models.zoo.IMAGENET_RESNET`) into ``cache_dir``.
+
+    Args:
+        model: a :class:`TopdownPoseModel` with ``backbone_base_channels`` 64 (the torchvision widths).
+        cache_dir: the checkpoint folder (``Settings.cache.checkpoints``).
+        offline: never download (a missing file raises FileNotFoundError naming the URL and the path).
+        progress: download progress bar.
+
+    Returns:
+        The weights file used.
+
+    Raises:
+        ValueError: no ImageNet weights for this depth / width.
+        FileNotFoundError: offline or the download failed (the message names the URL and where to put the file).
+        ChecksumError: wrong hash. CheckpointError: the file's keys / shapes do not fit the backbone.
+    """
+    cfg = model.config
+    if cfg.backbone_depth not in IMAGENET_RESNET or cfg.backbone_base_channels != 64:
+        raise ValueError(
+            f"no ImageNet weights for ResNet-{cfg.backbone_depth} with base width {cfg.backbone_base_channels}"
+        )
+    url, prefix = IMAGENET_RESNET[cfg.backbone_depth]
+    dest = Path(cache_dir) / url.rsplit("/", 1)[-1]
+    if dest.is_file():
+        verified_file(dest, prefix, url)
+    else:
+        where = f"Download\n  {url}\nand put it at\n  {dest}\n(its SHA-256 must start with {prefix})"
+        if offline:
+            raise FileNotFoundError(f"ImageNet ResNet-{cfg.backbone_depth} weights not cached and offline. {where}")
+        try:
+            download(url, dest, prefix, progress=progress)
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            raise FileNotFoundError(f"could not download the ImageNet weights ({e}). {where}") from e
+    sd = imagenet_to_backbone_keys(extract_state_dict(read_checkpoint(dest)))
+    backbone_only = nn.Module()
+    backbone_only.backbone = model.backbone
+    try:
+        check_state_dict(backbone_only, sd)
+    except CheckpointError as e:
+        raise CheckpointError(f"{dest}: {e}") from None
+    model.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in sd.items()}, strict=True)
+    return dest
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], max_listed: int = 20) -> None:
     """Strict comparison of ``state_dict`` with ``model.state_dict()``.
 
@@ -356,7 +412,8 @@ def load_pose_checkpoint(
     model = build_pose_model(cfg)
     state_dict = extract_state_dict(ckpt)
     converted = None
-    if fmt == "mmpose" and cfg.head_kind == "integral" and any(k.startswith("head.final_layer.") for k in state_dict):
+    if cfg.head_kind == "integral" and any(k.startswith("head.final_layer.") for k in state_dict):
+        # a SimpleBaseline (td-hm) checkpoint, MMPose's or ours, loaded into an integral model
         state_dict = heatmap_to_integral_keys(state_dict)
         converted = "heatmap head keys renamed into the integral head (MMPose init from td-hm)"
         for k in ("head.linspace_x", "head.linspace_y"):  # not in a heatmap checkpoint; the grid is fixed
@@ -379,11 +436,25 @@ def load_pose_checkpoint(
     return model.eval(), metadata
 
 
-def save_pose_checkpoint(path: str | os.PathLike, model: TopdownPoseModel, meta: Mapping | None = None) -> Path:
+def save_pose_checkpoint(
+    path: str | os.PathLike, model: TopdownPoseModel, meta: Mapping | None = None, extra: Mapping | None = None
+) -> Path:
     """Write our checkpoint format: config + state dict + metadata (JSON-able ``meta``, e.g. epoch, AP).
+
+    Args:
+        path: the file (parent folders are created). Written to ``<path>.tmp`` first and renamed, so an
+            interrupted save never leaves a truncated checkpoint.
+        model: the model (its ``config`` and weights; tensors are copied to the CPU).
+        meta: JSON-able metadata (training: ``config_name``, ``epoch``, ``AP`` ...).
+        extra: more top-level entries in MMPose's checkpoint layout (training state: ``optimizer``,
+            ``param_schedulers``, ``scaler``, ``train_state``); plain tensors / numbers / containers only, so the
+            file still loads with ``weights_only=True``.
 
     Returns:
         The path written. The file loads back with :func:`load_pose_checkpoint` (no config needed).
+
+    Raises:
+        ValueError: an ``extra`` key that clashes with the format's own keys.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,5 +464,11 @@ def save_pose_checkpoint(path: str | os.PathLike, model: TopdownPoseModel, meta:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": _json_safe(dict(meta or {})),
     }
-    torch.save(payload, path)
+    clash = sorted(set(extra or {}) & set(payload))
+    if clash:
+        raise ValueError(f"extra checkpoint entries clash with the format's keys: {clash}")
+    payload.update(extra or {})
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
     return path

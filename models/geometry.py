@@ -215,18 +215,23 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return p @ m[:, :2].T + m[:, 2]
 
 
-def crop_image(image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Warp one box region to the model input with ``cv2.warpAffine`` (INTER_LINEAR, border 0).
+def crop_image(
+    image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int], rot: float = 0.0
+) -> np.ndarray:
+    """Warp one box region to the model input with ``cv2.warpAffine`` (INTER_LINEAR, border 0), as MMPose's
+    ``TopdownAffine`` (no UDP) does.
 
     Args:
         image: HxWxC uint8 (any channel order; it is kept).
         center, scale: [2] each from :func:`box_to_center_scale`, original-image pixels.
         input_size: (w, h) of the crop.
+        rot: rotation in degrees (training augmentation; 0 at inference), see :func:`get_warp_matrix`.
 
     Returns:
-        uint8 [h, w, C] crop.
+        uint8 [h, w, C] crop. Map points with :func:`transform_points` and the same
+        ``get_warp_matrix(center, scale, rot, input_size)``.
     """
-    m = get_warp_matrix(center, scale, 0.0, input_size)
+    m = get_warp_matrix(center, scale, rot, input_size)
     return cv2.warpAffine(
         image,
         m,
@@ -267,3 +272,71 @@ def keypoints_crop_to_image(
     c = np.asarray(centers, dtype=np.float32)[:, None, :]
     s = np.asarray(scales, dtype=np.float32)[:, None, :]
     return kp / size * s + c - 0.5 * s
+
+
+def flip_keypoints_horizontal(
+    keypoints: np.ndarray, keypoints_visible: np.ndarray, image_width: int, flip_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints of a horizontally mirrored image (MMPose ``flip_keypoints``, direction ``horizontal``).
+
+    Joints are reordered by ``flip_index`` (left <-> right), then ``x <- w - 1 - x`` (a pixel's index is its
+    coordinate, so pixel i mirrors to w - 1 - i); y is unchanged.
+
+    Args:
+        keypoints: float [..., K, 2] (x, y) in image pixels.
+        keypoints_visible: [..., K] visibility (reordered like the joints).
+        image_width: w of the image in pixels.
+        flip_index: int [K] (:func:`models.keypoints.flip_indices`).
+
+    Returns:
+        (keypoints, keypoints_visible): new arrays, same dtypes.
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    kp = np.asarray(keypoints)
+    vis = np.asarray(keypoints_visible)
+    if kp.shape[-1] != 2 or kp.shape[:-1] != vis.shape or kp.shape[-2] != len(flip_index):
+        raise ValueError(
+            f"keypoints [..., K, 2] and visibility [..., K] with K = {len(flip_index)} expected, "
+            f"got {list(kp.shape)} and {list(vis.shape)}"
+        )
+    kp = kp.take(flip_index, axis=-2)
+    vis = vis.take(flip_index, axis=-1)
+    kp[..., 0] = image_width - 1 - kp[..., 0]
+    return kp, vis
+
+
+def flip_center_horizontal(center: np.ndarray, image_width: int) -> np.ndarray:
+    """Box centers [..., 2] of a horizontally mirrored image: ``x <- w - 1 - x`` (MMPose ``flip_bbox``,
+    format ``center``). Returns a new array of the same dtype."""
+    c = np.array(center, copy=True)
+    c[..., 0] = image_width - 1 - c[..., 0]
+    return c
+
+
+def half_body_center_scale(keypoints: np.ndarray, ids, padding: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Center and scale of the box around some keypoints (MMPose ``RandomHalfBody._get_half_body_bbox``).
+
+    center = mean of the selected keypoints; scale = (max - min) of their x and y, times ``padding``
+    (the aspect ratio is fixed later, by the crop, as in MMPose).
+
+    Args:
+        keypoints: float [K, 2] (x, y) in image pixels.
+        ids: indices of the selected keypoints (non-empty).
+        padding: MMPose 1.5.
+
+    Returns:
+        (center [2], scale [2]) in image pixels, the keypoints' dtype.
+
+    Raises:
+        ValueError: no keypoint selected.
+    """
+    ids = list(ids)
+    if not ids:
+        raise ValueError("half_body_center_scale needs at least one keypoint")
+    sel = np.asarray(keypoints)[ids]
+    center = sel.mean(axis=0)[:2]
+    wh = sel.max(axis=0) - sel.min(axis=0)
+    scale = np.array([wh[0], wh[1]], dtype=center.dtype) * padding
+    return center, scale

@@ -45,6 +45,11 @@ COCO17_FLIP_PAIRS: tuple[tuple[int, int], ...] = (
     (15, 16),
 )
 
+#: Upper-body keypoints (nose .. wrists) and lower-body keypoints (hips .. ankles): MMPose's ``type='upper'`` /
+#: ``type='lower'`` in ``configs/_base_/datasets/coco.py``, used by the half-body augmentation.
+COCO17_UPPER_BODY_IDS: tuple[int, ...] = tuple(range(0, 11))
+COCO17_LOWER_BODY_IDS: tuple[int, ...] = tuple(range(11, 17))
+
 #: Limbs as 0-based index pairs (the COCO annotation file's 1-based ``skeleton`` minus one).
 COCO17_SKELETON: tuple[tuple[int, int], ...] = (
     (15, 13),

@@ -20,6 +20,8 @@ reduced precision (fp16, bf16, int8) is judged by AP on trained models, never by
   (``bench/gpu_check.py``, coco-tiny crops): a smoke test that the half-precision build computes the same
   model, not an accuracy claim (that is AP on trained models, above). An fp32 engine must meet
   :data:`EXPORT_TOLERANCE_PX` (TF32 off).
+* :data:`TRAINING_REPLAY_ATOL`: the same training steps computed twice on one machine (a resumed run vs one
+  run; 2 DDP processes vs 1 process accumulating the same 2 batches).
 
 Torch-free (numpy only).
 """
@@ -48,6 +50,11 @@ FP64_FROM_FP32_REL: float = 1e-6
 METRIC_ABS: float = 1e-6
 #: fp16 TensorRT engine vs float32 onnxruntime, crop pixels: a smoke bound on the GPU (bench/gpu_check.py).
 FP16_SMOKE_PX: float = 1.0
+#: Float32 weights after replaying the same training steps on one machine, same thread count (resume; DDP vs
+#: gradient accumulation). The arithmetic is the same (halving a gradient is exact, a 2-rank all-reduce is one
+#: addition), so the replay is bit-exact (measured 0); the bound allows other all-reduce orders of more ranks and is
+#: far below what a lost or repeated step moves (Adam moves each weight by ~lr, >= 1e-4 here).
+TRAINING_REPLAY_ATOL: float = 1e-6
 
 
 def max_abs_diff(a, b) -> float:

@@ -39,6 +39,17 @@ IMAGENET_STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
 _MMPOSE_DL = "https://download.openmmlab.com/mmpose/v1/body_2d_keypoint"
 
+#: torchvision's ImageNet ResNet weights by depth: (URL, SHA-256 prefix from the file name). MMPose's
+#: ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')`` resolves to these files
+#: (mmengine ``hub/torchvision_0.12.json``, the IMAGENET1K_V1 weights); the SimpleBaseline config starts from them.
+IMAGENET_RESNET: dict[int, tuple[str, str]] = {
+    18: ("https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd"),
+    34: ("https://download.pytorch.org/models/resnet34-b627a593.pth", "b627a593"),
+    50: ("https://download.pytorch.org/models/resnet50-0676ba61.pth", "0676ba61"),
+    101: ("https://download.pytorch.org/models/resnet101-63fe2227.pth", "63fe2227"),
+    152: ("https://download.pytorch.org/models/resnet152-394f9c45.pth", "394f9c45"),
+}
+
 #: Head kinds: ``integral`` outputs normalised coordinates, ``heatmap`` outputs heatmaps.
 HEAD_KINDS = ("integral", "heatmap")
 

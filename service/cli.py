@@ -26,14 +26,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def resolve_models(settings: Settings) -> Settings:
-    """Fill unset model paths with the default models from the cache (preparing them if allowed).
+    """Turn a pose checkpoint (``.pth``) into its exported card (``service.defaults.resolve_pose_checkpoint``), then
+    fill unset model paths with the default models from the cache (preparing them if allowed).
 
     Raises:
-        ModelLoadError: defaults are missing (the message names the files and the command that prepares them).
+        ModelLoadError: defaults are missing (the message names the files and the command that prepares them), or
+            the checkpoint cannot be exported.
     """
+    from service.defaults import is_checkpoint, resolve_default_models, resolve_pose_checkpoint
+
+    if settings.pose_model is not None and is_checkpoint(settings.pose_model):
+        settings = settings.model_copy(update={"pose_model": resolve_pose_checkpoint(settings.pose_model, settings)})
     if settings.detector_model is not None and settings.pose_model is not None:
         return settings
-    from service.defaults import resolve_default_models
 
     det, pose = resolve_default_models(settings)
     return settings.model_copy(

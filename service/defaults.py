@@ -4,6 +4,10 @@ The defaults are the Ultralytics ``yolo11n`` person detector and the ``ipr_res50
 (MMPose's published Debias-IPR ResNet-50 checkpoint), exported by ``pose-export defaults`` into the
 cache (:class:`service.settings.CacheLayout`: ``default_detector``, ``default_pose_card``).
 
+A pose checkpoint given as the pose model (``pose-serve --pose run/best.pth``, e.g. from ``pose-train``) is
+exported the same way on first start by :func:`resolve_pose_checkpoint` (``python -m export.cli pose``) and cached
+by the checkpoint's SHA-256 (``CacheLayout.trained_pose``).
+
 When they are missing, :func:`resolve_default_models` runs the preparation in a subprocess
 (``python -m export.cli defaults``, so torch never enters the server process) if the export extra is
 installed and ``Settings.prepare_defaults`` is on; otherwise, or if preparation fails (e.g. no network),
@@ -14,14 +18,18 @@ that prepares them.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from models.zoo import sha256_file
 from service.errors import ModelLoadError
 from service.settings import CacheLayout, Settings
 
 PREPARE_COMMAND = "pose-export defaults"
+#: File suffixes of pose checkpoints that ``pose-serve --pose`` exports before serving.
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
 
 
 class DefaultModelsMissing(ModelLoadError):
@@ -74,3 +82,68 @@ def resolve_default_models(settings: Settings) -> tuple[Path, Path]:
         f"{why}Prepare them with `{PREPARE_COMMAND} --cache-dir {cache.root}` (needs `pip install 'poseserve[export]'` "
         "and network access to GitHub and download.openmmlab.com), or pass --detector and --pose."
     )
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether a pose model path is a checkpoint (``.pth`` / ``.pt``) rather than a card or an ONNX file."""
+    return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def _cached_card(folder: Path) -> Path | None:
+    cards = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return cards[0] if len(cards) == 1 and cards[0].with_suffix(".onnx").is_file() else None
+
+
+def resolve_pose_checkpoint(checkpoint: str | Path, settings: Settings) -> Path:
+    """The model card of a pose checkpoint, exporting it first if its SHA-256 is not in the cache yet.
+
+    The export runs ``python -m export.cli pose CHECKPOINT --out <tmp> --cache-dir ...`` in a subprocess (torch never
+    enters the server process; the export is verified against torch there), into a temporary folder renamed to
+    ``settings.cache.trained_pose(sha256)`` when it succeeded, so a failed or interrupted export leaves nothing behind.
+
+    Args:
+        checkpoint: a ``.pth`` of ours (``pose-train``) or MMPose's.
+        settings: the cache root and ``offline`` (passed on to the export).
+
+    Returns:
+        The card JSON path (its ONNX beside it).
+
+    Raises:
+        ModelLoadError: the file is missing, the export extra is not installed, or the export failed (the message
+            names the command to run by hand).
+    """
+    checkpoint = Path(checkpoint).expanduser()
+    if not checkpoint.is_file():
+        raise ModelLoadError(f"pose checkpoint not found: {checkpoint}")
+    folder = settings.cache.trained_pose(sha256_file(checkpoint))
+    card = _cached_card(folder)
+    if card is not None:
+        return card
+    hint = f"export it by hand (`pose-export pose {checkpoint} --out DIR`) and pass --pose DIR/<name>.json"
+    if not export_extra_installed():
+        raise ModelLoadError(
+            f"{checkpoint} is a checkpoint: serving it needs the export extra (torch, onnx) to convert it once; {hint}"
+        )
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "export.cli",
+        "pose",
+        str(checkpoint),
+        "--out",
+        str(tmp),
+        "--cache-dir",
+        str(settings.cache.root),
+    ]
+    if settings.offline:
+        cmd.append("--offline")
+    print(f"exporting {checkpoint} to ONNX for serving (once; cached in {folder})", file=sys.stderr)
+    rc = subprocess.run(cmd, check=False).returncode
+    card = _cached_card(tmp)
+    if rc != 0 or card is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelLoadError(f"exporting {checkpoint} failed (`{' '.join(cmd)}` exited with {rc}); {hint}")
+    tmp.rename(folder)
+    return folder / card.name

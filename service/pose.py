@@ -222,4 +222,9 @@ class PoseEstimator:
         """Card + runtime facts for ``/v1/models`` (file names only: no server paths in responses)."""
         card = self.card.to_dict()
         card["model_file"] = Path(card["model_file"]).name
-        return {"card": card, "runtime": self.runtime.describe(), "flip_test": self.flip_test, "batch_size": self.batch_size}
+        return {
+            "card": card,
+            "runtime": self.runtime.describe(),
+            "flip_test": self.flip_test,
+            "batch_size": self.batch_size,
+        }

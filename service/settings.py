@@ -15,6 +15,7 @@ detector and pose model, TensorRT engines)::
     <cache_dir>/downloads/yolo11n.pt
     <cache_dir>/detector/yolo11n.onnx
     <cache_dir>/pose/ipr_res50_debias.onnx + ipr_res50_debias.json (the model card)
+    <cache_dir>/trained/<checkpoint sha256[:16]>/<config name>.onnx + .json (``pose-serve --pose best.pth``)
     <cache_dir>/engines/<gpu>/trt-<version>/<onnx stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
         (+ ``.engine.json``: the build's sidecar)
     <cache_dir>/engines/onnxruntime-trt/ort-<version>-trt-<version>/  (onnxruntime's TensorRT EP engine + timing caches)
@@ -68,6 +69,17 @@ class CacheLayout:
         return self.engines / "onnxruntime-trt" / f"ort-{ort_version}-trt-{trt_version}"
 
     @property
+    def trained(self) -> Path:
+        """Pose checkpoints served directly (``pose-serve --pose run/best.pth``), exported to ONNX + card."""
+        return self.root / "trained"
+
+    def trained_pose(self, sha256: str) -> Path:
+        """The folder holding the ONNX + card exported from the checkpoint whose SHA-256 is ``sha256``."""
+        if len(sha256) < 16 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"expected a lower-case hex SHA-256, got {sha256!r}")
+        return self.trained / sha256[:16]
+
+    @property
     def default_detector(self) -> Path:
         """The default detector ONNX (:data:`DEFAULT_DETECTOR`)."""
         return self.root / "detector" / f"{DEFAULT_DETECTOR}.onnx"
@@ -95,13 +107,14 @@ class Settings(BaseSettings):
     )
     pose_model: Path | None = Field(
         None,
-        description="pose model card JSON, or the model file with `<stem>.json` beside it; unset: the default model",
+        description="pose model card JSON, the model file with `<stem>.json` beside it, or a checkpoint `.pth` "
+        "(exported on first start, cached by its SHA-256); unset: the default model",
         json_schema_extra=_cli("--pose"),
     )
     cache_dir: Path = Field(
         Path("~/.cache/poseserve"),
         validate_default=True,
-        description="cache root: default models, `checkpoints/`, `downloads/`, TensorRT `engines/`",
+        description="cache root: default models, `checkpoints/`, `downloads/`, `trained/`, TensorRT `engines/`",
     )
     prepare_defaults: bool = Field(
         True, description="prepare missing default models at start-up (needs the export extra)"

@@ -110,12 +110,17 @@ def fill(module, recipe, prefix: str = "") -> None:
     module.load_state_dict(new, strict=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "mmpose")
-    args = ap.parse_args()
-    out: Path = args.out
+def output_dir(description: str, default: str) -> Path:
+    """``--out`` (default ``tests/data/<default>``), created."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", type=Path, default=REPO / "tests" / "data" / default)
+    out: Path = ap.parse_args().out
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def main() -> None:
+    out = output_dir(__doc__.split("\n")[0], "mmpose")
 
     install_import_shims()
     import cv2

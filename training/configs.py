@@ -1,0 +1,198 @@
+"""Training configs: one readable function per zoo entry (MMPose 1.3.2's recipe), plus ``quick`` for local runs.
+
+Each config is MMPose's ``configs/body_2d_keypoint/.../*_8xb64-210e_coco-*.py`` written out:
+
+=====================  ==================================  ===================================  ==================
+config                 model (``models.zoo``)              loss (weight 1 each)                 initialisation
+=====================  ==================================  ===================================  ==================
+``ipr_res50``          integral, beta 1, 256x256           SmoothL1 + KeypointMSE (softmax hm)  ``td-hm_res50``
+``ipr_res50_dsnt``     integral, beta 1, 256x256           SmoothL1 + JSDiscret                 ``td-hm_res50``
+``ipr_res50_debias``   integral, beta 10 + debias          SmoothL1 + JSDiscret                 ``td-hm_res50``
+``td-hm_res50``        heatmap, 192x256                    KeypointMSE                          ImageNet ResNet-50
+``quick``              integral + debias, ResNet-18 128px  SmoothL1 + JSDiscret                 none (scratch)
+=====================  ==================================  ===================================  ==================
+
+Shared schedule: Adam, lr 5e-4 for a total batch of 512 (8 GPUs x 64) scaled linearly with the actual total
+batch (MMPose ``auto_scale_lr=dict(base_batch_size=512)``), linear warm-up over 500 iterations from 0.001x,
+MultiStepLR at epochs 170 and 200 (gamma 0.1), 210 epochs, validation (COCO AP, flip test) every 10 epochs,
+best checkpoint by AP. MMPose's integral configs initialise from
+``pretrain_models/td-hm_res50_8xb64-210e_coco-256x192.pth``; here the zoo's hash-verified ``td-hm_res50``
+checkpoint (the published SimpleBaseline ResNet-50) plays that part, or a ``td-hm_res50`` run of ours.
+
+``quick`` exercises every code path (integral head with debias, both integral losses, augmentation, validation,
+AMP, DDP) at a size a CPU trains in minutes; its learning rate is not scaled (base batch = its batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from models.zoo import PoseModelConfig, get_config
+from training.losses import LOSSES
+from training.transforms import AugmentConfig
+
+#: ``init`` values besides a zoo name / checkpoint path.
+INIT_IMAGENET = "imagenet"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs besides data paths and the command line.
+
+    Attributes:
+        name: config name (also the trained model's name in its checkpoint and model card).
+        model: the network (``models.zoo.PoseModelConfig``; its ``name`` is set to :attr:`name`).
+        losses: loss terms summed with weight 1 (names in :data:`training.losses.LOSSES`).
+        epochs: training epochs (210).
+        batch_size: images per GPU / process (64).
+        base_batch_size: total batch at which ``lr`` holds; the run's lr is ``lr * total batch / base_batch_size``.
+        lr: Adam learning rate at ``base_batch_size`` (5e-4).
+        warmup_iters, warmup_factor: linear warm-up (500 iterations from 0.001x).
+        milestones, gamma: MultiStepLR epochs (170, 200) and factor (0.1).
+        val_interval: validate every N epochs (10); the last epoch is always validated.
+        checkpoint_interval: also keep ``epoch_<N>.pth`` every N epochs (10).
+        augment: the train pipeline's random transforms (:class:`training.transforms.AugmentConfig`).
+        init: ``"td-hm_res50"`` (zoo name or a path: a heatmap checkpoint loaded into the model with MMPose's key
+            renaming), :data:`INIT_IMAGENET` (torchvision ImageNet backbone) or None (random init).
+        workers: DataLoader workers per process (2, as MMPose).
+        log_interval: iterations between log records (50, as MMPose).
+    """
+
+    name: str
+    model: PoseModelConfig
+    losses: tuple[str, ...]
+    epochs: int = 210
+    batch_size: int = 64
+    base_batch_size: int = 512
+    lr: float = 5e-4
+    warmup_iters: int = 500
+    warmup_factor: float = 0.001
+    milestones: tuple[int, ...] = (170, 200)
+    gamma: float = 0.1
+    val_interval: int = 10
+    checkpoint_interval: int = 10
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    init: str | None = None
+    workers: int = 2
+    log_interval: int = 50
+
+    def __post_init__(self) -> None:
+        unknown = [x for x in self.losses if x not in LOSSES]
+        if not self.losses or unknown:
+            raise ValueError(f"config {self.name!r}: losses must be a non-empty subset of {LOSSES}, got {self.losses}")
+        if self.model.head_kind == "heatmap" and "smooth_l1" in self.losses:
+            raise ValueError(f"config {self.name!r}: a heatmap head has no coordinates for smooth_l1")
+        for k in ("epochs", "batch_size", "base_batch_size", "val_interval", "checkpoint_interval", "log_interval"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"config {self.name!r}: {k} must be >= 1, got {getattr(self, k)}")
+        if self.lr <= 0 or self.warmup_iters < 0 or not 0 < self.warmup_factor <= 1 or self.workers < 0:
+            raise ValueError(f"config {self.name!r}: invalid lr / warm-up / workers")
+        if self.model.name != self.name:
+            object.__setattr__(self, "model", self.model.replace(name=self.name))
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed (command-line overrides)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (stored in checkpoints and the log)."""
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+
+def ipr_res50() -> TrainConfig:
+    """``integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py``: IPR (beta 1), SmoothL1 on the coordinates
+    plus KeypointMSE between the softmax heatmap and the normalised Gaussian target."""
+    return TrainConfig(
+        name="ipr_res50",
+        model=get_config("ipr_res50"),
+        losses=("smooth_l1", "keypoint_mse"),
+        init="td-hm_res50",
+    )
+
+
+def ipr_res50_dsnt() -> TrainConfig:
+    """``integral_regression/coco/ipr_res50_dsnt-8xb64-210e_coco-256x256.py``: DSNT, SmoothL1 + JS divergence."""
+    return TrainConfig(
+        name="ipr_res50_dsnt",
+        model=get_config("ipr_res50_dsnt"),
+        losses=("smooth_l1", "js_discrete"),
+        init="td-hm_res50",
+    )
+
+
+def ipr_res50_debias() -> TrainConfig:
+    """``integral_regression/coco/ipr_res50_debias-8xb64-210e_coco-256x256.py``: Debias-IPR (beta 10, debias),
+    SmoothL1 + JS divergence."""
+    return TrainConfig(
+        name="ipr_res50_debias",
+        model=get_config("ipr_res50_debias"),
+        losses=("smooth_l1", "js_discrete"),
+        init="td-hm_res50",
+    )
+
+
+def td_hm_res50() -> TrainConfig:
+    """``topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py``: SimpleBaseline, KeypointMSE on Gaussian
+    heatmaps (sigma 2), backbone from torchvision's ImageNet ResNet-50."""
+    return TrainConfig(
+        name="td-hm_res50",
+        model=get_config("td-hm_res50"),
+        losses=("keypoint_mse",),
+        init=INIT_IMAGENET,
+    )
+
+
+def quick() -> TrainConfig:
+    """A small config for local runs and tests: ResNet-18, 128x128 input, three 64-channel deconvolutions
+    (32x32 heatmap), Debias-IPR head and loss, 10 epochs of batch 16 at lr 1e-3 (not scaled), MMPose's
+    augmentation, validation every 5 epochs, random initialisation."""
+    model = get_config("ipr_res50_debias").replace(
+        backbone_depth=18,
+        input_size=(128, 128),
+        deconv_out_channels=(64, 64, 64),
+        deconv_kernel_sizes=(4, 4, 4),
+        checkpoint_url=None,
+        sha256_prefix=None,
+        published={},
+        mmpose_config=None,
+    )
+    return TrainConfig(
+        name="quick",
+        model=model,
+        losses=("smooth_l1", "js_discrete"),
+        epochs=10,
+        batch_size=16,
+        base_batch_size=16,
+        lr=1e-3,
+        warmup_iters=20,
+        milestones=(8,),
+        val_interval=5,
+        checkpoint_interval=5,
+        log_interval=10,
+        init=None,
+    )
+
+
+#: name -> config factory.
+CONFIGS = {
+    "ipr_res50": ipr_res50,
+    "ipr_res50_dsnt": ipr_res50_dsnt,
+    "ipr_res50_debias": ipr_res50_debias,
+    "td-hm_res50": td_hm_res50,
+    "quick": quick,
+}
+
+
+def get_train_config(name: str) -> TrainConfig:
+    """The training config called ``name``.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    try:
+        return CONFIGS[name]()
+    except KeyError:
+        raise KeyError(f"unknown training config {name!r}; known: {sorted(CONFIGS)}") from None

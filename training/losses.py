@@ -1,0 +1,153 @@
+"""The training losses of the four configs, computed exactly as MMPose 1.3.2 computes them.
+
+* :func:`smooth_l1_loss` — ``SmoothL1Loss(use_target_weight=True)`` (``mmpose/models/losses/regression_loss.py``):
+  ``F.smooth_l1_loss(pred * w, target * w)`` (beta 1, mean over N x K x 2) on normalised coordinates, w the
+  keypoint weight (visible and inside the crop, ``models.codecs.IntegralRegressionLabel``).
+* :func:`js_discrete_loss` — ``JSDiscretLoss(use_target_weight=True)`` (``mmpose/models/losses/classification_loss.py``):
+  Jensen-Shannon divergence between the weighted softmax heatmap and the weighted normalised Gaussian
+  target, ``KLDivLoss(reduction='none')`` terms with eps 1e-24, summed and divided by the batch size N.
+* :func:`keypoint_mse_loss` — ``KeypointMSELoss(use_target_weight=True)`` (``mmpose/models/losses/heatmap_loss.py``):
+  ``mean((pred - target)^2 * w)`` over N x K x H x W.
+
+Each config's loss (:func:`pose_loss`) is MMPose's head loss: ``DSNTHead`` sums its ``MultipleLossWrapper``
+terms with weight 1 (``mmpose/models/heads/regression_heads/dsnt_head.py``): SmoothL1 + KeypointMSE on the
+softmax heatmap for ``ipr_res50``, SmoothL1 + JSDiscret for ``ipr_res50_dsnt`` / ``ipr_res50_debias``;
+``HeatmapHead`` applies KeypointMSE to its heatmaps for ``td-hm_res50``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Loss names a config may list (see :func:`pose_loss`).
+LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse")
+
+
+def _expand_weight(weight: Tensor, ndim: int) -> Tensor:
+    while weight.ndim < ndim:
+        weight = weight.unsqueeze(-1)
+    return weight
+
+
+def _check(pred: Tensor, target: Tensor, weight: Tensor, what: str) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"{what}: prediction {list(pred.shape)} and target {list(target.shape)} differ")
+    if tuple(weight.shape) != tuple(pred.shape[:2]):
+        raise ValueError(f"{what}: keypoint weights must be [N, K] = {list(pred.shape[:2])}, got {list(weight.shape)}")
+
+
+def smooth_l1_loss(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Weighted smooth L1 on coordinates (MMPose ``SmoothL1Loss``, ``use_target_weight=True``).
+
+    Args:
+        pred, target: float [N, K, 2] normalised coordinates (crop pixels / input size).
+        weight: float [N, K] keypoint weights.
+
+    Returns:
+        scalar tensor: mean over N x K x 2 of smooth-L1 (beta 1) of ``pred * w - target * w``.
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    _check(pred, target, weight, "smooth_l1_loss")
+    w = _expand_weight(weight, pred.ndim)
+    return F.smooth_l1_loss(pred * w, target * w)
+
+
+def _kl(p: Tensor, q: Tensor) -> Tensor:
+    """MMPose ``JSDiscretLoss.kl``: ``KLDivLoss(reduction='none')((q + 1e-24).log(), p)``, elementwise.
+
+    torch computes that as ``xlogy(p, p) - p * input``; this is the same expression with the same values, except
+    that ``xlogy``'s second argument is 1 where p == 0. The value there is 0 either way, but torch's gradient of
+    ``xlogy(p, p)`` at p == 0 is 0 / 0 = NaN, which a keypoint weight of 0 (p = pred * 0) sends into the network
+    (MMPose on torch 2.x); here it is 0, the derivative of the weighted loss, which does not depend on that keypoint.
+    """
+    log_q = (q + 1e-24).log()
+    p_safe = torch.where(p > 0, p, torch.ones_like(p))
+    return torch.xlogy(p, p_safe) - p * log_q
+
+
+def js_discrete_loss(pred_heatmaps: Tensor, target_heatmaps: Tensor, weight: Tensor) -> Tensor:
+    """Jensen-Shannon divergence of heatmap distributions (MMPose ``JSDiscretLoss``, ``use_target_weight=True``,
+    ``size_average=True``).
+
+    Args:
+        pred_heatmaps: float [N, K, H, W] softmax heatmaps (each map sums to 1).
+        target_heatmaps: float [N, K, H, W] normalised Gaussian targets (sum 1, or 0 for an absent keypoint).
+        weight: float [N, K] keypoint weights.
+
+    Returns:
+        scalar tensor: ``sum(0.5 * (KL(p || m) + KL(q || m))) / N`` with p, q the weighted maps and m their mean.
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    _check(pred_heatmaps, target_heatmaps, weight, "js_discrete_loss")
+    w = _expand_weight(weight, pred_heatmaps.ndim)
+    p, q = pred_heatmaps * w, target_heatmaps * w
+    m = 0.5 * (p + q)
+    loss = 0.5 * (_kl(p, m) + _kl(q, m))
+    loss = loss / len(target_heatmaps)
+    return loss.sum()
+
+
+def keypoint_mse_loss(pred_heatmaps: Tensor, target_heatmaps: Tensor, weight: Tensor) -> Tensor:
+    """Weighted heatmap MSE (MMPose ``KeypointMSELoss``, ``use_target_weight=True``, no empty-channel skip).
+
+    Args:
+        pred_heatmaps, target_heatmaps: float [N, K, H, W].
+        weight: float [N, K] keypoint weights.
+
+    Returns:
+        scalar tensor: mean over N x K x H x W of ``(pred - target)^2 * w``.
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    _check(pred_heatmaps, target_heatmaps, weight, "keypoint_mse_loss")
+    mask = _expand_weight(weight, pred_heatmaps.ndim)
+    return (F.mse_loss(pred_heatmaps, target_heatmaps, reduction="none") * mask).mean()
+
+
+def pose_loss(
+    losses: tuple[str, ...], outputs: dict[str, Tensor], targets: dict[str, Tensor]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """A config's training loss: the sum of its terms with weight 1 (MMPose ``DSNTHead.loss`` /
+    ``HeatmapHead.loss``).
+
+    Args:
+        losses: names from :data:`LOSSES`. ``smooth_l1`` compares ``outputs["coords"]`` with
+            ``targets["keypoint_labels"]``; ``js_discrete`` and ``keypoint_mse`` compare ``outputs["heatmaps"]``
+            (softmax heatmaps of an integral head, or a heatmap head's output) with ``targets["heatmaps"]``.
+        outputs: the model's ``coords`` [N, K, 2] and / or ``heatmaps`` [N, K, H, W].
+        targets: ``keypoint_labels``, ``heatmaps`` and ``keypoint_weights`` [N, K] from the codec.
+
+    Returns:
+        (total loss, each term by name), computed in float32 (float16 / bfloat16 outputs are cast up; float64 stays float64).
+
+    Raises:
+        ValueError: an unknown loss name or missing / mismatched tensors.
+    """
+    if not losses:
+        raise ValueError("a config needs at least one loss")
+
+    def f(x: Tensor) -> Tensor:  # half precision -> float32; float32 / float64 stay
+        return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+    weight = f(targets["keypoint_weights"])
+    terms: dict[str, Tensor] = {}
+    for name in losses:
+        if name == "smooth_l1":
+            terms[name] = smooth_l1_loss(f(outputs["coords"]), f(targets["keypoint_labels"]), weight)
+        elif name == "js_discrete":
+            terms[name] = js_discrete_loss(f(outputs["heatmaps"]), f(targets["heatmaps"]), weight)
+        elif name == "keypoint_mse":
+            terms[name] = keypoint_mse_loss(f(outputs["heatmaps"]), f(targets["heatmaps"]), weight)
+        else:
+            raise ValueError(f"unknown loss {name!r}; known: {LOSSES}")
+    total = terms[losses[0]]
+    for name in losses[1:]:
+        total = total + terms[name]
+    return total, terms
