@@ -9,7 +9,7 @@ import numpy as np
 
 from models.card import card_for_config
 from models.zoo import get_config
-from service.batcher import CropBatcher
+from service.batcher import Batcher
 from service.detector import PersonDetector
 from service.pipeline import PosePipeline
 from service.pose import PoseEstimator
@@ -83,7 +83,7 @@ def fake_pipeline(
     """The real :class:`PosePipeline` (detector post-processing, crops, card decode, batcher) over fake runtimes."""
     pose = PoseEstimator(card_for_config(get_config("ipr_res50"), name="fake_pose"), FakePoseRuntime(**pose_kwargs))
     det = PersonDetector(FakeDetectorRuntime(), name="fake_det") if detector else None
-    batcher = CropBatcher(pose.predict_crops, 32, 2.0) if batching else None
+    batcher = Batcher(pose.predict_crops, 32, 2.0) if batching else None
     return PosePipeline(det, pose, batcher, max_upload_bytes, max_image_pixels)
 
 
