@@ -120,16 +120,9 @@ class PosePipeline:
                 name=settings.detector_model.stem,
                 max_batch_size=settings.det_max_batch_size,
             )
-        batcher = detector_batcher = None
-        if batching:
-            gate = threading.Lock()
-            # a dynamic-batch model's batches stop at the pose estimator's batch size (clamped to an engine's profile)
-            batch = pose.batch_size if pose.fixed_batch is None else settings.max_batch_size
-            batcher = Batcher(pose.predict_crops, batch, settings.max_batch_wait_ms, gate=gate)
-            if detector is not None:
-                detector_batcher = Batcher(
-                    detector.infer, detector.batch_size, settings.max_batch_wait_ms, gate=gate, name="detector-batcher"
-                )
+        batcher, detector_batcher = make_batchers(pose, detector, settings.max_batch_size, settings.max_batch_wait_ms)
+        if not batching:
+            batcher = detector_batcher = None
         return cls(
             detector,
             pose,
@@ -294,6 +287,30 @@ class PosePipeline:
         for b in (self.batcher, self.detector_batcher):
             if b is not None:
                 b.close()
+
+
+def make_batchers(
+    pose: PoseEstimator, detector: PersonDetector | None, max_batch_size: int, max_wait_ms: float
+) -> tuple[Batcher, Batcher | None]:
+    """The pose model's and the detector's cross-request batchers, sharing one gate (one model computes at a time).
+
+    Args:
+        pose: its batches hold up to ``pose.batch_size`` crops (a dynamic-batch model: ``max_batch_size`` clamped to an
+            engine's profile; a fixed-batch model: ``max_batch_size``, run in chunks of its batch).
+        detector: its batches hold up to ``detector.batch_size`` images; None: no detector batcher.
+        max_batch_size: see ``pose``.
+        max_wait_ms: how long a batch waits for others to join (both batchers).
+
+    Returns:
+        (pose batcher, detector batcher or None).
+    """
+    gate = threading.Lock()
+    batch = pose.batch_size if pose.fixed_batch is None else max_batch_size
+    batcher = Batcher(pose.predict_crops, batch, max_wait_ms, gate=gate)
+    detector_batcher = None
+    if detector is not None:
+        detector_batcher = Batcher(detector.infer, detector.batch_size, max_wait_ms, gate=gate, name="detector-batcher")
+    return batcher, detector_batcher
 
 
 def runtime_precision(runtime) -> str:
