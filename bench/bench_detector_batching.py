@@ -27,7 +27,7 @@ from bench_vs_mmpose import detector_loop  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--assets", default=os.environ.get("POSE_ASSETS_DIR", str(REPO.parent / "shared" / "assets")))
+    ap.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"), help="the shared test assets")
     ap.add_argument("--work", default="/tmp/bench-detector-batching")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="POSE_DET_MAX_BATCH_SIZE values")

@@ -117,7 +117,7 @@ def detector_loop(url: str, images: list[Path], clients: int) -> tuple[float, in
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mmpose-python", default="/work/mmpose-venv/bin/python", help="the MMPose venv's python")
-    ap.add_argument("--assets", default=os.environ.get("POSE_ASSETS_DIR", str(REPO.parent / "shared" / "assets")))
+    ap.add_argument("--assets", default=str(REPO.parent / "shared" / "assets"), help="the shared test assets")
     ap.add_argument("--work", default="/tmp/bench-vs-mmpose", help="checkpoint, exports, cache")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds over the images (the best one counts)")
     ap.add_argument(
