@@ -11,8 +11,8 @@ what a shared server needs:
   crops of other requests join, instead of holding the model for all of its crops first;
 * cancellation: the crops of a request whose :class:`~service.admission.RequestContext` is cancelled
   (deadline passed, client gone) are dropped before they run;
-* one model at a time: the detector's and the pose model's batchers share a gate (a lock held while a batch
-  runs), so each model's runtime may use every core (``service.runtime.model_threads``) without the two
+* one model at a time on the CPU: the detector's and the pose model's batchers share a gate (a lock held while a
+  batch runs; ``service.pipeline.make_batchers``), so each model's runtime may use every core (``service.runtime.model_threads``) without the two
   oversubscribing them; pre- and post-processing run outside it, in the request threads.
 """
 

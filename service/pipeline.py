@@ -292,7 +292,10 @@ class PosePipeline:
 def make_batchers(
     pose: PoseEstimator, detector: PersonDetector | None, max_batch_size: int, max_wait_ms: float
 ) -> tuple[Batcher, Batcher | None]:
-    """The pose model's and the detector's cross-request batchers, sharing one gate (one model computes at a time).
+    """The pose model's and the detector's cross-request batchers, sharing one gate (one model computes at a time)
+    when both compute on the CPU: there each uses every available core (``service.runtime.model_threads``), and two at
+    once would oversubscribe them. On a GPU (CUDA / TensorRT providers, the TensorRT runtime, an OpenVINO GPU) the two
+    models' calls may overlap, as before.
 
     Args:
         pose: its batches hold up to ``pose.batch_size`` crops (a dynamic-batch model: ``max_batch_size`` clamped to an
@@ -304,13 +307,21 @@ def make_batchers(
     Returns:
         (pose batcher, detector batcher or None).
     """
-    gate = threading.Lock()
+    gpu = any(on_gpu(m.runtime) for m in (pose, detector) if m is not None)
+    gate = None if gpu else threading.Lock()
     batch = pose.batch_size if pose.fixed_batch is None else max_batch_size
     batcher = Batcher(pose.predict_crops, batch, max_wait_ms, gate=gate)
     detector_batcher = None
     if detector is not None:
         detector_batcher = Batcher(detector.infer, detector.batch_size, max_wait_ms, gate=gate, name="detector-batcher")
     return batcher, detector_batcher
+
+
+def on_gpu(runtime) -> bool:
+    """Whether a runtime computes on a GPU: onnxruntime's CUDA or TensorRT EP active, the TensorRT runtime, or an
+    OpenVINO GPU device (``active_providers`` of the runtime interface)."""
+    gpu_names = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "TensorRT")
+    return any(p in gpu_names or p.startswith("OpenVINO:GPU") for p in runtime.active_providers)
 
 
 def runtime_precision(runtime) -> str:

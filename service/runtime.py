@@ -132,8 +132,8 @@ def available_cores(
 def model_threads(settings: Settings) -> int:
     """Threads each model's runtime gets: ``settings.intra_op_threads``, or when 0 :func:`available_cores`.
 
-    The pipeline never runs the two models at once (``service.batcher.Batcher``'s shared gate), so each may use
-    every available core without the two oversubscribing them."""
+    On the CPU the pipeline never runs the two models at once (``service.pipeline.make_batchers``: the batchers share a
+    gate), so each may use every available core without the two oversubscribing them."""
     return settings.intra_op_threads or available_cores()
 
 

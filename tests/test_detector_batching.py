@@ -99,3 +99,17 @@ def test_a_request_past_its_deadline_at_the_detector_stage_is_dropped_before_it_
         assert isinstance(pipe.pose.runtime, FakePoseRuntime) and len(pipe.pose.runtime.batch_sizes) == 1
     finally:
         pipe.close()
+
+
+def test_on_a_gpu_the_two_models_may_overlap():
+    from service.pipeline import make_batchers, on_gpu
+
+    pipe = fake_pipeline(batching=False)
+    assert not on_gpu(pipe.pose.runtime)
+    cpu_pose, cpu_det = make_batchers(pipe.pose, pipe.detector, 8, 1.0)
+    assert cpu_pose.gate is not None and cpu_pose.gate is cpu_det.gate
+    pipe.pose.runtime.active_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    gpu_pose, gpu_det = make_batchers(pipe.pose, pipe.detector, 8, 1.0)
+    assert gpu_pose.gate is None and gpu_det.gate is None
+    for b in (cpu_pose, cpu_det, gpu_pose, gpu_det):
+        b.close()
