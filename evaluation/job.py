@@ -394,6 +394,88 @@ def score_predictions(
     return metric.evaluate(results, pck_thr=pck_thr, image_ids=predictions.image_ids), results
 
 
+@dataclass
+class PrecisionRun:
+    """One evaluation of the pipeline at one precision (:func:`evaluate_precisions`).
+
+    Attributes:
+        precision: ``fp32`` / ``bf16`` / ``int8`` (``Settings.precision``).
+        result: the COCO keypoint figures (``result.stats["AP"]``, ...).
+        records: the COCO result records.
+        predictions: the raw pipeline outputs.
+        describe: ``PosePipeline.describe()`` of the pipeline that ran (runtimes, precisions, devices).
+    """
+
+    precision: str
+    result: KeypointEvalResult
+    records: list[dict]
+    predictions: Predictions
+    describe: dict
+
+
+def evaluate_precisions(
+    settings: Settings,
+    coco,
+    ann_file: str | Path,
+    image_dir: str | Path,
+    precisions: list[str],
+    *,
+    box_source: str = "gt",
+    detections: DetectionFile | None = None,
+    max_images: int | None = None,
+    progress: bool = False,
+    **metric_kwargs,
+) -> list[PrecisionRun]:
+    """Run the served pipeline over the same images once per precision (both models at that precision) and score
+    each run the same way: the accuracy gate of reduced precision (bf16, int8), which random weights cannot show.
+
+    Args:
+        settings: the pipeline's settings (``pose_model``, ``detector_model`` for ``box_source="detector"``,
+            ``runtime``, ...); ``precision`` is replaced by each of ``precisions`` in turn.
+        coco, ann_file: the annotations (``evaluation.metric.load_coco``) and their file.
+        image_dir: the images' folder.
+        precisions: e.g. ``["fp32", "bf16"]`` (the first is the reference of :func:`format_precision_table`).
+        box_source, detections, max_images, progress: as :func:`run_pipeline`.
+        **metric_kwargs: as :func:`score_predictions` (``rescore``, ``nms``, ``backend``, ...).
+
+    Returns:
+        One :class:`PrecisionRun` per precision, in order.
+
+    Raises:
+        ModelLoadError: a precision the runtime or the CPU cannot run (``service.runtime_ov.check_precision``), or an
+            int8 model missing from the cache; what :func:`run_pipeline` raises.
+    """
+    runs = []
+    for precision in precisions:
+        pipeline = PosePipeline.from_settings(settings.model_copy(update={"precision": precision}), batching=False)
+        try:
+            preds = run_pipeline(
+                coco,
+                image_dir,
+                pipeline,
+                box_source=box_source,
+                detections=detections,
+                max_images=max_images,
+                progress=progress,
+            )
+            result, records = score_predictions(preds, ann_file, **metric_kwargs)
+            runs.append(PrecisionRun(precision, result, records, preds, pipeline.describe()))
+        finally:
+            pipeline.close()
+    return runs
+
+
+def format_precision_table(runs: list[PrecisionRun]) -> str:
+    """Markdown: one row per precision with AP, AP50, AP75, AR and the AP difference to the first run."""
+    ref = runs[0].result.stats["AP"]
+    lines = ["| precision | AP | AP50 | AP75 | AR | AP - AP(" + runs[0].precision + ") |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        s = r.result.stats
+        figures = " | ".join(f"{s[k]:.4f}" for k in ("AP", "AP50", "AP75", "AR"))
+        lines.append(f"| {r.precision} | {figures} | {s['AP'] - ref:+.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------------------
@@ -494,6 +576,9 @@ _SETTINGS = (
     "pose_model",
     "detector_model",
     "runtime",
+    "precision",
+    "allow_unsupported_precision",
+    "ov_device",
     "providers",
     "allow_provider_fallback",
     "intra_op_threads",
@@ -540,6 +625,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--arch", help="name in the table's Arch column (default: the card's name)")
     o.add_argument("--max-images", type=int, help="only the first N images (quick runs)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument(
+        "--compare-precision",
+        choices=["fp32", "bf16", "int8"],
+        help="run the same images again at this precision (both models; openvino runtime) and print the AP "
+        "difference to the --precision run (metrics.json: precision_comparison)",
+    )
     add_settings_options(p.add_argument_group("runtime and pipeline settings (as pose-serve)"), _SETTINGS)
     return p.parse_args(argv)
 
@@ -575,24 +666,21 @@ def _main(args: argparse.Namespace) -> int:
             "detector_model": settings.detector_model if args.boxes == "detector" else None,
         }
     )
-    pipeline = PosePipeline.from_settings(settings, batching=False)
     coco = load_coco(args.ann, args.coco_backend)
     detections = None
     if args.boxes == "file":
         detections = load_detection_file(args.det_file, set(coco.getImgIds()), args.det_file_score_thr)
-
-    preds = run_pipeline(
+    precisions = [settings.precision] + ([args.compare_precision] if args.compare_precision else [])
+    runs = evaluate_precisions(
+        settings,
         coco,
+        args.ann,
         args.images,
-        pipeline,
+        precisions,
         box_source=args.boxes,
         detections=detections,
         max_images=args.max_images,
         progress=not args.no_progress,
-    )
-    result, records = score_predictions(
-        preds,
-        args.ann,
         rescore=not args.no_rescore,
         nms=not args.no_nms,
         nms_thr=args.nms_thr,
@@ -600,9 +688,11 @@ def _main(args: argparse.Namespace) -> int:
         backend=args.coco_backend,
         pck_thr=args.pck_thr,
     )
-    pose = pipeline.pose
-    arch = args.arch or pose.card.name
-    table = format_ap_table([{"arch": arch, "input_size": pose.input_size, "stats": result.stats}])
+    result, records, preds, described = runs[0].result, runs[0].records, runs[0].predictions, runs[0].describe
+    card = described["pose"]["card"]
+    input_size = (card["input"]["width"], card["input"]["height"])
+    arch = args.arch or card["name"]
+    table = format_ap_table([{"arch": arch, "input_size": input_size, "stats": result.stats}])
     run_settings = {
         "boxes": args.boxes,
         "det_file": args.det_file,
@@ -614,7 +704,9 @@ def _main(args: argparse.Namespace) -> int:
         "oks_nms": None if args.no_nms else args.nms_thr,
         "coco_backend": result.backend,
         "runtime": settings.runtime,
-        "providers": pose.runtime.describe().get("active_providers"),
+        "precision": described["pose"]["precision"],
+        "detector_precision": described["detector"]["precision"] if described["detector"] else None,
+        "providers": described["pose"]["runtime"].get("active_providers"),
         "images": len(preds.image_ids),
         "persons_in": preds.num_boxes,
         "results_after_nms": result.num_results,
@@ -633,10 +725,15 @@ def _main(args: argparse.Namespace) -> int:
         json.dumps(
             {
                 "arch": arch,
-                "input_size": list(pose.input_size),
+                "input_size": list(input_size),
                 "stats": result.stats,
                 "settings": run_settings,
                 "per_keypoint": result.per_keypoint,
+                "precision_comparison": None
+                if len(runs) == 1
+                else {
+                    r.precision: {**r.result.stats, "AP_delta": r.result.stats["AP"] - result.stats["AP"]} for r in runs
+                },
             },
             indent=2,
         )
@@ -644,6 +741,13 @@ def _main(args: argparse.Namespace) -> int:
     plot_per_keypoint(result.per_keypoint, out_dir / "per_keypoint.png", title=f"{arch}: per-keypoint OKS / PCK")
     print(result.summary, end="")
     print(table + note, end="")
+    if len(runs) > 1:
+        comparison = format_precision_table(runs)
+        (out_dir / "precision_table.md").write_text(comparison)
+        print("\nSame images, both models at each precision:\n" + comparison, end="")
+        print(
+            f"AP({runs[1].precision}) - AP({runs[0].precision}) = {runs[1].result.stats['AP'] - result.stats['AP']:+.4f}"
+        )
     print(
         f"written: {out_dir / 'ap_table.md'}, {out_dir / 'results.keypoints.json'}, "
         f"{out_dir / 'metrics.json'}, {out_dir / 'per_keypoint.png'}"

@@ -7,6 +7,8 @@
     pose-export engine models/ipr_res50_debias.onnx --precision fp16 --batch 1 8 32
     pose-export triton --repository triton/ --pose-card models/ipr_res50_debias.json --detector models/yolo11n.onnx
     pose-export lint models/*.onnx                                  # will TensorRT 10 parse them? (export/lint.py)
+    pose-export quantize --pose models/movenet.json --detector models/yolov8n.onnx --calib-images coco/val2017 \
+        --eval-ann coco/person_keypoints_val2017.json --eval-images coco/val2017   # int8 (NNCF) + measured AP change
     pose-export defaults                                            # what `pose-serve` with no arguments uses
     pose-zoo list | pose-zoo download ipr_res50_debias
 
@@ -30,8 +32,22 @@ from pathlib import Path
 
 from service.settings import Settings, add_settings_options, settings_from_args
 
-#: Settings every pose-export subcommand takes.
+#: Settings every pose-export subcommand takes (but quantize).
 _SETTINGS = ("cache_dir", "offline", "intra_op_threads", "device", "log_level", "max_batch_size", "trt_opt_batch_size")
+#: Settings of pose-export quantize: the models, and how the pipeline that measures their AP runs.
+_QUANTIZE_SETTINGS = (
+    "pose_model",
+    "detector_model",
+    "cache_dir",
+    "ov_device",
+    "intra_op_threads",
+    "allow_unsupported_precision",
+    "bbox_padding",
+    "flip_test",
+    "det_score_threshold",
+    "det_nms_iou",
+    "log_level",
+)
 
 
 def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16") -> None:
@@ -109,10 +125,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pl.add_argument("--fixed-batch", action="store_true", help="do not require a symbolic batch axis")
     pl.add_argument("--json", action="store_true", help="print the reports as JSON")
 
+    pq = sub.add_parser(
+        "quantize",
+        help="int8 post-training quantisation (NNCF) of the pose model and detector into the cache, AP change measured",
+    )
+    pq.add_argument("--calib-images", required=True, help="folder of calibration images")
+    pq.add_argument("--calib-ann", help="COCO annotations whose person boxes cut the pose calibration crops "
+                    "(default: the fp32 detector's boxes)")  # fmt: skip
+    pq.add_argument("--eval-ann", help="COCO keypoint annotations of the AP evaluation (left out of calibration)")
+    pq.add_argument("--eval-images", help="image folder of --eval-ann")
+    pq.add_argument("--calib-max-images", type=int, default=80, help="most calibration images (default 80)")
+    pq.add_argument("--calib-max-crops", type=int, default=320, help="most pose calibration crops (default 320)")
+
     for sp in (pp, pd, pe, pf):
         _add_lint_arg(sp)
     for sp in (pp, pd, pe, pt, pf, pl):
         add_settings_options(sp, _SETTINGS)
+    add_settings_options(pq, _QUANTIZE_SETTINGS)
     return p.parse_args(argv)
 
 
@@ -222,6 +251,20 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
         print(f"detector: {det}\npose card: {card}")
         _lint(det, args.lint)
         _lint(card.with_suffix(".onnx"), args.lint)
+    elif args.command == "quantize":
+        from export.quantize import describe_report, quantize_models
+
+        report = quantize_models(
+            settings,
+            args.calib_images,
+            calib_ann=args.calib_ann,
+            eval_ann=args.eval_ann,
+            eval_images=args.eval_images,
+            max_calib_images=args.calib_max_images,
+            max_calib_crops=args.calib_max_crops,
+        )
+        print(describe_report(report))
+        print("serve them with: pose-serve --runtime openvino --precision int8 (same --pose / --detector)")
     elif args.command == "lint":
         import json
 
@@ -277,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         from export.defaults import DefaultsError
         from export.detector import DetectorExportError
         from export.pose import PoseExportError
+        from export.quantize import QuantizeError
         from export.triton import TritonExportError
         from models.checkpoints import CheckpointError, ChecksumError
 
@@ -284,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             DefaultsError,
             DetectorExportError,
             PoseExportError,
+            QuantizeError,
             TritonExportError,
             CheckpointError,
             ChecksumError,

@@ -16,6 +16,7 @@ A card looks like::
                  "coord_order": "xy", "coord_units": "normalized", "flip_shift": true},
       "keypoints": {"name": "coco17", "names": ["nose", ...], "flip_pairs": [[1, 2], ...]},
       "flip_test_in_graph": false,
+      "precision": "fp32",                              # or "int8": NNCF-quantised (``pose-export quantize``)
       "source": {"checkpoint": "...pth", "sha256": "..."},
       "extra": {}
     }
@@ -50,6 +51,9 @@ _COLORS = ("RGB", "BGR")
 _KINDS = ("keypoints", "heatmap")
 _ORDERS = ("xy", "yx")
 _UNITS = ("input_pixels", "normalized")
+#: Weight precision of the model file: fp32, or int8 (quantised; ``extra.quantization`` holds the calibration set and
+#: the measured AP change). bf16 is a runtime setting, not a model file, and is stated by ``/v1/models``.
+_PRECISIONS = ("fp32", "int8")
 
 
 class ModelCardError(ValueError):
@@ -123,6 +127,7 @@ class ModelCard:
     output: OutputSpec
     keypoints: dict = field(default_factory=lambda: {"name": "coco17", "names": list(COCO17_NAMES)})
     flip_test_in_graph: bool = False
+    precision: str = "fp32"
     source: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
@@ -219,6 +224,7 @@ class ModelCard:
             ("output.kind", self.output.kind, _KINDS),
             ("output.coord_order", self.output.coord_order, _ORDERS),
             ("output.coord_units", self.output.coord_units, _UNITS),
+            ("precision", self.precision, _PRECISIONS),
         ]
         for name, value, allowed in checks:
             if value not in allowed:

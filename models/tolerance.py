@@ -20,6 +20,9 @@ reduced precision (fp16, bf16, int8) is judged by AP on trained models, never by
   (``bench/gpu_check.py``, coco-tiny crops): a smoke test that the half-precision build computes the same
   model, not an accuracy claim (that is AP on trained models, above). An fp32 engine must meet
   :data:`EXPORT_TOLERANCE_PX` (TF32 off).
+* :data:`BF16_AP_GATE`, :data:`INT8_AP_GATE`: the accuracy gates of reduced precision on CPU (OpenVINO): the COCO
+  keypoint AP of the served pipeline with both trained models (YOLOv8n, MoveNet Thunder) on coco-mini at bf16 / int8
+  minus the AP at fp32 on the same images (``evaluation.job.evaluate_precisions``; ``tests/test_precision_gate.py``).
 * :data:`TRAINING_REPLAY_ATOL`: the same training steps computed twice on one machine (a resumed run vs one
   run; 2 DDP processes vs 1 process accumulating the same 2 batches).
 
@@ -50,6 +53,10 @@ FP64_FROM_FP32_REL: float = 1e-6
 METRIC_ABS: float = 1e-6
 #: fp16 TensorRT engine vs float32 onnxruntime, crop pixels: a smoke bound on the GPU (bench/gpu_check.py).
 FP16_SMOKE_PX: float = 1.0
+#: |AP(bf16) - AP(fp32)|, both models at bf16 (OpenVINO's inference-precision hint), coco-mini, detector boxes.
+BF16_AP_GATE: float = 0.005
+#: |AP(int8) - AP(fp32)|, both models quantised by ``pose-export quantize`` (NNCF), coco-mini, detector boxes.
+INT8_AP_GATE: float = 0.01
 #: Float32 weights after replaying the same training steps on one machine, same thread count (resume; DDP vs
 #: gradient accumulation). The arithmetic is the same (halving a gradient is exact, a 2-rank all-reduce is one
 #: addition), so the replay is bit-exact (measured 0); the bound allows other all-reduce orders of more ranks and is

@@ -1,15 +1,19 @@
-"""Dynamic, fair batching of pose crops across concurrent requests.
+"""Dynamic, fair batching of model inputs across concurrent requests: the pose crops, and the detector's images.
 
-Each request thread submits its crops and blocks on a future; one worker thread builds batches of up to
-``max_batch_size`` crops (waiting at most ``max_wait_ms`` after the first arrives for others to join), runs
-the pose model once per batch, and hands each request its slice. This is the "dynamic batching" of
-Triton / LitServe, reduced to the one hook the service needs, plus two things a shared server needs:
+Each request thread submits its items (crops [N, h, w, 3], or a letterboxed image [1, 3, S, S]) and blocks on a
+future; one worker thread per model builds batches of up to ``max_batch_size`` items (waiting at most
+``max_wait_ms`` after the first arrives for others to join), runs the model once per batch, and hands each request
+its slice. This is the "dynamic batching" of Triton / LitServe, reduced to the one hook the service needs, plus
+what a shared server needs:
 
 * fairness: a batch takes crops round-robin from the waiting requests (each gets an equal share of the
   batch, the rest goes to those with more), so a request with 200 boxes runs in several batches that the
   crops of other requests join, instead of holding the model for all of its crops first;
 * cancellation: the crops of a request whose :class:`~service.admission.RequestContext` is cancelled
-  (deadline passed, client gone) are dropped before they run.
+  (deadline passed, client gone) are dropped before they run;
+* one model at a time on the CPU: the detector's and the pose model's batchers share a gate (a lock held while a
+  batch runs; ``service.pipeline.make_batchers``), so each model's runtime may use every core (``service.runtime.model_threads``) without the two
+  oversubscribing them; pre- and post-processing run outside it, in the request threads.
 """
 
 from __future__ import annotations
@@ -41,14 +45,19 @@ class _Job:
         return len(self.crops) - self.taken
 
 
-class CropBatcher:
-    """Collects crop arrays from many threads into fair batched calls of ``predict_fn``.
+class Batcher:
+    """Collects item arrays from many threads into fair batched calls of ``predict_fn``.
 
     Args:
-        predict_fn: crops uint8 [N, h, w, 3] -> float32 [N, K, 3]; called from the worker thread only.
-        max_batch_size: most crops per call.
-        max_wait_ms: how long the first waiting crop waits for others to join its batch.
+        predict_fn: items [N, ...] -> outputs [N, ...] (the pose model: crops uint8 [N, h, w, 3] -> keypoints
+            float32 [N, K, 3]; the detector: images float32 [N, 3, S, S] -> raw outputs [N, ...]); called from the
+            worker thread only.
+        max_batch_size: most items per call.
+        max_wait_ms: how long the first waiting item waits for others to join its batch.
         on_batch: called with the size of each batch run (metrics).
+        gate: a lock held while ``predict_fn`` runs, shared with the other model's batcher (one model computes at a
+            time); None: none.
+        name: the worker thread's name.
 
     Use :meth:`submit` (returns a Future) or :meth:`predict` (blocks). :meth:`close` stops the worker;
     requests still queued then fail with ``RuntimeError``.
@@ -60,8 +69,11 @@ class CropBatcher:
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int], None] | None = None,
+        gate: threading.Lock | None = None,
+        name: str = "pose-batcher",
     ):
         self.predict_fn = predict_fn
+        self.gate = gate
         self.max_batch_size = int(max_batch_size)
         self.max_wait_s = float(max_wait_ms) / 1000.0
         self.on_batch = on_batch
@@ -71,18 +83,19 @@ class CropBatcher:
         self.batches_run = 0
         self.dropped_crops = 0
         self.last_batch_sizes: list[int] = []
-        self._worker = threading.Thread(target=self._loop, name="pose-batcher", daemon=True)
+        self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
         self._worker.start()
 
     @property
-    def queued_crops(self) -> int:
-        """Crops submitted and not yet handed to the model."""
+    def queued_items(self) -> int:
+        """Items submitted and not yet handed to the model."""
         with self._cond:
             return sum(j.waiting for j in self._jobs)
 
     def submit(self, crops: np.ndarray, ctx: RequestContext | None = None) -> Future:
-        """Queue crops [N, h, w, 3]; the future resolves to keypoints [N, K, 3] in crop pixels (None for N = 0),
-        or to the exception of the model call, or to ``ctx``'s deadline / disconnect error when it is dropped."""
+        """Queue items [N, ...] (crops [N, h, w, 3]); the future resolves to ``predict_fn``'s outputs for them
+        ([N, ...]: keypoints [N, K, 3] in crop pixels; None for N = 0), or to the exception of the model call, or to
+        ``ctx``'s deadline / disconnect error when it is dropped."""
         job = _Job(crops, ctx)
         if len(crops) == 0:
             job.future.set_result(None)
@@ -167,7 +180,12 @@ class CropBatcher:
     def _run(self, slices: list[tuple[_Job, int, int]]) -> None:
         crops = [job.crops[a:b] for job, a, b in slices]
         try:
-            out = self.predict_fn(crops[0] if len(crops) == 1 else np.concatenate(crops))
+            batch = crops[0] if len(crops) == 1 else np.concatenate(crops)
+            if self.gate is None:
+                out = self.predict_fn(batch)
+            else:
+                with self.gate:
+                    out = self.predict_fn(batch)
         except Exception as exc:  # hand the failure to every request in the batch
             with self._cond:
                 for job in {id(j): j for j, _, _ in slices}.values():

@@ -102,6 +102,8 @@ class PersonDetector:
         iou_threshold: NMS IoU threshold (raw-output models only; NMS-ed outputs are kept as is).
         max_detections: keep at most this many boxes per image (highest scores).
         name: model name reported in responses.
+        max_batch_size: most images per runtime call when the model's batch axis is dynamic (clamped to a TensorRT
+            profile's max); a fixed-batch model runs its own batch (padded).
 
     Raises:
         ModelLoadError: the model's input or output shape does not fit the contract.
@@ -114,6 +116,7 @@ class PersonDetector:
         iou_threshold: float = 0.45,
         max_detections: int = 100,
         name: str = "detector",
+        max_batch_size: int = 1,
     ) -> None:
         self.runtime = runtime
         self.name = name
@@ -127,6 +130,10 @@ class PersonDetector:
         self.input_dtype = runtime.input_dtypes[0]
         self.input_size = int(shape[2] or shape[3] or 640)
         self.fixed_batch = shape[0]
+        limit = getattr(runtime, "max_batch_size", None)
+        dynamic = max(1, int(max_batch_size)) if limit is None else max(1, min(int(max_batch_size), int(limit)))
+        #: images per runtime call: the fixed batch, or up to ``max_batch_size`` for a dynamic batch axis
+        self.batch_size = int(self.fixed_batch) if self.fixed_batch is not None else dynamic
         out_shape = runtime.output_shapes[0] if hasattr(runtime, "output_shapes") else None
         if out_shape is not None and len(out_shape) != 3:
             raise ModelLoadError(f"detector output must be 3-D ([B, 4+C, N] or [B, M, 6]), got {out_shape}")
@@ -136,7 +143,52 @@ class PersonDetector:
         x, (lb,) = letterbox_batch([image], self.input_size, self.input_dtype)
         return x, lb
 
-    def _postprocess(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The model's raw output for a batch of preprocessed images, in runtime calls of at most ``batch_size``
+        (a fixed-batch model's last call padded with zeros).
+
+        Args:
+            x: float [B, 3, S, S] (:meth:`preprocess` outputs, concatenated).
+
+        Returns:
+            float [B, 4 + C, N] or [B, M, 6].
+
+        Raises:
+            InferenceError: the runtime failed or returned an output that is not [B, ...] 3-D.
+        """
+        parts = []
+        for start in range(0, len(x), self.batch_size):
+            chunk = x[start : start + self.batch_size]
+            m = len(chunk)
+            if self.fixed_batch is not None and m < self.fixed_batch:
+                chunk = np.concatenate([chunk, np.zeros((self.fixed_batch - m, *chunk.shape[1:]), chunk.dtype)])
+            out = self.runtime.run({self.input_name: chunk})[0]
+            if out.ndim != 3 or out.shape[0] != len(chunk):
+                raise InferenceError(
+                    f"detector output has shape {list(out.shape)}, expected [{len(chunk)}, 4+C, N] or [{len(chunk)}, M, 6]"
+                )
+            parts.append(out[:m])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def postprocess(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """One image's raw output -> person boxes in original pixels, sorted by descending score.
+
+        Args:
+            pred: float [4 + C, N] (raw) or [M, 6] (NMS-ed) for one image.
+            lb: that image's :class:`Letterbox`.
+            image_hw: (H, W) of the original image.
+
+        Returns:
+            (bboxes float32 [N, 4] xyxy original-image pixels, scores float32 [N]).
+
+        Raises:
+            InferenceError: a raw output without class scores.
+        """
+        boxes, scores = self._select(pred, lb, image_hw)
+        order = np.argsort(-scores, kind="stable")
+        return boxes[order], scores[order]
+
+    def _select(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         pred = np.asarray(pred, dtype=np.float32)
         if pred.ndim == 2 and pred.shape[1] == 6 and pred.shape[0] != 6:
             # NMS-ed: [M, 6] = x1, y1, x2, y2, score, class
@@ -176,9 +228,4 @@ class PersonDetector:
             InferenceError: the runtime failed or returned an unexpected shape.
         """
         x, lb = self.preprocess(image)
-        out = self.runtime.run({self.input_name: x})[0]
-        if out.ndim != 3 or out.shape[0] != 1:
-            raise InferenceError(f"detector output has shape {list(out.shape)}, expected [1, 4+C, N] or [1, M, 6]")
-        boxes, scores = self._postprocess(out[0], lb, image.shape[:2])
-        order = np.argsort(-scores, kind="stable")
-        return boxes[order], scores[order]
+        return self.postprocess(self.infer(x)[0], lb, image.shape[:2])

@@ -9,6 +9,7 @@ what is served.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from models.geometry import validate_bboxes
 from service.admission import RequestContext
-from service.batcher import CropBatcher
+from service.batcher import Batcher
 from service.detector import PersonDetector
 from service.errors import InferenceError, InvalidParameterError, ModelLoadError
 from service.imageio import decode_image
@@ -67,26 +68,30 @@ def _ms(since: float) -> float:
 
 
 class PosePipeline:
-    """Detector + pose estimator (+ optional cross-request batcher).
+    """Detector + pose estimator (+ optional cross-request batchers).
 
     Args:
         detector: the person detector, or None (then every request must bring its boxes).
         pose: the pose estimator.
-        batcher: a :class:`CropBatcher` around ``pose.predict_crops``; None runs crops directly.
+        batcher: a :class:`Batcher` around ``pose.predict_crops``; None runs crops directly.
         max_upload_bytes, max_image_pixels: decode limits of :meth:`run` (None: no limit).
         warmup_batch_sizes: the pose model's warm-up batch sizes (``PoseEstimator.warmup_batch_sizes`` mode).
+        detector_batcher: a :class:`Batcher` around ``detector.infer`` (letterboxed images of concurrent requests
+            in one call, up to ``detector.batch_size``); None runs each image directly.
     """
 
     def __init__(
         self,
         detector: PersonDetector | None,
         pose: PoseEstimator,
-        batcher: CropBatcher | None = None,
+        batcher: Batcher | None = None,
         max_upload_bytes: int | None = None,
         max_image_pixels: int | None = None,
         warmup_batch_sizes: str = "auto",
+        detector_batcher: Batcher | None = None,
     ):
         self.detector = detector
+        self.detector_batcher = detector_batcher
         self.pose = pose
         self.batcher = batcher
         self.max_upload_bytes = max_upload_bytes
@@ -95,8 +100,9 @@ class PosePipeline:
 
     @classmethod
     def from_settings(cls, settings: Settings, batching: bool = True) -> PosePipeline:
-        """Open both models as the settings say (same runtime, providers and threads for each) and wrap them
-        in a pipeline with a cross-request batcher (``batching``; off for single-caller use such as evaluation).
+        """Open both models as the settings say (same runtime, precision, providers and threads for each) and wrap
+        them in a pipeline with cross-request batchers (``batching``; off for single-caller use such as evaluation):
+        the pose crops' and the detector's images', sharing one gate so the two models never compute at once.
 
         Raises:
             ModelLoadError: the pose model path is unset or a model cannot be opened.
@@ -107,15 +113,16 @@ class PosePipeline:
         detector = None
         if settings.detector_model is not None:
             detector = PersonDetector(
-                create_runtime(settings.detector_model, settings),
+                create_runtime(settings.detector_model, settings, batch_size=settings.det_max_batch_size),
                 score_threshold=settings.det_score_threshold,
                 iou_threshold=settings.det_nms_iou,
                 max_detections=settings.det_max_detections,
                 name=settings.detector_model.stem,
+                max_batch_size=settings.det_max_batch_size,
             )
-        # a dynamic-batch model's batches stop at the pose estimator's batch size (clamped to an engine's profile)
-        batch = pose.batch_size if pose.fixed_batch is None else settings.max_batch_size
-        batcher = CropBatcher(pose.predict_crops, batch, settings.max_batch_wait_ms) if batching else None
+        batcher, detector_batcher = make_batchers(pose, detector, settings.max_batch_size, settings.max_batch_wait_ms)
+        if not batching:
+            batcher = detector_batcher = None
         return cls(
             detector,
             pose,
@@ -123,6 +130,7 @@ class PosePipeline:
             settings.max_upload_bytes,
             settings.max_image_pixels,
             settings.warmup_batch_sizes,
+            detector_batcher,
         )
 
     def run(self, data: bytes, bboxes: np.ndarray | None = None, ctx: RequestContext | None = None) -> PoseResult:
@@ -191,7 +199,12 @@ class PosePipeline:
             if self.detector is None:
                 raise InvalidParameterError("no detector is configured: send boxes with the request")
             t = time.perf_counter()
-            bboxes, bbox_scores = self.detector.detect(image)
+            if self.detector_batcher is not None:
+                x, lb = self.detector.preprocess(image)
+                raw = self.detector_batcher.predict(x, ctx)
+                bboxes, bbox_scores = self.detector.postprocess(raw[0], lb, image.shape[:2])
+            else:
+                bboxes, bbox_scores = self.detector.detect(image)
             timings["detect"] = _ms(t)
             detector_name = self.detector.name
             ctx.check()
@@ -229,12 +242,14 @@ class PosePipeline:
         )
 
     def warmup(self) -> list[int]:
-        """Warm both models up: the detector once on a grey 640x480 image (it runs one image per call), the pose
+        """Warm both models up: the detector on a grey 640x480 image at batch 1 and at its batch size, the pose
         model at every batch size of ``PoseEstimator.warmup_batch_sizes`` (so no request pays for a first shape),
         then the whole path once on one box. Returns the pose batch sizes run."""
         dummy = np.full((480, 640, 3), 114, np.uint8)
         if self.detector is not None:
-            self.detector.detect(dummy)
+            x, _ = self.detector.preprocess(dummy)
+            for n in sorted({1, self.detector.batch_size}):
+                self.detector.infer(np.repeat(x, n, axis=0))
         sizes = self.pose.warmup(self.warmup_batch_sizes)
         self.predict(dummy, np.array([[100, 100, 300, 400]], np.float32))
         return sizes
@@ -251,15 +266,74 @@ class PosePipeline:
                 "score_threshold": det.score_threshold,
                 "nms_iou": det.iou_threshold,
                 "max_detections": det.max_detections,
+                "precision": runtime_precision(det.runtime),
+                "batch_size": det.batch_size,
                 "runtime": det.runtime.describe(),
             },
-            "pose": {"name": self.pose.name, **self.pose.describe()},
+            "pose": {"name": self.pose.name, "precision": runtime_precision(self.pose.runtime), **self.pose.describe()},
             "batching": None
             if self.batcher is None
-            else {"max_batch_size": self.batcher.max_batch_size, "max_wait_ms": self.batcher.max_wait_s * 1000.0},
+            else {
+                "max_batch_size": self.batcher.max_batch_size,
+                "max_wait_ms": self.batcher.max_wait_s * 1000.0,
+                "detector_max_batch_size": None
+                if self.detector_batcher is None
+                else self.detector_batcher.max_batch_size,
+            },
         }
 
     def close(self) -> None:
-        """Stop the batcher's worker thread."""
-        if self.batcher is not None:
-            self.batcher.close()
+        """Stop the batchers' worker threads."""
+        for b in (self.batcher, self.detector_batcher):
+            if b is not None:
+                b.close()
+
+
+def make_batchers(
+    pose: PoseEstimator, detector: PersonDetector | None, max_batch_size: int, max_wait_ms: float
+) -> tuple[Batcher, Batcher | None]:
+    """The pose model's and the detector's cross-request batchers, sharing one gate (one model computes at a time)
+    when both compute on the CPU: there each uses every available core (``service.runtime.model_threads``), and two at
+    once would oversubscribe them. On a GPU (CUDA / TensorRT providers, the TensorRT runtime, an OpenVINO GPU) the two
+    models' calls may overlap, as before.
+
+    Args:
+        pose: its batches hold up to ``pose.batch_size`` crops (a dynamic-batch model: ``max_batch_size`` clamped to an
+            engine's profile; a fixed-batch model: ``max_batch_size``, run in chunks of its batch).
+        detector: its batches hold up to ``detector.batch_size`` images; None: no detector batcher.
+        max_batch_size: see ``pose``.
+        max_wait_ms: how long a batch waits for others to join (both batchers).
+
+    Returns:
+        (pose batcher, detector batcher or None).
+    """
+    gpu = any(on_gpu(m.runtime) for m in (pose, detector) if m is not None)
+    gate = None if gpu else threading.Lock()
+    batch = pose.batch_size if pose.fixed_batch is None else max_batch_size
+    batcher = Batcher(pose.predict_crops, batch, max_wait_ms, gate=gate)
+    detector_batcher = None
+    if detector is not None:
+        detector_batcher = Batcher(detector.infer, detector.batch_size, max_wait_ms, gate=gate, name="detector-batcher")
+    return batcher, detector_batcher
+
+
+def on_gpu(runtime) -> bool:
+    """Whether a runtime computes on a GPU: onnxruntime's CUDA or TensorRT EP active, the TensorRT runtime, or an
+    OpenVINO GPU device (``active_providers`` of the runtime interface)."""
+    gpu_names = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "TensorRT")
+    return any(p in gpu_names or p.startswith("OpenVINO:GPU") for p in runtime.active_providers)
+
+
+def runtime_precision(runtime) -> str:
+    """The precision a runtime computes in, as ``/v1/models`` states it: the ``precision`` its ``describe()`` reports
+    (OpenVINO: fp32 / bf16 / int8; a TensorRT engine's sidecar: fp32 / fp16), fp16 for onnxruntime's TensorRT EP
+    with ``trt_fp16_enable``, else fp32."""
+    facts = runtime.describe()
+    if facts.get("precision"):
+        return str(facts["precision"])
+    trt_options = (facts.get("provider_options") or {}).get("TensorrtExecutionProvider", {})
+    if "TensorrtExecutionProvider" in facts.get("active_providers", []) and str(
+        trt_options.get("trt_fp16_enable", "")
+    ).lower() in ("1", "true"):
+        return "fp16"
+    return "fp32"

@@ -84,15 +84,21 @@ class PoseEstimator:
     @classmethod
     def from_settings(cls, card_or_model_path: str | Path, settings: Settings) -> PoseEstimator:
         """Open a pose model from its card (or the model file with ``<stem>.json`` beside it) with the
-        runtime, padding, batch size and flip test of ``settings``.
+        runtime, precision, padding, batch size and flip test of ``settings``. With ``precision`` int8 an fp32 card
+        is replaced by the int8 card ``pose-export quantize`` wrote for it (``service.runtime_ov``).
 
         Raises:
-            ModelLoadError: the card or the model file is missing or invalid.
+            ModelLoadError: the card or the model file is missing or invalid; int8 asked for and not quantised yet;
+                an int8 card under another precision.
         """
         try:
             card = ModelCard.load(card_path_for(card_or_model_path))
         except ModelCardError as exc:
             raise ModelLoadError(str(exc)) from exc
+        if settings.precision == "int8" or card.precision == "int8":
+            from service.runtime_ov import resolve_card_precision
+
+            card = resolve_card_precision(card, settings.precision, settings.cache)
         return cls(
             card,
             create_runtime(card.model_path(), settings, batch_size=settings.max_batch_size),

@@ -24,6 +24,8 @@ whenever a larger batch arrives). onnxruntime reports what it applied through
 from __future__ import annotations
 
 import logging
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,89 @@ _ORT_DTYPES = {
     "tensor(double)": np.float64,
     "tensor(bool)": np.bool_,
 }
+
+
+def _cgroup_quota(cgroup_root: Path, proc_cgroup: Path) -> float | None:
+    """The CPU quota (cores, fractional) of this process's cgroup and its ancestors, or None when unlimited.
+
+    cgroup v2: ``cpu.max`` = ``"<quota> <period>"`` or ``"max <period>"`` in the process's folder (``0::<path>`` in
+    ``/proc/self/cgroup``) and every parent up to ``cgroup_root``; the smallest limit holds. cgroup v1 (the ``cpu``
+    controller): ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1: none). Kernel docs: admin-guide/cgroup-v2.rst
+    ("cpu.max"), scheduler/sched-bwc.rst.
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    folders: list[Path] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, rel = parts
+        rel_path = rel.lstrip("/")
+        if hierarchy == "0" and controllers == "":  # v2 (unified)
+            base = cgroup_root / "unified" if (cgroup_root / "unified" / "cgroup.controllers").exists() else cgroup_root
+            folders += [base / rel_path, *(base / p for p in Path(rel_path).parents)]
+        elif "cpu" in controllers.split(","):  # v1
+            base = cgroup_root / controllers
+            folders += [base / rel_path, *(base / p for p in Path(rel_path).parents)]
+    limits = []
+    for folder in dict.fromkeys(folders):
+        try:
+            quota, period = (folder / "cpu.max").read_text().split()[:2]
+            if quota != "max":
+                limits.append(int(quota) / int(period))
+            continue
+        except (OSError, ValueError):
+            pass
+        try:
+            quota = int((folder / "cpu.cfs_quota_us").read_text())
+            period = int((folder / "cpu.cfs_period_us").read_text())
+            if quota > 0 and period > 0:
+                limits.append(quota / period)
+        except (OSError, ValueError):
+            pass
+    return min(limits) if limits else None
+
+
+def available_cores(
+    affinity: set[int] | None = None,
+    cgroup_root: str | Path = "/sys/fs/cgroup",
+    proc_cgroup: str | Path = "/proc/self/cgroup",
+) -> int:
+    """CPU cores this process may use: its CPU affinity (``os.sched_getaffinity``), capped by its cgroup's CPU quota
+    (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us``; a fractional quota rounds up), at least 1.
+
+    ``os.cpu_count()`` (what onnxruntime and OpenVINO size their thread pools by) counts every core of the machine,
+    also in a container limited to two of them, so two models would each start more threads than there are cores.
+
+    Args:
+        affinity: the CPU set (default ``os.sched_getaffinity(0)``, or ``os.cpu_count()`` cores where unavailable).
+        cgroup_root: where the cgroup file systems are mounted.
+        proc_cgroup: the process's cgroup membership file.
+
+    Returns:
+        Cores, >= 1.
+    """
+    if affinity is None:
+        try:
+            affinity = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            affinity = set(range(os.cpu_count() or 1))
+    cores = max(1, len(affinity))
+    quota = _cgroup_quota(Path(cgroup_root), Path(proc_cgroup))
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota - 1e-9)))
+    return cores
+
+
+def model_threads(settings: Settings) -> int:
+    """Threads each model's runtime gets: ``settings.intra_op_threads``, or when 0 :func:`available_cores`.
+
+    On the CPU the pipeline never runs the two models at once (``service.pipeline.make_batchers``: the batchers share a
+    gate), so each may use every available core without the two oversubscribing them."""
+    return settings.intra_op_threads or available_cores()
 
 
 def _shape_spec(name: str, shape: list[int]) -> str:
@@ -177,7 +262,8 @@ class OrtRuntime:
         allow_fallback: when False (default), a requested non-CPU provider that is not active in
             the created session (onnxruntime silently falls back to CPU when CUDA libraries are
             missing) raises :class:`ProviderFallbackError`.
-        intra_op_threads: onnxruntime intra-op thread count (0 = library default).
+        intra_op_threads: onnxruntime intra-op thread count (0 = library default; ``create_runtime`` passes
+            :func:`model_threads`).
         provider_options: provider name -> options for it (:func:`provider_options`); providers not named get none.
         batch_profile: (min, opt, max) batch of the TensorRT EP's explicit profile, when one was passed.
 
@@ -275,9 +361,11 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
 
     Args:
         model_path: ``.onnx`` (either backend), or a TensorRT engine file.
-        settings: ``runtime``, ``providers``, ``allow_provider_fallback``, ``intra_op_threads`` and the GPU
-            options of :func:`provider_options` (onnxruntime); ``device``, ``trt_precision`` and
-            ``cache.engines`` (TensorRT).
+        settings: ``runtime``, ``providers``, ``allow_provider_fallback``, ``intra_op_threads`` (:func:`model_threads`)
+            and the GPU options of :func:`provider_options` (onnxruntime); ``device``, ``trt_precision`` and
+            ``cache.engines`` (TensorRT); ``ov_device``, ``precision``, ``allow_unsupported_precision``,
+            ``cache.openvino`` and ``cache.int8`` (OpenVINO: with ``precision`` int8 an fp32 model file is replaced
+            by its quantisation from the cache, ``service.runtime_ov.int8_model_path``).
         batch_size: the largest batch the caller will run (the pose model: ``max_batch_size``; the detector: 1):
             the TensorRT runtime prefers a cached engine whose profile covers it, the TensorRT EP builds its
             profile up to it.
@@ -295,7 +383,7 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
             model_path,
             settings.providers,
             settings.allow_provider_fallback,
-            settings.intra_op_threads,
+            model_threads(settings),
             options,
             trt_ep_profile(settings, batch_size) if inputs and any(None in s for _, s in inputs) else None,
         )
@@ -312,4 +400,19 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
             precision=precision,
             batch_size=batch_size,
         )
-    raise ModelLoadError(f"unknown runtime backend {settings.runtime!r}; use 'onnxruntime' or 'tensorrt'")
+    if settings.runtime == "openvino":
+        from service.runtime_ov import OvRuntime, import_openvino, int8_model_path, is_quantized_ir
+
+        import_openvino()
+        path = Path(model_path)
+        if settings.precision == "int8" and not is_quantized_ir(path):
+            path = int8_model_path(path, settings.cache)
+        return OvRuntime(
+            path,
+            device=settings.ov_device,
+            precision=settings.precision,
+            threads=model_threads(settings),
+            cache_dir=settings.cache.openvino(settings.ov_device),
+            allow_unsupported=settings.allow_unsupported_precision,
+        )
+    raise ModelLoadError(f"unknown runtime backend {settings.runtime!r}; use 'onnxruntime', 'tensorrt' or 'openvino'")

@@ -19,6 +19,9 @@ detector and pose model, TensorRT engines)::
     <cache_dir>/engines/<gpu>/trt-<version>/<onnx stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
         (+ ``.engine.json``: the build's sidecar)
     <cache_dir>/engines/onnxruntime-trt/ort-<version>-trt-<version>/  (onnxruntime's TensorRT EP engine + timing caches)
+    <cache_dir>/openvino/<device>/  (OpenVINO's compiled-model cache, ``CACHE_DIR``)
+    <cache_dir>/int8/<model sha256[:16]>/<stem>.xml + .bin (+ <stem>.json: the int8 card or the detector's record)
+        (``pose-export quantize``: NNCF post-training quantisation of the model whose file has that hash)
 
 Torch-free (pydantic-settings only).
 """
@@ -67,6 +70,18 @@ class CacheLayout:
         """Engine and timing caches of onnxruntime's TensorRT EP (``trt_engine_cache_path``), one folder per
         onnxruntime and TensorRT version: the EP's cached engines must not be reused across them."""
         return self.engines / "onnxruntime-trt" / f"ort-{ort_version}-trt-{trt_version}"
+
+    def openvino(self, device: str) -> Path:
+        """OpenVINO's compiled-model cache for one device (``CACHE_DIR``; OpenVINO keys the blobs inside by model,
+        configuration and OpenVINO version)."""
+        return self.root / "openvino" / "".join(c if c.isalnum() else "-" for c in device.lower())
+
+    def int8(self, model_sha256: str) -> Path:
+        """The folder holding the int8 quantisation (``pose-export quantize``) of the model file whose SHA-256 is
+        ``model_sha256``: ``<stem>.xml`` / ``.bin`` and its ``<stem>.json`` (card or record)."""
+        if len(model_sha256) < 16 or any(c not in "0123456789abcdef" for c in model_sha256):
+            raise ValueError(f"expected a lower-case hex SHA-256, got {model_sha256!r}")
+        return self.root / "int8" / model_sha256[:16]
 
     @property
     def trained(self) -> Path:
@@ -122,7 +137,20 @@ class Settings(BaseSettings):
     offline: bool = Field(False, description="never download (missing checkpoints are an error naming the URL)")
 
     # runtimes
-    runtime: Literal["onnxruntime", "tensorrt"] = Field("onnxruntime", description="inference backend of both models")
+    runtime: Literal["onnxruntime", "tensorrt", "openvino"] = Field(
+        "onnxruntime", description="inference backend of both models"
+    )
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        "fp32",
+        description="inference precision of both models (openvino runtime): fp32; bf16 (OpenVINO's inference-precision "
+        "hint; needs a CPU with BF16); int8 (the models `pose-export quantize` wrote into the cache)",
+    )
+    allow_unsupported_precision: bool = Field(
+        False,
+        description="accept bf16 on a CPU without native BF16, or int8 without VNNI (OpenVINO emulates them, slowly); "
+        "else start-up fails",
+    )
+    ov_device: str = Field("CPU", description="OpenVINO device of both models (openvino runtime)")
     providers: Annotated[list[str] | None, NoDecode] = Field(
         None,
         description="onnxruntime execution providers in priority order (comma-separated or a JSON list); "
@@ -132,7 +160,10 @@ class Settings(BaseSettings):
         False, description="accept a session where a requested GPU provider fell back to CPU (else start-up fails)"
     )
     intra_op_threads: int = Field(
-        0, ge=0, description="onnxruntime intra-op threads of each model (0: library default)"
+        0,
+        ge=0,
+        description="threads of each model (onnxruntime intra-op, OpenVINO `INFERENCE_NUM_THREADS`); 0: the cores "
+        "available to the process (CPU affinity and cgroup quota); the two models never compute at once",
     )
     device: int = Field(
         0, ge=0, description="CUDA device index (TensorRT runtime; `device_id` of onnxruntime's CUDA and TensorRT EPs)"
@@ -142,12 +173,22 @@ class Settings(BaseSettings):
     det_score_threshold: float = Field(0.25, ge=0.0, le=1.0, description="detector person score threshold")
     det_nms_iou: float = Field(0.45, gt=0.0, le=1.0, description="detector NMS IoU threshold (OpenCV NMS)")
     det_max_detections: int = Field(100, ge=1, description="at most this many people per image")
+    det_max_batch_size: int = Field(
+        4,
+        ge=1,
+        description="most images in one detector batch across requests (a detector with a dynamic batch axis; a "
+        "fixed-batch one runs its own batch)",
+    )
 
     # pose
     bbox_padding: float = Field(1.25, gt=0.0, description="box padding before the square crop (MMPose 1.25)")
     flip_test: bool = Field(False, description="flip test: average with the mirrored crop (MMPose's flip-back)")
     max_batch_size: int = Field(32, ge=1, description="most crops in one pose-model batch")
-    max_batch_wait_ms: float = Field(2.0, ge=0.0, description="how long a batch waits for crops of other requests (ms)")
+    max_batch_wait_ms: float = Field(
+        2.0,
+        ge=0.0,
+        description="how long a batch waits for the crops (pose) or images (detector) of other requests (ms)",
+    )
 
     # input limits
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest accepted upload (bytes)")
@@ -245,6 +286,15 @@ class Settings(BaseSettings):
             items = [p.strip() for p in text.split(",") if p.strip()]
             return items or (None if info.field_name == "providers" else [])
         return v
+
+    @model_validator(mode="after")
+    def _precision_needs_openvino(self) -> Settings:
+        if self.precision != "fp32" and self.runtime != "openvino":
+            raise ValueError(
+                f"precision {self.precision} needs runtime openvino (POSE_RUNTIME=openvino); the {self.runtime} "
+                "runtime runs fp32 (TensorRT engines: trt_precision)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _budgets_admit_the_largest_image(self) -> Settings:

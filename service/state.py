@@ -14,7 +14,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.admission import Admission
-from service.pipeline import PosePipeline
+from service.pipeline import PosePipeline, runtime_precision
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -57,15 +57,23 @@ class ServiceState:
         self.batch_sizes = Histogram(
             "pose_batch_crops", "crops per pose-model batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r
         )
+        self.detector_batch_sizes = Histogram(
+            "pose_detector_batch_images", "images per detector batch", buckets=(1, 2, 4, 8, 16, 32), registry=r
+        )
         a = self.admission
         Gauge("pose_inflight_requests", "admitted requests", registry=r).set_function(lambda: a.requests)
         Gauge("pose_inflight_pixels", "decoded pixels of admitted requests", registry=r).set_function(lambda: a.pixels)
         Gauge("pose_inflight_crops", "pose crops of admitted requests", registry=r).set_function(lambda: a.crops)
-        Gauge("pose_queued_crops", "crops waiting for the pose model", registry=r).set_function(self._queued_crops)
+        Gauge("pose_queued_crops", "crops waiting for the pose model", registry=r).set_function(
+            lambda: self._queued("batcher")
+        )
+        Gauge("pose_queued_images", "images waiting for the detector", registry=r).set_function(
+            lambda: self._queued("detector_batcher")
+        )
 
-    def _queued_crops(self) -> int:
-        batcher = self.pipeline.batcher if self.pipeline is not None else None
-        return batcher.queued_crops if batcher is not None else 0
+    def _queued(self, which: str) -> int:
+        batcher = getattr(self.pipeline, which, None) if self.pipeline is not None else None
+        return batcher.queued_items if batcher is not None else 0
 
     def load(self) -> None:
         """Load (unless given) and warm up the models; sets ``ready`` or ``error``. Runs in a thread."""
@@ -75,15 +83,21 @@ class ServiceState:
                 self.pipeline = PosePipeline.from_settings(self.settings)
             if self.pipeline.batcher is not None:
                 self.pipeline.batcher.on_batch = self.batch_sizes.observe
+            if self.pipeline.detector_batcher is not None:
+                self.pipeline.detector_batcher.on_batch = self.detector_batch_sizes.observe
             if self.settings.warmup:
                 self.pipeline.warmup()
             self.ready = True
+            det = self.pipeline.detector
             log.info(
-                "models ready in %.1f s: detector=%s pose=%s providers=%s",
+                "models ready in %.1f s: detector=%s (%s, %s) pose=%s (%s, %s)",
                 time.perf_counter() - t0,
-                self.pipeline.detector.name if self.pipeline.detector else None,
+                det.name if det else None,
+                ",".join(det.runtime.active_providers) if det else "-",
+                runtime_precision(det.runtime) if det else "-",
                 self.pipeline.pose.name,
-                self.pipeline.pose.runtime.active_providers,
+                ",".join(self.pipeline.pose.runtime.active_providers),
+                runtime_precision(self.pipeline.pose.runtime),
             )
         except Exception as exc:  # reported by /readyz and the log
             self.error = f"{type(exc).__name__}: {exc}"

@@ -9,9 +9,8 @@ import numpy as np
 
 from models.card import card_for_config
 from models.zoo import get_config
-from service.batcher import CropBatcher
 from service.detector import PersonDetector
-from service.pipeline import PosePipeline
+from service.pipeline import PosePipeline, make_batchers
 from service.pose import PoseEstimator
 
 #: The fake detector's person, xyxy in letterboxed 640x640 input pixels, and its score.
@@ -19,20 +18,51 @@ DETECTED_BOX = (100.0, 150.0, 300.0, 500.0)
 DETECTED_SCORE = 0.9
 
 
-class FakeDetectorRuntime:
-    """An NMS-ed YOLO export ([1, M, 6]: x1, y1, x2, y2, score, class) that finds one person and one car."""
-
-    input_names, input_shapes, input_dtypes = ["images"], [[1, 3, 640, 640]], [np.dtype(np.float32)]
-    output_names, output_shapes = ["output0"], [[1, 2, 6]]
-    active_providers = ["FakeProvider"]
+class Overlap:
+    """Counts the fake runtimes computing at the same moment (``max_active``: the most at once)."""
 
     def __init__(self):
+        self.lock = threading.Lock()
+        self.active = self.max_active = 0
+
+    def __enter__(self):
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.active -= 1
+
+
+class FakeDetectorRuntime:
+    """An NMS-ed YOLO export ([B, M, 6]: x1, y1, x2, y2, score, class) that finds one person and one car per image.
+
+    Args:
+        batch: the model's batch axis (1: fixed, as the test asset; None: dynamic, as ``pose-export detector``).
+        delay: seconds each call sleeps. overlap: an :class:`Overlap` shared with other fakes.
+    """
+
+    input_names, input_dtypes = ["images"], [np.dtype(np.float32)]
+    output_names = ["output0"]
+    active_providers = ["FakeProvider"]
+
+    def __init__(self, batch: int | None = 1, delay: float = 0.0, overlap: Overlap | None = None):
+        self.input_shapes, self.output_shapes = [[batch, 3, 640, 640]], [[batch, 2, 6]]
+        self.delay, self.overlap = delay, overlap or Overlap()
         self.calls = 0
+        self.batch_sizes: list[int] = []
 
     def run(self, feeds):
-        self.calls += 1
-        assert feeds["images"].shape == (1, 3, 640, 640)
-        return [np.array([[[*DETECTED_BOX, DETECTED_SCORE, 0], [400, 400, 500, 450, 0.8, 2]]], np.float32)]
+        with self.overlap:
+            x = feeds["images"]
+            self.calls += 1
+            self.batch_sizes.append(len(x))
+            assert x.shape[1:] == (3, 640, 640) and (self.input_shapes[0][0] is None or len(x) == 1)
+            if self.delay:
+                threading.Event().wait(self.delay)
+            one = [[*DETECTED_BOX, DETECTED_SCORE, 0], [400, 400, 500, 450, 0.8, 2]]
+            return [np.array([one] * len(x), np.float32)]
 
     def describe(self):
         return {"backend": "fake", "active_providers": self.active_providers}
@@ -50,12 +80,16 @@ class FakePoseRuntime:
     output_names, output_shapes = ["coords"], [[None, 17, 2]]
     active_providers = ["FakeProvider"]
 
-    def __init__(self, delay: float = 0.0, fail: Exception | None = None):
-        self.delay, self.fail = delay, fail
+    def __init__(self, delay: float = 0.0, fail: Exception | None = None, overlap: Overlap | None = None):
+        self.delay, self.fail, self.overlap = delay, fail, overlap or Overlap()
         self.batch_sizes: list[int] = []
         self.lock = threading.Lock()
 
     def run(self, feeds):
+        with self.overlap:
+            return self._run(feeds)
+
+    def _run(self, feeds):
         crops = feeds["crops"]
         with self.lock:
             self.batch_sizes.append(len(crops))
@@ -78,13 +112,16 @@ def fake_pipeline(
     batching: bool = True,
     max_upload_bytes: int = 3_000_000,
     max_image_pixels: int = 20_000_000,
+    detector_runtime: FakeDetectorRuntime | None = None,
+    detector_batch_size: int = 1,
     **pose_kwargs,
 ) -> PosePipeline:
-    """The real :class:`PosePipeline` (detector post-processing, crops, card decode, batcher) over fake runtimes."""
+    """The real :class:`PosePipeline` (detector post-processing, crops, card decode, batchers) over fake runtimes."""
     pose = PoseEstimator(card_for_config(get_config("ipr_res50"), name="fake_pose"), FakePoseRuntime(**pose_kwargs))
-    det = PersonDetector(FakeDetectorRuntime(), name="fake_det") if detector else None
-    batcher = CropBatcher(pose.predict_crops, 32, 2.0) if batching else None
-    return PosePipeline(det, pose, batcher, max_upload_bytes, max_image_pixels)
+    det_rt = detector_runtime or FakeDetectorRuntime()
+    det = PersonDetector(det_rt, name="fake_det", max_batch_size=detector_batch_size) if detector else None
+    batcher, det_batcher = make_batchers(pose, det, 32, 2.0) if batching else (None, None)
+    return PosePipeline(det, pose, batcher, max_upload_bytes, max_image_pixels, detector_batcher=det_batcher)
 
 
 class ThreadedServer:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from service.admission import RequestContext
-from service.batcher import CropBatcher
+from service.batcher import Batcher
 from service.errors import ClientDisconnectedError
 
 
@@ -24,7 +24,7 @@ def _fake_predict(calls, delay=0.0):
 
 def test_concurrent_requests_share_batches_and_get_their_own_results():
     calls: list[list[int]] = []
-    b = CropBatcher(_fake_predict(calls), max_batch_size=64, max_wait_ms=200)
+    b = Batcher(_fake_predict(calls), max_batch_size=64, max_wait_ms=200)
     n_threads, barrier, results, errors = 8, threading.Barrier(8), {}, []
 
     def worker(i):
@@ -52,7 +52,7 @@ def test_concurrent_requests_share_batches_and_get_their_own_results():
 def test_a_large_request_is_split_and_others_interleave_with_it():
     """200 crops of request A, then 2 of B: B's crops ride in A's second batch, not after all of A's."""
     calls: list[list[int]] = []
-    b = CropBatcher(_fake_predict(calls, delay=0.05), max_batch_size=16, max_wait_ms=1)
+    b = Batcher(_fake_predict(calls, delay=0.05), max_batch_size=16, max_wait_ms=1)
     big = b.submit(np.full((200, 4, 4, 3), 1, np.uint8))
     time.sleep(0.02)  # A's first batch is running
     small = b.submit(np.full((2, 4, 4, 3), 2, np.uint8))
@@ -67,7 +67,7 @@ def test_a_large_request_is_split_and_others_interleave_with_it():
 
 def test_cancelled_requests_are_dropped_before_they_run():
     calls: list[list[int]] = []
-    b = CropBatcher(_fake_predict(calls, delay=0.1), max_batch_size=4, max_wait_ms=1)
+    b = Batcher(_fake_predict(calls, delay=0.1), max_batch_size=4, max_wait_ms=1)
     first = b.submit(np.full((4, 4, 4, 3), 1, np.uint8))  # occupies the model
     time.sleep(0.02)
     ctx = RequestContext.unbounded()
@@ -82,7 +82,7 @@ def test_cancelled_requests_are_dropped_before_they_run():
 
 def test_max_batch_size_and_errors_reach_every_request():
     calls: list[list[int]] = []
-    b = CropBatcher(_fake_predict(calls), max_batch_size=4, max_wait_ms=50)
+    b = Batcher(_fake_predict(calls), max_batch_size=4, max_wait_ms=50)
     futs = [b.submit(np.zeros((3, 4, 4, 3), np.uint8)) for _ in range(3)]
     for f in futs:
         assert f.result(5).shape == (3, 1, 3)
@@ -92,12 +92,12 @@ def test_max_batch_size_and_errors_reach_every_request():
     def boom(crops):
         raise ValueError("model exploded")
 
-    b = CropBatcher(boom, max_batch_size=8, max_wait_ms=50)
+    b = Batcher(boom, max_batch_size=8, max_wait_ms=50)
     futs = [b.submit(np.zeros((1, 4, 4, 3), np.uint8)) for _ in range(2)]
     for f in futs:
         with pytest.raises(ValueError, match="exploded"):
             f.result(5)
-    assert b.queued_crops == 0
+    assert b.queued_items == 0
     b.close()
     with pytest.raises(RuntimeError, match="closed"):
         b.submit(np.zeros((1, 4, 4, 3), np.uint8)).result(1)

@@ -104,3 +104,22 @@ def test_warmup_mode_comes_from_the_settings(movenet_card):
     pipe = PosePipeline.from_settings(settings, batching=False)
     assert pipe.warmup_batch_sizes == "all"
     assert pipe.warmup() == [1]  # MoveNet's batch is fixed at 1: nothing else to warm
+
+
+def test_runtime_precision_states_what_each_runtime_computes_in():
+    from service.pipeline import runtime_precision
+
+    class Facts:
+        def __init__(self, **facts):
+            self.facts = facts
+
+        def describe(self):
+            return self.facts
+
+    assert runtime_precision(Facts(backend="onnxruntime", active_providers=["CPUExecutionProvider"])) == "fp32"
+    assert runtime_precision(Facts(backend="openvino", precision="bf16")) == "bf16"
+    assert runtime_precision(Facts(backend="tensorrt", precision="fp16")) == "fp16"
+    trt_ep = {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}}
+    active = ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+    assert runtime_precision(Facts(active_providers=active, provider_options=trt_ep)) == "fp16"
+    assert runtime_precision(Facts(active_providers=["CPUExecutionProvider"], provider_options=trt_ep)) == "fp32"

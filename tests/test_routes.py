@@ -138,6 +138,15 @@ def test_models_endpoint_and_metrics(client):
     assert count(after, "400") == count(before, "400") + 1
     assert count(after, "200") == count(before, "200") + 1
 
+    def sample(text: str, name: str) -> float:
+        return float(next(x for x in text.splitlines() if x.startswith(name + " ")).split()[-1])
+
+    # the detected image went through the detector's batcher (the fake detector's batch is fixed at 1)
+    assert sample(after, "pose_detector_batch_images_count") >= sample(before, "pose_detector_batch_images_count") + 1
+    assert sample(after, "pose_queued_images") == 0
+    assert body["detector"]["precision"] == body["pose"]["precision"] == "fp32"
+    assert body["detector"]["batch_size"] == 1 and body["batching"]["detector_max_batch_size"] == 1
+
 
 def test_an_unexpected_failure_is_a_json_500_and_the_server_survives():
     pipeline = fake_pipeline(fail=RuntimeError("kernel exploded"))
