@@ -114,14 +114,13 @@ def fake_pipeline(
     max_image_pixels: int = 20_000_000,
     detector_runtime: FakeDetectorRuntime | None = None,
     detector_batch_size: int = 1,
-    pose_batch_size: int = 32,
     **pose_kwargs,
 ) -> PosePipeline:
     """The real :class:`PosePipeline` (detector post-processing, crops, card decode, batchers) over fake runtimes."""
     pose = PoseEstimator(card_for_config(get_config("ipr_res50"), name="fake_pose"), FakePoseRuntime(**pose_kwargs))
     det_rt = detector_runtime or FakeDetectorRuntime()
     det = PersonDetector(det_rt, name="fake_det", max_batch_size=detector_batch_size) if detector else None
-    batcher, det_batcher = make_batchers(pose, det, pose_batch_size, 2.0) if batching else (None, None)
+    batcher, det_batcher = make_batchers(pose, det, 32, 2.0) if batching else (None, None)
     return PosePipeline(det, pose, batcher, max_upload_bytes, max_image_pixels, detector_batcher=det_batcher)
 
 
