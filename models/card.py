@@ -145,6 +145,19 @@ class ModelCard:
         """The ``models.keypoints`` schema whose names are the card's keypoint names (COCO-17, MPII-16), or None."""
         return schema_for_names(self.keypoint_names)
 
+    def schema_dict(self) -> dict:
+        """The card's keypoint schema as JSON data (``GET /v1/models``): the ``models.keypoints`` schema its names
+        belong to (names, flip pairs, skeleton, sigmas), else its own names and flip pairs (no skeleton, no sigmas)."""
+        if self.schema is not None:
+            return self.schema.to_dict()
+        return {
+            "name": self.keypoints.get("name", ""),
+            "keypoint_names": self.keypoint_names,
+            "flip_pairs": [list(p) for p in self.keypoints.get("flip_pairs") or []],
+            "skeleton": [],
+            "sigmas": None,
+        }
+
     @property
     def flip_index(self) -> np.ndarray | None:
         """Joint permutation of a horizontal flip (int64 [K]): from ``keypoints.flip_pairs``, else the pairs of the
