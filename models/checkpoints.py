@@ -313,6 +313,33 @@ def load_imagenet_backbone(
     return dest
 
 
+def load_backbone_weights(model: TopdownPoseModel, path: str | os.PathLike) -> Path:
+    """Initialise ``model.backbone`` from the ``backbone.*`` weights of a pose checkpoint (MMPose's or ours), as
+    MMPose's ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)`` does; the head is left as it is.
+
+    Args:
+        model: a :class:`TopdownPoseModel`.
+        path: the checkpoint file.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        FileNotFoundError: no such file. CheckpointError: unreadable, or its backbone keys / shapes do not fit.
+    """
+    path = Path(path)
+    sd = mmpose_v1_keys(extract_state_dict(read_checkpoint(path)))
+    backbone = {k: v for k, v in sd.items() if k.startswith("backbone.")}
+    holder = nn.Module()
+    holder.backbone = model.backbone
+    try:
+        check_state_dict(holder, backbone)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    model.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in backbone.items()}, strict=True)
+    return path
+
+
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], max_listed: int = 20) -> None:
     """Strict comparison of ``state_dict`` with ``model.state_dict()``.
 
