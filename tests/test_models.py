@@ -120,6 +120,18 @@ def test_zoo_table_lists_every_entry_grouped_with_its_figures():
     assert "| pose_resnet_152 | 384x288 | 0.750 |" in table  # MMPose writes input sizes as height x width
 
 
+def test_pose_zoo_cli_lists_every_entry_and_downloads_by_url(tmp_path, capsys):
+    from export.cli import zoo_main
+
+    assert zoo_main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out == zoo.zoo_table() + "\n" and all(f"| {n} |" in out for n in ZOO)
+    cfg = get_config("td-reg_res50_rle_mpii")  # an MMPose 0.x file: offline, the message says where to put it
+    assert zoo_main(["download", cfg.name, "--offline", "--cache-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert cfg.checkpoint_url in err and cfg.sha256_prefix in err
+
+
 def test_config_dict_round_trip_and_validation():
     cfg = small("ipr_res50_debias")
     d = json.loads(json.dumps(cfg.to_dict()))
