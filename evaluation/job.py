@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.files import read_json_list
 from evaluation.metric import (
     DEFAULT_KEYPOINT_SCORE_THR,
     DEFAULT_NMS_THR,
@@ -179,14 +180,7 @@ def load_detection_file(path: str | Path, image_ids: set[int], score_thr: float 
         ValueError: not JSON, not a list, or a record missing a field / with a malformed box.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detection file not found: {path}")
-    try:
-        dets = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"detection file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(dets, list):
-        raise ValueError(f"detection file {path} must hold a JSON list of detections, got {type(dets).__name__}")
+    dets = read_json_list(path, "detection file")
     grouped: dict[int, tuple[list, list]] = {}
     below = unknown = 0
     for i, det in enumerate(dets):
@@ -749,28 +743,30 @@ def _main_mpii(args: argparse.Namespace, pipeline: PosePipeline, settings: Setti
         f"\nMPII PCKh (MMPose MpiiPCKAccuracy): Mean = PCKh@0.5, Mean@0.1 = PCKh@0.1; flip test: "
         f"{run_settings['flip_test']}; images: {run_settings['images']}; persons: {run_settings['persons']}.\n"
     )
-    (out_dir / "pckh_table.md").write_text(table + note)
     records = [
         {"index": i.index, "image": i.file_name, "keypoints": kp.reshape(-1).tolist()}
         for i, kp in zip(preds.instances, preds.keypoints)
     ]
-    write_results_json(records, out_dir / "results.mpii.json")
-    (out_dir / "metrics.json").write_text(
-        json.dumps(
-            {
-                "arch": arch,
-                "input_size": list(pose.input_size),
-                "stats": columns,
-                "pckh": stats,
-                "settings": run_settings,
-            },
-            indent=2,
-        )
+    metrics = {"arch": arch, "input_size": list(pose.input_size), "stats": columns, "pckh": stats}
+    written = _write_outputs(
+        out_dir, "pckh_table.md", table + note, "results.mpii.json", records, metrics, run_settings
     )
     print("".join(f"{k}: {v:.2f}\n" for k, v in stats.items()), end="")
     print(table + note, end="")
-    print(f"written: {out_dir / 'pckh_table.md'}, {out_dir / 'results.mpii.json'}, {out_dir / 'metrics.json'}")
+    print(f"written: {', '.join(map(str, written))}")
     return 0
+
+
+def _write_outputs(
+    out_dir: Path, table_file: str, table: str, results_file: str, records: list, metrics: dict, run_settings: dict
+) -> list[Path]:
+    """The job's files: the table (Markdown), the result records (JSON list) and ``metrics.json`` (the figures and
+    the run's settings). Returns their paths."""
+    paths = [out_dir / table_file, out_dir / results_file, out_dir / "metrics.json"]
+    paths[0].write_text(table)
+    write_results_json(records, paths[1])
+    paths[2].write_text(json.dumps({**metrics, "settings": run_settings}, indent=2))
+    return paths
 
 
 def _main_coco(
@@ -828,27 +824,21 @@ def _main_coco(
         f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "
         f"images: {run_settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
     )
-    (out_dir / "ap_table.md").write_text(table + note)
-    write_results_json(records, out_dir / "results.keypoints.json")
-    (out_dir / "metrics.json").write_text(
-        json.dumps(
-            {
-                "arch": arch,
-                "input_size": list(pose.input_size),
-                "stats": result.stats,
-                "settings": run_settings,
-                "per_keypoint": result.per_keypoint,
-            },
-            indent=2,
-        )
+    metrics = {
+        "arch": arch,
+        "input_size": list(pose.input_size),
+        "stats": result.stats,
+        "per_keypoint": result.per_keypoint,
+    }
+    written = _write_outputs(
+        out_dir, "ap_table.md", table + note, "results.keypoints.json", records, metrics, run_settings
     )
-    plot_per_keypoint(result.per_keypoint, out_dir / "per_keypoint.png", title=f"{arch}: per-keypoint OKS / PCK")
+    written.append(
+        plot_per_keypoint(result.per_keypoint, out_dir / "per_keypoint.png", title=f"{arch}: per-keypoint OKS / PCK")
+    )
     print(result.summary, end="")
     print(table + note, end="")
-    print(
-        f"written: {out_dir / 'ap_table.md'}, {out_dir / 'results.keypoints.json'}, "
-        f"{out_dir / 'metrics.json'}, {out_dir / 'per_keypoint.png'}"
-    )
+    print(f"written: {', '.join(map(str, written))}")
     return 0
 
 

@@ -28,13 +28,13 @@ The metric needs only MPII's 16 joints in MMPose's order (``models.keypoints.MPI
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from evaluation.files import read_json_list
 from models.geometry import bbox_cs2xyxy
 from models.keypoints import MPII16
 
@@ -95,16 +95,22 @@ class MpiiInstance:
 def read_headboxes(path: str | os.PathLike) -> np.ndarray:
     """Head boxes of ``mpii_gt_val.mat`` (its ``headboxes_src`` [2, 2, N]) as float64 [N, 2, 2] (instance, corner, xy).
 
+    MATLAB files are read with scipy (``scipy.io.loadmat``, as MMPose), which the train extra installs; the eval extra
+    does not, so without scipy this raises an error saying so.
+
     Raises:
         FileNotFoundError: no such file.
-        MpiiDataError: not a ``.mat`` file, unreadable, or no ``headboxes_src`` of shape [2, 2, N].
+        MpiiDataError: not a ``.mat`` file, unreadable, no ``headboxes_src`` of shape [2, 2, N], or scipy missing.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MPII head-box file not found: {path}")
     if path.suffix != ".mat":  # MpiiDataset accepts .mat only
         raise MpiiDataError(f"the MPII head-box file must be a .mat file (mpii_gt_val.mat), got {path.name}")
-    from scipy.io import loadmat
+    try:
+        from scipy.io import loadmat
+    except ImportError as exc:
+        raise MpiiDataError(f"reading {path.name} needs scipy ({exc}): pip install scipy") from None
 
     try:
         boxes = np.asarray(loadmat(str(path))["headboxes_src"], dtype=np.float64)
@@ -131,14 +137,7 @@ def read_mpii(ann_file: str | os.PathLike, headbox_file: str | os.PathLike | Non
             image name without an integer stem), or a head-box count that differs from the annotation count.
     """
     path = Path(ann_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"MPII annotation file not found: {path}")
-    try:
-        anns = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MpiiDataError(f"MPII annotation file {path} is not valid JSON: {exc}") from None
-    if not isinstance(anns, list):
-        raise MpiiDataError(f"MPII annotation file {path} must hold a JSON list, got {type(anns).__name__}")
+    anns = read_json_list(path, "MPII annotation file", MpiiDataError)
     heads = read_headboxes(headbox_file) if headbox_file is not None else None
     if heads is not None and len(heads) != len(anns):
         raise MpiiDataError(f"{headbox_file} has {len(heads)} head boxes for the {len(anns)} annotations of {path}")

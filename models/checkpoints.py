@@ -302,15 +302,23 @@ def load_imagenet_backbone(
             download(url, dest, prefix, progress=progress)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             raise FileNotFoundError(f"could not download the ImageNet weights ({e}). {where}") from e
-    sd = imagenet_to_backbone_keys(extract_state_dict(read_checkpoint(dest)))
-    backbone_only = nn.Module()
-    backbone_only.backbone = model.backbone
-    try:
-        check_state_dict(backbone_only, sd)
-    except CheckpointError as e:
-        raise CheckpointError(f"{dest}: {e}") from None
-    model.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in sd.items()}, strict=True)
+    _load_backbone(model, imagenet_to_backbone_keys(extract_state_dict(read_checkpoint(dest))), dest)
     return dest
+
+
+def _load_backbone(model: TopdownPoseModel, state_dict: Mapping[str, torch.Tensor], source: Path) -> None:
+    """Strictly load the ``backbone.*`` entries of ``state_dict`` (all of them, nothing else) into ``model.backbone``.
+
+    Raises:
+        CheckpointError: keys / shapes that do not fit (``source`` named).
+    """
+    holder = nn.Module()
+    holder.backbone = model.backbone
+    try:
+        check_state_dict(holder, state_dict)
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+    model.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in state_dict.items()}, strict=True)
 
 
 def load_backbone_weights(model: TopdownPoseModel, path: str | os.PathLike) -> Path:
@@ -329,14 +337,7 @@ def load_backbone_weights(model: TopdownPoseModel, path: str | os.PathLike) -> P
     """
     path = Path(path)
     sd = mmpose_v1_keys(extract_state_dict(read_checkpoint(path)))
-    backbone = {k: v for k, v in sd.items() if k.startswith("backbone.")}
-    holder = nn.Module()
-    holder.backbone = model.backbone
-    try:
-        check_state_dict(holder, backbone)
-    except CheckpointError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    model.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in backbone.items()}, strict=True)
+    _load_backbone(model, {k: v for k, v in sd.items() if k.startswith("backbone.")}, path)
     return path
 
 

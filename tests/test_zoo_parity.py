@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from models.keypoints import MPII16
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import METRIC_COLUMNS, ZOO, get_config
+from tests.golden import fill, load_npz, recipe
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "mmpose_zoo"
 #: The seed zoo's goldens are tests/data/mmpose (tests/test_mmpose_parity.py); these are the rest.
@@ -56,22 +56,13 @@ _YML = {
 }
 
 
-def _load_recipe():
-    spec = importlib.util.spec_from_file_location(
-        "golden_recipe", Path(__file__).resolve().parent / "mmpose_golden" / "recipe.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-recipe = _load_recipe()
+def npz(name: str) -> dict[str, np.ndarray]:
+    return _npz(name)
 
 
 @functools.cache
-def npz(name: str) -> dict[str, np.ndarray]:
-    with np.load(GOLDEN / name) as f:
-        return {k: f[k] for k in f.files}
+def _npz(name: str) -> dict[str, np.ndarray]:
+    return load_npz(GOLDEN / name)
 
 
 def report(what: str, dev: float, tol: float) -> float:
@@ -85,16 +76,6 @@ def reldev(got, want) -> float:
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
     return float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
-
-
-def fill(module: torch.nn.Module, prefix: str = "") -> torch.nn.Module:
-    sd = module.state_dict()
-    new = {}
-    for k, v in sd.items():
-        r = recipe.recipe_value(prefix + k, tuple(v.shape))
-        new[k] = v if r is None else torch.from_numpy(r)
-    module.load_state_dict(new, strict=True)
-    return module.eval()
 
 
 def test_golden_versions():

@@ -174,17 +174,17 @@ def td_hm_res50() -> TrainConfig:
     )
 
 
+def _zoo_config(name: str, losses: tuple[str, ...], **kw) -> TrainConfig:
+    """The zoo entry ``name`` with ``losses``, and the augmentation of its data set (MPII: ``MPII_AUGMENT``)."""
+    model = get_config(name)
+    augment = MPII_AUGMENT if model.dataset == "mpii" else AugmentConfig()
+    return TrainConfig(name=name, model=model, losses=losses, augment=augment, **kw)
+
+
 def deeppose(name: str) -> TrainConfig:
     """``topdown_regression/{coco,mpii}/td-reg_res{50,101,152}_8xb64-210e_*``: DeepPose, SmoothL1 on the normalised
     coordinates, backbone from torchvision's ImageNet ResNet of the config's depth."""
-    model = get_config(name)
-    return TrainConfig(
-        name=name,
-        model=model,
-        losses=("smooth_l1",),
-        init=INIT_IMAGENET,
-        augment=MPII_AUGMENT if model.dataset == "mpii" else AugmentConfig(),
-    )
+    return _zoo_config(name, ("smooth_l1",), init=INIT_IMAGENET)
 
 
 def rle(name: str) -> TrainConfig:
@@ -193,14 +193,12 @@ def rle(name: str) -> TrainConfig:
     ImageNet backbone, or for ``-pretrained`` the backbone of ``td-hm_res50``."""
     model = get_config(name)
     pretrained = name == "td-reg_res50_rle-pretrained"
-    return TrainConfig(
-        name=name,
-        model=model,
-        losses=("rle",),
+    return _zoo_config(
+        name,
+        ("rle",),
         lr=1e-3 if model.dataset == "coco" and model.backbone_depth == 50 else 5e-4,
         init="td-hm_res50" if pretrained else INIT_IMAGENET,
         init_backbone_only=pretrained,
-        augment=MPII_AUGMENT if model.dataset == "mpii" else AugmentConfig(),
     )
 
 
@@ -216,16 +214,12 @@ _BATCH_32 = {
 def simplebaseline(name: str) -> TrainConfig:
     """``topdown_heatmap/{coco,mpii}/td-hm_res*-210e_*``: SimpleBaseline, KeypointMSE on Gaussian heatmaps (sigma 2, or
     3 at 384x288), ImageNet backbone; batch 64 (base 512), or 32 for the ``8xb32`` configs."""
-    model = get_config(name)
-    batch = 32 if name in _BATCH_32 else 64
-    return TrainConfig(
-        name=name,
-        model=model,
-        losses=("keypoint_mse",),
-        batch_size=batch,
+    return _zoo_config(
+        name,
+        ("keypoint_mse",),
+        batch_size=32 if name in _BATCH_32 else 64,
         base_batch_size=_BATCH_32.get(name, 512),
         init=INIT_IMAGENET,
-        augment=MPII_AUGMENT if model.dataset == "mpii" else AugmentConfig(),
     )
 
 

@@ -65,7 +65,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from make_golden import BBOXES_XYXY, fill, install_import_shims, load_recipe, output_dir  # noqa: E402
+from make_golden import BBOXES_XYXY, GoldenWriter, fill, install_import_shims, load_recipe, output_dir  # noqa: E402
 
 #: Entries compared at full width (ResNet-50: a few seconds each in the tests).
 FULL = ("td-reg_res50", "td-reg_res50_rle")
@@ -163,17 +163,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     recipe = load_recipe()
     cfg_root = Path(mmpose.__file__).parent / ".mim" / "configs"
-    sizes: dict[str, int] = {}
-
-    def save_npz(name: str, **arrays) -> None:
-        path = out / name
-        np.savez_compressed(path, **arrays)
-        sizes[name] = path.stat().st_size
-
-    def save_json(name: str, obj) -> None:
-        path = out / name
-        path.write_text(json.dumps(obj, indent=1) + "\n")
-        sizes[name] = path.stat().st_size
+    writer = GoldenWriter(out)
+    save_npz, save_json = writer.npz, writer.json
 
     save_json(
         "versions.json",
@@ -352,7 +343,7 @@ def main() -> None:
     path = out / "state_dict_shapes.json.gz"
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
         f.write(json.dumps(shapes_all).encode("utf-8"))  # mtime 0: the same bytes on every run
-    sizes[path.name] = path.stat().st_size
+    writer.added(path)
 
     # ---- regression heads on unit-scale features (not saturated)
     heads = {}
@@ -437,7 +428,8 @@ def main() -> None:
     scipy.io.savemat(str(mat_path), {"headboxes_src": headboxes})
     data = mat_path.read_bytes()  # the 116-byte text header carries a creation date: fix it, for the same bytes
     mat_path.write_bytes(b"MATLAB 5.0 MAT-file, written by make_zoo_golden.py".ljust(116, b" ") + data[116:])
-    sizes[ann_path.name], sizes[mat_path.name] = ann_path.stat().st_size, mat_path.stat().st_size
+    writer.added(ann_path)
+    writer.added(mat_path)
     ds = MpiiDataset(
         ann_file=str(ann_path),
         headbox_file=str(mat_path),
@@ -581,8 +573,7 @@ def main() -> None:
         {"backend": "pycocotools", "stats": {kk: float(v) for kk, v in stats.items()}, "results": results},
     )
 
-    for name, size in sorted(sizes.items()):
-        print(f"{size / 1024:8.1f} KiB  {out / name}")
+    writer.print_sizes()
 
 
 if __name__ == "__main__":
