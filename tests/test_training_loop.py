@@ -248,7 +248,7 @@ def test_config_smoke_trains_two_steps(name, coco_tiny, tiny_mpii):
 
     model = TopdownPoseModel(model_cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loader = DataLoader(torch.utils.data.Subset(data, range(8)), batch_size=4)
+    loader = DataLoader(torch.utils.data.Subset(data, range(4)), batch_size=2)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupMultiStep(2, warmup_iters=1))
     records = []
