@@ -5,7 +5,7 @@ the CPU; fp16 + GradScaler on CUDA when there is a GPU), and the epoch time that
 
     python bench/bench_train.py [--config ipr_res50_debias] [--batch 16] [--steps 5] [--threads N] [--device cpu]
 
-The model, loss and step are the loop's own (``training.engine.TrainForward``, ``training.losses.pose_loss``);
+The model, loss and step are the loop's own (``training.engine.TrainForward``: the forward and the config's loss);
 data loading is left out (crops are random uint8; the DataLoader workers decode and warp in parallel).
 Figures, not assertions: this is never part of the test pass.
 """
@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.pose_model import TopdownPoseModel  # noqa: E402
 from training.configs import CONFIGS, get_train_config  # noqa: E402
 from training.engine import TrainForward  # noqa: E402
-from training.losses import pose_loss  # noqa: E402
 
 COCO_TRAIN_PERSONS = 149_813
 
@@ -34,7 +33,7 @@ def targets_for(cfg, batch: int) -> dict:
     w, h = cfg.model.heatmap_size
     hm = torch.rand(batch, k, h, w)
     out = {"heatmaps": hm / hm.sum(dim=(2, 3), keepdim=True), "keypoint_weights": torch.ones(batch, k)}
-    if cfg.model.head_kind == "integral":
+    if cfg.model.head_kind != "heatmap":
         out["keypoint_labels"] = torch.rand(batch, k, 2)
     return out
 
@@ -43,7 +42,7 @@ def bench(cfg, batch: int, steps: int, device: torch.device, amp: torch.dtype | 
     """Median images / s over ``steps`` optimizer steps (after one warm-up step)."""
     torch.manual_seed(0)
     model = TopdownPoseModel(cfg.model).to(device).train()
-    fwd = TrainForward(model)
+    fwd = TrainForward(model, cfg.losses)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     w, h = cfg.model.input_size
@@ -53,8 +52,7 @@ def bench(cfg, batch: int, steps: int, device: torch.device, amp: torch.dtype | 
     for i in range(steps + 1):
         t = time.perf_counter()
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            out = fwd(crops)
-        loss, _ = pose_loss(cfg.losses, out, tgt)
+            loss, _ = fwd(crops, tgt)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

@@ -1,7 +1,10 @@
-"""``pose-eval``: the offline COCO keypoint evaluation of the served pipeline, with the model-zoo AP table.
+"""``pose-eval``: the offline COCO keypoint (AP) or MPII (PCKh) evaluation of the served pipeline, with the model-zoo
+table.
 
     pose-eval --ann person_keypoints_val2017.json --images val2017/ --pose ipr_res50.json \\
         --boxes file --det-file COCO_val2017_detections_AP_H_56_person.json --out-dir eval_out/
+    pose-eval --dataset mpii --ann mpii_val.json --headboxes mpii_gt_val.mat --images mpii/images/ \\
+        --pose td-reg_res50_rle_mpii.json --flip-test
 
 It runs what the service runs: images are decoded by ``service.imageio.decode_image`` (EXIF-aware,
 RGB), boxes go through ``service.pipeline.PosePipeline`` (the service's crop, engine and decode; the
@@ -27,13 +30,21 @@ and ``POSE_*`` variables as ``pose-serve``).
 Images are read one at a time (a small read-ahead thread decodes the next few), so val2017 never has to
 fit in memory; only the keypoints are kept (17 x 3 floats per person).
 
+Data set (``--dataset``, default ``auto``: the card's ``extra.evaluation.dataset``, else the data set of its keypoint
+schema, else COCO): ``coco`` scores with :mod:`evaluation.metric` (person score ``--score-mode``, default the card's
+``extra.evaluation.score_mode``: MMPose's ``bbox_rle`` for RLE's COCO configs, ``bbox_keypoint`` otherwise);
+``mpii`` reads an MPII-format annotation file and its head boxes (:mod:`evaluation.mpii`: MMPose's ``MpiiDataset``),
+runs the pipeline on the annotations' center / scale boxes and scores PCKh as MMPose's ``MpiiPCKAccuracy``; the table
+has MMPose's MPII columns (``Arch | Input Size | Mean | Mean@0.1``).
+
 Flip test: the service's flip test (``--flip-test``) merges the mirrored crop with MMPose's flip-back,
 unless the model card says flip test is already in the graph (``flip_test_in_graph``, third-party
 models), in which case it is always on and ``--flip-test`` changes nothing. The table notes which one ran.
 
-Outputs (``--out-dir``): ``ap_table.md`` (the Markdown table, also printed), ``results.keypoints.json`` (COCO
+Outputs (``--out-dir``), COCO: ``ap_table.md`` (the Markdown table, also printed), ``results.keypoints.json`` (COCO
 results), ``metrics.json`` (all ten COCOeval stats, settings, per-keypoint figures) and ``per_keypoint.png``
-(mean keypoint OKS and PCK per keypoint).
+(mean keypoint OKS and PCK per keypoint). MPII: ``pckh_table.md``, ``metrics.json`` (MMPose's PCKh figures in percent,
+the table's columns, settings) and ``results.mpii.json`` (per annotation: its index, image and keypoints).
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.files import read_json_list
 from evaluation.metric import (
     DEFAULT_KEYPOINT_SCORE_THR,
     DEFAULT_NMS_THR,
@@ -57,14 +69,18 @@ from evaluation.metric import (
     scale_area,
     write_results_json,
 )
+from evaluation.mpii import MpiiInstance, mpii_pckh, read_mpii, zoo_columns
+from models.card import ModelCard, ModelCardError, card_path_for
 from models.geometry import bbox_xywh2xyxy
+from models.zoo import METRIC_COLUMNS, SCORE_MODES, model_zoo_table
 from service.imageio import decode_image
 from service.pipeline import PosePipeline
 from service.pose import PoseEstimator
 from service.settings import Settings, add_settings_options, settings_from_args
 
 BOX_SOURCES = ("gt", "file", "detector")
-TABLE_COLUMNS = ("Arch", "Input Size", "AP", "AP50", "AP75", "AR", "AR50")
+DATASETS = ("auto", "coco", "mpii")
+TABLE_COLUMNS = ("Arch", "Input Size", *METRIC_COLUMNS["coco"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,14 +180,7 @@ def load_detection_file(path: str | Path, image_ids: set[int], score_thr: float 
         ValueError: not JSON, not a list, or a record missing a field / with a malformed box.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detection file not found: {path}")
-    try:
-        dets = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"detection file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(dets, list):
-        raise ValueError(f"detection file {path} must hold a JSON list of detections, got {type(dets).__name__}")
+    dets = read_json_list(path, "detection file")
     grouped: dict[int, tuple[list, list]] = {}
     below = unknown = 0
     for i, det in enumerate(dets):
@@ -363,6 +372,101 @@ def run_pipeline(
     return Predictions(per_image, image_ids, num_boxes, box_source, notes)
 
 
+@dataclass
+class MpiiPredictions:
+    """Pipeline outputs for the annotations of an MPII-format file, in file order.
+
+    Attributes:
+        instances: the annotations (:func:`evaluation.mpii.read_mpii`).
+        keypoints: float32 [N, 16, 3]: x, y in 0-based original-image pixels, score.
+        notes: facts for the report (flip test).
+    """
+
+    instances: list[MpiiInstance]
+    keypoints: np.ndarray
+    notes: dict = field(default_factory=dict)
+
+
+def run_pipeline_mpii(
+    instances: list[MpiiInstance],
+    image_dir: str | Path,
+    pipeline: PosePipeline,
+    *,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> MpiiPredictions:
+    """Run the served pipeline on the annotated people of an MPII-format file (MMPose's ``MpiiDataset`` boxes).
+
+    Each annotation's box is ``bbox_cs2xyxy(center, 200 x scale)``; the pipeline pads it by 1.25 and fixes the aspect
+    ratio, which gives MMPose's ``GetBBoxCenterScale`` + ``TopdownAffine`` crop (the center / scale round trip through
+    the corners is float32-exact to ~1e-5 px). Images are read one at a time (:func:`iter_images`).
+
+    Args:
+        instances: from :func:`evaluation.mpii.read_mpii`.
+        image_dir: the folder of the ``image`` files.
+        pipeline: the service's pipeline (no detector needed).
+        max_images: only the annotations of the first N images (in file order).
+        progress: a tqdm progress bar.
+
+    Returns:
+        :class:`MpiiPredictions` (only the annotations of the images run).
+
+    Raises:
+        FileNotFoundError: the folder or an image is missing.
+        ValueError: the model's keypoints are not MPII's 16.
+    """
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder not found: {image_dir}")
+    if pipeline.pose.num_keypoints != 16:
+        raise ValueError(
+            f"MPII evaluation needs a 16-keypoint MPII model, {pipeline.pose.name!r} has {pipeline.pose.num_keypoints}"
+        )
+    by_file: dict[str, list[MpiiInstance]] = {}
+    for inst in instances:
+        by_file.setdefault(inst.file_name, []).append(inst)
+    files = list(by_file)[: max_images if max_images is not None else None]
+    keypoints: dict[int, np.ndarray] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), desc="pose-eval (MPII boxes)", unit="img", file=sys.stderr)
+    try:
+        for i, image in iter_images(image_dir, list(enumerate(files))):
+            people = by_file[files[i]]
+            out = pipeline.predict(image, np.stack([p.bbox for p in people]))
+            for p, kp in zip(people, out.keypoints):
+                keypoints[p.index] = kp
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    run = [inst for inst in instances if inst.index in keypoints]
+    kp = np.stack([keypoints[inst.index] for inst in run]) if run else np.zeros((0, 16, 3), np.float32)
+    return MpiiPredictions(run, kp, {"flip_test": _flip_note(pipeline.pose)})
+
+
+def score_mpii(predictions: MpiiPredictions) -> dict[str, float]:
+    """MMPose's MPII PCKh of pipeline outputs (:func:`evaluation.mpii.mpii_pckh`), in percent.
+
+    Raises:
+        ValueError: no predictions, or an annotation without a head size (give the head-box file).
+    """
+    inst = predictions.instances
+    if not inst:
+        raise ValueError("no MPII annotations were evaluated")
+    if any(i.head_size is None for i in inst):
+        raise ValueError("PCKh needs the head boxes (mpii_gt_val.mat): pass --headboxes")
+    return mpii_pckh(
+        predictions.keypoints[..., :2],
+        np.stack([i.keypoints for i in inst]),
+        np.stack([i.visible for i in inst]),
+        np.array([i.head_size for i in inst]),
+    )
+
+
 def _flip_note(pose: PoseEstimator) -> str:
     if pose.card.flip_test_in_graph:
         return "in graph"
@@ -373,20 +477,26 @@ def score_predictions(
     predictions: Predictions,
     ann_file: str | Path,
     *,
-    rescore: bool = True,
+    score_mode: str = "bbox_keypoint",
     nms: bool = True,
     nms_thr: float = DEFAULT_NMS_THR,
     keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
     backend: str = "auto",
     pck_thr: float = 0.05,
 ) -> tuple[KeypointEvalResult, list[dict]]:
-    """Rescoring, OKS-NMS and COCOeval of pipeline outputs (see :class:`evaluation.metric.CocoKeypointMetric`).
+    """Person scores (``score_mode``: MMPose ``CocoMetric``'s), OKS-NMS and COCOeval of pipeline outputs (see
+    :class:`evaluation.metric.CocoKeypointMetric`).
 
     Returns:
         (the evaluation result, the COCO result records).
     """
     metric = CocoKeypointMetric(
-        ann_file, rescore=rescore, nms=nms, nms_thr=nms_thr, keypoint_score_thr=keypoint_score_thr, backend=backend
+        ann_file,
+        score_mode=score_mode,
+        nms=nms,
+        nms_thr=nms_thr,
+        keypoint_score_thr=keypoint_score_thr,
+        backend=backend,
     )
     for image_id, (kp, bs, areas) in predictions.per_image.items():
         metric.add(image_id, kp, bs, areas)
@@ -436,7 +546,7 @@ def evaluate_precisions(
         image_dir: the images' folder.
         precisions: e.g. ``["fp32", "bf16"]`` (the first is the reference of :func:`format_precision_table`).
         box_source, detections, max_images, progress: as :func:`run_pipeline`.
-        **metric_kwargs: as :func:`score_predictions` (``rescore``, ``nms``, ``backend``, ...).
+        **metric_kwargs: as :func:`score_predictions` (``score_mode``, ``nms``, ``backend``, ...).
 
     Returns:
         One :class:`PrecisionRun` per precision, in order.
@@ -481,20 +591,16 @@ def format_precision_table(runs: list[PrecisionRun]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def format_ap_table(rows: list[dict]) -> str:
-    """The MMPose model-zoo table in Markdown: ``Arch | Input Size | AP | AP50 | AP75 | AR | AR50``.
+def format_ap_table(rows: list[dict], dataset: str = "coco") -> str:
+    """The MMPose model-zoo table in Markdown (``models.zoo.model_zoo_table``): ``Arch | Input Size | AP | AP50 |
+    AP75 | AR | AR50`` (COCO) or ``Arch | Input Size | Mean | Mean@0.1`` (MPII).
 
     Args:
-        rows: dicts with ``arch`` (str), ``input_size`` ((w, h) pixels) and ``stats`` (COCOeval stats by name,
-            0..1); figures are printed with 3 decimals like the zoo.
+        rows: dicts with ``arch`` (str), ``input_size`` ((w, h) pixels, printed height x width as MMPose does) and
+            ``stats`` (figures by column name, 0..1); printed with 3 decimals like the zoo.
+        dataset: ``coco`` or ``mpii``.
     """
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "|".join([":---", ":---:"] + [":---:"] * 5) + "|"]
-    for r in rows:
-        w, h = r["input_size"]
-        s = r["stats"]
-        figures = [f"{s[k]:.3f}" for k in ("AP", "AP50", "AP75", "AR", "AR50")]
-        lines.append("| " + " | ".join([r["arch"], f"{w}x{h}", *figures]) + " |")
-    return "\n".join(lines) + "\n"
+    return model_zoo_table([{**r, "metrics": r["stats"]} for r in rows], dataset)
 
 
 def plot_per_keypoint(breakdown: dict, path: str | Path, title: str = "") -> Path:
@@ -597,14 +703,22 @@ _SETTINGS = (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="pose-eval",
-        description="COCO keypoint evaluation of the served pipeline; prints the MMPose model-zoo AP table.",
+        description="COCO keypoint (AP) or MPII (PCKh) evaluation of the served pipeline; prints the MMPose model-zoo "
+        "table.",
     )
-    p.add_argument("--ann", required=True, help="COCO keypoint annotation file (person_keypoints_val2017.json)")
-    p.add_argument("--images", required=True, help="image folder (val2017/)")
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="auto",
+        help="coco (AP) or mpii (PCKh); default auto: the data set of the model card (its keypoint schema)",
+    )
+    p.add_argument("--ann", required=True, help="annotation file: person_keypoints_val2017.json or mpii_val.json")
+    p.add_argument("--images", required=True, help="image folder (val2017/, MPII's images/)")
+    p.add_argument("--headboxes", help="MPII: the head boxes of --ann for PCKh (mpii_gt_val.mat)")
     m = p.add_argument_group("pose model (--pose CARD from the settings, or one of)")
     m.add_argument("--zoo", help="zoo model name, exported on the fly (needs the export package)")
     m.add_argument("--checkpoint", help=".pth checkpoint, exported on the fly (needs the export package)")
-    b = p.add_argument_group("boxes")
+    b = p.add_argument_group("boxes (COCO; MPII uses its annotations' boxes)")
     b.add_argument("--boxes", choices=BOX_SOURCES, default="gt", help="box source (default gt)")
     b.add_argument("--det-file", help="detection results (COCO_val2017_detections_AP_H_56_person.json format)")
     b.add_argument(
@@ -613,8 +727,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="minimum score of a --det-file box (default 0.0, as MMPose's configs)",
     )
-    e = p.add_argument_group("metric")
-    e.add_argument("--no-rescore", action="store_true", help="person score = mean keypoint score")
+    e = p.add_argument_group("COCO metric")
+    e.add_argument(
+        "--score-mode",
+        choices=("auto", *SCORE_MODES),
+        default="auto",
+        help="person score (MMPose CocoMetric score_mode); default auto: the card's (bbox_rle for RLE's COCO "
+        "configs), else bbox_keypoint",
+    )
+    e.add_argument(
+        "--no-rescore", action="store_true", help="person score = mean keypoint score (--score-mode keypoint)"
+    )
     e.add_argument("--no-nms", action="store_true", help="switch OKS-NMS off")
     e.add_argument("--nms-thr", type=float, default=DEFAULT_NMS_THR)
     e.add_argument("--kpt-score-thr", type=float, default=DEFAULT_KEYPOINT_SCORE_THR)
@@ -647,9 +770,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _main(args: argparse.Namespace) -> int:
-    from evaluation.metric import load_coco
+def card_evaluation(card: ModelCard) -> tuple[str, str]:
+    """(data set, COCO score mode) of a card: its ``extra.evaluation`` (written by ``pose-export``), else the data set
+    of its keypoint schema and ``bbox_keypoint``; a card with neither is evaluated on COCO."""
+    ev = card.extra.get("evaluation") or {}
+    dataset = ev.get("dataset") or (card.schema.dataset if card.schema is not None else None) or "coco"
+    return dataset, ev.get("score_mode") or "bbox_keypoint"
 
+
+def _main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     out_dir = Path(args.out_dir)
     n_sources = sum(x is not None for x in (settings.pose_model, args.zoo, args.checkpoint))
@@ -666,6 +795,84 @@ def _main(args: argparse.Namespace) -> int:
             "detector_model": settings.detector_model if args.boxes == "detector" else None,
         }
     )
+    try:
+        card = ModelCard.load(card_path_for(card_path))
+    except ModelCardError as exc:
+        raise ValueError(str(exc)) from exc
+    card_dataset, card_score_mode = card_evaluation(card)
+    dataset = card_dataset if args.dataset == "auto" else args.dataset
+    if dataset not in ("coco", "mpii"):
+        raise ValueError(f"cannot evaluate {card.name!r} on {dataset!r}: give --dataset coco or mpii")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if dataset == "mpii":
+        if args.compare_precision:
+            raise ValueError("--compare-precision is implemented for COCO keypoint AP only")
+        pipeline = PosePipeline.from_settings(settings, batching=False)
+        try:
+            return _main_mpii(args, pipeline, settings, out_dir)
+        finally:
+            pipeline.close()
+    score_mode = "keypoint" if args.no_rescore else (card_score_mode if args.score_mode == "auto" else args.score_mode)
+    return _main_coco(args, settings, out_dir, score_mode)
+
+
+def _main_mpii(args: argparse.Namespace, pipeline: PosePipeline, settings: Settings, out_dir: Path) -> int:
+    if args.boxes != "gt":
+        raise ValueError("MPII is evaluated on its annotations' boxes (--boxes gt)")
+    if not args.headboxes:
+        raise ValueError("--dataset mpii needs --headboxes (mpii_gt_val.mat) for PCKh")
+    instances = read_mpii(args.ann, args.headboxes)
+    preds = run_pipeline_mpii(
+        instances, args.images, pipeline, max_images=args.max_images, progress=not args.no_progress
+    )
+    stats = score_mpii(preds)
+    pose = pipeline.pose
+    arch = args.arch or pose.card.name
+    columns = zoo_columns(stats)
+    table = format_ap_table([{"arch": arch, "input_size": pose.input_size, "stats": columns}], "mpii")
+    run_settings = {
+        "dataset": "mpii",
+        "boxes": "annotations (center, scale)",
+        "flip_test": preds.notes["flip_test"],
+        "runtime": settings.runtime,
+        "precision": settings.precision,
+        "providers": pose.runtime.describe().get("active_providers"),
+        "images": len({i.file_name for i in preds.instances}),
+        "persons": len(preds.instances),
+    }
+    note = (
+        f"\nMPII PCKh (MMPose MpiiPCKAccuracy): Mean = PCKh@0.5, Mean@0.1 = PCKh@0.1; flip test: "
+        f"{run_settings['flip_test']}; images: {run_settings['images']}; persons: {run_settings['persons']}.\n"
+    )
+    records = [
+        {"index": i.index, "image": i.file_name, "keypoints": kp.reshape(-1).tolist()}
+        for i, kp in zip(preds.instances, preds.keypoints)
+    ]
+    metrics = {"arch": arch, "input_size": list(pose.input_size), "stats": columns, "pckh": stats}
+    written = _write_outputs(
+        out_dir, "pckh_table.md", table + note, "results.mpii.json", records, metrics, run_settings
+    )
+    print("".join(f"{k}: {v:.2f}\n" for k, v in stats.items()), end="")
+    print(table + note, end="")
+    print(f"written: {', '.join(map(str, written))}")
+    return 0
+
+
+def _write_outputs(
+    out_dir: Path, table_file: str, table: str, results_file: str, records: list, metrics: dict, run_settings: dict
+) -> list[Path]:
+    """The job's files: the table (Markdown), the result records (JSON list) and ``metrics.json`` (the figures and
+    the run's settings). Returns their paths."""
+    paths = [out_dir / table_file, out_dir / results_file, out_dir / "metrics.json"]
+    paths[0].write_text(table)
+    write_results_json(records, paths[1])
+    paths[2].write_text(json.dumps({**metrics, "settings": run_settings}, indent=2))
+    return paths
+
+
+def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, score_mode: str) -> int:
+    from evaluation.metric import load_coco
+
     coco = load_coco(args.ann, args.coco_backend)
     detections = None
     if args.boxes == "file":
@@ -681,7 +888,7 @@ def _main(args: argparse.Namespace) -> int:
         detections=detections,
         max_images=args.max_images,
         progress=not args.no_progress,
-        rescore=not args.no_rescore,
+        score_mode=score_mode,
         nms=not args.no_nms,
         nms_thr=args.nms_thr,
         keypoint_score_thr=args.kpt_score_thr,
@@ -694,13 +901,14 @@ def _main(args: argparse.Namespace) -> int:
     arch = args.arch or card["name"]
     table = format_ap_table([{"arch": arch, "input_size": input_size, "stats": result.stats}])
     run_settings = {
+        "dataset": "coco",
         "boxes": args.boxes,
         "det_file": args.det_file,
         "det_file_score_thr": args.det_file_score_thr if args.boxes == "file" else None,
         "detector": str(settings.detector_model) if settings.detector_model else None,
         "det_score_threshold": settings.det_score_threshold if args.boxes == "detector" else None,
         "flip_test": preds.notes["flip_test"],
-        "rescore": not args.no_rescore,
+        "score_mode": score_mode,
         "oks_nms": None if args.no_nms else args.nms_thr,
         "coco_backend": result.backend,
         "runtime": settings.runtime,
@@ -713,45 +921,36 @@ def _main(args: argparse.Namespace) -> int:
         **{k: v for k, v in preds.notes.items() if k != "flip_test"},
     }
     note = (
-        f"\nBoxes: {args.boxes}; flip test: {run_settings['flip_test']}; "
-        f"rescoring: {'on' if run_settings['rescore'] else 'off'}; "
+        f"\nBoxes: {args.boxes}; flip test: {run_settings['flip_test']}; person score: {score_mode}; "
         f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "
         f"images: {run_settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "ap_table.md").write_text(table + note)
-    write_results_json(records, out_dir / "results.keypoints.json")
-    (out_dir / "metrics.json").write_text(
-        json.dumps(
-            {
-                "arch": arch,
-                "input_size": list(input_size),
-                "stats": result.stats,
-                "settings": run_settings,
-                "per_keypoint": result.per_keypoint,
-                "precision_comparison": None
-                if len(runs) == 1
-                else {
-                    r.precision: {**r.result.stats, "AP_delta": r.result.stats["AP"] - result.stats["AP"]} for r in runs
-                },
-            },
-            indent=2,
-        )
+    metrics = {
+        "arch": arch,
+        "input_size": list(input_size),
+        "stats": result.stats,
+        "per_keypoint": result.per_keypoint,
+        "precision_comparison": None
+        if len(runs) == 1
+        else {r.precision: {**r.result.stats, "AP_delta": r.result.stats["AP"] - result.stats["AP"]} for r in runs},
+    }
+    written = _write_outputs(
+        out_dir, "ap_table.md", table + note, "results.keypoints.json", records, metrics, run_settings
     )
-    plot_per_keypoint(result.per_keypoint, out_dir / "per_keypoint.png", title=f"{arch}: per-keypoint OKS / PCK")
+    written.append(
+        plot_per_keypoint(result.per_keypoint, out_dir / "per_keypoint.png", title=f"{arch}: per-keypoint OKS / PCK")
+    )
     print(result.summary, end="")
     print(table + note, end="")
     if len(runs) > 1:
         comparison = format_precision_table(runs)
         (out_dir / "precision_table.md").write_text(comparison)
+        written.append(out_dir / "precision_table.md")
         print("\nSame images, both models at each precision:\n" + comparison, end="")
         print(
             f"AP({runs[1].precision}) - AP({runs[0].precision}) = {runs[1].result.stats['AP'] - result.stats['AP']:+.4f}"
         )
-    print(
-        f"written: {out_dir / 'ap_table.md'}, {out_dir / 'results.keypoints.json'}, "
-        f"{out_dir / 'metrics.json'}, {out_dir / 'per_keypoint.png'}"
-    )
+    print(f"written: {', '.join(map(str, written))}")
     return 0
 
 

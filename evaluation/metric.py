@@ -4,9 +4,10 @@ This is the one module holding the metric (torch-free: numpy + pycocotools / xtc
 
 Steps, in MMPose's order (``mmpose/evaluation/metrics/coco_metric.py``, ``CocoMetric.compute_metrics``):
 
-1. person score (``score_mode='bbox_keypoint'``): ``bbox_score * mean(keypoint scores > 0.2)``; 0 when no
-   keypoint score is above the threshold. With rescoring off the person score is the mean of all K
-   keypoint scores (what a minimal pipeline without a detector score does).
+1. person score (``score_mode``, :func:`service.scoring.person_scores`): ``bbox_keypoint`` (the default)
+   ``bbox_score * mean(keypoint scores > 0.2)``, 0 when no keypoint score is above the threshold; ``bbox_rle`` (RLE's
+   configs) ``bbox_score + mean + max`` of the keypoint scores; ``keypoint`` the mean of all K keypoint scores (what a
+   minimal pipeline without a detector score does); ``bbox`` the bbox score.
 2. OKS-NMS per image at OKS 0.9 (``mmpose/evaluation/functional/nms.py``, ``oks_nms`` / ``oks_iou``):
    greedy, highest score first; a prediction is dropped when its OKS with a kept one is > 0.9.
    The OKS area of a prediction is MMPose's ``np.prod(bbox_scales)``: the product of the padded
@@ -35,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from models.keypoints import COCO17_NAMES, COCO17_SIGMAS
+from models.zoo import SCORE_MODES
 from service.scoring import RESCORE_KEYPOINT_THRESHOLD, person_scores
 
 #: MMPose CocoMetric defaults.
@@ -65,35 +67,26 @@ def instance_scores(
     keypoint_scores: np.ndarray,
     bbox_scores: np.ndarray | None = None,
     *,
-    rescore: bool = True,
+    score_mode: str = "bbox_keypoint",
     keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
 ) -> np.ndarray:
-    """Person scores for COCO results.
-
-    Follows ``CocoMetric.compute_metrics`` with ``score_mode='bbox_keypoint'`` when ``rescore`` is True:
-    ``bbox_score * mean(s_k for s_k > keypoint_score_thr)``, and ``bbox_score * 0`` when no keypoint
-    passes. With ``rescore=False`` the score is the plain mean of the K keypoint scores (bbox score unused).
+    """Person scores for COCO results (MMPose ``CocoMetric.compute_metrics``; see
+    :func:`service.scoring.person_scores` for the modes).
 
     Args:
         keypoint_scores: float [N, K], keypoint confidences (any scale the model gives, usually 0..1).
-        bbox_scores: float [N], detector (or ground-truth = 1) box scores; required when ``rescore``.
-        rescore: apply MMPose's bbox x keypoint rescoring.
-        keypoint_score_thr: keypoints with score <= this are left out of the mean (MMPose: 0.2).
+        bbox_scores: float [N], detector (or ground-truth = 1) box scores; required unless ``score_mode`` is
+            ``keypoint``.
+        score_mode: ``bbox_keypoint`` (MMPose's default), ``bbox_rle``, ``bbox`` or ``keypoint``.
+        keypoint_score_thr: ``bbox_keypoint``: keypoints with score <= this are left out of the mean (MMPose: 0.2).
 
     Returns:
         float64 [N] person scores.
 
     Raises:
-        ValueError: shapes do not match, or ``bbox_scores`` is missing while ``rescore`` is True.
+        ValueError: shapes do not match, an unknown mode, or ``bbox_scores`` missing where the mode needs it.
     """
-    s = np.asarray(keypoint_scores, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"keypoint_scores must have shape [N, K], got {list(s.shape)}")
-    if not rescore:
-        return s.mean(axis=1) if s.shape[1] else np.zeros(len(s))
-    if bbox_scores is None:
-        raise ValueError("bbox_scores are required when rescore=True")
-    return person_scores(bbox_scores, s, keypoint_score_thr)
+    return person_scores(bbox_scores, keypoint_scores, keypoint_score_thr, mode=score_mode)
 
 
 def scale_area(scales: np.ndarray) -> np.ndarray:
@@ -392,14 +385,14 @@ def per_keypoint_breakdown(
 class CocoKeypointMetric:
     """Collects top-down predictions image by image, then rescoring, OKS-NMS, results JSON and COCOeval.
 
-    Follows MMPose ``CocoMetric`` (``score_mode='bbox_keypoint'``, ``keypoint_score_thr=0.2``,
-    ``nms_mode='oks_nms'``, ``nms_thr=0.9``, ``use_area=True``). Instances are kept per image in the
-    order they are added (MMPose sorts by sample id, which is the dataset order the job also uses).
+    Follows MMPose ``CocoMetric`` (``score_mode='bbox_keypoint'`` or RLE's ``'bbox_rle'``,
+    ``keypoint_score_thr=0.2``, ``nms_mode='oks_nms'``, ``nms_thr=0.9``, ``use_area=True``). Instances are kept per
+    image in the order they are added (MMPose sorts by sample id, which is the dataset order the job also uses).
 
     Args:
         ann_file: COCO keypoint annotation JSON (ground truth).
-        rescore: True: person score = bbox score x mean keypoint score above ``keypoint_score_thr``;
-            False: person score = mean of all keypoint scores.
+        score_mode: the person score (:func:`instance_scores`): ``bbox_keypoint``, ``bbox_rle``, ``bbox`` or
+            ``keypoint`` (mean of all keypoint scores: no detector score).
         keypoint_score_thr: see :func:`instance_scores`.
         nms: apply OKS-NMS per image.
         nms_thr: OKS threshold of the NMS.
@@ -415,7 +408,7 @@ class CocoKeypointMetric:
         self,
         ann_file: str | Path,
         *,
-        rescore: bool = True,
+        score_mode: str = "bbox_keypoint",
         keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
         nms: bool = True,
         nms_thr: float = DEFAULT_NMS_THR,
@@ -425,7 +418,9 @@ class CocoKeypointMetric:
     ) -> None:
         self.backend = coco_backend(backend)[0]
         self.coco = load_coco(ann_file, self.backend)
-        self.rescore = rescore
+        if score_mode not in SCORE_MODES:
+            raise ValueError(f"score_mode {score_mode!r} must be one of {SCORE_MODES}")
+        self.score_mode = score_mode
         self.keypoint_score_thr = keypoint_score_thr
         self.nms = nms
         self.nms_thr = nms_thr
@@ -476,7 +471,9 @@ class CocoKeypointMetric:
             kp = np.concatenate([p[0] for p in parts])
             bs = np.concatenate([p[1] for p in parts])
             ar = np.concatenate([p[2] for p in parts])
-            scores = instance_scores(kp[:, :, 2], bs, rescore=self.rescore, keypoint_score_thr=self.keypoint_score_thr)
+            scores = instance_scores(
+                kp[:, :, 2], bs, score_mode=self.score_mode, keypoint_score_thr=self.keypoint_score_thr
+            )
             keep = oks_nms(kp, scores, ar, self.nms_thr, self.sigmas) if self.nms else np.arange(len(kp))
             for i in keep:
                 out.append(

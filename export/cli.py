@@ -10,7 +10,7 @@
     pose-export quantize --pose models/movenet.json --detector models/yolov8n.onnx --calib-images coco/val2017 \
         --eval-ann coco/person_keypoints_val2017.json --eval-images coco/val2017   # int8 (NNCF) + measured AP change
     pose-export defaults                                            # what `pose-serve` with no arguments uses
-    pose-zoo list | pose-zoo download ipr_res50_debias
+    pose-zoo list | pose-zoo download td-reg_res50_rle
 
 Every ONNX file ``pose``, ``detector`` and ``defaults`` write, and every one ``engine`` reads, is linted for
 TensorRT 10 (``export.lint``; ``--lint error`` fails, ``warn`` logs, ``off`` skips).
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("pose", help="pose checkpoint -> ONNX + model card (verified against torch)")
-    pp.add_argument("model", help="zoo name (ipr_res50, ipr_res50_dsnt, ipr_res50_debias, td-hm_res50) or a .pth")
+    pp.add_argument("model", help="zoo name (pose-zoo list: ipr_res50_debias, td-reg_res50_rle, ...) or a .pth")
     pp.add_argument("--out", default=".", help="output folder for <name>.onnx and <name>.json")
     pp.add_argument("--name", help="output file stem / card name")
     pp.add_argument("--config", help="zoo config for an MMPose .pth the zoo does not recognise")
@@ -350,7 +350,9 @@ def zoo_main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="pose-zoo", description="Pose model zoo: list entries, fetch checkpoints.")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="list the named configs with their published COCO val2017 AP/AR")
+    sub.add_parser(
+        "list", help="list the named configs by family with their published COCO AP/AR or MPII PCKh, and checkpoints"
+    )
     dl = sub.add_parser("download", help="download (or verify the cached) published checkpoint")
     dl.add_argument("name", choices=sorted(ZOO))
     add_settings_options(dl, ("cache_dir", "offline"))

@@ -6,13 +6,17 @@ The exported graph holds what must run on the accelerator, and nothing that has 
   ``models/geometry.py`` exactly as MMPose's ``TopdownAffine`` does;
 * inside: cast, NHWC -> NCHW and ``(pixel - mean) / std`` with the RGB ImageNet mean / std
   (``TopdownPoseModel.preprocess``, = MMPose ``PoseDataPreprocessor`` with ``bgr_to_rgb``), then the network;
-* output ``coords`` (integral heads: IPR / DSNT / Debias-IPR, [B, K, 2] x, y normalised to the crop;
+* output ``coords`` (integral heads: IPR / DSNT / Debias-IPR, and DeepPose regression heads: [B, K, 2] x, y
+  normalised to the crop; RLE heads: [B, K, 3], the third value the keypoint score ``mean(1 - sigmoid(sigma))``;
   Debias computes C in log space, so the graph is finite for any logits in fp32 and fp16) or ``heatmaps``
-  (``td-hm_res50``: [B, K, H, W]).
+  (SimpleBaseline ``td-hm_*``: [B, K, H, W]).
 
 The card (``models.card.card_for_config``) says how to decode that output; decode and the flip test run
 in numpy (``ModelCard.decode`` on ``models.codecs``), the same code for the served graph and the torch
-model, as MMDeploy leaves pose post-processing to its SDK.
+model, as MMDeploy leaves pose post-processing to its SDK. RLE's flip test averages the mirrored pass's scores
+with the original's, which equals MMPose's averaging of the sigmas (the score is linear in sigma). The card's
+``extra.evaluation`` names the data set that evaluates the model and MMPose's COCO person-score mode
+(``pose-eval`` reads both).
 
 Every export is verified on the crops the caller gives: onnxruntime (CPU) vs the torch module, both
 decoded by the card to keypoints in crop pixels, judged by the project's tolerance policy
@@ -47,7 +51,8 @@ class PoseExportError(RuntimeError):
 
 
 class ServingPoseGraph(nn.Module):
-    """uint8 RGB crops [B, h, w, 3] -> the network's output (``coords`` [B, K, 2] or ``heatmaps`` [B, K, H, W]).
+    """uint8 RGB crops [B, h, w, 3] -> the network's output (``coords`` [B, K, 2] or [B, K, 3], or ``heatmaps``
+    [B, K, H, W]).
 
     Args:
         model: a ``models.pose_model.TopdownPoseModel`` in eval mode.
@@ -168,6 +173,13 @@ def verify(graph: nn.Module, onnx_path: Path, crops: np.ndarray, card: ModelCard
     return judge_export(got, ref, lambda: card.decode(run_torch(graph, crops, float64=True)))
 
 
+def evaluation_extra(cfg) -> dict:
+    """How the model is evaluated, for the card's ``extra.evaluation``: ``dataset`` (``"coco"``, ``"mpii"``, or None
+    for a generic schema) and ``score_mode`` (MMPose ``CocoMetric``'s person score: ``bbox_rle`` for RLE's COCO
+    configs, else ``bbox_keypoint``)."""
+    return {"dataset": cfg.dataset, "score_mode": cfg.score_mode}
+
+
 def export_pose_model(
     model: nn.Module,
     output_dir: str | Path,
@@ -235,6 +247,7 @@ def export_pose_model(
         "config": cfg.to_dict(),
         "published": dict(cfg.published),
         "normalization_in_graph": {"color": "RGB", "mean": list(cfg.mean), "std": list(cfg.std)},
+        "evaluation": evaluation_extra(cfg),
         "opset": opset,
         "torch": torch.__version__,
         "verification": {

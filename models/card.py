@@ -1,7 +1,7 @@
 """The model card: the JSON file beside an exported pose model that tells the service how to run it.
 
-The service reads the card and nothing else about the model, so any top-down COCO-17 model with a
-card can be served (ours, MMPose heatmap models, the MoveNet test model). Export writes cards,
+The service reads the card and nothing else about the model, so any top-down model with a card can be served
+(ours, MMPose heatmap / regression models, the MoveNet test model), with COCO-17, MPII-16 or generic keypoints. Export writes cards,
 the service and evaluation read them. Torch-free (numpy).
 
 A card looks like::
@@ -23,7 +23,7 @@ A card looks like::
 
 Output kinds:
     * ``keypoints``: [B, K, 2] or [B, K, 3] (or [B, 1, K, C]); the last axis holds two coordinates
-      in ``coord_order`` and, if present, a score. ``coord_units`` is ``input_pixels`` (crop pixels,
+      in ``coord_order`` and, if present, a score (RLE models: 1 - mean sigma). ``coord_units`` is ``input_pixels`` (crop pixels,
       MMPose convention) or ``normalized`` (crop pixel / input size, in [0, 1]).
     * ``heatmap``: [B, K, H, W]; decoded by MMPose's ``MSRAHeatmap.decode`` (argmax, quarter-pixel
       refinement; score = the maximum).
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from models.codecs import decode_heatmaps, flip_back_heatmaps, flip_back_keypoints
-from models.keypoints import COCO17_FLIP_PAIRS, COCO17_NAMES, flip_indices
+from models.keypoints import COCO17_NAMES, KeypointSchema, flip_indices, get_schema, schema_for_names
 
 CARD_SCHEMA_VERSION = 1
 _LAYOUTS = ("NCHW", "NHWC")
@@ -146,12 +146,30 @@ class ModelCard:
         return list(self.keypoints.get("names", []))
 
     @property
+    def schema(self) -> KeypointSchema | None:
+        """The ``models.keypoints`` schema whose names are the card's keypoint names (COCO-17, MPII-16), or None."""
+        return schema_for_names(self.keypoint_names)
+
+    def schema_dict(self) -> dict:
+        """The card's keypoint schema as JSON data (``GET /v1/models``): the ``models.keypoints`` schema its names
+        belong to (names, flip pairs, skeleton, sigmas), else its own names and flip pairs (no skeleton, no sigmas)."""
+        if self.schema is not None:
+            return self.schema.to_dict()
+        return {
+            "name": self.keypoints.get("name", ""),
+            "keypoint_names": self.keypoint_names,
+            "flip_pairs": [list(p) for p in self.keypoints.get("flip_pairs") or []],
+            "skeleton": [],
+            "sigmas": None,
+        }
+
+    @property
     def flip_index(self) -> np.ndarray | None:
-        """Joint permutation of a horizontal flip (int64 [K]): from ``keypoints.flip_pairs``, else the COCO-17
-        pairs when the names are COCO-17's; None when the card defines no pairs (no flip test possible)."""
+        """Joint permutation of a horizontal flip (int64 [K]): from ``keypoints.flip_pairs``, else the pairs of the
+        schema the names belong to (:attr:`schema`); None when there are none (no flip test possible)."""
         pairs = self.keypoints.get("flip_pairs")
-        if pairs is None and tuple(self.keypoint_names) == COCO17_NAMES:
-            pairs = COCO17_FLIP_PAIRS
+        if pairs is None and self.schema is not None:
+            pairs = self.schema.flip_pairs
         return None if pairs is None else flip_indices(len(self.keypoint_names), [tuple(p) for p in pairs])
 
     def decode(self, output: np.ndarray, output_flipped: np.ndarray | None = None) -> np.ndarray:
@@ -308,28 +326,35 @@ def card_path_for(model_or_card: str | Path) -> Path:
 def card_for_config(config, model_file: str = "", **fields) -> ModelCard:
     """The card of a zoo-config model exported by ``export.pose`` (graph = preprocessing + network).
 
-    Input ``crops`` uint8 NHWC RGB (normalisation inside the graph); output ``coords`` (integral head:
-    [B, K, 2] xy normalised to the crop) or ``heatmaps`` (heatmap head: [B, K, H, W]); COCO-17 names
-    and flip pairs when K = 17 (else generic names and no flip pairs); ``flip_shift`` from the config
-    (``shift_coords`` / ``shift_heatmap``).
+    Input ``crops`` uint8 NHWC RGB (normalisation inside the graph). Output ``coords`` for the coordinate heads
+    (integral and DeepPose regression: [B, K, 2] xy normalised to the crop; RLE: [B, K, 3], the third value the
+    keypoint score) or ``heatmaps`` (heatmap head: [B, K, H, W]); ``flip_shift`` from the config
+    (``shift_coords`` / ``shift_heatmap``). Keypoint names and flip pairs from the config's ``keypoint_schema``
+    (``models.keypoints``: COCO-17, MPII-16); a config without a schema gets generic names and no flip pairs
+    (no flip test).
 
     Args:
         config: a ``models.zoo.PoseModelConfig``.
         model_file: the graph file (relative to the card, or absolute).
         **fields: other :class:`ModelCard` fields (``name``, ``source``, ``extra``).
     """
-    if config.num_keypoints == len(COCO17_NAMES):
-        keypoints = {"name": "coco17", "names": list(COCO17_NAMES), "flip_pairs": [list(p) for p in COCO17_FLIP_PAIRS]}
+    if config.keypoint_schema is not None:
+        schema = get_schema(config.keypoint_schema)
+        keypoints = {
+            "name": schema.name,
+            "names": list(schema.names),
+            "flip_pairs": [list(p) for p in schema.flip_pairs],
+        }
     else:  # no schema known for this K: generic names, no flip pairs (so no flip test)
         keypoints = {
             "name": f"k{config.num_keypoints}",
             "names": [f"keypoint_{i}" for i in range(config.num_keypoints)],
         }
     w, h = config.input_size
-    if config.head_kind == "integral":
-        output = OutputSpec(name="coords", kind="keypoints", coord_units="normalized", flip_shift=config.shift_coords)
-    else:
+    if config.head_kind == "heatmap":
         output = OutputSpec(name="heatmaps", kind="heatmap", flip_shift=config.shift_heatmap)
+    else:
+        output = OutputSpec(name="coords", kind="keypoints", coord_units="normalized", flip_shift=config.shift_coords)
     fields.setdefault("name", config.name)
     return ModelCard(
         model_file=model_file,

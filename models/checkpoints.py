@@ -4,7 +4,9 @@ Two layouts are read:
 
 * MMPose / mmengine (``mmengine.runner.checkpoint.save_checkpoint``, published via
   ``tools/misc/publish_model.py``): a dict with ``state_dict`` (keys ``backbone.*`` / ``head.*``)
-  and ``meta`` (mmengine / mmpose versions, dataset meta, ...). The file does not say which
+  and ``meta`` (mmengine / mmpose versions, dataset meta, ...). MMPose 0.x files (``keypoint_head.*``; RLE's
+  ``keypoint_head.loss.*``), which MMPose 1.3.2's metafiles still publish, are renamed as MMPose 1.x renames them
+  on load (:func:`mmpose_v1_keys`). The file does not say which
   inference config (beta, debias) it belongs to; :func:`load_pose_checkpoint` finds the zoo entry by
   the SHA-256 prefix in the file name or of the file content, or takes ``config=`` from the caller.
 * Ours (:data:`FORMAT`): ``{"format": FORMAT, "config": PoseModelConfig.to_dict(),
@@ -233,6 +235,28 @@ def heatmap_to_integral_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str
     return out
 
 
+def mmpose_v1_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """MMPose 0.x checkpoint keys -> MMPose 1.x keys, as MMPose 1.3.2's load hooks rename them.
+
+    * ``BasePoseEstimator._load_state_dict_pre_hook`` (``mmpose/models/pose_estimators/base.py``): drops
+      ``data_preprocessor.mean`` / ``.std`` and renames ``keypoint_head`` -> ``head`` (0.x ``TopdownHeatmapSimpleHead``
+      and ``DeepposeRegressionHead`` keep their layer names: ``deconv_layers``, ``final_layer``, ``fc``);
+    * ``RLEHead._load_state_dict_pre_hook`` (``mmpose/models/heads/regression_heads/rle_head.py``):
+      ``head.loss.*`` (0.x's ``RLELoss`` with its flow) -> ``head.loss_module.*``.
+
+    1.x keys pass unchanged, so the function applies to any MMPose file.
+    """
+    out = {}
+    for k, v in state_dict.items():
+        if k in ("data_preprocessor.mean", "data_preprocessor.std"):
+            continue
+        k = k.replace("keypoint_head", "head")
+        if k.startswith("head.loss."):
+            k = "head.loss_module." + k[len("head.loss.") :]
+        out[k] = v
+    return out
+
+
 def imagenet_to_backbone_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """torchvision ResNet keys -> our backbone's: ``conv1.weight`` -> ``backbone.conv1.weight`` etc.; the
     classifier ``fc.*`` is dropped (MMPose loads ``torchvision://resnet50`` into the backbone the same way and
@@ -278,15 +302,43 @@ def load_imagenet_backbone(
             download(url, dest, prefix, progress=progress)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             raise FileNotFoundError(f"could not download the ImageNet weights ({e}). {where}") from e
-    sd = imagenet_to_backbone_keys(extract_state_dict(read_checkpoint(dest)))
-    backbone_only = nn.Module()
-    backbone_only.backbone = model.backbone
-    try:
-        check_state_dict(backbone_only, sd)
-    except CheckpointError as e:
-        raise CheckpointError(f"{dest}: {e}") from None
-    model.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in sd.items()}, strict=True)
+    _load_backbone(model, imagenet_to_backbone_keys(extract_state_dict(read_checkpoint(dest))), dest)
     return dest
+
+
+def _load_backbone(model: TopdownPoseModel, state_dict: Mapping[str, torch.Tensor], source: Path) -> None:
+    """Strictly load the ``backbone.*`` entries of ``state_dict`` (all of them, nothing else) into ``model.backbone``.
+
+    Raises:
+        CheckpointError: keys / shapes that do not fit (``source`` named).
+    """
+    holder = nn.Module()
+    holder.backbone = model.backbone
+    try:
+        check_state_dict(holder, state_dict)
+    except CheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+    model.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in state_dict.items()}, strict=True)
+
+
+def load_backbone_weights(model: TopdownPoseModel, path: str | os.PathLike) -> Path:
+    """Initialise ``model.backbone`` from the ``backbone.*`` weights of a pose checkpoint (MMPose's or ours), as
+    MMPose's ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...)`` does; the head is left as it is.
+
+    Args:
+        model: a :class:`TopdownPoseModel`.
+        path: the checkpoint file.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        FileNotFoundError: no such file. CheckpointError: unreadable, or its backbone keys / shapes do not fit.
+    """
+    path = Path(path)
+    sd = mmpose_v1_keys(extract_state_dict(read_checkpoint(path)))
+    _load_backbone(model, {k: v for k, v in sd.items() if k.startswith("backbone.")}, path)
+    return path
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], max_listed: int = 20) -> None:
@@ -322,7 +374,20 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     return model
 
 
-def _config_for_mmpose_file(path: Path, digest: str) -> PoseModelConfig:
+def config_for_mmpose_file(path: str | os.PathLike, digest: str | None = None) -> PoseModelConfig:
+    """The zoo entry an MMPose checkpoint file belongs to: the entry whose SHA-256 prefix starts the file's digest,
+    else the one whose prefix is the 8 hex digits in the file name (``...-<sha8>[_<date>].pth``, OpenMMLab's
+    ``publish_model`` convention).
+
+    Args:
+        path: the file.
+        digest: its hex SHA-256 (computed when None).
+
+    Raises:
+        CheckpointError: neither matches an entry (the message lists the entries).
+    """
+    path = Path(path)
+    digest = sha256_file(path) if digest is None else digest
     for cfg in ZOO.values():
         if cfg.sha256_prefix and digest.startswith(cfg.sha256_prefix):
             return cfg
@@ -402,7 +467,7 @@ def load_pose_checkpoint(
         meta = ckpt.get("meta", {})
     else:
         fmt = "mmpose"
-        cfg = None if config is not None else _config_for_mmpose_file(path, digest)
+        cfg = None if config is not None else config_for_mmpose_file(path, digest)
         meta = ckpt.get("meta", {})
     if config is not None:
         cfg = get_config(config) if isinstance(config, str) else config
@@ -412,10 +477,17 @@ def load_pose_checkpoint(
     model = build_pose_model(cfg)
     state_dict = extract_state_dict(ckpt)
     converted = None
+    if fmt == "mmpose":
+        renamed = mmpose_v1_keys(state_dict)
+        if list(renamed) != list(state_dict):
+            converted = "MMPose 0.x keys renamed as MMPose 1.x does (keypoint_head -> head, loss -> loss_module)"
+        state_dict = renamed
     if cfg.head_kind == "integral" and any(k.startswith("head.final_layer.") for k in state_dict):
         # a SimpleBaseline (td-hm) checkpoint, MMPose's or ours, loaded into an integral model
         state_dict = heatmap_to_integral_keys(state_dict)
-        converted = "heatmap head keys renamed into the integral head (MMPose init from td-hm)"
+        converted = "; ".join(
+            x for x in (converted, "heatmap head keys renamed into the integral head (MMPose init from td-hm)") if x
+        )
         for k in ("head.linspace_x", "head.linspace_y"):  # not in a heatmap checkpoint; the grid is fixed
             state_dict.setdefault(k, model.state_dict()[k])
     try:

@@ -1,5 +1,8 @@
 """Keypoint codecs (numpy only, torch-free; the service imports this module).
 
+* :class:`RegressionLabel` — the coordinate codec of the DeepPose and RLE configs: encode = normalised coordinates +
+  keypoint weights; decode = normalised coordinates -> crop pixels. Follows ``mmpose/codecs/regression_label.py``.
+  (RLE's score, ``mean(1 - sigma)``, is computed in the network's graph: ``models.heads.RLEHead``.)
 * :class:`IntegralRegressionLabel` — the integral-regression codec of the IPR / DSNT / Debias
   configs: encode = normalised coordinates + keypoint weights + an MSRA Gaussian heatmap normalised to
   sum 1; decode = normalised coordinates -> crop pixels with all scores 1.
@@ -205,6 +208,42 @@ class MSRAHeatmap:
         return keypoints * self.scale_factor, scores
 
 
+class RegressionLabel:
+    """Coordinate regression codec (MMPose ``RegressionLabel``).
+
+    Args:
+        input_size: (w, h) of the crop, e.g. (192, 256).
+    """
+
+    def __init__(self, input_size: tuple[int, int]):
+        self.input_size = _as_size(input_size, "input_size")
+
+    def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray | None = None) -> dict:
+        """Training targets.
+
+        Args:
+            keypoints: float [N, K, 2] in crop pixels.
+            keypoints_visible: float [N, K] (default all 1).
+
+        Returns:
+            dict with ``keypoint_labels`` float32 [N, K, 2] (crop pixels / (w, h)) and ``keypoint_weights`` float32
+            [N, K]: 1 where visibility > 0.5 and the keypoint lies in [0, w - 1] x [0, h - 1], else 0.
+
+        Raises:
+            ValueError: wrong shapes.
+        """
+        kp, vis = _check_keypoints(keypoints, keypoints_visible)
+        w, h = self.input_size
+        valid = ((kp >= 0) & (kp <= [w - 1, h - 1])).all(axis=-1) & (vis > 0.5)
+        labels = (kp / np.array([w, h])).astype(np.float32)
+        return {"keypoint_labels": labels, "keypoint_weights": np.where(valid, 1.0, 0.0).astype(np.float32)}
+
+    def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised coordinates [N, K, 2] -> (keypoints float32 [N, K, 2] crop pixels, scores float32 [N, K] all 1).
+        See :func:`decode_integral`."""
+        return decode_integral(encoded, self.input_size)
+
+
 class IntegralRegressionLabel:
     """Integral-regression codec (MMPose ``IntegralRegressionLabel``, ``unbiased=False``).
 
@@ -221,6 +260,7 @@ class IntegralRegressionLabel:
         self.input_size = _as_size(input_size, "input_size")
         self.heatmap_size = _as_size(heatmap_size, "heatmap_size")
         self.heatmap_codec = MSRAHeatmap(self.input_size, self.heatmap_size, sigma)
+        self.label_codec = RegressionLabel(self.input_size)
         self.normalize = bool(normalize)
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray | None = None) -> dict:
@@ -241,13 +281,10 @@ class IntegralRegressionLabel:
         """
         kp, vis = _check_keypoints(keypoints, keypoints_visible)
         heatmaps = self.heatmap_codec.encode(kp, vis)["heatmaps"]
-        w, h = self.input_size
-        valid = ((kp >= 0) & (kp <= [w - 1, h - 1])).all(axis=-1) & (vis > 0.5)
-        labels = (kp / np.array([w, h])).astype(np.float32)
-        weights = np.where(valid, 1.0, 0.0).astype(np.float32)
+        labels = self.label_codec.encode(kp, vis)
         if self.normalize:
             heatmaps = heatmaps / (heatmaps.sum(axis=(-1, -2)).reshape(-1, 1, 1) + 1e-24)
-        return {"keypoint_labels": labels, "heatmaps": heatmaps, "keypoint_weights": weights}
+        return {**labels, "heatmaps": heatmaps}
 
     def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Normalised coordinates [N, K, 2] -> (keypoints float32 [N, K, 2] crop pixels, scores

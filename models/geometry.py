@@ -97,6 +97,22 @@ def bbox_xyxy2cs(bboxes: np.ndarray, padding: float = DEFAULT_PADDING) -> tuple[
     return center, scale
 
 
+def bbox_cs2xyxy(center: np.ndarray, scale: np.ndarray, padding: float = 1.0) -> np.ndarray:
+    """Center and scale to box corners (MMPose ``bbox_cs2xyxy``: ``wh = scale / padding``, corners ``center -+ wh / 2``).
+
+    Args:
+        center: float [N, 2] or [2], (x, y) in original-image pixels.
+        scale: float [N, 2] or [2], (w, h) in original-image pixels.
+        padding: the factor ``scale`` holds (1: none).
+
+    Returns:
+        float32 [N, 4] (or [4]) xyxy.
+    """
+    c = np.asarray(center, dtype=np.float32)
+    wh = np.asarray(scale, dtype=np.float32) / np.float32(padding)
+    return np.concatenate([c - 0.5 * wh, c + 0.5 * wh], axis=-1).astype(np.float32)
+
+
 def bbox_xywh2xyxy(bboxes: np.ndarray) -> np.ndarray:
     """COCO xywh [N, 4] to xyxy [N, 4] (same units and dtype)."""
     b = np.array(bboxes, copy=True)

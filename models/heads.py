@@ -1,4 +1,4 @@
-"""Pose heads with MMPose's parameter names: the SimpleBaseline heatmap head and the integral head.
+"""Pose heads with MMPose's parameter names: SimpleBaseline heatmap, integral, DeepPose regression and RLE heads.
 
 * :class:`HeatmapHead` follows ``mmpose/models/heads/heatmap_heads/heatmap_head.py`` (Xiao et al.,
   "Simple Baselines for Human Pose Estimation and Tracking", ECCV 2018): ``deconv_layers`` =
@@ -13,6 +13,14 @@
   ``linspace_y`` [1, 1, H, 1] so they appear in the state dict exactly as in MMPose's checkpoints.
   IPR (Sun et al., ECCV 2018) and DSNT (Nibali et al., 2018) use beta 1; Debias-IPR
   (Gu et al., ICCV 2021) uses beta 10 and the debias correction below.
+
+* :class:`RegressionHead` follows ``mmpose/models/heads/regression_heads/regression_head.py`` (Toshev and Szegedy,
+  "DeepPose", CVPR 2014) behind MMPose's ``GlobalAveragePooling`` neck (``mmpose/models/necks/gap_neck.py``, no
+  parameters): global average pool, then ``fc`` = Linear(C, K * 2) -> [B, K, 2] normalised coordinates.
+* :class:`RLEHead` follows ``mmpose/models/heads/regression_heads/rle_head.py`` (Li et al., "Human Pose Regression
+  with Residual Log-likelihood Estimation", ICCV 2021): the same pool, ``fc`` = Linear(C, K * 4) -> [B, K, 4] =
+  x, y (normalised) and sigma logits; it owns ``loss_module`` (MMPose's ``RLELoss`` and its RealNVP flow,
+  :class:`models.flow.RLEFlow`), whose parameters are part of every RLE checkpoint.
 
 Debias (MMPose's variant): with C = sum_{pixels} exp(z) computed on the logits WITHOUT beta,
 ``x <- C / (C - 1) * (x - 1 / (2 C))`` (likewise y; MMPose uses 1 where the paper has the map
@@ -29,6 +37,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.flow import RLEFlow
 
 
 def _last_feature(feats: Tensor | Sequence[Tensor]) -> Tensor:
@@ -222,3 +232,88 @@ class IntegralRegressionHead(nn.Module):
 
     def forward(self, feats: Tensor | Sequence[Tensor]) -> Tensor:
         return self.integrate(self.logits(feats))[0]
+
+
+def _global_average_pool(feats: Tensor | Sequence[Tensor], in_channels: int, what: str) -> Tensor:
+    """MMPose ``GlobalAveragePooling`` on the last feature map: [B, C, h, w] -> [B, C]."""
+    x = _last_feature(feats)
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"{what} expects [B, {in_channels}, h, w], got {list(x.shape)}")
+    return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+class RegressionHead(nn.Module):
+    """DeepPose head: global average pool + ``fc`` to K x 2 normalised coordinates (MMPose ``RegressionHead``).
+
+    Args:
+        in_channels: backbone channels (2048 for ResNet-50/101/152 C5).
+        num_joints: K.
+        outputs_per_joint: values per joint from ``fc`` (2; :class:`RLEHead` uses 4).
+        loss_module: a module with parameters registered as ``loss_module`` before ``fc`` (MMPose's order; RLE's
+            flow), or None.
+
+    ``forward`` input: [B, in_channels, h, w] (or a tuple whose last element is that).
+    ``forward`` output: float [B, K, 2] coordinates (x, y) normalised to the crop: crop pixel = value * (w, h)
+    (MMPose ``RegressionLabel``).
+
+    Raises:
+        ValueError: a feature map of the wrong shape.
+    """
+
+    def __init__(
+        self, in_channels: int, num_joints: int, outputs_per_joint: int = 2, loss_module: nn.Module | None = None
+    ):
+        super().__init__()
+        self.in_channels = int(in_channels)
+        self.num_joints = int(num_joints)
+        self.outputs_per_joint = int(outputs_per_joint)
+        if loss_module is not None:
+            self.loss_module = loss_module
+        self.fc = nn.Linear(self.in_channels, self.num_joints * self.outputs_per_joint)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """MMPose ``default_init_cfg``: Normal(std 0.01), bias 0 on every Linear layer of the head (mmengine applies it
+        recursively, so for :class:`RLEHead` it also re-initialises the flow's layers, as in MMPose's training)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_raw(self, feats: Tensor | Sequence[Tensor]) -> Tensor:
+        """MMPose ``forward``: [B, K, outputs_per_joint] straight from ``fc``."""
+        x = _global_average_pool(feats, self.in_channels, type(self).__name__)
+        return self.fc(x).reshape(-1, self.num_joints, self.outputs_per_joint)
+
+    def forward(self, feats: Tensor | Sequence[Tensor]) -> Tensor:
+        return self.forward_raw(feats)
+
+
+class RLEHead(RegressionHead):
+    """RLE head: global average pool + ``fc`` to K x 4 (x, y, sigma_x, sigma_y logits), plus the flow of its loss.
+
+    Args:
+        in_channels: backbone channels.
+        num_joints: K.
+
+    ``forward_raw`` (MMPose ``RLEHead.forward``): float [B, K, 4] = x, y normalised, sigma logits.
+    ``forward`` (what the exported graph outputs): float [B, K, 3] = x, y normalised and the keypoint score
+    ``mean_d(1 - sigmoid(sigma_d))``: MMPose's ``RLEHead.predict`` applies the sigmoid and ``RegressionLabel.decode``
+    takes ``(1 - sigma).mean(-1)``. The score is linear in sigma, so averaging the scores of a crop and its mirror
+    (the flip test of ``models.card.ModelCard.decode``) equals MMPose's averaging of the sigmas.
+
+    ``loss_module`` (:class:`models.flow.RLEFlow`) holds the RealNVP flow of MMPose's ``RLELoss``
+    (state-dict keys ``head.loss_module.flow_model.*``); ``training.losses.rle_loss`` uses it.
+    """
+
+    def __init__(self, in_channels: int, num_joints: int):
+        super().__init__(in_channels, num_joints, outputs_per_joint=4, loss_module=RLEFlow())
+
+    @staticmethod
+    def score(sigma_logits: Tensor) -> Tensor:
+        """[..., 2] sigma logits -> [...] keypoint scores ``mean(1 - sigmoid(sigma))`` (MMPose ``RegressionLabel``)."""
+        return (1 - sigma_logits.sigmoid()).mean(dim=-1)
+
+    def forward(self, feats: Tensor | Sequence[Tensor]) -> Tensor:
+        raw = self.forward_raw(feats)
+        return torch.cat([raw[..., :2], self.score(raw[..., 2:4]).unsqueeze(-1)], dim=-1)

@@ -1,12 +1,20 @@
-"""The COCO-17 person keypoint schema: names, flip pairs, skeleton, OKS sigmas.
+"""Keypoint schemas: COCO-17 and MPII-16 person keypoints (names, flip pairs, skeleton, sigmas, body halves).
 
-This is the one place the schema lives; training, export, the service and evaluation import it.
-Values follow the COCO keypoint annotation format (``person_keypoints_*.json`` categories) and
-MMPose's ``configs/_base_/datasets/coco.py`` (flip pairs, 0-based skeleton, sigmas).
+This is the one place the schemas live; training, export, the service and evaluation import them.
+
+* COCO-17 follows the COCO keypoint annotation format (``person_keypoints_*.json`` categories) and MMPose's
+  ``configs/_base_/datasets/coco.py`` (flip pairs, 0-based skeleton, sigmas, upper / lower body).
+* MPII-16 follows MMPose's ``configs/_base_/datasets/mpii.py`` (``keypoint_info`` order, ``swap`` pairs,
+  ``skeleton_info``, ``sigmas``, ``type='upper' / 'lower'``) and ``mmpose/datasets/datasets/body/mpii_dataset.py``.
+
+:class:`KeypointSchema` bundles one schema; :data:`SCHEMAS` names them (``"coco17"``, ``"mpii16"``: the names model
+cards and zoo configs use). The ``COCO17_*`` / ``MPII16_*`` constants are the same values.
 Torch-free: numpy only.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -105,12 +113,146 @@ def flip_indices(num_keypoints: int = NUM_KEYPOINTS, flip_pairs=COCO17_FLIP_PAIR
     return idx
 
 
-def schema_dict() -> dict:
-    """The schema as plain JSON-serialisable data (used by model cards and ``GET /v1/models``)."""
-    return {
-        "name": "coco17",
-        "keypoint_names": list(COCO17_NAMES),
-        "flip_pairs": [list(p) for p in COCO17_FLIP_PAIRS],
-        "skeleton": [list(p) for p in COCO17_SKELETON],
-        "sigmas": COCO17_SIGMAS.tolist(),
-    }
+#: MPII keypoint names in MMPose's order (``configs/_base_/datasets/mpii.py``, ``keypoint_info``).
+MPII16_NAMES: tuple[str, ...] = (
+    "right_ankle",
+    "right_knee",
+    "right_hip",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "pelvis",
+    "thorax",
+    "upper_neck",
+    "head_top",
+    "right_wrist",
+    "right_elbow",
+    "right_shoulder",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+)
+
+#: MPII left/right pairs (MMPose ``swap``; pelvis, thorax, upper neck and head top map to themselves).
+MPII16_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+
+#: MPII limbs as 0-based index pairs (MMPose ``skeleton_info``).
+MPII16_SKELETON: tuple[tuple[int, int], ...] = (
+    (0, 1),
+    (1, 2),
+    (2, 6),
+    (6, 3),
+    (3, 4),
+    (4, 5),
+    (6, 7),
+    (7, 8),
+    (8, 9),
+    (8, 12),
+    (12, 11),
+    (11, 10),
+    (8, 13),
+    (13, 14),
+    (14, 15),
+)
+
+#: MPII upper / lower body (MMPose ``type='upper'`` / ``'lower'``; pelvis counts as lower).
+MPII16_UPPER_BODY_IDS: tuple[int, ...] = (7, 8, 9, 10, 11, 12, 13, 14, 15)
+MPII16_LOWER_BODY_IDS: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+
+#: MPII OKS-style sigmas as MMPose defines them ("adapted from COCO"; PCKh, the MPII metric, does not use them).
+MPII16_SIGMAS: np.ndarray = np.array(
+    [0.089, 0.083, 0.107, 0.107, 0.083, 0.089, 0.026, 0.026, 0.026, 0.026, 0.062, 0.072, 0.179, 0.179, 0.072, 0.062],
+    dtype=np.float64,
+)
+MPII16_SIGMAS.setflags(write=False)
+
+
+@dataclass(frozen=True)
+class KeypointSchema:
+    """One keypoint schema.
+
+    Attributes:
+        name: registry name (``"coco17"``, ``"mpii16"``), as written in model cards (``keypoints.name``).
+        dataset: the data set it belongs to (``"coco"``, ``"mpii"``): which reader and metric evaluate it.
+        names: K keypoint names, in array order.
+        flip_pairs: 0-based (left, right) index pairs swapped by a horizontal flip.
+        skeleton: 0-based limbs (drawing).
+        sigmas: float64 [K] per-keypoint sigmas (COCO OKS; MMPose's values for MPII).
+        upper_body_ids, lower_body_ids: keypoint groups of the half-body augmentation.
+    """
+
+    name: str
+    dataset: str
+    names: tuple[str, ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    skeleton: tuple[tuple[int, int], ...]
+    sigmas: np.ndarray
+    upper_body_ids: tuple[int, ...]
+    lower_body_ids: tuple[int, ...]
+
+    @property
+    def num_keypoints(self) -> int:
+        """K."""
+        return len(self.names)
+
+    def flip_index(self) -> np.ndarray:
+        """int64 [K] left/right permutation (:func:`flip_indices`)."""
+        return flip_indices(self.num_keypoints, self.flip_pairs)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable data (``GET /v1/models``)."""
+        return {
+            "name": self.name,
+            "keypoint_names": list(self.names),
+            "flip_pairs": [list(p) for p in self.flip_pairs],
+            "skeleton": [list(p) for p in self.skeleton],
+            "sigmas": self.sigmas.tolist(),
+        }
+
+
+COCO17 = KeypointSchema(
+    "coco17",
+    "coco",
+    COCO17_NAMES,
+    COCO17_FLIP_PAIRS,
+    COCO17_SKELETON,
+    COCO17_SIGMAS,
+    COCO17_UPPER_BODY_IDS,
+    COCO17_LOWER_BODY_IDS,
+)
+MPII16 = KeypointSchema(
+    "mpii16",
+    "mpii",
+    MPII16_NAMES,
+    MPII16_FLIP_PAIRS,
+    MPII16_SKELETON,
+    MPII16_SIGMAS,
+    MPII16_UPPER_BODY_IDS,
+    MPII16_LOWER_BODY_IDS,
+)
+
+#: Schema name -> schema.
+SCHEMAS: dict[str, KeypointSchema] = {s.name: s for s in (COCO17, MPII16)}
+
+
+def get_schema(name: str) -> KeypointSchema:
+    """The schema called ``name``.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise KeyError(f"unknown keypoint schema {name!r}; known: {sorted(SCHEMAS)}") from None
+
+
+def schema_for_names(names) -> KeypointSchema | None:
+    """The schema whose keypoint names are exactly ``names`` (in order), or None."""
+    names = tuple(names)
+    return next((s for s in SCHEMAS.values() if s.names == names), None)
+
+
+def schema_dict(schema: KeypointSchema = COCO17) -> dict:
+    """A schema as plain JSON-serialisable data (used by ``GET /v1/models``); COCO-17 by default."""
+    return schema.to_dict()

@@ -1,4 +1,4 @@
-"""The top-down pose model: data preprocessing, ResNet backbone, integral or heatmap head.
+"""The top-down pose model: data preprocessing, ResNet backbone, integral, heatmap, DeepPose or RLE head.
 
 Follows ``mmpose/models/pose_estimators/topdown.py`` (``TopdownPoseEstimator``) and
 ``mmpose/models/data_preprocessors/data_preprocessor.py`` (``PoseDataPreprocessor``) of MMPose 1.3.2.
@@ -21,13 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from models.card import ModelCard, card_for_config
-from models.heads import HeatmapHead, IntegralRegressionHead
+from models.heads import HeatmapHead, IntegralRegressionHead, RegressionHead, RLEHead
 from models.resnet import ResNet
 from models.zoo import PoseModelConfig, get_config
 
 
 class TopdownPoseModel(nn.Module):
-    """ResNet + integral or heatmap head on one person crop.
+    """ResNet + integral, heatmap, regression (DeepPose) or RLE head on one person crop.
 
     Args:
         config: a :class:`~models.zoo.PoseModelConfig`.
@@ -39,6 +39,8 @@ class TopdownPoseModel(nn.Module):
             crop pixel = value * (w, h) (:func:`models.codecs.decode_integral`).
         returns, heatmap head: float32 [B, K, H', W'] heatmaps (``config.heatmap_size``)
             (:func:`models.codecs.decode_heatmaps`).
+        returns, regression head: float32 [B, K, 2] normalised coordinates, as the integral head.
+        returns, RLE head: float32 [B, K, 3]: normalised coordinates and the keypoint score (1 - mean sigma).
 
     :meth:`predict_keypoints` runs uint8 crops to keypoints in crop pixels, with or without flip test.
     """
@@ -57,20 +59,24 @@ class TopdownPoseModel(nn.Module):
                 deconv_out_channels=config.deconv_out_channels,
                 deconv_kernel_sizes=config.deconv_kernel_sizes,
             )
-        else:
+        elif config.head_kind == "heatmap":
             self.head = HeatmapHead(
                 in_channels=self.backbone.out_channels,
                 out_channels=config.num_keypoints,
                 deconv_out_channels=config.deconv_out_channels,
                 deconv_kernel_sizes=config.deconv_kernel_sizes,
             )
+        elif config.head_kind == "regression":
+            self.head = RegressionHead(self.backbone.out_channels, config.num_keypoints)
+        else:
+            self.head = RLEHead(self.backbone.out_channels, config.num_keypoints)
         self.register_buffer("mean", torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self._card: ModelCard | None = None
 
     @property
     def output_kind(self) -> str:
-        """``"integral"`` (coordinates) or ``"heatmap"``."""
+        """The head kind: ``"integral"``, ``"regression"``, ``"rle"`` (coordinates) or ``"heatmap"``."""
         return self.config.head_kind
 
     def _check_input(self, inputs: Tensor) -> None:
@@ -101,8 +107,9 @@ class TopdownPoseModel(nn.Module):
         """uint8 RGB crops [B, h, w, 3] (numpy or tensor) -> float32 [B, K, 3]: x, y in crop pixels, score.
 
         :meth:`preprocess`, the network on the crops (and on the mirrored crops, in one batch, when flip
-        testing), then :meth:`models.card.ModelCard.decode` of :attr:`card`: the integral codec (scores 1)
-        or MMPose's heatmap decode (score = heatmap maximum), with MMPose's flip-back. Map to image pixels
+        testing), then :meth:`models.card.ModelCard.decode` of :attr:`card`: normalised coordinates to crop pixels
+        (scores 1, or RLE's 1 - mean sigma) or MMPose's heatmap decode (score = heatmap maximum), with MMPose's
+        flip-back. Map to image pixels
         with :func:`models.geometry.keypoints_crop_to_image`.
 
         Args:
@@ -110,7 +117,7 @@ class TopdownPoseModel(nn.Module):
             flip_test: average with the mirrored crops (default ``config.flip_test``).
 
         Raises:
-            ValueError: wrong crop shape, or flip test on a model without COCO-17 flip pairs.
+            ValueError: wrong crop shape, or flip test on a model without flip pairs (no keypoint schema).
         """
         crops = torch.as_tensor(np.asarray(crops_rgb) if not isinstance(crops_rgb, Tensor) else crops_rgb)
         x = self.preprocess(crops.to(self.mean.device)).to(self.mean.dtype)
@@ -139,26 +146,32 @@ class TopdownPoseModel(nn.Module):
 
 
 def scale_head_logits(model: TopdownPoseModel, crops: np.ndarray, std: float) -> TopdownPoseModel:
-    """Scale the head's final 1x1 convolution so its logits on ``crops`` have standard deviation ``std``.
+    """Scale the head's last layer so its outputs on ``crops`` have standard deviation ``std``.
 
     For experiments with random weights (tests, benchmarks): a fresh MMPose-initialised head gives logits of
     ~1e-6, so every crop decodes to the crop centre and two models agree by accident; a spread like a trained
-    model's (std ~2) gives peaked heatmaps whose keypoints depend on the image.
+    model's (std ~2) gives peaked heatmaps whose keypoints depend on the image. Heatmap and integral heads: the
+    final 1x1 convolution's logits; regression and RLE heads: ``fc`` (all its outputs: coordinates and sigma
+    logits), so the normalised coordinates spread by ``std`` crop widths (std ~0.2 keeps most in the crop).
 
     Args:
         model: a :class:`TopdownPoseModel` (modified in place).
-        crops: uint8 RGB crops [B, h, w, 3] to measure the logits on.
+        crops: uint8 RGB crops [B, h, w, 3] to measure the outputs on.
         std: the target standard deviation.
 
     Returns:
         ``model``.
     """
-    heatmap = model.config.head_kind == "heatmap"
-    final = model.head.final_layer if heatmap else model.head.simplebaseline_head.final_layer
+    kind = model.config.head_kind
     with torch.no_grad():
         feats = model.backbone(model.preprocess(torch.as_tensor(np.asarray(crops))))
-        logits = model.head(feats) if heatmap else model.head.logits(feats)
-        final.weight.mul_(std / float(logits.std()))
+        if kind in ("regression", "rle"):
+            final, out = model.head.fc, model.head.forward_raw(feats)
+        elif kind == "heatmap":
+            final, out = model.head.final_layer, model.head(feats)
+        else:
+            final, out = model.head.simplebaseline_head.final_layer, model.head.logits(feats)
+        final.weight.mul_(std / float(out.std()))
     return model
 
 

@@ -51,13 +51,17 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 90) -> bytes:
     return buf.tobytes()
 
 
-def render_jpeg(image: np.ndarray, bboxes: np.ndarray, keypoints: np.ndarray, max_pixels: int) -> bytes:
+def render_jpeg(
+    image: np.ndarray, bboxes: np.ndarray, keypoints: np.ndarray, max_pixels: int, skeleton=COCO17_SKELETON
+) -> bytes:
     """JPEG of :func:`render_poses`, drawn on a copy downscaled to at most ``max_pixels`` (boxes and keypoints
     scaled with it), so the answer's size is bounded whatever the upload.
 
     Args:
         image: uint8 [H, W, 3] RGB. bboxes: [N, 4] xyxy and keypoints [N, K, 3], original-image pixels.
         max_pixels: most pixels (width x height) of the drawn image.
+        skeleton: limbs as 0-based index pairs of the model's keypoints (``ModelCard.schema.skeleton``; none for a
+            model without a known schema).
     """
     h, w = image.shape[:2]
     scale = min(1.0, (max_pixels / float(w * h)) ** 0.5)
@@ -67,4 +71,4 @@ def render_jpeg(image: np.ndarray, bboxes: np.ndarray, keypoints: np.ndarray, ma
         bboxes = np.asarray(bboxes, np.float32) * scale
         keypoints = np.asarray(keypoints, np.float32).copy()
         keypoints[..., :2] *= scale
-    return encode_jpeg(render_poses(image, bboxes, keypoints))
+    return encode_jpeg(render_poses(image, bboxes, keypoints, skeleton=skeleton))

@@ -19,7 +19,6 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from models.keypoints import schema_dict
 from service.admission import RequestContext
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
 from service.errors import ModelLoadError, NotReadyError, RequestTimeoutError, public_message
@@ -88,8 +87,8 @@ async def readyz(state: StateDep):
 @router.get("/v1/models", responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
             dependencies=[APIKeyDep])  # fmt: skip
 def models(pipeline: PipelineDep) -> dict:
-    """Model cards, runtimes (execution providers actually active), keypoint schema and batching."""
-    return {**pipeline.describe(), "keypoints": schema_dict()}
+    """Model cards, runtimes (execution providers actually active), the pose model's keypoint schema and batching."""
+    return {**pipeline.describe(), "keypoints": pipeline.pose.card.schema_dict()}
 
 
 @router.get("/metrics")
@@ -149,7 +148,9 @@ async def pose(
         result = await run_watched(request, ctx, pipeline.run, upload.data, caller_boxes, ctx)
         state.persons.inc(len(result.scores))
         if render:
+            schema = pipeline.pose.card.schema
             args = (result.image, result.bboxes, result.keypoints, settings.max_render_pixels)
+            args += (schema.skeleton if schema is not None else (),)
             return Response(await run_watched(request, ctx, render_jpeg, *args), media_type="image/jpeg")
         return PoseResponse.from_result(result, pipeline.pose.name, pipeline.pose.card.keypoint_names)
     finally:

@@ -7,35 +7,56 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.zoo import SCORE_MODES
+
 #: MMPose CocoMetric's keypoint score threshold for rescoring.
 RESCORE_KEYPOINT_THRESHOLD = 0.2
 
 
 def person_scores(
-    bbox_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float = RESCORE_KEYPOINT_THRESHOLD
+    bbox_scores: np.ndarray | None,
+    keypoint_scores: np.ndarray,
+    threshold: float = RESCORE_KEYPOINT_THRESHOLD,
+    mode: str = "bbox_keypoint",
 ) -> np.ndarray:
-    """Person score = bbox score x mean of the keypoint scores above ``threshold`` (0 if none passes).
+    """Person scores of top-down predictions, by MMPose ``CocoMetric``'s ``score_mode``
+    (``mmpose/evaluation/metrics/coco_metric.py``, ``compute_metrics``):
 
-    Follows ``CocoMetric.compute_metrics`` with ``score_mode='bbox_keypoint'``
-    (``mmpose/evaluation/metrics/coco_metric.py``).
+    * ``bbox_keypoint`` (the default; every config here but RLE's): bbox score x mean of the keypoint scores above
+      ``threshold`` (0 if none passes);
+    * ``bbox_rle`` (RLE's configs): bbox score + mean keypoint score + max keypoint score;
+    * ``bbox``: the bbox score; ``keypoint``: the mean keypoint score (``bbox_scores`` unused).
 
     Args:
-        bbox_scores: float [N] detector scores (1.0 for caller / ground-truth boxes).
+        bbox_scores: float [N] detector scores (1.0 for caller / ground-truth boxes); may be None in ``keypoint``
+            mode.
         keypoint_scores: float [N, K] keypoint confidences.
-        threshold: keypoints with score <= this are left out of the mean.
+        threshold: ``bbox_keypoint``: keypoints with score <= this are left out of the mean.
+        mode: one of ``models.zoo.SCORE_MODES``.
 
     Returns:
         float64 [N].
 
     Raises:
-        ValueError: ``keypoint_scores`` is not 2-D, or the two inputs disagree on N.
+        ValueError: unknown mode, ``keypoint_scores`` not 2-D, ``bbox_scores`` missing where the mode needs it, or
+            the two inputs disagree on N.
     """
+    if mode not in SCORE_MODES:
+        raise ValueError(f"score mode {mode!r} must be one of {SCORE_MODES}")
     s = np.asarray(keypoint_scores, dtype=np.float64)
     if s.ndim != 2:
         raise ValueError(f"keypoint_scores must have shape [N, K], got {list(s.shape)}")
+    if mode == "keypoint":
+        return s.mean(axis=1) if s.shape[1] else np.zeros(len(s))
+    if bbox_scores is None:
+        raise ValueError(f"bbox_scores are required for score mode {mode!r}")
     b = np.asarray(bbox_scores, dtype=np.float64).reshape(-1)
     if b.shape[0] != s.shape[0]:
         raise ValueError(f"bbox_scores has {b.shape[0]} entries for {s.shape[0]} instances")
+    if mode == "bbox":
+        return b
+    if mode == "bbox_rle":
+        return b + s.mean(axis=1) + s.max(axis=1)
     valid = s > threshold
     n_valid = valid.sum(axis=1)
     total = np.where(valid, s, 0.0).sum(axis=1)

@@ -70,18 +70,29 @@ class FakeDetectorRuntime:
 
 class FakePoseRuntime:
     """The integral-model contract (uint8 crops [B, 256, 256, 3] -> normalised coords [B, 17, 2]): keypoint k sits
-    at x = mean red level / 255 and y = k / 17 of the crop, so answers depend on the image.
+    at x = mean red level / 255 and y = k / K of the crop, so answers depend on the image. With ``k=16, scores=True``
+    it is an MPII RLE model's ([B, 16, 3]: x, y normalised, score 0.8).
 
     Args:
         delay: seconds each call sleeps (overload tests). fail: raise this exception on every call.
+        k: keypoints. scores: add the score channel.
     """
 
     input_names, input_shapes, input_dtypes = ["crops"], [[None, 256, 256, 3]], [np.dtype(np.uint8)]
-    output_names, output_shapes = ["coords"], [[None, 17, 2]]
+    output_names = ["coords"]
     active_providers = ["FakeProvider"]
 
-    def __init__(self, delay: float = 0.0, fail: Exception | None = None, overlap: Overlap | None = None):
+    def __init__(
+        self,
+        delay: float = 0.0,
+        fail: Exception | None = None,
+        overlap: Overlap | None = None,
+        k: int = 17,
+        scores: bool = False,
+    ):
         self.delay, self.fail, self.overlap = delay, fail, overlap or Overlap()
+        self.k, self.scores = k, scores
+        self.output_shapes = [[None, k, 3 if scores else 2]]
         self.batch_sizes: list[int] = []
         self.lock = threading.Lock()
 
@@ -98,9 +109,9 @@ class FakePoseRuntime:
         if self.delay:
             threading.Event().wait(self.delay)
         x = crops[..., 0].reshape(len(crops), -1).mean(axis=1) / 255.0
-        out = np.empty((len(crops), 17, 2), np.float32)
+        out = np.full((len(crops), self.k, 3 if self.scores else 2), 0.8, np.float32)
         out[..., 0] = x[:, None]
-        out[..., 1] = np.arange(17) / 17.0
+        out[..., 1] = np.arange(self.k) / self.k
         return [out]
 
     def describe(self):
@@ -114,10 +125,13 @@ def fake_pipeline(
     max_image_pixels: int = 20_000_000,
     detector_runtime: FakeDetectorRuntime | None = None,
     detector_batch_size: int = 1,
+    config: str = "ipr_res50",
     **pose_kwargs,
 ) -> PosePipeline:
-    """The real :class:`PosePipeline` (detector post-processing, crops, card decode, batchers) over fake runtimes."""
-    pose = PoseEstimator(card_for_config(get_config("ipr_res50"), name="fake_pose"), FakePoseRuntime(**pose_kwargs))
+    """The real :class:`PosePipeline` (detector post-processing, crops, card decode, batchers) over fake runtimes; the
+    pose card is that of zoo ``config`` at 256x256 (``td-reg_res50_rle_mpii`` with ``k=16, scores=True``: MPII)."""
+    card = card_for_config(get_config(config).replace(input_size=(256, 256)), name="fake_pose")
+    pose = PoseEstimator(card, FakePoseRuntime(**pose_kwargs))
     det_rt = detector_runtime or FakeDetectorRuntime()
     det = PersonDetector(det_rt, name="fake_det", max_batch_size=detector_batch_size) if detector else None
     batcher, det_batcher = make_batchers(pose, det, 32, 2.0) if batching else (None, None)

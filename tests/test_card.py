@@ -7,7 +7,7 @@ import pytest
 
 from models.card import InputSpec, ModelCard, ModelCardError, OutputSpec, card_for_config
 from models.codecs import flip_back_heatmaps
-from models.keypoints import flip_indices
+from models.keypoints import MPII16, flip_indices
 from models.zoo import get_config
 
 
@@ -106,5 +106,25 @@ def test_card_for_config_describes_the_exported_graph():
     heatmap = card_for_config(get_config("td-hm_res50"))
     assert (heatmap.output.name, heatmap.output.kind, heatmap.input_size) == ("heatmaps", "heatmap", (192, 256))
     assert heatmap.flip_index.tolist() == flip_indices().tolist()
-    five = card_for_config(get_config("ipr_res50").replace(num_keypoints=5))
+    five = card_for_config(get_config("ipr_res50").replace(num_keypoints=5, keypoint_schema=None))
     assert len(five.keypoint_names) == 5 and five.flip_index is None
+    with pytest.raises(ValueError, match="keypoint_schema"):
+        get_config("ipr_res50").replace(num_keypoints=5)
+    # MPII models: MPII's names and flip pairs; the RLE graph's third output value is the keypoint score
+    mpii = card_for_config(get_config("td-reg_res50_rle_mpii"))
+    assert mpii.keypoints["name"] == "mpii16" and mpii.keypoint_names == list(MPII16.names)
+    assert mpii.flip_index.tolist() == MPII16.flip_index().tolist() and mpii.schema is MPII16
+    assert (mpii.output.name, mpii.output.kind, mpii.output.coord_units, mpii.input_size) == (
+        "coords",
+        "keypoints",
+        "normalized",
+        (256, 256),
+    )
+    out = np.zeros((1, 16, 3), np.float32)
+    out[0, :, :2], out[0, :, 2] = [0.25, 0.5], np.linspace(0.1, 0.9, 16)
+    decoded = mpii.decode(out)
+    np.testing.assert_allclose(decoded[0, :, :2], np.tile([64.0, 128.0], (16, 1)))
+    np.testing.assert_allclose(decoded[0, :, 2], out[0, :, 2])
+    # a card without flip pairs but with MPII's names takes the schema's pairs
+    bare = ModelCard.from_dict({**mpii.to_dict(), "keypoints": {"name": "mpii16", "names": list(MPII16.names)}})
+    assert bare.flip_index.tolist() == MPII16.flip_index().tolist()

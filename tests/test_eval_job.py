@@ -50,8 +50,8 @@ def mini_gt(coco_mini, movenet) -> Predictions:
 
 
 def _report(name: str, preds: Predictions, ann: Path) -> dict:
-    off, _ = score_predictions(preds, ann, rescore=False, nms=False)
-    on, _ = score_predictions(preds, ann, rescore=True, nms=True)
+    off, _ = score_predictions(preds, ann, score_mode="keypoint", nms=False)
+    on, _ = score_predictions(preds, ann, score_mode="bbox_keypoint", nms=True)
     print(
         f"\n{name}: rescoring+NMS off AP={off.stats['AP']:.4f}; "
         f"MMPose rescoring + OKS-NMS 0.9 AP={on.stats['AP']:.4f} AR={on.stats['AR']:.4f} "
@@ -76,14 +76,14 @@ def test_coco_mini_gt_boxes_ap(mini_gt, coco_mini):
 
 def test_two_pixel_shift_lowers_ap(tiny_gt, coco_tiny):
     ann = coco_tiny / TINY_ANN
-    base, _ = score_predictions(tiny_gt, ann, rescore=False, nms=False)
+    base, _ = score_predictions(tiny_gt, ann, score_mode="keypoint", nms=False)
     shifted_images = {}
     for image_id, (kp, bs, areas) in tiny_gt.per_image.items():
         moved = kp.copy()
         moved[..., :2] += 2.0
         shifted_images[image_id] = (moved, bs, areas)
     shifted = Predictions(shifted_images, tiny_gt.image_ids, tiny_gt.num_boxes, "gt")
-    moved, _ = score_predictions(shifted, ann, rescore=False, nms=False)
+    moved, _ = score_predictions(shifted, ann, score_mode="keypoint", nms=False)
     assert moved.stats["AP"] < base.stats["AP"] - 0.005
     assert np.nanmean(moved.per_keypoint["oks"]) < np.nanmean(base.per_keypoint["oks"])
 
@@ -224,7 +224,7 @@ def test_max_images_restricts_the_evaluation(coco_tiny, movenet):
     assert set(preds.per_image) <= set(first_two)
     expected = sum(len(gt_boxes(coco, i)[0]) for i in first_two)
     assert preds.num_boxes == expected
-    result, records = score_predictions(preds, ann, rescore=False, nms=False)
+    result, records = score_predictions(preds, ann, score_mode="keypoint", nms=False)
     assert {r["image_id"] for r in records} <= set(first_two)
     labelled = sum(
         1 for a in coco.dataset["annotations"] if a["image_id"] in first_two and a.get("num_keypoints", 0) > 0

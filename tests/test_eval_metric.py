@@ -60,7 +60,7 @@ def our_areas(golden_inputs) -> np.ndarray:
 
 
 def _rescored(inputs: dict) -> np.ndarray:
-    return instance_scores(inputs["keypoints"][:, :, 2], inputs["bbox_scores"], rescore=True)
+    return instance_scores(inputs["keypoints"][:, :, 2], inputs["bbox_scores"], score_mode="bbox_keypoint")
 
 
 def test_area_is_mmpose_padded_square_scale(golden_inputs, our_areas):
@@ -89,20 +89,25 @@ def test_oks_iou_and_nms_equal_mmpose(golden_inputs, our_areas):
     assert total_removed > 0  # the golden set has near-duplicates, so the comparison exercised suppression
 
 
-@pytest.mark.parametrize("rescore", [True, False], ids=["rescore", "mean-kpt-score"])
-@pytest.mark.parametrize("nms", [True, False], ids=["oks-nms", "no-nms"])
-def test_metric_equals_mmpose_cocometric(golden_inputs, our_areas, rescore, nms, tmp_path):
-    mode = "bbox_keypoint" if rescore else "keypoint"
-    golden = json.loads((GOLDEN / f"metric_{mode}_{'oks_nms' if nms else 'none'}.json").read_text())
-    metric = CocoKeypointMetric(ANN, rescore=rescore, nms=nms)
+@pytest.mark.parametrize(
+    "mode,nms",
+    [("bbox_keypoint", True), ("bbox_keypoint", False), ("keypoint", True), ("keypoint", False), ("bbox_rle", True)],
+)
+def test_metric_equals_mmpose_cocometric(golden_inputs, our_areas, mode, nms, tmp_path):
+    """MMPose's CocoMetric per score mode; ``bbox_rle`` (RLE's configs: bbox + mean + max keypoint score) comes from
+    tests/mmpose_golden/make_zoo_golden.py, the others from make_metric_golden.py."""
+    name = f"metric_{mode}_{'oks_nms' if nms else 'none'}.json"
+    golden = json.loads(((GOLDEN.parent / "mmpose_zoo") if mode == "bbox_rle" else GOLDEN).joinpath(name).read_text())
+    metric = CocoKeypointMetric(ANN, score_mode=mode, nms=nms)
     for img_id in np.unique(golden_inputs["img_id"]):
         sel = golden_inputs["img_id"] == img_id
         metric.add(int(img_id), golden_inputs["keypoints"][sel], golden_inputs["bbox_scores"][sel], our_areas[sel])
     results = metric.coco_results()
 
-    # same records: MMPose's results file is sorted by image then kept order; compare per image as sets
+    # same records: MMPose's results file is sorted by image then kept order; compare per image as sets (scores are
+    # compared at 1e-6 relative below: MMPose sums bbox_rle's three float32 terms in float32, we in float64)
     def key(r):
-        return (r["image_id"], round(r["score"], 6), tuple(np.round(r["keypoints"], 3)))
+        return (r["image_id"], tuple(np.round(r["keypoints"], 3)))
 
     assert len(results) == len(golden["results"])
     assert sorted(map(key, results)) == sorted(map(key, golden["results"]))
@@ -168,13 +173,20 @@ def test_oks_nms_removes_duplicates_keeps_distinct_people():
 
 def test_instance_scores_rules():
     s = np.array([[0.1, 0.5, 0.9] + [0.0] * 14, [0.1] * 17])
-    got = instance_scores(s, np.array([0.8, 0.9]), rescore=True)
+    b = np.array([0.8, 0.9])
+    got = instance_scores(s, b, score_mode="bbox_keypoint")
     np.testing.assert_allclose(got, [0.8 * 0.7, 0.0])  # only 0.5 and 0.9 pass 0.2; none pass -> 0
-    np.testing.assert_allclose(instance_scores(s, rescore=False), s.mean(axis=1))
+    np.testing.assert_allclose(instance_scores(s, score_mode="keypoint"), s.mean(axis=1))
+    np.testing.assert_allclose(instance_scores(s, b, score_mode="bbox_rle"), [0.8 + 1.5 / 17 + 0.9, 0.9 + 0.1 + 0.1])
+    np.testing.assert_allclose(instance_scores(s, b, score_mode="bbox"), b)
     with pytest.raises(ValueError, match="bbox_scores are required"):
-        instance_scores(s, None, rescore=True)
+        instance_scores(s, None, score_mode="bbox_rle")
     with pytest.raises(ValueError, match="2 instances"):
         instance_scores(s, np.ones(3))
+    with pytest.raises(ValueError, match="score mode"):
+        instance_scores(s, b, score_mode="oks")
+    with pytest.raises(ValueError, match="score_mode"):
+        CocoKeypointMetric(ANN, score_mode="rle")
 
 
 def test_bad_input_is_named():

@@ -18,7 +18,6 @@ targets by ``FP32_ELEMENTWISE_ATOL`` between numpy builds. The flip test and dec
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 from pathlib import Path
 
@@ -32,29 +31,19 @@ from models.heads import HeatmapHead, IntegralRegressionHead
 from models.keypoints import COCO17_NAMES, COCO17_SIGMAS, flip_indices
 from models.pose_model import build_pose_model
 from models.tolerance import FP32_ELEMENTWISE_ATOL, FP64_FROM_FP32_REL, PARITY_FP32, PARITY_FP64, UINT8_LEVELS
-from models.zoo import ZOO, get_config
+from models.zoo import get_config
+from tests.golden import fill, load_npz, recipe
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "mmpose"
 TOL = PARITY_FP64
 FP32_TOL = PARITY_FP32
 INTEGRAL_VARIANTS = {"ipr": (1.0, False), "dsnt": (1.0, False), "debias": (10.0, True)}
-
-
-def _load_recipe():
-    spec = importlib.util.spec_from_file_location(
-        "golden_recipe", Path(__file__).resolve().parent / "mmpose_golden" / "recipe.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-recipe = _load_recipe()
+#: The zoo entries these goldens cover (the seed zoo; the rest are in tests/data/mmpose_zoo, tests/test_zoo_parity.py).
+SEED_ZOO = sorted(json.loads((GOLDEN / "state_dict_shapes.json").read_text()))
 
 
 def npz(name: str) -> dict[str, np.ndarray]:
-    with np.load(GOLDEN / name) as f:
-        return {k: f[k] for k in f.files}
+    return load_npz(GOLDEN / name)
 
 
 def report(what: str, dev: float, tol: float = TOL) -> None:
@@ -66,22 +55,6 @@ def maxdev(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     assert a.shape == b.shape, f"shape {a.shape} vs {b.shape}"
     return float(np.abs(a - b).max())
-
-
-@functools.cache
-def _recipe_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor | None:
-    v = recipe.recipe_value(key, shape)
-    return None if v is None else torch.from_numpy(v)
-
-
-def fill(module: torch.nn.Module, prefix: str = "") -> torch.nn.Module:
-    sd = module.state_dict()
-    new = {}
-    for k, v in sd.items():
-        t = _recipe_tensor(prefix + k, tuple(v.shape))
-        new[k] = v if t is None else t
-    module.load_state_dict(new, strict=True)
-    return module.eval()
 
 
 def test_golden_versions():
@@ -97,7 +70,7 @@ def test_schema_matches_mmpose_coco():
     report("schema sigmas (MMPose stores float32)", maxdev(COCO17_SIGMAS, s["sigmas"]), 1e-8)
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("name", SEED_ZOO)
 def test_state_dict_keys_and_shapes_equal_mmpose(name):
     expected = json.loads((GOLDEN / "state_dict_shapes.json").read_text())[name]
     ours = {k: list(v.shape) for k, v in build_pose_model(name).state_dict().items()}
@@ -224,7 +197,7 @@ def _filled_state_dict(name: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("name", SEED_ZOO)
 def test_full_model_matches_mmpose(name, dtype):
     """ResNet-50 + head with recipe parameters on MMPose's crops: single pass, flip test, image coords."""
     g = npz(f"model_{name}.npz")

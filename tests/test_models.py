@@ -1,11 +1,14 @@
 """Pose models, zoo and checkpoints: parametrised over every zoo entry.
 
-Full ResNet-50s are built where the real shapes matter (forward shapes, strict loading of
-MMPose-shaped checkpoints); behaviour tests use the same configs with small channel counts.
+Full ResNet-50s are built where the real shapes matter (forward shapes, strict loading of MMPose-shaped
+checkpoints); the deeper ResNets are built on torch's meta device for their shapes (no 60M-parameter allocation) and
+loaded from MMPose-layout files at small width (the keys do not depend on the width); behaviour tests use the same
+configs with small channel counts.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from pathlib import Path
@@ -26,10 +29,38 @@ from models.codecs import flip_back_heatmaps, flip_back_keypoints
 from models.heads import IntegralRegressionHead, debias_coordinates, log_sum_exp_spatial
 from models.keypoints import flip_indices
 from models.pose_model import TopdownPoseModel, build_pose_model
-from models.zoo import ZOO, PoseModelConfig, get_config
+from models.zoo import METRIC_COLUMNS, ZOO, PoseModelConfig, get_config
 
-GOLDEN_SHAPES = Path(__file__).resolve().parent / "data" / "mmpose" / "state_dict_shapes.json"
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN_SHAPES = DATA / "mmpose" / "state_dict_shapes.json"
 INTEGRAL = sorted(n for n, c in ZOO.items() if c.head_kind == "integral")
+#: ResNet-50 entries whose MMPose-layout files are built and loaded at full size.
+FULL_LOAD = sorted(json.loads(GOLDEN_SHAPES.read_text())) + [
+    "td-reg_res50",
+    "td-reg_res50_rle",
+    "td-reg_res50_rle_mpii",
+]
+
+
+def golden_shapes(name: str) -> dict[str, list[int]]:
+    """MMPose's state-dict keys and shapes of a zoo entry (tests/data/mmpose or tests/data/mmpose_zoo)."""
+    seed = json.loads(GOLDEN_SHAPES.read_text())
+    if name in seed:
+        return seed[name]
+    with gzip.open(DATA / "mmpose_zoo" / "state_dict_shapes.json.gz", "rt", encoding="utf-8") as f:
+        return json.load(f)[name]
+
+
+def mmpose_layout(state_dict: dict, cfg: PoseModelConfig) -> dict:
+    """The state dict as the published file holds it: MMPose 0.x files (``top_down/`` URLs) name the head
+    ``keypoint_head`` and RLE's loss ``keypoint_head.loss`` (renamed by MMPose 1.x's load hooks)."""
+    if "/mmpose/top_down/" not in cfg.checkpoint_url:
+        return dict(state_dict)
+    out = {}
+    for k, v in state_dict.items():
+        k = k.replace("head.loss_module.", "head.loss.", 1) if k.startswith("head.loss_module.") else k
+        out[k.replace("head.", "keypoint_head.", 1) if k.startswith("head.") else k] = v
+    return out
 
 
 def small(name: str, **changes) -> PoseModelConfig:
@@ -56,22 +87,49 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def test_zoo_entries_match_the_published_mmpose_checkpoints():
-    assert sorted(ZOO) == ["ipr_res50", "ipr_res50_debias", "ipr_res50_dsnt", "td-hm_res50"]
+    assert len(ZOO) == 23
     for name, cfg in ZOO.items():
-        assert cfg.checkpoint_url.startswith("https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/")
+        assert cfg.checkpoint_url.startswith("https://download.openmmlab.com/mmpose/"), name
         assert f"-{cfg.sha256_prefix}_" in cfg.checkpoint_filename, name
-        assert set(cfg.published) == {"AP", "AP50", "AP75", "AR", "AR50"}
-    assert [
-        get_config(n).published["AP"] for n in ("ipr_res50", "ipr_res50_dsnt", "ipr_res50_debias", "td-hm_res50")
-    ] == [
-        0.633,
-        0.674,
-        0.675,
-        0.718,
-    ]
+        assert set(cfg.published) == set(METRIC_COLUMNS[cfg.dataset]), name
+        assert cfg.collection and cfg.arch and cfg.flip_test, name
+        assert cfg.num_keypoints == (16 if cfg.dataset == "mpii" else 17)
+        assert cfg.score_mode == ("bbox_rle" if cfg.head_kind == "rle" and cfg.dataset == "coco" else "bbox_keypoint")
+    seed = ("ipr_res50", "ipr_res50_dsnt", "ipr_res50_debias", "td-hm_res50")
+    assert [get_config(n).published["AP"] for n in seed] == [0.633, 0.674, 0.675, 0.718]
+    assert get_config("td-reg_res152_rle_coco-384x288").published["AP"] == 0.749
+    assert get_config("td-reg_res50_mpii").published == {"Mean": 0.826, "Mean@0.1": 0.180}
     assert (get_config("ipr_res50_debias").beta, get_config("ipr_res50_debias").debias) == (10.0, True)
     assert get_config("ipr_res50").heatmap_size == (64, 64)
     assert get_config("td-hm_res50").heatmap_size == (48, 64)
+    big = get_config("td-hm_res152_coco-384x288")
+    assert (big.input_size, big.heatmap_size, big.sigma, big.backbone_depth) == ((288, 384), (72, 96), 3.0, 152)
+    assert {c.head_kind for c in ZOO.values()} == {"integral", "heatmap", "regression", "rle"}
+
+
+def test_zoo_table_lists_every_entry_grouped_with_its_figures():
+    table = zoo.zoo_table()
+    for name, cfg in ZOO.items():
+        line = next(x for x in table.splitlines() if f"| {name} |" in x)
+        assert cfg.checkpoint_url in line and cfg.arch in line
+        assert all(f"{v:.3f}" in line for v in cfg.published.values())
+    headers = [x for x in table.splitlines() if x.startswith("## ")]
+    assert len(headers) == len({(c.collection, c.dataset) for c in ZOO.values()}) == 9
+    assert "| Arch | Input Size | Mean | Mean@0.1 | name | ckpt |" in table
+    assert "| Arch | Input Size | AP | AP50 | AP75 | AR | AR50 | name | ckpt |" in table
+    assert "| pose_resnet_152 | 384x288 | 0.750 |" in table  # MMPose writes input sizes as height x width
+
+
+def test_pose_zoo_cli_lists_every_entry_and_downloads_by_url(tmp_path, capsys):
+    from export.cli import zoo_main
+
+    assert zoo_main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out == zoo.zoo_table() + "\n" and all(f"| {n} |" in out for n in ZOO)
+    cfg = get_config("td-reg_res50_rle_mpii")  # an MMPose 0.x file: offline, the message says where to put it
+    assert zoo_main(["download", cfg.name, "--offline", "--cache-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert cfg.checkpoint_url in err and cfg.sha256_prefix in err
 
 
 def test_config_dict_round_trip_and_validation():
@@ -86,6 +144,14 @@ def test_config_dict_round_trip_and_validation():
         cfg.replace(head_kind="simcc")
     with pytest.raises(KeyError, match="known"):
         get_config("rtmpose")
+    with pytest.raises(ValueError, match="keypoint_schema"):
+        cfg.replace(keypoint_schema="h36m")
+    with pytest.raises(ValueError, match="does not match keypoint_schema"):
+        cfg.replace(keypoint_schema="mpii16")
+    with pytest.raises(ValueError, match="score_mode"):
+        cfg.replace(score_mode="oks")
+    generic = cfg.replace(num_keypoints=5, keypoint_schema=None)
+    assert generic.dataset is None and PoseModelConfig.from_dict(generic.to_dict()) == generic
 
 
 def test_load_pretrained_without_network_says_where_to_put_the_file(tmp_path, monkeypatch):
@@ -130,47 +196,74 @@ def test_cached_checkpoint_with_wrong_hash_is_rejected(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_builds_with_mmpose_keys_and_forward_shapes(name):
-    model = build_pose_model(name)
-    expected = json.loads(GOLDEN_SHAPES.read_text())[name]
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected
-    w, h = model.config.input_size
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, h, w))
-    if model.output_kind == "integral":
-        assert out.shape == (1, 17, 2)
-        assert torch.isfinite(out).all()
-    else:
-        assert out.shape == (1, 17, 64, 48)
-
-
-@pytest.mark.parametrize("name", sorted(ZOO))
-def test_strict_load_of_mmpose_shaped_checkpoint(name, tmp_path):
-    """An MMPose-layout .pth (state_dict + meta with numpy arrays) under its published file name."""
     cfg = get_config(name)
-    shapes = json.loads(GOLDEN_SHAPES.read_text())[name]
-    state_dict = {}
-    for i, (k, shape) in enumerate(shapes.items()):
-        dtype = torch.int64 if k.endswith("num_batches_tracked") else torch.float32
-        state_dict[k] = (
-            torch.full(shape, float(i % 7) / 7.0, dtype=dtype)
-            if dtype == torch.float32
-            else torch.zeros(shape, dtype=dtype)
-        )
+    device = "cpu" if cfg.backbone_depth <= 50 else "meta"  # ResNet-101/152: shapes without the allocation
+    with torch.device(device):
+        model = build_pose_model(name)
+        assert {k: list(v.shape) for k, v in model.state_dict().items()} == golden_shapes(name)
+        w, h = cfg.input_size
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, h, w))
+    k = cfg.num_keypoints
+    expected = {"integral": (1, k, 2), "regression": (1, k, 2), "rle": (1, k, 3)}
+    assert tuple(out.shape) == expected.get(cfg.head_kind, (1, k, *cfg.heatmap_size[::-1]))
+    if device == "cpu":
+        assert torch.isfinite(out).all()
+
+
+def _mmpose_file(path: Path, cfg: PoseModelConfig, model: torch.nn.Module | None = None) -> dict:
+    """Write an MMPose-layout .pth (state_dict + meta with numpy arrays) of ``cfg``'s shapes (or ``model``'s
+    weights) in the published file's key layout; returns the state dict in our names."""
+    if model is None:
+        state_dict = {}
+        for i, (k, shape) in enumerate(golden_shapes(cfg.name).items()):
+            if k.endswith("num_batches_tracked"):
+                state_dict[k] = torch.zeros(shape, dtype=torch.int64)
+            else:
+                state_dict[k] = torch.full(shape, float(i % 7) / 7.0, dtype=torch.float32)
+    else:
+        state_dict = dict(model.state_dict())
     meta = {
         "mmpose_version": "1.0.0rc0",
         "dataset_meta": {"sigmas": np.full(17, 0.05, np.float32), "flip_indices": [0, 2, 1]},
     }
+    torch.save({"state_dict": mmpose_layout(state_dict, cfg), "meta": meta}, path)
+    return state_dict
+
+
+@pytest.mark.parametrize("name", FULL_LOAD)
+def test_strict_load_of_mmpose_shaped_checkpoint(name, tmp_path):
+    """An MMPose-layout .pth under its published file name, at full size (0.x key layout where the file is 0.x)."""
+    cfg = get_config(name)
     path = tmp_path / cfg.checkpoint_filename
-    torch.save({"state_dict": state_dict, "meta": meta}, path)
+    state_dict = _mmpose_file(path, cfg)
     model, metadata = load_pose_checkpoint(path)
     assert metadata["config_name"] == name and metadata["format"] == "mmpose"
     assert metadata["sha256"] == zoo.sha256_file(path)
     assert metadata["meta"]["dataset_meta"]["sigmas"][0] == pytest.approx(0.05)
-    assert metadata["published"]["AP"] == cfg.published["AP"]
+    assert metadata["published"] == cfg.published
+    assert ("converted" in metadata) == ("/mmpose/top_down/" in cfg.checkpoint_url)
     loaded = model.state_dict()
-    for k in (next(iter(shapes)), list(shapes)[-1]):
+    for k in (next(iter(state_dict)), list(state_dict)[-1]):
         assert torch.equal(loaded[k], state_dict[k])
     assert not model.training
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in ZOO.items() if c.backbone_depth > 50))
+def test_deep_entries_load_strictly_from_their_published_layout(name, tmp_path):
+    """The ResNet-101/152 entries: an MMPose-layout file at 8-channel width (keys do not depend on the width) loads
+    strictly into the entry's structure; the published file name alone picks the entry."""
+    cfg = get_config(name)
+    small_cfg = cfg.replace(backbone_base_channels=8, deconv_out_channels=(16, 16, 16))
+    source = randomise(build_pose_model(small_cfg))
+    path = tmp_path / cfg.checkpoint_filename
+    _mmpose_file(path, cfg, source)
+    model, meta = load_pose_checkpoint(path, config=small_cfg)
+    assert ("converted" in meta) == ("/mmpose/top_down/" in cfg.checkpoint_url)
+    x = torch.randn(1, 3, cfg.input_size[1], cfg.input_size[0])
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
+    assert checkpoints.config_for_mmpose_file(path) is cfg  # the file name picks the entry
 
 
 # ---------------------------------------------------------------- checkpoint errors and our format
@@ -275,13 +368,14 @@ def test_flip_test_symmetry(name):
     a = model.predict_keypoints(crops, flip_test=True)
     b = model.predict_keypoints(np.ascontiguousarray(crops[:, :, ::-1]), flip_test=True)
     single = model.predict_keypoints(crops, flip_test=False)
-    if cfg.head_kind == "integral":  # x -> w - 1 - x
-        mirrored = flip_back_keypoints(b, flip_indices(), w)
+    idx = model.card.flip_index  # the config's schema: COCO-17 or MPII-16
+    if cfg.head_kind != "heatmap":  # coordinates: x -> w - 1 - x
+        mirrored = flip_back_keypoints(b, idx, w)
     else:  # unshifted heatmap column j mirrors onto W - 1 - j: in crop pixels x -> w - w / W - x
-        mirrored = flip_back_keypoints(b, flip_indices(), w, shift=False)
+        mirrored = flip_back_keypoints(b, idx, w, shift=False)
         mirrored[..., 0] -= w / cfg.heatmap_size[0]
     found = a[..., 2] > 0  # MMPose marks maps whose maximum is <= 0 with location -1 (not mirrored)
-    assert found.sum() >= 17
+    assert found.sum() >= cfg.num_keypoints
     np.testing.assert_allclose(mirrored[found], a[found], atol=1e-3)
     assert np.abs(single - a).max() > 1e-2  # the flipped pass really contributes
 
@@ -396,7 +490,7 @@ def test_bad_inputs_raise_clear_errors():
         model.preprocess(torch.zeros(1, 3, 256, 192, dtype=torch.uint8))
     with pytest.raises(TypeError, match="zoo name"):
         build_pose_model(42)
-    five = TopdownPoseModel(small("ipr_res50", num_keypoints=5))
+    five = TopdownPoseModel(small("ipr_res50", num_keypoints=5, keypoint_schema=None))
     assert five.predict_keypoints(np.zeros((1, 256, 256, 3), np.uint8), flip_test=False).shape == (1, 5, 3)
     with pytest.raises(ValueError, match="no flip pairs"):
         five.predict_keypoints(np.zeros((1, 256, 256, 3), np.uint8), flip_test=True)

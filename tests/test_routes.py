@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from models.keypoints import COCO17_NAMES
+from models.keypoints import COCO17_NAMES, MPII16
 from service.app import create_app
 from service.settings import Settings
 from tests.fakes import DETECTED_BOX, FakePoseRuntime, fake_pipeline
@@ -192,3 +192,24 @@ def test_concurrent_requests_share_pose_batches():
             results = list(pool.map(call, range(8)))
     assert all(r.status_code == 200 for r in results)
     assert sum(runtime.batch_sizes) == 16 and max(runtime.batch_sizes) > 2  # crops of several requests merged
+
+
+def test_mpii_model_is_served_with_its_schema_and_skeleton():
+    """A card with MPII's 16 keypoints (an RLE graph: x, y, score): named keypoints in the answer, MPII's schema on
+    /v1/models, and the rendering draws MPII's limbs (COCO's skeleton indexes keypoint 16, which MPII lacks)."""
+    pipeline = fake_pipeline(config="td-reg_res50_rle_mpii", k=16, scores=True)
+    with TestClient(create_app(SETTINGS, pipeline)) as c:
+        _ready(c)
+        schema = c.get("/v1/models").json()["keypoints"]
+        assert schema["name"] == "mpii16" and schema["keypoint_names"] == list(MPII16.names)
+        assert schema["skeleton"] == [list(p) for p in MPII16.skeleton] and len(schema["flip_pairs"]) == 6
+        r = c.post("/pose", content=_jpeg(), headers=JPEG)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["keypoint_names"] == list(MPII16.names)
+        assert len(body["persons"]) == 1 and np.array(body["persons"][0]["keypoints"]).shape == (16, 3)
+        assert np.allclose(np.array(body["persons"][0]["keypoints"])[:, 2], 0.8)  # the RLE score channel
+        drawn = c.post("/pose", params={"render": "true"}, content=_jpeg(), headers=JPEG)
+        assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/jpeg"
+        img = np.asarray(Image.open(io.BytesIO(drawn.content)))
+        assert (np.abs(img.astype(int) - [200, 80, 40]).sum(-1) > 100).any()  # something was drawn

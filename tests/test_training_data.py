@@ -107,7 +107,7 @@ def test_coco_tiny_train_and_val_items(coco_tiny, quick_model):
     assert np.array_equal(ds[(2, 5)]["inputs"], item["inputs"])
     assert not np.array_equal(ds[(3, 5)]["inputs"], item["inputs"])
     val = CocoTopDown(ann, coco_tiny, quick_model, train=False)
-    assert len(val) == 12 and set(val[0]) == {"inputs", "center", "scale", "image_id", "bbox_score"}
+    assert len(val) == 12 and set(val[0]) == {"inputs", "center", "scale", "image_id", "bbox_score", "index"}
     det = CocoTopDown(ann, coco_tiny, quick_model, train=False, det_file=coco_tiny / "test_coco_det_AP_H_56.json")
     assert len(det) == 118 and 0 < det[0]["bbox_score"] <= 1
 

@@ -139,3 +139,134 @@ def test_pipeline_equals_mmpose_given_its_draws(transforms, tag):
         f"[train-golden] {tag} pipeline: max deviation center {dev['center']:.3g} px, keypoints {dev['kp']:.3g} px, "
         f"crop {dev['crop']:.0f} levels"
     )
+
+
+# ---------------------------------------------------------------- RLE and MPII (tests/data/mmpose_zoo, make_zoo_golden.py)
+
+ZOO_GOLDEN = Path(__file__).parent / "data" / "mmpose_zoo"
+
+
+def _rle_flow(dtype: torch.dtype):
+    """MMPose's RLELoss flow, recipe-filled under its RLE-head key names (as make_zoo_golden.py fills it)."""
+    import importlib.util
+
+    from models.flow import RLEFlow
+
+    spec = importlib.util.spec_from_file_location(
+        "golden_recipe", Path(__file__).parent / "mmpose_golden" / "recipe.py"
+    )
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    flow = RLEFlow()
+    sd = flow.state_dict()
+    filled = {}
+    for k, v in sd.items():
+        r = recipe.recipe_value("head.loss_module." + k, tuple(v.shape))
+        filled[k] = v if r is None else torch.from_numpy(r)
+    flow.load_state_dict(filled)
+    return flow.to(dtype).flow_model
+
+
+@pytest.mark.parametrize("dtype,suffix", [(torch.float64, "_f64"), (torch.float32, "_f32")])
+def test_rle_loss_equals_mmpose(dtype, suffix):
+    """RLELoss (residual + Laplace Q: the configs'; residual + Gaussian; no residual) and its gradients."""
+    from training.losses import rle_loss
+
+    g = np.load(ZOO_GOLDEN / "rle_loss.npz")
+    flow = _rle_flow(dtype)
+    variants = {"laplace": {}, "gaussian": {"q_distribution": "gaussian"}, "noresidual": {"residual": False}}
+    worst = 0.0
+    for tag, kw in variants.items():
+        flow.zero_grad()
+        pred = torch.tensor(g["pred"], dtype=dtype, requires_grad=True)
+        sigma = torch.tensor(g["sigma"], dtype=dtype, requires_grad=True)
+        target, weight = torch.tensor(g["target"], dtype=dtype), torch.tensor(g["weights"], dtype=dtype)
+        loss = rle_loss(pred, sigma, target, weight, flow, **kw)
+        assert loss.dtype == dtype
+        rel = _rel(loss.detach(), g[tag + suffix])
+        worst = max(worst, rel)
+        assert rel <= LOSS_REL, f"RLELoss {tag}{suffix}: relative deviation {rel:.3g} > {LOSS_REL:g}"
+        if dtype == torch.float64:
+            loss.backward()
+            for name, got in (
+                ("pred", pred.grad),
+                ("sigma", sigma.grad),
+                ("flow_s0_0_weight", flow.s[0][0].weight.grad),
+            ):
+                want = g[f"{tag}_grad_{name}"]
+                dev = float(np.abs(got.numpy() - want).max() / max(1.0, np.abs(want).max()))
+                assert dev <= LOSS_REL, f"RLELoss {tag} gradient {name}: {dev:.3g}"
+            assert (pred.grad[torch.from_numpy(g["weights"]) == 0] == 0).all()  # a zero weight moves nothing
+    with torch.no_grad():
+        log_prob = flow.log_prob(torch.from_numpy(g["points"]).to(dtype)).double().numpy()
+    assert np.abs(log_prob - g["log_prob"]).max() / np.abs(g["log_prob"]).max() <= LOSS_REL
+    print(f"[train-golden] RLELoss {suffix}: max relative deviation {worst:.3g}")
+
+
+def test_rle_config_loss_goes_through_pose_loss():
+    """``pose_loss(("rle",), ...)`` is RLELoss on the head's coordinates and sigmas (and needs the flow)."""
+    from training.losses import pose_loss, rle_loss
+
+    g = np.load(ZOO_GOLDEN / "rle_loss.npz")
+    flow = _rle_flow(torch.float64)
+    t = {k: torch.from_numpy(g[k]) for k in ("pred", "sigma", "target", "weights")}
+    outputs, targets = (
+        {"coords": t["pred"], "sigma": t["sigma"]},
+        {"keypoint_labels": t["target"], "keypoint_weights": t["weights"]},
+    )
+    total, terms = pose_loss(("rle",), outputs, targets, flow)
+    assert (
+        float(total) == float(terms["rle"]) == float(rle_loss(t["pred"], t["sigma"], t["target"], t["weights"], flow))
+    )
+    assert _rel(total, g["laplace_f64"]) <= LOSS_REL
+    with pytest.raises(ValueError, match="flow"):
+        pose_loss(("rle",), outputs, targets)
+    with pytest.raises(ValueError, match="q_distribution"):
+        rle_loss(t["pred"], t["sigma"], t["target"], t["weights"], flow, q_distribution="cauchy")
+
+
+def test_mpii_sampler_and_pipeline_equal_mmpose():
+    """MPII's train pipeline (no RandomHalfBody, RandomBBoxTransform(shift_prob=0), MPII flip pairs, the annotation's
+    own center / scale padded by GetBBoxCenterScale) given a seed: MMPose's draws, box, crop, keypoints, targets."""
+    from evaluation.mpii import read_mpii
+    from models.codecs import RegressionLabel
+    from models.keypoints import MPII16
+    from training.transforms import MPII_AUGMENT
+
+    g = np.load(ZOO_GOLDEN / "mpii_transforms.npz")
+    inst = read_mpii(ZOO_GOLDEN / "mpii_val.json")[0]
+    image = np.load(ZOO_GOLDEN / "pipeline.npz")["image_rgb"]
+    codec = RegressionLabel((256, 256))
+    flips = 0
+    for i, seed in enumerate(g["seeds"]):
+        d = sample_draws(
+            np.random.RandomState(int(seed)),
+            inst.visible,
+            MPII_AUGMENT,
+            MPII16.flip_index(),
+            MPII16.upper_body_ids,
+            MPII16.lower_body_ids,
+        )
+        assert d.flip == bool(g["flip"][i]) and d.half_body is None, f"seed {seed}"
+        assert np.array_equal(d.offset, g["offset"][i]) and (d.offset == 0).all()  # shift_prob 0
+        assert d.scale == g["scale"][i] and d.rotation == g["rotation"][i]
+        flips += d.flip
+        s = apply_topdown(
+            image,
+            inst.bbox,
+            inst.keypoints,
+            inst.visible,
+            d,
+            (256, 256),
+            flip_index=MPII16.flip_index(),
+            center_scale=(inst.center, inst.scale),
+        )
+        assert_close(s.center, g["center"][i], TRANSFORM_PX, "center")
+        assert_close(s.scale, g["box_scale"][i], TRANSFORM_PX, "scale")
+        assert np.array_equal(s.keypoints_visible, g["crop_keypoints_visible"][i])
+        assert_close(s.keypoints, g["crop_keypoints"][i], TRANSFORM_PX, "keypoints")
+        assert_close(s.crop, g["crop"][i], UINT8_LEVELS, "crop")
+        enc = codec.encode(s.keypoints[None], s.keypoints_visible[None])
+        assert np.array_equal(enc["keypoint_weights"][0], g["keypoint_weights"][i])
+        assert_close(enc["keypoint_labels"][0], g["keypoint_labels"][i], TRANSFORM_PX / 256, "labels")
+    assert 0 < flips < len(g["seeds"])  # both branches ran

@@ -1,18 +1,30 @@
 """Initialisation as MMPose: integral configs from a SimpleBaseline (td-hm) checkpoint with the head keys renamed,
-SimpleBaseline from torchvision's ImageNet ResNet (keys mapped, ``fc`` dropped); configs and the AMP choice."""
+SimpleBaseline, DeepPose and RLE from torchvision's ImageNet ResNet (keys mapped, ``fc`` dropped), RLE-pretrained from
+td-hm's backbone only; every config against MMPose's own config file (tests/data/mmpose_zoo/train_configs.json, read
+by MMPose's ``Config``); the AMP choice."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.checkpoints import imagenet_to_backbone_keys, load_imagenet_backbone, save_pose_checkpoint  # noqa: E402
+from models.checkpoints import (  # noqa: E402
+    CheckpointError,
+    imagenet_to_backbone_keys,
+    load_backbone_weights,
+    load_imagenet_backbone,
+    save_pose_checkpoint,
+)
 from models.pose_model import TopdownPoseModel  # noqa: E402
 from models.zoo import IMAGENET_RESNET, get_config  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from training.configs import CONFIGS, get_train_config  # noqa: E402
+from training.configs import CONFIGS, TrainConfig, get_train_config  # noqa: E402
 from training.train import amp_dtype_for, initialise  # noqa: E402
+from training.transforms import AugmentConfig  # noqa: E402
 
 SMALL = dict(backbone_depth=18, backbone_base_channels=8, deconv_out_channels=(8, 8), deconv_kernel_sizes=(4, 4))
 
@@ -69,19 +81,86 @@ def test_imagenet_download_is_hash_checked_and_offline_names_the_url(tmp_path):
         load_imagenet_backbone(TopdownPoseModel(get_config("td-hm_res50").replace(**SMALL)), tmp_path)
 
 
+RECIPES = json.loads((Path(__file__).parent / "data" / "mmpose_zoo" / "train_configs.json").read_text())
+#: MMPose loss class -> ours (``training.losses.LOSSES``)
+LOSS_NAMES = {
+    "SmoothL1Loss": "smooth_l1",
+    "KeypointMSELoss": "keypoint_mse",
+    "JSDiscretLoss": "js_discrete",
+    "RLELoss": "rle",
+}
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_configs_follow_mmpose(name):
     cfg = get_train_config(name)
     assert cfg.model.name == name
-    if name == "quick":
-        assert cfg.model.backbone_depth == 18 and cfg.model.input_size == (128, 128) and cfg.init is None
+    if name.startswith("quick"):
+        assert cfg.model.backbone_depth == 18 and cfg.init is None and cfg.model.checkpoint_url is None
+        assert cfg.losses == (("rle",) if name == "quick-rle" else ("smooth_l1", "js_discrete"))
         return
-    assert (cfg.epochs, cfg.batch_size, cfg.base_batch_size, cfg.lr) == (210, 64, 512, 5e-4)
-    assert (cfg.warmup_iters, cfg.warmup_factor, cfg.milestones, cfg.gamma) == (500, 0.001, (170, 200), 0.1)
     assert cfg.model == get_config(name)  # the zoo entry, unchanged
-    expected = {"ipr_res50": ("smooth_l1", "keypoint_mse"), "td-hm_res50": ("keypoint_mse",)}
-    assert cfg.losses == expected.get(name, ("smooth_l1", "js_discrete"))
-    assert cfg.init == ("imagenet" if name == "td-hm_res50" else "td-hm_res50")
+    r = RECIPES[cfg.model.mmpose_config]
+    assert r["optimizer"] == "Adam"
+    assert (cfg.epochs, cfg.val_interval, cfg.batch_size, cfg.base_batch_size, cfg.lr) == (
+        r["max_epochs"],
+        r["val_interval"],
+        r["batch_size"],
+        r["base_batch_size"],
+        r["lr"],
+    )
+    assert r["warmup"] == {
+        "type": "LinearLR",
+        "start_factor": cfg.warmup_factor,
+        "end": cfg.warmup_iters,
+        "by_epoch": False,
+    }
+    assert r["steps"] == {"type": "MultiStepLR", "milestones": list(cfg.milestones), "gamma": cfg.gamma}
+    assert cfg.losses == tuple(LOSS_NAMES[x] for x in r["losses"])
+    ckpt = r["init"]["checkpoint"]
+    if ckpt.startswith("torchvision://resnet"):
+        assert cfg.init == "imagenet" and ckpt == f"torchvision://resnet{cfg.model.backbone_depth}"
+    else:  # MMPose's pretrain_models copy of td-hm_res50: the zoo's hash-verified checkpoint stands in
+        assert "pretrain_models/td-hm_res50_8xb64-210e_coco-256x192" in ckpt and cfg.init == "td-hm_res50"
+    assert cfg.init_backbone_only == (r["init"]["on"] == "backbone" and r["init"].get("prefix") == "backbone.")
+    a = cfg.augment
+    assert a.enabled and a.half_body == ("RandomHalfBody" in r["train_pipeline"])
+    assert a.shift_prob == (r["shift_prob"] if r["shift_prob"] is not None else AugmentConfig().shift_prob)
+    assert r["codec"]["input_size"] == list(cfg.model.input_size)
+    assert r["codec"].get("sigma", cfg.model.sigma) == cfg.model.sigma
+    assert r["evaluator"]["type"] == ("MpiiPCKAccuracy" if cfg.model.dataset == "mpii" else "CocoMetric")
+    assert (r["evaluator"]["score_mode"] or "bbox_keypoint") == cfg.model.score_mode
+    assert r["save_best"] == {"coco": "coco/AP", "mpii": "PCK"}[cfg.model.dataset]
+
+
+def test_config_validation_names_the_mismatch():
+    cfg = get_train_config("td-reg_res50")
+    with pytest.raises(ValueError, match="rle loss goes with the RLE head"):
+        cfg.replace(losses=("rle",))
+    with pytest.raises(ValueError, match="no heatmaps"):
+        cfg.replace(losses=("smooth_l1", "keypoint_mse"))
+    with pytest.raises(ValueError, match="no coordinates"):
+        get_train_config("td-hm_res101").replace(losses=("smooth_l1",))
+    assert isinstance(get_train_config("td-reg_res50_rle_mpii"), TrainConfig)
+
+
+def test_rle_pretrained_takes_only_the_heatmap_models_backbone(tmp_path):
+    """MMPose ``Pretrained(prefix='backbone.')``: the backbone of a td-hm checkpoint, the RLE head (and its flow)
+    untouched; a checkpoint of another depth is refused, naming the keys."""
+    hm = TopdownPoseModel(get_config("td-hm_res50").replace(**SMALL))
+    for p in hm.parameters():
+        torch.nn.init.normal_(p)
+    path = save_pose_checkpoint(tmp_path / "hm.pth", hm)
+    rle = TopdownPoseModel(get_config("td-reg_res50_rle-pretrained").replace(**SMALL))
+    head_before = {k: v.clone() for k, v in rle.head.state_dict().items()}
+    settings = Settings(cache_dir=tmp_path, offline=True)
+    how = initialise(rle, str(path), settings, backbone_only=True)
+    assert how.startswith("backbone of")
+    assert all(torch.equal(a, b) for a, b in zip(rle.backbone.state_dict().values(), hm.backbone.state_dict().values()))
+    assert all(torch.equal(v, rle.head.state_dict()[k]) for k, v in head_before.items())
+    deeper = TopdownPoseModel(get_config("td-reg_res101_rle").replace(**{**SMALL, "backbone_depth": 34}))
+    with pytest.raises(CheckpointError, match="missing"):
+        load_backbone_weights(deeper, path)
 
 
 def test_amp_choice():

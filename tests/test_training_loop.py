@@ -209,3 +209,108 @@ def test_cli_errors_are_one_line(coco_tiny, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "offline" in err and "resnet18-f37072fd.pth" in err
+
+
+# ---------------------------------------------------------------- the regression zoo's and MPII's configs
+
+NEW_CONFIGS = sorted(
+    n for n in __import__("training.configs", fromlist=["CONFIGS"]).CONFIGS if n.startswith(("td-reg", "td-hm_res1"))
+) + ["td-hm_res50_mpii"]
+
+
+@pytest.fixture(scope="module")
+def tiny_mpii(coco_tiny, tmp_path_factory):
+    """An MPII-format file (json + head-box .mat) made from coco-tiny's people (tests/mpii_data.py)."""
+    from tests.mpii_data import mpii_from_coco
+
+    return mpii_from_coco(coco_tiny / "test_coco.json", tmp_path_factory.mktemp("mpii"))
+
+
+@pytest.mark.parametrize("name", NEW_CONFIGS)
+def test_config_smoke_trains_two_steps(name, coco_tiny, tiny_mpii):
+    """Each config's data (COCO or MPII), augmentation, codec and loss through the training step, on a small model
+    (ResNet-18, 8 channels): two Adam steps on coco-tiny's people move the weights and give a finite loss."""
+    from torch.utils.data import DataLoader
+
+    from training.configs import get_train_config
+    from training.data import CocoTopDown, MpiiTopDown
+    from training.engine import TrainForward, TrainState, WarmupMultiStep, train_one_epoch
+
+    cfg = get_train_config(name)
+    model_cfg = cfg.model.replace(backbone_depth=18, backbone_base_channels=8, deconv_out_channels=(16, 16, 16))
+    if cfg.model.dataset == "mpii":
+        ann, mat, _ = tiny_mpii
+        data = MpiiTopDown(ann, coco_tiny, model_cfg, train=True, augment=cfg.augment, headbox_file=mat)
+    else:
+        data = CocoTopDown(coco_tiny / "test_coco.json", coco_tiny, model_cfg, train=True, augment=cfg.augment)
+    torch.manual_seed(0)
+    from models.pose_model import TopdownPoseModel
+
+    model = TopdownPoseModel(model_cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loader = DataLoader(torch.utils.data.Subset(data, range(4)), batch_size=2)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupMultiStep(2, warmup_iters=1))
+    records = []
+    state = TrainState()
+    train_one_epoch(
+        TrainForward(model, cfg.losses),
+        loader,
+        opt,
+        sched,
+        torch.amp.GradScaler("cpu", enabled=False),
+        state,
+        torch.device("cpu"),
+        log_interval=1,
+        log=records.append,
+    )
+    assert state.global_iter == 2 and len(records) == 2
+    assert all(np.isfinite(r["loss"]) for r in records) and set(cfg.losses) <= set(records[0])
+    moved = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert any(k.startswith("backbone.") for k in moved) and any(k.startswith("head.") for k in moved)
+    if cfg.model.head_kind == "rle":  # RLELoss trains the flow of the head
+        assert any(".flow_model." in k for k in moved)
+
+
+@pytest.mark.slow
+def test_quick_rle_trains_and_validates_with_mmposes_rle_scores(coco_tiny, tmp_path):
+    """``pose-train quick-rle``: the RLE head and loss through the command line, validation AP (person score
+    ``bbox_rle``), a checkpoint that holds the trained flow and loads back."""
+    work = tmp_path / "rle"
+    argv = ["quick-rle", "--train-ann", str(coco_tiny / "test_coco.json"), "--train-images", str(coco_tiny)]
+    argv += ["--val-ann", str(coco_tiny / "test_coco.json"), "--val-images", str(coco_tiny), "--work-dir", str(work)]
+    argv += ["--workers", "0", "--amp", "off", "--no-progress", "--threads", "1", "--batch-size", "6", "--epochs", "2"]
+    argv += ["--val-interval", "2", "--no-augment"]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in records if r["mode"] == "val"]
+    assert len(vals) == 1 and 0.0 <= vals[0]["AP"] <= 1.0
+    assert all(np.isfinite(r["rle"]) for r in records if r["mode"] == "train")
+    model, meta = load_pose_checkpoint(work / "best.pth")
+    assert meta["meta"]["AP"] == vals[0]["AP"] and model.config.head_kind == "rle"
+    init = __import__("models.flow", fromlist=["RLEFlow"]).RLEFlow()
+    flow = model.head.loss_module
+    assert not torch.equal(flow.flow_model.s[0][0].weight, init.flow_model.s[0][0].weight)
+
+
+@pytest.mark.slow
+def test_mpii_config_trains_and_validates_pckh(coco_tiny, tiny_mpii, tmp_path):
+    """``pose-train td-reg_res50_rle_mpii`` on an MPII-format file (from coco-tiny): MPII data, MPII's augmentation,
+    PCKh validation, ``best.pth`` by PCK."""
+    ann, mat, n = tiny_mpii
+    work = tmp_path / "mpii"
+    argv = ["td-reg_res50_rle_mpii", "--train-ann", str(ann), "--train-images", str(coco_tiny), "--val-ann", str(ann)]
+    argv += ["--val-images", str(coco_tiny), "--val-headboxes", str(mat), "--work-dir", str(work), "--init", "none"]
+    from evaluation.mpii import read_mpii
+
+    files = list(dict.fromkeys(m.file_name for m in read_mpii(ann)))[:2]
+    n = sum(m.file_name in files for m in read_mpii(ann))  # the people of the first two images
+    argv += ["--workers", "0", "--amp", "off", "--no-progress", "--threads", "0", "--epochs", "1", "--max-images", "2"]
+    argv += ["--batch-size", str((n + 1) // 2)]  # one epoch of two steps, then validation
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    (val,) = [r for r in records if r["mode"] == "val"]
+    assert {"PCK", "PCK@0.1", "Head PCK"} <= set(val) and 0 <= val["PCK@0.1"] <= val["PCK"] <= 100
+    assert records[0]["instances"] == n
+    meta = read_checkpoint(work / "best.pth")["meta"]
+    assert meta["PCK"] == val["PCK"] and meta["config_name"] == "td-reg_res50_rle_mpii"

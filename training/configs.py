@@ -1,6 +1,6 @@
-"""Training configs: one readable function per zoo entry (MMPose 1.3.2's recipe), plus ``quick`` for local runs.
+"""Training configs: one per zoo entry (MMPose 1.3.2's recipe), plus ``quick`` / ``quick-rle`` for local runs.
 
-Each config is MMPose's ``configs/body_2d_keypoint/.../*_8xb64-210e_coco-*.py`` written out:
+Each config is MMPose's ``configs/body_2d_keypoint/.../*-210e_{coco,mpii}-*.py`` written out. The seed zoo:
 
 =====================  ==================================  ===================================  ==================
 config                 model (``models.zoo``)              loss (weight 1 each)                 initialisation
@@ -19,8 +19,30 @@ best checkpoint by AP. MMPose's integral configs initialise from
 ``pretrain_models/td-hm_res50_8xb64-210e_coco-256x192.pth``; here the zoo's hash-verified ``td-hm_res50``
 checkpoint (the published SimpleBaseline ResNet-50) plays that part, or a ``td-hm_res50`` run of ours.
 
+The regression zoo and the deeper SimpleBaselines (:func:`deeppose`, :func:`rle`, :func:`simplebaseline`):
+
+==================================  =============================================  ==========  =====================
+configs                             loss                                           lr / batch  initialisation
+==================================  =============================================  ==========  =====================
+``td-reg_res{50,101,152}[_mpii]``   SmoothL1 on the coordinates (DeepPose)         5e-4 / 64   ImageNet ResNet
+``td-reg_res50_rle``                RLELoss (RealNVP, residual, Laplace Q)         1e-3 / 64   ImageNet ResNet-50
+``td-reg_res50_rle-pretrained``     RLELoss                                        1e-3 / 64   backbone of td-hm_res50
+``td-reg_res{101,152}_rle``,        RLELoss                                        5e-4 / 64   ImageNet ResNet
+``..._rle_coco-384x288``, ``_mpii``
+``td-hm_res{101,152}...``           KeypointMSE (sigma 3 at 384x288)               5e-4 / 64   ImageNet ResNet
+                                    (8xb32 configs: batch 32, base 256 or 512)
+==================================  =============================================  ==========  =====================
+
+All use a base batch of 512 (but ``td-hm_res101_coco-384x288`` and ``td-hm_res152_mpii``: 256), Adam, the warm-up and
+210-epoch schedule above. MPII configs train on MPII's annotation files (``training.data.MpiiTopDown``) with
+``RandomFlip`` and ``RandomBBoxTransform(shift_prob=0)`` but no ``RandomHalfBody`` (``training.transforms.MPII_AUGMENT``)
+and validate PCKh (``best.pth`` by MMPose's ``save_best='PCK'``). ``td-reg_res50_rle-pretrained`` initialises only the
+backbone (MMPose ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...td-hm_res50...)``); the zoo's
+hash-verified ``td-hm_res50`` checkpoint plays MMPose's ``pretrain_models/td-hm_res50_8xb64-210e_coco-256x192.pth``.
+
 ``quick`` exercises every code path (integral head with debias, both integral losses, augmentation, validation,
-AMP, DDP) at a size a CPU trains in minutes; its learning rate is not scaled (base batch = its batch).
+AMP, DDP) at a size a CPU trains in minutes; ``quick-rle`` does the same for the RLE head and loss (and
+``bbox_rle`` validation). Their learning rate is not scaled (base batch = their batch).
 """
 
 from __future__ import annotations
@@ -28,9 +50,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from models.zoo import PoseModelConfig, get_config
+from models.zoo import ZOO, PoseModelConfig, get_config
 from training.losses import LOSSES
-from training.transforms import AugmentConfig
+from training.transforms import MPII_AUGMENT, AugmentConfig
 
 #: ``init`` values besides a zoo name / checkpoint path.
 INIT_IMAGENET = "imagenet"
@@ -55,6 +77,8 @@ class TrainConfig:
         augment: the train pipeline's random transforms (:class:`training.transforms.AugmentConfig`).
         init: ``"td-hm_res50"`` (zoo name or a path: a heatmap checkpoint loaded into the model with MMPose's key
             renaming), :data:`INIT_IMAGENET` (torchvision ImageNet backbone) or None (random init).
+        init_backbone_only: load only the ``backbone.*`` weights of ``init`` (MMPose ``Pretrained`` with
+            ``prefix='backbone.'``).
         workers: DataLoader workers per process (2, as MMPose).
         log_interval: iterations between log records (50, as MMPose).
     """
@@ -74,6 +98,7 @@ class TrainConfig:
     checkpoint_interval: int = 10
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     init: str | None = None
+    init_backbone_only: bool = False
     workers: int = 2
     log_interval: int = 50
 
@@ -81,8 +106,12 @@ class TrainConfig:
         unknown = [x for x in self.losses if x not in LOSSES]
         if not self.losses or unknown:
             raise ValueError(f"config {self.name!r}: losses must be a non-empty subset of {LOSSES}, got {self.losses}")
-        if self.model.head_kind == "heatmap" and "smooth_l1" in self.losses:
-            raise ValueError(f"config {self.name!r}: a heatmap head has no coordinates for smooth_l1")
+        if self.model.head_kind == "heatmap" and {"smooth_l1", "rle"} & set(self.losses):
+            raise ValueError(f"config {self.name!r}: a heatmap head has no coordinates for smooth_l1 / rle")
+        if ("rle" in self.losses) != (self.model.head_kind == "rle"):
+            raise ValueError(f"config {self.name!r}: the rle loss goes with the RLE head (and it needs that loss)")
+        if self.model.head_kind in ("regression", "rle") and {"js_discrete", "keypoint_mse"} & set(self.losses):
+            raise ValueError(f"config {self.name!r}: a regression head has no heatmaps for js_discrete / keypoint_mse")
         for k in ("epochs", "batch_size", "base_batch_size", "val_interval", "checkpoint_interval", "log_interval"):
             if getattr(self, k) < 1:
                 raise ValueError(f"config {self.name!r}: {k} must be >= 1, got {getattr(self, k)}")
@@ -145,6 +174,55 @@ def td_hm_res50() -> TrainConfig:
     )
 
 
+def _zoo_config(name: str, losses: tuple[str, ...], **kw) -> TrainConfig:
+    """The zoo entry ``name`` with ``losses``, and the augmentation of its data set (MPII: ``MPII_AUGMENT``)."""
+    model = get_config(name)
+    augment = MPII_AUGMENT if model.dataset == "mpii" else AugmentConfig()
+    return TrainConfig(name=name, model=model, losses=losses, augment=augment, **kw)
+
+
+def deeppose(name: str) -> TrainConfig:
+    """``topdown_regression/{coco,mpii}/td-reg_res{50,101,152}_8xb64-210e_*``: DeepPose, SmoothL1 on the normalised
+    coordinates, backbone from torchvision's ImageNet ResNet of the config's depth."""
+    return _zoo_config(name, ("smooth_l1",), init=INIT_IMAGENET)
+
+
+def rle(name: str) -> TrainConfig:
+    """``topdown_regression/{coco,mpii}/td-reg_res*_rle*-8xb64-210e_*``: RLE, ``RLELoss`` (the head's RealNVP flow,
+    residual, Laplace Q) on the coordinates and sigmas; lr 1e-3 for the ResNet-50 COCO configs, 5e-4 otherwise;
+    ImageNet backbone, or for ``-pretrained`` the backbone of ``td-hm_res50``."""
+    model = get_config(name)
+    pretrained = name == "td-reg_res50_rle-pretrained"
+    return _zoo_config(
+        name,
+        ("rle",),
+        lr=1e-3 if model.dataset == "coco" and model.backbone_depth == 50 else 5e-4,
+        init="td-hm_res50" if pretrained else INIT_IMAGENET,
+        init_backbone_only=pretrained,
+    )
+
+
+#: SimpleBaseline configs trained 8 GPUs x 32 (``8xb32``), and their ``auto_scale_lr`` base batch.
+_BATCH_32 = {
+    "td-hm_res101_coco-384x288": 256,
+    "td-hm_res152": 512,
+    "td-hm_res152_coco-384x288": 512,
+    "td-hm_res152_mpii": 256,
+}
+
+
+def simplebaseline(name: str) -> TrainConfig:
+    """``topdown_heatmap/{coco,mpii}/td-hm_res*-210e_*``: SimpleBaseline, KeypointMSE on Gaussian heatmaps (sigma 2, or
+    3 at 384x288), ImageNet backbone; batch 64 (base 512), or 32 for the ``8xb32`` configs."""
+    return _zoo_config(
+        name,
+        ("keypoint_mse",),
+        batch_size=32 if name in _BATCH_32 else 64,
+        base_batch_size=_BATCH_32.get(name, 512),
+        init=INIT_IMAGENET,
+    )
+
+
 def quick() -> TrainConfig:
     """A small config for local runs and tests: ResNet-18, 128x128 input, three 64-channel deconvolutions
     (32x32 heatmap), Debias-IPR head and loss, 10 epochs of batch 16 at lr 1e-3 (not scaled), MMPose's
@@ -176,6 +254,20 @@ def quick() -> TrainConfig:
     )
 
 
+def quick_rle() -> TrainConfig:
+    """``quick`` with MMPose's RLE head and loss: ResNet-18, 96x128 input (the RLE configs' 3:4 aspect at half size),
+    ``bbox_rle`` person scores in validation."""
+    model = get_config("td-reg_res50_rle").replace(
+        backbone_depth=18,
+        input_size=(96, 128),
+        checkpoint_url=None,
+        sha256_prefix=None,
+        published={},
+        mmpose_config=None,
+    )
+    return quick().replace(name="quick-rle", model=model, losses=("rle",))
+
+
 #: name -> config factory.
 CONFIGS = {
     "ipr_res50": ipr_res50,
@@ -183,7 +275,12 @@ CONFIGS = {
     "ipr_res50_debias": ipr_res50_debias,
     "td-hm_res50": td_hm_res50,
     "quick": quick,
+    "quick-rle": quick_rle,
 }
+for _name, _cfg in ZOO.items():
+    if _name not in CONFIGS:
+        _kind = {"regression": deeppose, "rle": rle, "heatmap": simplebaseline}[_cfg.head_kind]
+        CONFIGS[_name] = lambda _n=_name, _f=_kind: _f(_n)
 
 
 def get_train_config(name: str) -> TrainConfig:

@@ -1,15 +1,19 @@
 """One training epoch and one validation pass (plain PyTorch, read top to bottom; torchvision-reference style).
 
-* :class:`TrainForward`: uint8 crops -> the outputs the losses need (MMPose ``head.forward`` in training:
-  coordinates and softmax heatmaps of an integral head, computed in float32 from the logits as MMPose's autocast
-  policy does; or a heatmap head's heatmaps). Wrapped in ``DistributedDataParallel`` when distributed.
+* :class:`TrainForward`: uint8 crops and targets -> the config's loss (``training.losses.pose_loss``) of the outputs
+  MMPose's ``head.forward`` gives in training: coordinates and softmax heatmaps of an integral head (computed in
+  float32 from the logits, as MMPose's autocast policy does), a heatmap head's heatmaps, a DeepPose head's
+  coordinates, or an RLE head's coordinates and sigma logits (its loss evaluates the head's flow). The loss is
+  computed inside ``forward`` (in float32, autocast off), so that ``DistributedDataParallel``, which wraps it when
+  distributed, sees every parameter the loss uses (RLE's flow).
 * :class:`WarmupMultiStep`: MMPose's two chained schedulers in closed form (``LinearLR`` by iteration, mmengine's
   ``total_iters = end - begin - 1``; ``MultiStepLR`` by epoch), for ``torch.optim.lr_scheduler.LambdaLR``.
 * :func:`train_one_epoch`: forward under autocast, the config's loss (``training.losses.pose_loss``), backward
   through the ``GradScaler``, optional gradient accumulation, the scheduler stepped per optimizer step.
 * :func:`evaluate`: the model's ``predict_keypoints`` (the card's decode and flip test, as served) on validation
   crops, crop -> image pixels with ``models.geometry``, gathered to rank 0 and scored by
-  ``evaluation.metric.CocoKeypointMetric`` (MMPose's CocoMetric).
+  ``evaluation.metric.CocoKeypointMetric`` (MMPose's CocoMetric) or, for MPII models, ``evaluation.mpii.mpii_pckh``
+  (MMPose's MpiiPCKAccuracy).
 """
 
 from __future__ import annotations
@@ -26,28 +30,51 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from evaluation.metric import CocoKeypointMetric, scale_area
+from evaluation.mpii import mpii_pckh
 from models.geometry import keypoints_crop_to_image
 from models.pose_model import TopdownPoseModel
 from training.losses import pose_loss
 
 
 class TrainForward(nn.Module):
-    """uint8 RGB crops [B, h, w, 3] -> ``{"coords": [B, K, 2], "heatmaps": [B, K, H, W]}`` (integral head) or
-    ``{"heatmaps": [B, K, H, W]}`` (heatmap head). The model's own ``preprocess`` normalises the crops."""
+    """uint8 RGB crops [B, h, w, 3] and their targets -> (the config's loss, its terms).
 
-    def __init__(self, model: TopdownPoseModel) -> None:
+    Args:
+        model: the :class:`~models.pose_model.TopdownPoseModel`.
+        losses: the config's loss names (``training.losses.LOSSES``).
+    """
+
+    def __init__(self, model: TopdownPoseModel, losses: tuple[str, ...]) -> None:
         super().__init__()
         self.model = model
+        self.losses = tuple(losses)
 
-    def forward(self, crops: Tensor) -> dict[str, Tensor]:
+    def outputs(self, crops: Tensor) -> dict[str, Tensor]:
+        """The head outputs the losses take: ``{"coords": [B, K, 2], "heatmaps": [B, K, H, W]}`` (integral head),
+        ``{"heatmaps": [B, K, H, W]}`` (heatmap head), ``{"coords"}`` (regression head) or ``{"coords", "sigma"}``
+        ([B, K, 2] each, sigma logits; RLE head). The model's own ``preprocess`` normalises the crops."""
         m = self.model
         feats = m.backbone(m.preprocess(crops))
-        if m.config.head_kind == "heatmap":
+        kind = m.config.head_kind
+        if kind == "heatmap":
             return {"heatmaps": m.head(feats)}
+        if kind in ("regression", "rle"):
+            raw = m.head.forward_raw(feats)
+            out = {"coords": raw[..., :2]}
+            if kind == "rle":
+                out["sigma"] = raw[..., 2:4]
+            return out
         logits = m.head.logits(feats)
         with torch.autocast(logits.device.type, enabled=False):
             coords, heatmaps = m.head.integrate(logits.float())
         return {"coords": coords, "heatmaps": heatmaps}
+
+    def forward(self, crops: Tensor, targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """(total loss, terms by name): :meth:`outputs` under the caller's autocast, the loss in float32."""
+        outputs = self.outputs(crops)
+        flow = self.model.head.loss_module.flow_model if self.model.config.head_kind == "rle" else None
+        with torch.autocast(crops.device.type, enabled=False):
+            return pose_loss(self.losses, outputs, targets, flow)
 
 
 @dataclass
@@ -81,7 +108,8 @@ class TrainState:
         epoch: the epoch in progress (0-based; equals the number of finished epochs between epochs).
         iter_in_epoch: optimizer steps done in :attr:`epoch`.
         global_iter: optimizer steps done in total.
-        best_ap, best_epoch: the best validation AP so far and the epoch (1-based) it was reached at.
+        best_ap, best_epoch: the best validation figure so far (COCO AP; MPII PCKh, ``engine.BEST_METRIC``) and the epoch
+            (1-based) it was reached at.
         history: validation records.
     """
 
@@ -108,7 +136,6 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
-    losses: tuple[str, ...],
     state: TrainState,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
@@ -124,7 +151,6 @@ def train_one_epoch(
         forward: :class:`TrainForward` (or its ``DistributedDataParallel`` wrapper), in train mode here.
         loader: yields dicts from ``training.data.CocoTopDown`` (collated).
         optimizer, scheduler, scaler: Adam, ``LambdaLR(WarmupMultiStep)``, ``GradScaler`` (disabled off fp16).
-        losses: the config's loss names.
         state: updated in place (``iter_in_epoch``, ``global_iter``).
         device: where the batch goes.
         amp_dtype: autocast dtype (float16 / bfloat16) or None for float32.
@@ -162,8 +188,7 @@ def train_one_epoch(
             if k in batch
         }
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            outputs = forward(inputs)
-        loss, terms = pose_loss(losses, outputs, targets)
+            loss, terms = forward(inputs, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss at epoch {state.epoch + 1} step {state.global_iter}: "
@@ -212,7 +237,8 @@ def predict_dataset(model: TopdownPoseModel, loader, device: torch.device, flip_
     """Keypoints in image pixels for every validation crop of ``loader``.
 
     Returns:
-        list of ``(image_id, keypoints float32 [K, 3] (x, y, score), bbox_score, OKS area)`` in loader order.
+        list of ``(index, image_id, keypoints float32 [K, 3] (x, y, score), bbox_score, OKS area)`` in loader order
+        (``index``: the instance's position in the dataset).
     """
     model.eval()
     out = []
@@ -224,24 +250,41 @@ def predict_dataset(model: TopdownPoseModel, loader, device: torch.device, flip_
         full = np.concatenate([xy, kp[..., 2:]], axis=-1)
         areas = scale_area(scales)
         for i in range(len(full)):
-            out.append((int(batch["image_id"][i]), full[i], float(batch["bbox_score"][i]), float(areas[i])))
+            out.append(
+                (
+                    int(batch["index"][i]),
+                    int(batch["image_id"][i]),
+                    full[i],
+                    float(batch["bbox_score"][i]),
+                    float(areas[i]),
+                )
+            )
     return out
 
 
+#: The validation figure that picks ``best.pth``, by data set (MMPose ``save_best``: ``coco/AP``, ``PCK``).
+BEST_METRIC = {"coco": "AP", "mpii": "PCK"}
+
+
 def evaluate(
-    model: TopdownPoseModel, loader, ann_file, device: torch.device, flip_test: bool
+    model: TopdownPoseModel, loader, dataset, device: torch.device, flip_test: bool
 ) -> dict[str, float] | None:
-    """COCO keypoint AP of ``model`` on the validation crops (each rank predicts its share of ``loader``).
+    """Validation figures of ``model`` (each rank predicts its share of ``loader``): COCO keypoint AP
+    (``evaluation.metric.CocoKeypointMetric``, MMPose's CocoMetric with the config's ``score_mode``) or MPII PCKh
+    (``evaluation.mpii.mpii_pckh``, MMPose's MpiiPCKAccuracy).
 
     Args:
         model: the bare model (not the DDP wrapper).
-        loader: this rank's validation crops (``CocoTopDown(train=False)``).
-        ann_file: the ground-truth COCO file.
+        loader: this rank's validation crops.
+        dataset: the whole validation set: ``training.data.CocoTopDown`` (its ``ann_file``) or
+            ``training.data.MpiiTopDown`` (its ``mpii`` annotations: joints, visibility, head sizes).
         device: model device.
         flip_test: average with the mirrored crop (the config's test setting).
 
     Returns:
-        On rank 0 the ten COCOeval stats (``AP``, ``AP50``, ... ``AR``), elsewhere None.
+        On rank 0 the figures: COCOeval's ten stats (``AP``, ``AP50``, ... ``AR``) or MMPose's PCKh figures (``PCK``,
+        ``PCK@0.1``, ``Head PCK``, ..., percent); elsewhere None. :data:`BEST_METRIC` names the one ``best.pth``
+        follows.
     """
     preds = predict_dataset(model, loader, device, flip_test)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -250,9 +293,20 @@ def evaluate(
         if dist.get_rank() != 0:
             return None
         preds = [p for part in gathered for p in part]
-    metric = CocoKeypointMetric(ann_file)
+    if model.config.dataset == "mpii":
+        by_index = {index: kp for index, _, kp, _, _ in preds}
+        ann = [dataset.mpii[i] for i in sorted(by_index)]
+        if any(a.head_size is None for a in ann):
+            raise ValueError("MPII validation needs the head boxes (--val-headboxes mpii_gt_val.mat)")
+        return mpii_pckh(
+            np.stack([by_index[i][:, :2] for i in sorted(by_index)]),
+            np.stack([a.keypoints for a in ann]),
+            np.stack([a.visible for a in ann]),
+            np.array([a.head_size for a in ann]),
+        )
+    metric = CocoKeypointMetric(dataset.ann_file, score_mode=model.config.score_mode)
     by_image: dict[int, list] = {}
-    for image_id, kp, score, area in preds:
+    for _, image_id, kp, score, area in preds:
         by_image.setdefault(image_id, []).append((kp, score, area))
     for image_id, items in by_image.items():
         metric.add(

@@ -1,4 +1,4 @@
-"""The training losses of the four configs, computed exactly as MMPose 1.3.2 computes them.
+"""The training losses of the configs, computed exactly as MMPose 1.3.2 computes them.
 
 * :func:`smooth_l1_loss` — ``SmoothL1Loss(use_target_weight=True)`` (``mmpose/models/losses/regression_loss.py``):
   ``F.smooth_l1_loss(pred * w, target * w)`` (beta 1, mean over N x K x 2) on normalised coordinates, w the
@@ -9,7 +9,15 @@
 * :func:`keypoint_mse_loss` — ``KeypointMSELoss(use_target_weight=True)`` (``mmpose/models/losses/heatmap_loss.py``):
   ``mean((pred - target)^2 * w)`` over N x K x H x W.
 
-Each config's loss (:func:`pose_loss`) is MMPose's head loss: ``DSNTHead`` sums its ``MultipleLossWrapper``
+* :func:`rle_loss` — ``RLELoss(use_target_weight=True)`` (``mmpose/models/losses/regression_loss.py``; Li et al.,
+  "Human Pose Regression with Residual Log-likelihood Estimation", ICCV 2021): with ``sigma = sigmoid(sigma logits)``
+  and the residual ``e = (pred - target) / (sigma + 1e-9)``, the loss per keypoint is
+  ``log sigma - log phi(e)`` (``phi`` the RealNVP flow's density, ``models.flow``) plus, with ``residual``, the
+  identity distribution ``Q``: Laplace ``log(2 sigma) + |e|`` (the configs') or Gaussian
+  ``log(sqrt(2 pi) sigma) + e^2 / 2``; times the keypoint weight, divided by the batch size N, summed.
+
+Each config's loss (:func:`pose_loss`) is MMPose's head loss: ``RegressionHead`` applies ``SmoothL1Loss`` to its
+coordinates (DeepPose), ``RLEHead`` applies ``RLELoss`` to its coordinates and sigmas (RLE); ``DSNTHead`` sums its ``MultipleLossWrapper``
 terms with weight 1 (``mmpose/models/heads/regression_heads/dsnt_head.py``): SmoothL1 + KeypointMSE on the
 softmax heatmap for ``ipr_res50``, SmoothL1 + JSDiscret for ``ipr_res50_dsnt`` / ``ipr_res50_debias``;
 ``HeatmapHead`` applies KeypointMSE to its heatmaps for ``td-hm_res50``.
@@ -17,12 +25,16 @@ softmax heatmap for ``ipr_res50``, SmoothL1 + JSDiscret for ``ipr_res50_dsnt`` /
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 #: Loss names a config may list (see :func:`pose_loss`).
-LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse")
+LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse", "rle")
+#: RLE's identity distributions Q (MMPose ``q_distribution``).
+Q_DISTRIBUTIONS = ("laplace", "gaussian")
 
 
 def _expand_weight(weight: Tensor, ndim: int) -> Tensor:
@@ -111,24 +123,76 @@ def keypoint_mse_loss(pred_heatmaps: Tensor, target_heatmaps: Tensor, weight: Te
     return (F.mse_loss(pred_heatmaps, target_heatmaps, reduction="none") * mask).mean()
 
 
+def rle_loss(
+    pred: Tensor,
+    sigma: Tensor,
+    target: Tensor,
+    weight: Tensor,
+    flow: nn.Module,
+    residual: bool = True,
+    q_distribution: str = "laplace",
+    size_average: bool = True,
+) -> Tensor:
+    """Residual log-likelihood loss (MMPose ``RLELoss``, ``use_target_weight=True``; see the module docstring).
+
+    Args:
+        pred, target: float [N, K, 2] normalised coordinates.
+        sigma: float [N, K, 2] sigma logits (the RLE head's raw output; the sigmoid is applied here, as MMPose).
+        weight: float [N, K] keypoint weights.
+        flow: the RealNVP flow (``models.flow.RealNVP``: ``head.loss_module.flow_model``); its ``log_prob`` of the
+            residuals, so its parameters are trained by this loss.
+        residual: add the identity distribution's term (MMPose default True).
+        q_distribution: ``"laplace"`` (MMPose default) or ``"gaussian"``.
+        size_average: divide by N (MMPose default True).
+
+    Returns:
+        Scalar tensor.
+
+    Raises:
+        ValueError: shapes that do not match, or an unknown ``q_distribution``.
+    """
+    _check(pred, target, weight, "rle_loss")
+    if sigma.shape != pred.shape:
+        raise ValueError(f"rle_loss: sigma {list(sigma.shape)} and prediction {list(pred.shape)} differ")
+    if q_distribution not in Q_DISTRIBUTIONS:
+        raise ValueError(f"q_distribution must be one of {Q_DISTRIBUTIONS}, got {q_distribution!r}")
+    n, k = target.shape[:2]
+    sigma = sigma.sigmoid()
+    error = (pred - target) / (sigma + 1e-9)
+    log_phi = flow.log_prob(error.reshape(-1, 2)).reshape(n, k, 1)
+    loss = torch.log(sigma) - log_phi
+    if residual:
+        if q_distribution == "laplace":
+            loss = loss + torch.log(sigma * 2) + torch.abs(error)
+        else:
+            loss = loss + torch.log(sigma * math.sqrt(2 * math.pi)) + 0.5 * error**2
+    loss = loss * _expand_weight(weight, loss.ndim)
+    if size_average:
+        loss = loss / len(loss)
+    return loss.sum()
+
+
 def pose_loss(
-    losses: tuple[str, ...], outputs: dict[str, Tensor], targets: dict[str, Tensor]
+    losses: tuple[str, ...], outputs: dict[str, Tensor], targets: dict[str, Tensor], flow: nn.Module | None = None
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """A config's training loss: the sum of its terms with weight 1 (MMPose ``DSNTHead.loss`` /
-    ``HeatmapHead.loss``).
+    ``HeatmapHead.loss`` / ``RegressionHead.loss`` / ``RLEHead.loss``).
 
     Args:
         losses: names from :data:`LOSSES`. ``smooth_l1`` compares ``outputs["coords"]`` with
             ``targets["keypoint_labels"]``; ``js_discrete`` and ``keypoint_mse`` compare ``outputs["heatmaps"]``
-            (softmax heatmaps of an integral head, or a heatmap head's output) with ``targets["heatmaps"]``.
-        outputs: the model's ``coords`` [N, K, 2] and / or ``heatmaps`` [N, K, H, W].
+            (softmax heatmaps of an integral head, or a heatmap head's output) with ``targets["heatmaps"]``; ``rle``
+            compares ``outputs["coords"]`` and ``outputs["sigma"]`` (logits) with ``targets["keypoint_labels"]``
+            through ``flow``.
+        outputs: the model's ``coords`` [N, K, 2], ``sigma`` [N, K, 2] and / or ``heatmaps`` [N, K, H, W].
         targets: ``keypoint_labels``, ``heatmaps`` and ``keypoint_weights`` [N, K] from the codec.
+        flow: the RLE head's flow (``model.head.loss_module.flow_model``), needed by ``rle``.
 
     Returns:
         (total loss, each term by name), computed in float32 (float16 / bfloat16 outputs are cast up; float64 stays float64).
 
     Raises:
-        ValueError: an unknown loss name or missing / mismatched tensors.
+        ValueError: an unknown loss name, missing / mismatched tensors, or ``rle`` without a flow.
     """
     if not losses:
         raise ValueError("a config needs at least one loss")
@@ -145,6 +209,12 @@ def pose_loss(
             terms[name] = js_discrete_loss(f(outputs["heatmaps"]), f(targets["heatmaps"]), weight)
         elif name == "keypoint_mse":
             terms[name] = keypoint_mse_loss(f(outputs["heatmaps"]), f(targets["heatmaps"]), weight)
+        elif name == "rle":
+            if flow is None:
+                raise ValueError("the rle loss needs the RLE head's flow (flow=model.head.loss_module.flow_model)")
+            terms[name] = rle_loss(
+                f(outputs["coords"]), f(outputs["sigma"]), f(targets["keypoint_labels"]), weight, flow
+            )
         else:
             raise ValueError(f"unknown loss {name!r}; known: {LOSSES}")
     total = terms[losses[0]]

@@ -3,6 +3,7 @@
     pose-train quick --data-root coco/ --work-dir work/quick                        # one process (CPU or GPU)
     torchrun --nproc_per_node 8 -m training.train ipr_res50_debias --data-root coco/ --work-dir work/debias
     pose-train ipr_res50 ... --resume                                              # continue from work/last.pth
+    pose-train td-reg_res50_rle_mpii --data-root mpii/ --work-dir work/rle_mpii      # MPII (PCKh validation)
 
 Read top to bottom: parse options -> set up the process (torchrun / DDP, device, seeds, threads) -> datasets and
 loaders (``training.data``) -> model and its initialisation (``models.checkpoints``) -> Adam, the warm-up +
@@ -11,10 +12,10 @@ multi-step schedule, GradScaler -> resume -> for each epoch: ``engine.train_one_
 
 Files in ``--work-dir``: ``last.pth`` (weights + optimizer / scheduler / scaler / sampler state, for ``--resume``;
 written every ``checkpoint_interval`` epochs, at the end and when ``--max-iters`` stops the run),
-``best.pth`` (the best validation AP), ``epoch_<N>.pth`` (every ``checkpoint_interval`` epochs), ``log.jsonl``
+``best.pth`` (the best validation AP, or PCKh for MPII configs), ``epoch_<N>.pth`` (every ``checkpoint_interval`` epochs), ``log.jsonl``
 (one JSON record per log interval and per validation), ``config.json``. Every ``.pth`` is our checkpoint format
 (``models.checkpoints.save_pose_checkpoint``; MMPose's layout: ``state_dict``, ``meta`` with the config name, epoch
-and AP, ``optimizer``, ``param_schedulers``) and loads with ``pose-export pose`` / ``load_pose_checkpoint``.
+and AP / PCK, ``optimizer``, ``param_schedulers``) and loads with ``pose-export pose`` / ``load_pose_checkpoint``.
 
 Settings-like options (``--cache-dir``, ``--offline``, ``--log-level``) come from ``service.settings.Settings``;
 the hyper-parameters are the config's (``training.configs``), overridable on the command line.
@@ -41,8 +42,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from models.checkpoints import (
     CheckpointError,
     ChecksumError,
+    load_backbone_weights,
     load_imagenet_backbone,
     load_pose_checkpoint,
+    load_pretrained,
     load_state_dict_strict,
     read_checkpoint,
     save_pose_checkpoint,
@@ -50,8 +53,8 @@ from models.checkpoints import (
 from models.pose_model import TopdownPoseModel
 from service.settings import Settings, add_settings_options, settings_from_args
 from training.configs import CONFIGS, INIT_IMAGENET, TrainConfig, get_train_config
-from training.data import CocoTopDown, DataError, EpochIndices, worker_init
-from training.engine import TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
+from training.data import CocoTopDown, DataError, EpochIndices, MpiiTopDown, worker_init
+from training.engine import BEST_METRIC, TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
 from training.transforms import AugmentConfig
 
 log = logging.getLogger("pose-train")
@@ -64,12 +67,17 @@ AMP_MODES = ("auto", "off", "fp16", "bf16")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pose-train", description="Train a top-down pose model (MMPose's recipe).")
     p.add_argument("config", choices=sorted(CONFIGS), help="training config (training/configs.py)")
-    d = p.add_argument_group("data (COCO layout below --data-root, or each path)")
-    d.add_argument("--data-root", help="COCO root holding annotations/, train2017/, val2017/")
-    d.add_argument("--train-ann", help="default <root>/annotations/person_keypoints_train2017.json")
-    d.add_argument("--train-images", help="default <root>/train2017")
-    d.add_argument("--val-ann", help="default <root>/annotations/person_keypoints_val2017.json")
-    d.add_argument("--val-images", help="default <root>/val2017")
+    d = p.add_argument_group(
+        "data (MMPose's layout below --data-root, or each path; COCO or MPII by the config's keypoints)"
+    )
+    d.add_argument(
+        "--data-root", help="COCO root (annotations/, train2017/, val2017/) or MPII root (annotations/, images/)"
+    )
+    d.add_argument("--train-ann", help="default <root>/annotations/person_keypoints_train2017.json | mpii_train.json")
+    d.add_argument("--train-images", help="default <root>/train2017 | <root>/images")
+    d.add_argument("--val-ann", help="default <root>/annotations/person_keypoints_val2017.json | mpii_val.json")
+    d.add_argument("--val-images", help="default <root>/val2017 | <root>/images")
+    d.add_argument("--val-headboxes", help="MPII: head boxes of --val-ann (default <root>/annotations/mpii_gt_val.mat)")
     d.add_argument(
         "--det-file", help="validation boxes (COCO_val2017_detections_AP_H_56_person.json); default: ground truth"
     )
@@ -92,7 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="initial weights: zoo name or .pth (heatmap checkpoints are renamed into integral heads), "
         "'imagenet', or 'none'; default: the config's",
     )
-    h.add_argument("--load-from", help="fine-tune from this checkpoint (zoo name, MMPose .pth or ours); same as --init")
+    h.add_argument(
+        "--load-from", help="fine-tune from this checkpoint (zoo name, MMPose .pth or ours) (all its weights)"
+    )
     r = p.add_argument_group("run")
     r.add_argument("--work-dir", required=True, help="checkpoints and logs go here")
     r.add_argument("--resume", nargs="?", const="auto", help="resume from <work-dir>/last.pth (or the given file)")
@@ -128,24 +138,41 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     init = args.load_from or args.init
     if init is not None:
         changes["init"] = None if init == "none" else init
+    if (
+        args.load_from
+    ):  # fine-tuning starts from all the weights (a -pretrained config's --init keeps its backbone rule)
+        changes["init_backbone_only"] = False
     return cfg.replace(**changes)
 
 
-def data_paths(args: argparse.Namespace) -> dict[str, Path | None]:
-    """Annotation / image paths from ``--data-root`` and the per-path options.
+#: Files below ``--data-root`` by data set (MMPose's ``data/coco`` and ``data/mpii`` layouts).
+DATA_LAYOUT = {
+    "coco": {
+        "train_ann": "annotations/person_keypoints_train2017.json",
+        "train_images": "train2017",
+        "val_ann": "annotations/person_keypoints_val2017.json",
+        "val_images": "val2017",
+    },
+    "mpii": {
+        "train_ann": "annotations/mpii_train.json",
+        "train_images": "images",
+        "val_ann": "annotations/mpii_val.json",
+        "val_images": "images",
+        "val_headboxes": "annotations/mpii_gt_val.mat",
+    },
+}
+
+
+def data_paths(args: argparse.Namespace, dataset: str = "coco") -> dict[str, Path | None]:
+    """Annotation / image paths from ``--data-root`` (MMPose's layout of ``dataset``: :data:`DATA_LAYOUT`) and the
+    per-path options.
 
     Raises:
         ValueError: a path is neither given nor derivable from ``--data-root``.
     """
     root = Path(args.data_root) if args.data_root else None
-    defaults = {
-        "train_ann": "annotations/person_keypoints_train2017.json",
-        "train_images": "train2017",
-        "val_ann": "annotations/person_keypoints_val2017.json",
-        "val_images": "val2017",
-    }
     out: dict[str, Path | None] = {}
-    for k, rel in defaults.items():
+    for k, rel in DATA_LAYOUT[dataset].items():
         v = getattr(args, k)
         if v is None and root is None:
             if k.startswith("val") and args.no_val:
@@ -207,8 +234,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def initialise(model: TopdownPoseModel, init: str | None, settings: Settings) -> str:
-    """Load the initial weights named by ``init`` into ``model`` (see :class:`training.configs.TrainConfig`).
+def initialise(model: TopdownPoseModel, init: str | None, settings: Settings, backbone_only: bool = False) -> str:
+    """Load the initial weights named by ``init`` into ``model`` (see :class:`training.configs.TrainConfig`): all of
+    them, or with ``backbone_only`` the ``backbone.*`` weights of a zoo checkpoint or file.
 
     Returns:
         A description for the log.
@@ -222,6 +250,9 @@ def initialise(model: TopdownPoseModel, init: str | None, settings: Settings) ->
     if init == INIT_IMAGENET:
         path = load_imagenet_backbone(model, cache, offline=settings.offline)
         return f"ImageNet backbone {path}"
+    if backbone_only:
+        path = Path(init) if Path(init).is_file() else load_pretrained(init, cache, offline=settings.offline)
+        return f"backbone of {load_backbone_weights(model, path)}"
     loaded, meta = load_pose_checkpoint(init, cache_dir=cache, config=model.config, offline=settings.offline)
     load_state_dict_strict(model, loaded.state_dict())
     return f"{meta['format']} checkpoint {meta['checkpoint']}" + (
@@ -234,14 +265,16 @@ def initialise(model: TopdownPoseModel, init: str | None, settings: Settings) ->
 
 
 def save(
-    path: Path, model: TopdownPoseModel, cfg: TrainConfig, state: TrainState, ap: float | None, full: dict | None
+    path: Path, model: TopdownPoseModel, cfg: TrainConfig, state: TrainState, value: float | None, full: dict | None
 ) -> None:
+    """Write a checkpoint; ``meta`` names the validation figure by its metric (``AP``: COCO, ``PCK``: MPII)."""
+    metric = BEST_METRIC[cfg.model.dataset or "coco"]
     meta = {
         "config_name": cfg.name,
         "epoch": state.epoch,
         "iter": state.global_iter,
-        "AP": ap,
-        "best_AP": state.best_ap if state.best_ap >= 0 else None,
+        metric: value,
+        f"best_{metric}": state.best_ap if state.best_ap >= 0 else None,
         "train_config": cfg.to_dict(),
         "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -298,7 +331,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             (``main`` prints them as one line); FloatingPointError: the loss diverged.
     """
     cfg = build_config(args)
-    paths = data_paths(args)
+    dataset = cfg.model.dataset or "coco"
+    paths = data_paths(args, dataset)
     rank, world, _, device = setup_distributed(args.device)
     main_proc = rank == 0
     logging.basicConfig(
@@ -318,7 +352,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError("--accumulate must be >= 1")
 
     # data
-    train_set = CocoTopDown(
+    data_cls = MpiiTopDown if dataset == "mpii" else CocoTopDown
+    train_set = data_cls(
         paths["train_ann"],
         paths["train_images"],
         cfg.model,
@@ -334,23 +369,35 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **loader_kw)
     val_loader = None
     if not args.no_val:
-        val_set = CocoTopDown(
-            paths["val_ann"],
-            paths["val_images"],
-            cfg.model,
-            train=False,
-            det_file=args.det_file,
-            max_images=args.max_images,
-        )
+        if dataset == "mpii":
+            if args.det_file:
+                raise ValueError("MPII is validated on its annotations' boxes (no --det-file)")
+            val_set = MpiiTopDown(
+                paths["val_ann"],
+                paths["val_images"],
+                cfg.model,
+                train=False,
+                headbox_file=paths["val_headboxes"],
+                max_images=args.max_images,
+            )
+        else:
+            val_set = CocoTopDown(
+                paths["val_ann"],
+                paths["val_images"],
+                cfg.model,
+                train=False,
+                det_file=args.det_file,
+                max_images=args.max_images,
+            )
         val_loader = DataLoader(
             Subset(val_set, range(rank, len(val_set), world)), batch_size=cfg.batch_size, **loader_kw
         )
 
     # model
     model = TopdownPoseModel(cfg.model)
-    how = initialise(model, cfg.init, settings)
+    how = initialise(model, cfg.init, settings, cfg.init_backbone_only)
     model.to(device)
-    forward: nn.Module = TrainForward(model)
+    forward: nn.Module = TrainForward(model, cfg.losses)
     if world > 1:
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[device.index] if device.type == "cuda" else None
@@ -456,7 +503,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     optimizer,
                     scheduler,
                     scaler,
-                    cfg.losses,
                     state,
                     device,
                     amp_dtype,
@@ -483,15 +529,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         buf /= world
             ap = None
             if val_loader is not None and (state.epoch % cfg.val_interval == 0 or state.epoch == cfg.epochs):
-                stats = evaluate(
-                    model, val_loader, paths["val_ann"], device, cfg.model.flip_test and not args.no_flip_test
-                )
+                stats = evaluate(model, val_loader, val_set, device, cfg.model.flip_test and not args.no_flip_test)
                 if main_proc:
-                    ap = stats["AP"]
+                    ap = stats[BEST_METRIC[dataset]]
                     record = {"mode": "val", "epoch": state.epoch, "iter": state.global_iter, **stats}
                     state.history.append(record)
                     write_log(record)
-                    log.info("epoch %d: AP %.4f AP50 %.4f AR %.4f", state.epoch, ap, stats["AP50"], stats["AR"])
+                    log.info("epoch %d: %s", state.epoch, ", ".join(f"{k} {v:.4f}" for k, v in list(stats.items())[:6]))
                     if ap > state.best_ap:
                         state.best_ap, state.best_epoch = ap, state.epoch
                         save(work / "best.pth", model, cfg, state, ap, None)
@@ -508,7 +552,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             writer.close()
     if main_proc:
         best = (
-            f"best AP {state.best_ap:.4f} at epoch {state.best_epoch} ({work / 'best.pth'})"
+            f"best {BEST_METRIC[dataset]} {state.best_ap:.4f} at epoch {state.best_epoch} ({work / 'best.pth'})"
             if state.best_ap >= 0
             else "no validation"
         )

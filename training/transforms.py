@@ -1,9 +1,12 @@
 """MMPose's top-down train pipeline, as random draws plus a deterministic warp on the geometry of ``models/``.
 
-The pipeline of every config here (``configs/body_2d_keypoint/*/coco/*_8xb64-210e_coco-*.py``, MMPose 1.3.2)::
+The pipeline of every COCO config here (``configs/body_2d_keypoint/*/coco/*-210e_coco-*.py``, MMPose 1.3.2)::
 
     GetBBoxCenterScale(padding=1.25) -> RandomFlip(0.5, horizontal) -> RandomHalfBody() -> RandomBBoxTransform()
     -> TopdownAffine(input_size) -> GenerateTarget(codec)
+
+and of the MPII configs (``*/mpii/*-210e_mpii-256x256.py``): no ``RandomHalfBody``, ``RandomBBoxTransform(shift_prob=0)``
+(:data:`MPII_AUGMENT`), MPII's flip pairs, and ``GetBBoxCenterScale`` padding the annotation's own center / scale.
 
 is split into two steps so that a test can give both implementations the same random numbers:
 
@@ -48,6 +51,7 @@ class AugmentConfig:
 
     Attributes:
         enabled: apply RandomFlip, RandomHalfBody and RandomBBoxTransform (False: only the box crop, as at test time).
+        half_body: the pipeline has RandomHalfBody (COCO configs; MPII's have none, so nothing is drawn for it).
         flip_prob: RandomFlip ``prob`` (0.5).
         half_body_min_keypoints: RandomHalfBody ``min_total_keypoints`` (9 visible keypoints).
         half_body_min_upper, half_body_min_lower: ``min_upper_keypoints`` (2) / ``min_lower_keypoints`` (3).
@@ -61,6 +65,7 @@ class AugmentConfig:
     """
 
     enabled: bool = True
+    half_body: bool = True
     flip_prob: float = 0.5
     half_body_min_keypoints: int = 9
     half_body_min_upper: int = 2
@@ -122,6 +127,8 @@ class AugmentDraws:
 
 #: No augmentation: the crop of the padded box (GetBBoxCenterScale + TopdownAffine only).
 NO_DRAWS = AugmentDraws()
+#: The MPII configs' augmentation: RandomFlip, RandomBBoxTransform(shift_prob=0), no RandomHalfBody.
+MPII_AUGMENT = AugmentConfig(half_body=False, shift_prob=0.0)
 
 
 def _truncnorm(rs: np.random.RandomState, size: tuple[int, ...]) -> np.ndarray:
@@ -161,7 +168,7 @@ def sample_draws(
         vis = vis[fidx]
     # RandomHalfBody._random_select_half_body
     half: tuple[int, ...] | None = None
-    if vis.sum() >= cfg.half_body_min_keypoints and not rs.rand() > cfg.half_body_prob:
+    if cfg.half_body and vis.sum() >= cfg.half_body_min_keypoints and not rs.rand() > cfg.half_body_prob:
         upper = [i for i in upper_body_ids if vis[i] > 0]
         lower = [i for i in lower_body_ids if vis[i] > 0]
         prefer_upper = rs.rand() < cfg.upper_prioritized_prob
@@ -218,6 +225,7 @@ def apply_topdown(
     padding: float = DEFAULT_PADDING,
     half_body_padding: float = 1.5,
     flip_index: np.ndarray | None = None,
+    center_scale: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TopdownSample:
     """GetBBoxCenterScale, RandomFlip, RandomHalfBody, RandomBBoxTransform and TopdownAffine with given draws.
 
@@ -231,6 +239,9 @@ def apply_topdown(
         padding: GetBBoxCenterScale padding (1.25).
         half_body_padding: RandomHalfBody padding (1.5).
         flip_index: int [K] (default COCO-17).
+        center_scale: the annotation's own box (center, scale) before padding, float [2] each (MPII): as MMPose's
+            ``GetBBoxCenterScale`` with ``bbox_center`` / ``bbox_scale`` already set, it is padded and used instead
+            of ``bbox_xyxy``'s.
 
     Returns:
         :class:`TopdownSample`.
@@ -244,7 +255,11 @@ def apply_topdown(
     vis = np.asarray(keypoints_visible, dtype=np.float32)
     if kp.ndim != 2 or kp.shape[1] != 2 or vis.shape != kp.shape[:1]:
         raise ValueError(f"keypoints must be [K, 2] and visibility [K], got {list(kp.shape)} and {list(vis.shape)}")
-    center, scale = bbox_xyxy2cs(np.asarray(bbox_xyxy, dtype=np.float32).reshape(4), padding)
+    if center_scale is None:
+        center, scale = bbox_xyxy2cs(np.asarray(bbox_xyxy, dtype=np.float32).reshape(4), padding)
+    else:
+        center = np.asarray(center_scale[0], dtype=np.float32).reshape(2)
+        scale = (np.asarray(center_scale[1], dtype=np.float32).reshape(2) * np.float32(padding)).astype(np.float32)
     if draws.flip:
         fidx = flip_indices(len(kp)) if flip_index is None else np.asarray(flip_index)
         image = cv2.flip(image, 1)  # mmcv.imflip(img, 'horizontal')

@@ -110,6 +110,30 @@ def fill(module, recipe, prefix: str = "") -> None:
     module.load_state_dict(new, strict=True)
 
 
+class GoldenWriter:
+    """Writes golden files into one folder and remembers their sizes (:meth:`print_sizes`)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.sizes: dict[str, int] = {}
+
+    def added(self, path: Path) -> None:
+        """Count a file written by other means."""
+        self.sizes[path.name] = path.stat().st_size
+
+    def npz(self, name: str, **arrays) -> None:
+        np.savez_compressed(self.out / name, **arrays)
+        self.added(self.out / name)
+
+    def json(self, name: str, obj) -> None:
+        (self.out / name).write_text(json.dumps(obj, indent=1) + "\n")  # insertion order kept (MMPose key order)
+        self.added(self.out / name)
+
+    def print_sizes(self) -> None:
+        for name, n in sorted(self.sizes.items()):
+            print(f"{n / 1024:8.1f} KiB  {self.out / name}")
+
+
 def output_dir(description: str, default: str) -> Path:
     """``--out`` (default ``tests/data/<default>``), created."""
     ap = argparse.ArgumentParser(description=description)
@@ -145,17 +169,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     recipe = load_recipe()
     cfg_root = Path(mmpose.__file__).parent / ".mim" / "configs"
-    sizes = {}
-
-    def save_npz(name: str, **arrays) -> None:
-        path = out / name
-        np.savez_compressed(path, **arrays)
-        sizes[name] = path.stat().st_size
-
-    def save_json(name: str, obj) -> None:
-        path = out / name
-        path.write_text(json.dumps(obj, indent=1) + "\n")  # insertion order kept (MMPose key order)
-        sizes[name] = path.stat().st_size
+    writer = GoldenWriter(out)
+    save_npz, save_json = writer.npz, writer.json
 
     save_json(
         "versions.json",
@@ -409,8 +424,7 @@ def main() -> None:
         fix_scales_192x256=np.stack([TopdownAffine._fix_aspect_ratio(x[None], 0.75)[0] for x in s]),
     )
 
-    for name, n in sorted(sizes.items()):
-        print(f"{n / 1024:8.1f} KiB  {out / name}")
+    writer.print_sizes()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ NumPy's compatibility policy) is seeded with ``zlib.crc32(key)``.
 Recipe by the key's last component (``leaf``) and rank:
 
 * ``num_batches_tracked``: 0 (int64).
-* ``linspace_x`` / ``linspace_y``: left as the model built them (MMPose's fixed grid).
+* ``linspace_x`` / ``linspace_y``: left as the model built them (MMPose's fixed grid); likewise RLE's RealNVP
+  buffers ``loc``, ``cov`` (the prior) and ``mask`` (the coupling masks).
 * ``running_mean``: uniform(-0.1, 0.1).  ``running_var``: uniform(0.5, 1.5).
 * ``weight`` of rank 1 (BatchNorm gamma): uniform(0.5, 1.0).
 * ``bias``: uniform(-0.1, 0.1).
@@ -16,6 +17,11 @@ Recipe by the key's last component (``leaf``) and rank:
   ``WEIGHT_GAIN`` (1.3; keeps activations of a 50-layer ReLU network O(1)), except the heads'
   ``final_layer.weight`` whose gain is ``FINAL_GAIN`` (16.0: the full models' logits then have a standard deviation of about 3, so
   with beta 1 the soft-argmax is neither uniform nor one-hot).
+* ``weight`` of rank 2 (Linear: the DeepPose / RLE ``fc`` and RealNVP's layers): normal(0, 1) * ``WEIGHT_GAIN`` /
+  sqrt(in_features).
+
+Version 1 gained the last two rules (Linear weights, RealNVP buffers) with the regression zoo; they cover keys the
+recipe used to reject, so every value it gave before is unchanged and the earlier golden files stay valid.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ def recipe_value(key: str, shape: tuple[int, ...]) -> np.ndarray | None:
     shape = tuple(int(s) for s in shape)
     if leaf == "num_batches_tracked":
         return np.zeros(shape, dtype=np.int64)
-    if leaf in ("linspace_x", "linspace_y"):
+    if leaf in ("linspace_x", "linspace_y") or (".flow_model." in key and leaf in ("loc", "cov", "mask")):
         return None
     rng = _rng(key)
     if leaf == "running_mean":
@@ -50,6 +56,8 @@ def recipe_value(key: str, shape: tuple[int, ...]) -> np.ndarray | None:
         return rng.uniform(-0.1, 0.1, size=shape).astype(np.float32)
     if leaf == "weight" and len(shape) == 1:
         return rng.uniform(0.5, 1.0, size=shape).astype(np.float32)
+    if leaf == "weight" and len(shape) == 2:
+        return (rng.standard_normal(size=shape) * (WEIGHT_GAIN / np.sqrt(shape[1]))).astype(np.float32)
     if leaf == "weight" and len(shape) == 4:
         gain = FINAL_GAIN if key.endswith("final_layer.weight") else WEIGHT_GAIN
         fan = int(np.prod(shape[1:]))
