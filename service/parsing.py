@@ -11,9 +11,11 @@ import numpy as np
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from models.geometry import validate_bboxes
 from service.errors import (
+    ClientDisconnectedError,
     ImageDecodeError,
     InvalidParameterError,
     PayloadTooLargeError,
@@ -83,7 +85,15 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         PayloadTooLargeError: the declared or read body exceeds ``max_bytes`` (plus multipart framing).
         InvalidParameterError: a multipart body without a ``file`` field.
         ImageDecodeError: a malformed multipart body.
+        ClientDisconnectedError: the client went away before the whole body arrived (499, counted as a disconnect).
     """
+    try:
+        return await _read_upload(request, max_bytes)
+    except ClientDisconnect:
+        raise ClientDisconnectedError("the client disconnected during the upload") from None
+
+
+async def _read_upload(request: Request, max_bytes: int) -> Upload:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + MULTIPART_SLACK:

@@ -86,8 +86,35 @@ def test_a_request_past_its_deadline_gets_504_and_its_queued_crops_never_run():
         assert _metric(c, "pose_inflight_requests") == 0 and _metric(c, "pose_inflight_pixels") == 0
 
 
+def _drive_asgi(
+    app, body_chunks: list[bytes], headers: list[tuple[bytes, bytes]], query: bytes, complete: bool = True
+) -> list[dict]:
+    """One POST /pose straight into the ASGI app: ``body_chunks`` arrive (the whole body when ``complete``, else
+    more was announced), then the client is gone (uvicorn's ``http.disconnect`` for a lost connection). Returns
+    the messages the app sent."""
+    sent: list[dict] = []
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": not complete or i < len(body_chunks) - 1}
+        for i, chunk in enumerate(body_chunks)
+    ]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/pose", "raw_path": b"/pose", "root_path": "", "query_string": query, "headers": headers,
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "state": {},
+    }  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
 def test_a_client_that_disconnects_costs_no_further_inference():
-    """Drive the ASGI app directly: the body arrives, then the client goes away while a slow batch runs."""
+    """The body arrives, then the client goes away while a slow batch runs."""
     settings = Settings(warmup=False)
     pipeline = fake_pipeline(delay=0.5)
     app = create_app(settings, pipeline)
@@ -98,26 +125,8 @@ def test_a_client_that_disconnects_costs_no_further_inference():
     blocker.start()
     time.sleep(0.05)  # the model is busy for 0.5 s
     body = _jpeg()
-    sent: list[dict] = []
-
-    async def run():
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-        async def receive():  # the body, then the client is gone (as uvicorn reports a lost connection)
-            return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-            "path": "/pose", "raw_path": b"/pose", "root_path": "", "query_string": b"boxes=[[1,1,40,40]]",
-            "headers": [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "state": {},
-        }  # fmt: skip
-        await app(scope, receive, send)
-
-    asyncio.run(run())
+    headers = [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())]
+    sent = _drive_asgi(app, [body], headers, b"boxes=[[1,1,40,40]]")
     blocker.join()
     time.sleep(0.1)
     assert sent[0]["status"] == 499  # counted, never seen by the gone client
@@ -127,6 +136,29 @@ def test_a_client_that_disconnects_costs_no_further_inference():
 
     text = generate_latest(state.registry).decode()
     assert "pose_client_disconnects_total 1.0" in text and 'pose_requests_total{status="499"} 1.0' in text
+    assert state.admission.requests == 0
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["raw-body", "multipart"])
+def test_a_client_that_disconnects_during_the_upload_is_a_disconnect_not_a_500(multipart, caplog):
+    app = create_app(Settings(warmup=False), fake_pipeline())
+    state = app.state.service
+    state.load()
+    body = _jpeg()
+    if multipart:
+        ctype = b"multipart/form-data; boundary=xyz"
+        body = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n' + body
+    else:
+        ctype = b"image/jpeg"
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body) + 1000).encode())]
+    with caplog.at_level("INFO"):
+        sent = _drive_asgi(app, [body[: len(body) // 2]], headers, b"", complete=False)  # half, then gone
+    assert sent[0]["status"] == 499
+    from prometheus_client import generate_latest
+
+    text = generate_latest(state.registry).decode()
+    assert "pose_client_disconnects_total 1.0" in text and 'pose_requests_total{status="500"}' not in text
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
     assert state.admission.requests == 0
 
 
