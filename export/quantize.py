@@ -9,7 +9,7 @@ The calibration data is what the service feeds the models, made by the service's
 * detector: whole images letterboxed by ``service.detector.PersonDetector.preprocess``;
 * pose model: person crops cut by ``service.pose.PoseEstimator.crops_for`` (``models.geometry``: MMPose's padding,
   aspect fix and affine warp) around ground-truth boxes (``--calib-ann``, MMPose's rule
-  ``evaluation.job.gt_boxes``) or around the boxes the fp32 detector finds, each with its mirror image (what the flip
+  ``evaluation.boxes.gt_boxes``) or around the boxes the fp32 detector finds, each with its mirror image (what the flip
   test feeds), prepared by the card (``InputSpec.prepare``).
 
 Images named by the evaluation annotations are left out of the calibration set, so the AP the card records is

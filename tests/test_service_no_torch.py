@@ -19,3 +19,24 @@ def test_importing_the_service_leaves_torch_out():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_the_training_package_imports_without_the_serving_stack():
+    """``pip install .[train]`` has no onnxruntime, OpenVINO, Pillow, FastAPI or uvicorn: ``pose-train`` and its
+    modules must import with every one of them missing (an import hook refuses them here)."""
+    code = (
+        "import sys, importlib, importlib.abc, pkgutil\n"
+        "SERVING = ('onnxruntime', 'openvino', 'PIL', 'fastapi', 'uvicorn', 'starlette', 'prometheus_client')\n"
+        "class Refuse(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in SERVING: raise ImportError(f'{name} is not in the train extra')\n"
+        "sys.meta_path.insert(0, Refuse())\n"
+        "import training\n"
+        "for m in pkgutil.iter_modules(training.__path__): importlib.import_module('training.' + m.name)\n"
+        "import training.train\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in SERVING)\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]

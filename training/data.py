@@ -1,10 +1,10 @@
 """Top-down person data for training and validation: COCO and MPII (OpenCV decode in DataLoader workers).
 
 COCO instances follow MMPose's ``CocoDataset`` in ``topdown`` mode (``mmpose/datasets/datasets/base/
-base_coco_style_dataset.py``) through :func:`evaluation.job.coco_person_instance`: crowd annotations, people
+base_coco_style_dataset.py``) through :func:`evaluation.boxes.coco_person_instance`: crowd annotations, people
 without labelled keypoints and empty boxes are skipped; the box is clipped to the image; visibility is
 ``min(1, v)``. Validation takes the ground-truth boxes by the same rule, or the boxes of a detection-results
-file (``COCO_val2017_detections_AP_H_56_person.json`` format, :func:`evaluation.job.load_detection_file`).
+file (``COCO_val2017_detections_AP_H_56_person.json`` format, :func:`evaluation.boxes.load_detection_file`).
 
 MPII instances (:class:`MpiiTopDown`) are MMPose's ``MpiiDataset``'s (read by :func:`evaluation.mpii.read_mpii`: box
 from the annotation's center and 200-pixel scale, which ``GetBBoxCenterScale`` pads), with the joints converted to
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from evaluation.job import coco_person_instance, load_detection_file
+from evaluation.boxes import coco_person_instance, load_detection_file
 from evaluation.metric import load_coco
 from evaluation.mpii import MpiiDataError, read_mpii
 from models.codecs import IntegralRegressionLabel, MSRAHeatmap, RegressionLabel
