@@ -122,4 +122,17 @@ def public_message(text: str) -> str:
     return _ABS_PATH.sub(lambda m: m.group(1) + m.group(2).rsplit("/", 1)[-1], text)
 
 
+def public_facts(obj):
+    """``obj`` (JSON-like: dicts, lists, strings, numbers) with :func:`public_message` applied to every string, keys
+    included: what ``/v1/models`` returns of cards and runtime facts (a card's ``source.checkpoint``, its
+    verification crops, the TensorRT EP's engine cache path) shows file names, never server paths."""
+    if isinstance(obj, str):
+        return public_message(obj)
+    if isinstance(obj, dict):
+        return {public_facts(k): public_facts(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [public_facts(v) for v in obj]
+    return obj
+
+
 _ABS_PATH = re.compile(r"(^|[\s'\"(=:])(/[^\s'\",)]+)")

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.admission import RequestContext
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
-from service.errors import ModelLoadError, NotReadyError, RequestTimeoutError, public_message
+from service.errors import ModelLoadError, NotReadyError, RequestTimeoutError, public_facts, public_message
 from service.parsing import parse_boxes, read_upload
 from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
@@ -87,8 +87,9 @@ async def readyz(state: StateDep):
 @router.get("/v1/models", responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
             dependencies=[APIKeyDep])  # fmt: skip
 def models(pipeline: PipelineDep) -> dict:
-    """Model cards, runtimes (execution providers actually active), the pose model's keypoint schema and batching."""
-    return {**pipeline.describe(), "keypoints": pipeline.pose.card.schema_dict()}
+    """Model cards, runtimes (execution providers actually active), the pose model's keypoint schema and batching
+    (file names only: no server paths)."""
+    return public_facts({**pipeline.describe(), "keypoints": pipeline.pose.card.schema_dict()})
 
 
 @router.get("/metrics")

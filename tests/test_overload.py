@@ -216,14 +216,25 @@ def test_api_keys_cors_docs_and_the_render_bound(tmp_path):
         assert c.get("/docs").status_code == 404 and c.get("/openapi.json").status_code == 404
 
 
-def test_models_endpoint_shows_no_server_paths(movenet_card):
+def test_models_endpoint_shows_no_server_paths(movenet_card, tmp_path):
+    """Cards written by ``pose-export`` name the checkpoint and verification images by path; none reaches a client."""
+    import json
+
     from service.pipeline import PosePipeline
 
-    settings = Settings(pose_model=movenet_card, providers=["CPUExecutionProvider"], warmup=False)
+    card = json.loads(movenet_card.read_text())
+    card["source"] = {"checkpoint": str(tmp_path / "ckpts" / "best.pth"), "sha256": "ab" * 32}
+    card["extra"] = {"verification": {"crops": f"2 crops of {tmp_path}/img/a.jpg, {tmp_path}/img/b.jpg"}}
+    (tmp_path / "movenet.json").write_text(json.dumps(card))
+    settings = Settings(pose_model=tmp_path / "movenet.json", providers=["CPUExecutionProvider"], warmup=False)
     with TestClient(create_app(settings, PosePipeline.from_settings(settings))) as c:
         _ready(c)
-        text = c.get("/v1/models").text
+        body = c.get("/v1/models").json()
+    text = json.dumps(body)
     assert "movenet_thunder.onnx" in text and str(movenet_card.parent) not in text and "/shared/" not in text
+    assert str(tmp_path) not in text and "/ckpts/" not in text and "/img/" not in text
+    assert body["pose"]["card"]["source"]["checkpoint"] == "best.pth"
+    assert body["pose"]["card"]["extra"]["verification"]["crops"] == "2 crops of a.jpg, b.jpg"
 
 
 @pytest.mark.parametrize("settings", [dict(max_inflight_pixels=10, max_image_pixels=100)])
