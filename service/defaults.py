@@ -47,14 +47,23 @@ def export_extra_installed() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx", "export"))
 
 
+def export_command(subcommand: list[str], settings: Settings) -> list[str]:
+    """The ``python -m export.cli`` command line of ``subcommand`` with the settings the export needs from the server's
+    (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``): a flag of ``pose-serve`` reaches the
+    export subprocess as the flag, not only through ``POSE_*`` variables."""
+    cmd = [sys.executable, "-m", "export.cli", *subcommand, "--cache-dir", str(settings.cache.root)]
+    cmd += ["--intra-op-threads", str(settings.intra_op_threads), "--device", str(settings.device)]
+    return cmd + (["--offline"] if settings.offline else [])
+
+
 def resolve_default_models(settings: Settings) -> tuple[Path, Path]:
     """The default detector ONNX and pose card, preparing them first if possible.
 
     Args:
         settings: ``cache_dir`` (where they live) and ``prepare_defaults`` (run ``python -m export.cli
             defaults --cache-dir ...`` in a subprocess when they are missing and the export extra is
-            installed; its download / export progress goes to this process's stderr; the subprocess reads
-            ``POSE_OFFLINE`` from the same environment).
+            installed; its download / export progress goes to this process's stderr; ``offline``, the cache and
+            thread settings reach it as flags, :func:`export_command`).
 
     Returns:
         (detector ONNX path, pose model card JSON path).
@@ -70,7 +79,7 @@ def resolve_default_models(settings: Settings) -> tuple[Path, Path]:
     why = ""
     if settings.prepare_defaults and export_extra_installed():
         print(f"default models missing in {cache.root}; preparing them ({PREPARE_COMMAND})", file=sys.stderr)
-        cmd = [sys.executable, "-m", "export.cli", "defaults", "--cache-dir", str(cache.root)]
+        cmd = export_command(["defaults"], settings)
         rc = subprocess.run(cmd, check=False).returncode
         if rc == 0 and defaults_present(cache):
             return detector, card
@@ -126,19 +135,7 @@ def resolve_pose_checkpoint(checkpoint: str | Path, settings: Settings) -> Path:
         )
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "export.cli",
-        "pose",
-        str(checkpoint),
-        "--out",
-        str(tmp),
-        "--cache-dir",
-        str(settings.cache.root),
-    ]
-    if settings.offline:
-        cmd.append("--offline")
+    cmd = export_command(["pose", str(checkpoint), "--out", str(tmp)], settings)
     print(f"exporting {checkpoint} to ONNX for serving (once; cached in {folder})", file=sys.stderr)
     rc = subprocess.run(cmd, check=False).returncode
     card = _cached_card(tmp)

@@ -32,6 +32,30 @@ def test_missing_defaults_name_the_files_and_the_command(tmp_path):
     assert "pose-export defaults" in msg and str(s.cache.default_detector) in msg and str(card) in msg
 
 
+def test_pose_serve_flags_reach_the_export_subprocess(tmp_path, monkeypatch):
+    """``pose-serve --offline --intra-op-threads 1`` prepares the defaults offline with one thread: the flags travel
+    as flags (the environment says otherwise here)."""
+    import service.defaults as defaults
+    from export.cli import main as export_main  # the subprocess's parser reads the command line
+
+    calls = []
+    monkeypatch.setenv("POSE_OFFLINE", "0")
+    monkeypatch.setattr(defaults, "export_extra_installed", lambda: True)
+    monkeypatch.setattr(
+        defaults.subprocess, "run", lambda cmd, check: calls.append(cmd) or subprocess.CompletedProcess(cmd, 3)
+    )
+    s = Settings(cache_dir=tmp_path, offline=True, intra_op_threads=1)
+    with pytest.raises(DefaultModelsMissing, match="exited with 3"):
+        resolve_default_models(s)
+    (cmd,) = calls
+    assert cmd[1:4] == ["-m", "export.cli", "defaults"]
+    seen = {}
+    monkeypatch.setattr("export.defaults.prepare_defaults", lambda settings, force: seen.update(s=settings) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        export_main(cmd[3:])
+    assert seen["s"].offline is True and seen["s"].intra_op_threads == 1 and seen["s"].cache_dir == tmp_path
+
+
 def _run(args, tmp_path, **env):
     full = {**os.environ, "POSE_CACHE_DIR": str(tmp_path / "cache"), "POSE_OFFLINE": "1", **env}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=full, timeout=300)
