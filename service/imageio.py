@@ -28,18 +28,33 @@ SUPPORTED_CONTENT_TYPES: frozenset[str] = frozenset(
 Image.MAX_IMAGE_PIXELS = None
 
 
+#: Rows converted at a time for 16-bit and float images (bounds the temporaries, not the result).
+_GRAY_ROWS = 256
+
+
+def _gray_to_rgb8(img: Image.Image) -> np.ndarray:
+    """A 16/32-bit integer (``I;16*``, ``I``: 0..65535 -> 0..255, round to nearest) or float (``F``: 0..255) Pillow
+    image -> uint8 [H, W, 3], a band of rows at a time: no float64 copy of the whole image (a 50 Mpx 16-bit PNG of a
+    few hundred KB would otherwise cost about 1.5 GB of temporaries)."""
+    src = np.asarray(img)
+    out = np.empty((*src.shape, 3), np.uint8)
+    for r in range(0, src.shape[0], _GRAY_ROWS):
+        band = src[r : r + _GRAY_ROWS]
+        if img.mode == "F":
+            v = np.clip(np.rint(band), 0, 255)
+        else:  # (x + 128) // 257 == round(x / 257) for 0 <= x <= 65535 (x / 257 is never a half: 257 is odd)
+            v = (np.clip(band, 0, 65535).astype(np.uint32) + 128) // 257
+        out[r : r + _GRAY_ROWS] = v.astype(np.uint8)[..., None]
+    return out
+
+
 def _to_rgb8(img: Image.Image) -> np.ndarray:
     """Any Pillow mode -> uint8 [H, W, 3] RGB. 16/32-bit integer images are scaled from 0..65535."""
     mode = img.mode
     if mode == "RGB":
         return np.asarray(img, dtype=np.uint8)
-    if mode.startswith("I"):  # I;16, I;16B, I;16L, I (32-bit holding 16-bit PNG data)
-        arr = np.asarray(img).astype(np.float64)
-        arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
-    if mode == "F":
-        arr = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
-        return np.repeat(arr[..., None], 3, axis=2)
+    if mode.startswith("I") or mode == "F":  # I;16, I;16B, I;16L, I (32-bit holding 16-bit PNG data), F
+        return _gray_to_rgb8(img)
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     return np.asarray(img.convert("RGB"), dtype=np.uint8)

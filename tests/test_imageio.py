@@ -80,6 +80,37 @@ def test_16bit_grayscale_is_scaled_not_clipped():
     assert out[1, 1, 0] in (127, 128) and out[0, 0, 0] == 255
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_16bit_and_float_images_convert_exactly_in_bounded_memory(mode):
+    """Round to nearest of x / 257 (float64 reference) for every 16-bit value; the numpy memory of the conversion
+    is the result plus Pillow's copy, not float64 temporaries of the whole image (tracemalloc sees numpy's)."""
+    import tracemalloc
+
+    from service.imageio import _to_rgb8
+
+    values = np.arange(65536, dtype=np.int64).reshape(256, 256)
+    if mode == "F":
+        img = Image.fromarray((values % 300).astype(np.float32) - 20.25)
+        ref = np.clip(np.rint((values % 300) - 20.25), 0, 255)
+    else:
+        img = Image.fromarray(values.astype(np.uint16 if mode == "I;16" else np.int32))
+        ref = np.clip(np.rint(values / 257.0), 0, 255)
+    assert img.mode == mode
+    out = _to_rgb8(img)
+    assert out.dtype == np.uint8 and out.shape == (256, 256, 3)
+    np.testing.assert_array_equal(out, np.repeat(ref.astype(np.uint8)[..., None], 3, axis=2))
+
+    big = Image.new(mode, (2000, 1500))
+    bytes_per_pixel = {"I;16": 2, "I": 4, "F": 4}[mode]
+    tracemalloc.start()
+    _to_rgb8(big)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Pillow's bytes and numpy's array of them, the uint8 result, one band of temporaries (a float64 conversion of
+    # the whole image: 25+ bytes per pixel)
+    assert peak < (2 * bytes_per_pixel + 3 + 1) * big.width * big.height, peak / (big.width * big.height)
+
+
 def test_byte_limit_checked_first():
     data = _encode(Image.fromarray(_gradient()), "PNG")
     with pytest.raises(PayloadTooLargeError, match="bytes"):
