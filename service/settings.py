@@ -196,9 +196,11 @@ class Settings(BaseSettings):
     max_boxes: int = Field(200, ge=1, description="most caller boxes per request")
 
     # admission control: work in flight is bounded by cost; beyond a budget a request gets 503 at once
-    max_inflight_requests: int = Field(8, ge=1, description="requests admitted at once (more get 503 + Retry-After)")
+    max_inflight_requests: int = Field(16, ge=1, description="requests admitted at once (more get 503 + Retry-After)")
     max_inflight_pixels: int = Field(
-        100_000_000, ge=1, description="decoded pixels of admitted requests (3 bytes each: the memory bound)"
+        100_000_000,
+        ge=1,
+        description="decoded pixels of admitted requests (the memory bound: about 7 bytes each while an 8-bit RGB image decodes, up to 15 for 16-bit)",
     )
     max_inflight_crops: int = Field(512, ge=1, description="pose crops of admitted requests (flip test counts 2)")
     request_timeout_s: float = Field(
