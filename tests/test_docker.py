@@ -138,5 +138,7 @@ def test_compose_has_a_gpu_and_a_cpu_profile():
     for svc in (gpu, cpu):
         assert svc["depends_on"]["prepare"]["condition"] == "service_completed_successfully"
         assert svc["volumes"] == ["models:/models"]
+        # published on the host's loopback unless POSE_BIND says otherwise (no open port without API keys)
+        assert svc["ports"] == ["${POSE_BIND:-127.0.0.1}:${POSE_PORT:-8000}:8000"]
     text = (REPO_ROOT / "docker" / "compose.yaml").read_text()
     assert "Compose v2" in text and "resolve against" in text  # the two notes the README repeats
