@@ -1,17 +1,21 @@
 """The GPU path, end to end, on a machine with an NVIDIA GPU (never in CI): one command.
 
     python bench/gpu_check.py [--out /tmp/poseserve-gpu] [--assets ../shared/assets] [--pretrained]
-        [--detector yolov8n.yaml] [--batches 1 2 4 8 16 32] [--device 0]
+        [--configs NAME ...] [--detector yolov8n.yaml] [--batches 1 2 4 8 16 32] [--device 0]
 
-Needs the dev install plus onnxruntime-gpu instead of onnxruntime, and TensorRT 10 + cuda-python
-(``pip install -e '.[serve-gpu,export,eval,tensorrt]'`` with the constraints of docker/constraints/serve-gpu.txt,
-or the ``serve`` image built with WITH_TENSORRT=1 and the export extra). Steps, each printed as it runs:
+Needs onnxruntime-gpu (never beside onnxruntime), TensorRT 10 + cuda-python, the export extra and httpx:
+``pip install -e '.[serve-gpu,export,eval,tensorrt]' httpx`` with the constraints of
+docker/constraints/serve-gpu.txt in a fresh environment (the dev extra would bring CPU onnxruntime), or the ``serve``
+image built with WITH_TENSORRT=1 plus the export extra. Steps, each printed as it runs:
 
-1. export the four zoo configs (``--pretrained``: MMPose's checkpoints from ``<out>/cache/checkpoints``, offline;
-   default: full-size models with random weights whose head logits have a trained model's spread, so timings are
-   real and keypoints depend on the image) and the detector (``--detector``: a ``.pt`` or ``yolov8n.yaml``), each
-   linted for TensorRT (``export.lint``);
-2. build fp32 (TF32 off) and fp16 engines of each into the engine cache (profile 1 / 8 / max batch);
+1. export the zoo configs of ``--configs`` (default :data:`DEFAULT_CONFIGS`: the four seed configs and one entry of
+   every other head family, input size and keypoint schema; ``--configs all``: all 23) (``--pretrained``: MMPose's
+   checkpoints from ``<out>/cache/checkpoints``, offline; default: full-size models with random weights whose head
+   outputs have a trained model's spread, logit std 2 for heatmap / integral heads and 0.2 crop widths for
+   regression / RLE coordinates, so timings are real and keypoints depend on the image) and the detector
+   (``--detector``: a ``.pt`` or ``yolov8n.yaml``), each linted for TensorRT (``export.lint``);
+2. build fp32 (TF32 off) and fp16 engines of each into the engine cache (pose profile 1 / 8 / max batch; the
+   detector's up to the served detector batch, ``det_max_batch_size``);
 3. compare keypoints on coco-tiny person crops (ground-truth boxes, the served crop geometry) against onnxruntime's
    float32 CPU run: fp32 engine and onnxruntime's CUDA EP within ``models.tolerance.EXPORT_TOLERANCE_PX``
    (0.05 px), fp16 engine within ``FP16_SMOKE_PX`` (1 px), every output finite (Debias included);
@@ -36,6 +40,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+#: The seed configs and one entry of every other head family / input size / keypoint schema of the zoo.
+DEFAULT_CONFIGS = (
+    "ipr_res50",
+    "ipr_res50_dsnt",
+    "ipr_res50_debias",
+    "td-hm_res50",
+    "td-reg_res50",
+    "td-reg_res152_rle_coco-384x288",
+    "td-reg_res50_rle_mpii",
+    "td-hm_res50_mpii",
+)
+#: Spread of the head outputs of random-weight models: coordinate heads output crop-normalised coordinates.
+LOGIT_STD = {"regression": 0.2, "rle": 0.2}
 
 
 def _require_gpu_stack() -> None:
@@ -68,7 +85,7 @@ def person_crops(coco_dir: Path, input_size: tuple[int, int]) -> np.ndarray:
 
 
 def export_models(args, settings) -> tuple[list[Path], Path]:
-    """Step 1: the four zoo configs (cards) and the detector ONNX, each linted."""
+    """Step 1: the zoo configs of ``args.configs`` (cards) and the detector ONNX, each linted."""
     import torch
 
     from export.detector import export_detector
@@ -80,14 +97,14 @@ def export_models(args, settings) -> tuple[list[Path], Path]:
 
     images = sorted((args.assets / "coco-tiny").glob("*.jpg"))
     cards = []
-    for name in sorted(ZOO):
+    for name in sorted(ZOO) if args.configs == ["all"] else args.configs:
         cfg = get_config(name)
         crops = crops_from_images(images, cfg.input_size, 4)
         if args.pretrained:
             model, _ = load_pose_checkpoint(name, cache_dir=settings.cache.checkpoints, offline=True)
         else:
             torch.manual_seed(0)
-            model = scale_head_logits(build_pose_model(cfg), crops, 2.0)
+            model = scale_head_logits(build_pose_model(cfg), crops, LOGIT_STD.get(cfg.head_kind, 2.0))
         r = export_pose_model(model, args.out / "pose", crops, "4 coco-tiny crops", name=name)
         check_graph(r.onnx_path, "error")
         print(f"[export] {name}: {r.verdict.describe()}; lint ok")
@@ -106,7 +123,7 @@ def build_engines(onnx_files: list[Path], settings, max_batch: int) -> dict[tupl
     cache = EngineCache(settings.cache.engines, settings.device)
     engines = {}
     for onnx_path in onnx_files:
-        hi = 1 if "detector" in onnx_path.parts else max_batch  # the service detects one image per call
+        hi = settings.det_max_batch_size if "detector" in onnx_path.parts else max_batch  # detector: batched images
         for precision in ("fp32", "fp16"):
             engine = cache.get_or_build(onnx_path, EngineSpec(precision, (1, min(8, hi), hi)))
             meta = read_sidecar(engine)
@@ -220,6 +237,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/poseserve-gpu-check"))
     ap.add_argument("--assets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "assets")
     ap.add_argument("--pretrained", action="store_true", help="MMPose checkpoints from <out>/cache/checkpoints")
+    ap.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="zoo names, or 'all'")
     ap.add_argument("--detector", default="yolov8n.yaml", help="Ultralytics .pt, or a .yaml (random weights)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     ap.add_argument("--repeats", type=int, default=20)
@@ -236,7 +254,7 @@ def main() -> int:
     failures = accuracy(cards, engines, settings, args.assets / "coco-tiny")
     throughput(cards, engines, settings, args.batches, args.repeats)
     images = sorted((args.assets / "coco-mini" / "val2017").glob("*.jpg"))[: args.images]
-    debias = next(c for c in cards if c.stem == "ipr_res50_debias")
+    debias = next((c for c in cards if c.stem == "ipr_res50_debias"), cards[0])
     failures += serve(debias, detector, settings, images, args.concurrency)
     print("\n".join(["GPU check FAILED:", *failures]) if failures else "GPU check passed")
     return 1 if failures else 0

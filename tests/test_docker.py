@@ -8,12 +8,16 @@ from __future__ import annotations
 import re
 
 import pytest
-import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 from tests.conftest import REPO_ROOT
+
+try:
+    import tomllib  # Python 3.11+
+except ModuleNotFoundError:  # Python 3.10 (requires-python >= 3.10)
+    tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
 CONSTRAINTS = REPO_ROOT / "docker" / "constraints"
@@ -109,6 +113,19 @@ def test_each_lock_satisfies_pyproject_and_pins_every_requirement(image, extras)
             name = req.name.lower()
             assert name in locked, f"{image}: {name} ({extra}) is not pinned"
             assert req.specifier.contains(locked[name], prereleases=True), f"{image}: {name} {locked[name]} vs {req}"
+
+
+def test_pyproject_gpu_ranges_exclude_the_cuda_11_and_cuda_13_builds():
+    """onnxruntime-gpu 1.18 on PyPI is a CUDA 11.8 build (falls back to CPU on CUDA 12 + cuDNN 9), 1.24.1+ links
+    CUDA 12.8 / 13; cuda-python 13 drops ``cuda.cudart``; TensorRT 11 drops the API used here."""
+    reqs = {r.name.lower(): r.specifier for r in _requirements()["serve-gpu"] + _requirements()["tensorrt"]}
+    ort, cuda_python, trt = reqs["onnxruntime-gpu"], reqs["cuda-python"], reqs["tensorrt-cu12"]
+    assert (
+        not ort.contains("1.18.1") and ort.contains("1.19.0") and ort.contains("1.23.2") and not ort.contains("1.24.1")
+    )
+    assert cuda_python.contains("12.6.2.post1") and not cuda_python.contains("13.0.0")
+    assert trt.contains("10.9.0.34") and not trt.contains("11.0.0")
+    assert "onnxruntime" not in {r.name.lower() for r in _requirements()["serve-gpu"]}  # never both
 
 
 def test_one_cuda_stack_in_every_gpu_image():
