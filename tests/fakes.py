@@ -4,6 +4,7 @@ request flow (parsing, pipeline, batcher, encoding, errors) runs in-process in m
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -172,3 +173,17 @@ class ThreadedServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``condition()`` until it is true (tests that need another thread to have reached a point, instead of a
+    fixed sleep that a loaded machine can outrun).
+
+    Raises:
+        TimeoutError: still false after ``timeout`` seconds.
+    """
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError(f"{what} not reached within {timeout:g} s")
+        time.sleep(0.002)

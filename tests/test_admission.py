@@ -15,7 +15,7 @@ def test_requests_pixels_and_crops_are_budgets_refused_at_once():
     t0 = time.perf_counter()
     with pytest.raises(OverloadedError, match="2 requests in flight") as e:
         adm.admit(10)
-    assert time.perf_counter() - t0 < 0.05 and e.value.reason == "requests"
+    assert time.perf_counter() - t0 < 0.5 and e.value.reason == "requests"  # no wait (a queue would wait 10 s)
     assert e.value.status == 503 and e.value.headers == {"Retry-After": "3"}
     a.reserve_pixels(800)
     with pytest.raises(OverloadedError, match="800 pixels in flight, this request needs 300") as e:

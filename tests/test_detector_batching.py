@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from PIL import Image
 
 from service.admission import Admission
 from service.errors import DeadlineExceededError
-from tests.fakes import FakeDetectorRuntime, FakePoseRuntime, Overlap, fake_pipeline
+from tests.fakes import FakeDetectorRuntime, FakePoseRuntime, Overlap, fake_pipeline, wait_until
 
 
 def _jpeg(shade: int) -> bytes:
@@ -42,7 +41,7 @@ def _concurrently(pipe, payloads: list[bytes]):
 
 
 def test_a_dynamic_batch_detector_runs_the_images_of_concurrent_requests_together():
-    det = FakeDetectorRuntime(batch=None, delay=0.05)
+    det = FakeDetectorRuntime(batch=None, delay=0.2)  # the others arrive while the first call runs
     pipe = fake_pipeline(detector_runtime=det, detector_batch_size=4)
     try:
         assert pipe.detector.batch_size == 4 and pipe.detector_batcher.max_batch_size == 4
@@ -90,7 +89,7 @@ def test_a_request_past_its_deadline_at_the_detector_stage_is_dropped_before_it_
     try:
         busy = threading.Thread(target=pipe.run, args=(_jpeg(1),))
         busy.start()
-        time.sleep(0.05)  # the detector is now busy with the first image for 0.3 s
+        wait_until(lambda: det.calls == 1)  # the detector is now busy with the first image for 0.3 s
         ctx = admission.admit(0.1)  # this request's deadline passes while its image waits
         with pytest.raises(DeadlineExceededError):
             pipe.run(_jpeg(2), ctx=ctx)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from service.app import create_app
 from service.settings import Settings
-from tests.fakes import FakePoseRuntime, fake_pipeline
+from tests.fakes import FakePoseRuntime, fake_pipeline, wait_until
 
 JPEG = {"Content-Type": "image/jpeg"}
 BOXES = {"boxes": "[[0, 0, 50, 50], [10, 10, 90, 90]]"}
@@ -48,7 +48,7 @@ def _metric(c: TestClient, name: str) -> float:
 
 
 def test_beyond_capacity_requests_get_503_with_retry_after_before_admitted_ones_finish():
-    client, runtime = _client(Settings(max_inflight_requests=2, retry_after_s=2), delay=0.4)
+    client, runtime = _client(Settings(max_inflight_requests=2, retry_after_s=2), delay=1.0)
     with client as c:
         _ready(c)
         t0 = time.perf_counter()
@@ -70,17 +70,17 @@ def test_beyond_capacity_requests_get_503_with_retry_after_before_admitted_ones_
 
 
 def test_a_request_past_its_deadline_gets_504_and_its_queued_crops_never_run():
-    client, runtime = _client(Settings(request_timeout_s=0.3), delay=0.6)
+    client, runtime = _client(Settings(request_timeout_s=0.3), delay=1.0)
     with client as c:
         _ready(c)
         with ThreadPoolExecutor(2) as pool:
             first = pool.submit(c.post, "/pose", params={"boxes": "[[0, 0, 50, 50]]"}, content=_jpeg(), headers=JPEG)
-            time.sleep(0.1)  # the first request's crop is in the model for 0.6 s
+            wait_until(lambda: runtime.batch_sizes)  # the first request's crop is in the model for 1 s
             second = pool.submit(c.post, "/pose", params={"boxes": "[[5, 5, 60, 60]] "}, content=_jpeg(), headers=JPEG)
             r1, r2 = first.result(), second.result()
         assert (r1.status_code, r2.status_code) == (504, 504)
         assert r2.json()["error"] == "deadline_exceeded"
-        time.sleep(0.8)  # the batch in flight ends; the second request's crop was dropped, not run
+        time.sleep(1.2)  # the batch in flight ends; the second request's crop was dropped, not run
         assert runtime.batch_sizes == [1]
         assert _metric(c, "pose_deadline_expired_total") == 2
         assert _metric(c, "pose_inflight_requests") == 0 and _metric(c, "pose_inflight_pixels") == 0
@@ -116,14 +116,14 @@ def _drive_asgi(
 def test_a_client_that_disconnects_costs_no_further_inference():
     """The body arrives, then the client goes away while a slow batch runs."""
     settings = Settings(warmup=False)
-    pipeline = fake_pipeline(delay=0.5)
+    pipeline = fake_pipeline(delay=1.0)
     app = create_app(settings, pipeline)
     state = app.state.service
     state.load()
     runtime = pipeline.pose.runtime
     blocker = threading.Thread(target=pipeline.predict, args=(np.zeros((64, 64, 3), np.uint8), [[0, 0, 9, 9]]))
     blocker.start()
-    time.sleep(0.05)  # the model is busy for 0.5 s
+    wait_until(lambda: runtime.batch_sizes)  # the model is busy for 1 s
     body = _jpeg()
     headers = [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())]
     sent = _drive_asgi(app, [body], headers, b"boxes=[[1,1,40,40]]")
