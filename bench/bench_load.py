@@ -4,7 +4,8 @@
         [--images ../shared/assets/coco-mini/val2017] [--seconds 60] [--clients 1 16 64] [--rates 1 2 4] \\
         [--capacity REQ_PER_S] [-- extra pose-serve options]
 
-Closed loop: N clients each send the next request when the previous answer arrives. Open loop: requests
+Closed loop: N clients each send the next request when the previous answer arrives (``--backoff-clients``: after a
+503 they first wait its ``Retry-After``, as a well-behaved client or load balancer does). Open loop: requests
 arrive at a fixed rate (a multiple of the capacity, which is measured first with 4 closed-loop clients unless
 ``--capacity`` is given), whether or not earlier ones were answered, as real traffic does; clients wait up to
 120 s. For each run it prints the answers by status, client latency p50 / p95 / p99 / max of the 200s, the
@@ -25,6 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.launcher import ServerProcess  # noqa: E402
+from service.settings import Settings  # noqa: E402
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
@@ -41,16 +43,19 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-async def one(client: httpx.AsyncClient, data: bytes, out: list) -> None:
+async def one(client: httpx.AsyncClient, data: bytes, out: list) -> float:
+    """One POST /pose; appends (status or exception name, seconds). Returns the answer's ``Retry-After`` (0 if none)."""
     t = time.perf_counter()
     try:
         r = await client.post("/pose", content=data, headers={"Content-Type": "image/jpeg"})
         out.append((r.status_code, time.perf_counter() - t))
+        return float(r.headers.get("retry-after", 0)) if r.status_code == 503 else 0.0
     except httpx.HTTPError as exc:
         out.append((type(exc).__name__, time.perf_counter() - t))
+        return 0.0
 
 
-async def closed_loop(url: str, payloads: list[bytes], clients: int, seconds: float) -> list:
+async def closed_loop(url: str, payloads: list[bytes], clients: int, seconds: float, backoff: bool = False) -> list:
     out: list = []
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients + 4)
@@ -59,7 +64,9 @@ async def closed_loop(url: str, payloads: list[bytes], clients: int, seconds: fl
         async def worker(i: int) -> None:
             k = i
             while time.perf_counter() < stop:
-                await one(client, payloads[k % len(payloads)], out)
+                retry_after = await one(client, payloads[k % len(payloads)], out)
+                if backoff and retry_after:  # a well-behaved client waits as a 503 asks
+                    await asyncio.sleep(min(retry_after, max(0.0, stop - time.perf_counter())))
                 k += clients
 
         await asyncio.gather(*(worker(i) for i in range(clients)))
@@ -129,7 +136,7 @@ async def main_async(args) -> None:
     server_args = ["--detector", args.detector, "--pose", args.pose, "--log-level", "error", *args.server_args]
     with ServerProcess(server_args) as srv:
         srv.wait_ready()
-        deadline = args.deadline
+        deadline = args.deadline if args.deadline is not None else Settings().request_timeout_s
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
             for data in payloads[:4]:  # warm-up
                 await one(c, data, [])
@@ -146,6 +153,9 @@ async def main_async(args) -> None:
         for n in args.clients:
             out, wall, rss = await measured(srv, closed_loop(srv.url, payloads, n, args.seconds))
             report(f"closed loop, {n} clients", out, wall, deadline, rss)
+        for n in args.backoff_clients:
+            out, wall, rss = await measured(srv, closed_loop(srv.url, payloads, n, args.seconds, backoff=True))
+            report(f"closed loop, {n} clients honouring Retry-After", out, wall, deadline, rss)
         for m in args.rates:
             out, wall, rss = await measured(srv, open_loop(srv.url, payloads, m * capacity, args.seconds))
             report(f"open loop, {m:g}x capacity ({m * capacity:.1f}/s)", out, wall, deadline, rss)
@@ -158,9 +168,12 @@ def main() -> None:
     ap.add_argument("--images", default="../shared/assets/coco-mini/val2017", help="folder of .jpg images")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--clients", type=int, nargs="*", default=[1, 16, 64])
+    ap.add_argument("--backoff-clients", type=int, nargs="*", default=[64],
+                    help="closed-loop runs whose clients wait Retry-After after a 503")  # fmt: skip
     ap.add_argument("--rates", type=float, nargs="*", default=[1.0, 2.0, 4.0], help="open-loop rates, x capacity")
     ap.add_argument("--capacity", type=float, default=None, help="requests/s (default: measured)")
-    ap.add_argument("--deadline", type=float, default=15.0, help="the server's POSE_REQUEST_TIMEOUT_S (for counting)")
+    ap.add_argument("--deadline", type=float, default=None,
+                    help="the server's POSE_REQUEST_TIMEOUT_S, for counting (default: the setting's default)")  # fmt: skip
     ap.add_argument("server_args", nargs="*", help="extra pose-serve options (after --)")
     asyncio.run(main_async(ap.parse_args()))
 
