@@ -76,7 +76,8 @@ async def healthz() -> dict:
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse}})
 async def readyz(state: StateDep):
-    """200 once both models are loaded and warmed up; 503 (with ``Retry-After``) while loading or after a failed load."""
+    """200 once both models are loaded and warmed up; 503 while loading (with ``Retry-After``) or after a failed load
+    (no ``Retry-After``: retrying will not help; the message says what failed)."""
     if state.ready:
         return {"status": "ready"}
     if state.error:
