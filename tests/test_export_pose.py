@@ -52,23 +52,45 @@ def small_model(name: str, crops: np.ndarray, seed: int = 0, logit_std: float = 
 
 
 SEED = ("ipr_res50", "ipr_res50_debias", "ipr_res50_dsnt", "td-hm_res50")
-#: Every zoo entry (small widths, real depth, head, input size and keypoint schema): each exports and serves.
-EXPORTED = tuple(sorted(ZOO))
+#: One entry of every head kind x keypoint schema and every input size, the deepest included: the always-run set.
+REPRESENTATIVE = (*SEED, "td-reg_res50", "td-reg_res50_rle_mpii", "td-hm_res50_mpii", "td-reg_res152_rle_coco-384x288")
+#: Every zoo entry (small widths, real depth, head, input size and keypoint schema): each exports and serves. The
+#: entries beyond :data:`REPRESENTATIVE` are marked ``zoo_breadth`` (and slow): about 10 s of export each.
+EXPORTED = tuple(
+    n if n in REPRESENTATIVE else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.zoo_breadth], id=n)
+    for n in sorted(ZOO)
+)
 #: Coordinate heads: logits are coordinates (std 0.2 of the crop); heatmap / integral heads: logit std 2.
 LOGIT_STD = {"regression": 0.2, "rle": 0.2}
 
 
+def test_the_representative_set_covers_every_head_kind_schema_and_size():
+    kinds = {(get_config(n).head_kind, get_config(n).keypoint_schema) for n in REPRESENTATIVE}
+    assert kinds == {(c.head_kind, c.keypoint_schema) for c in ZOO.values()} - {("regression", "mpii16")} | {
+        ("regression", "coco17")
+    }
+    assert {get_config(n).input_size for n in REPRESENTATIVE} == {c.input_size for c in ZOO.values()}
+    assert len(EXPORTED) == len(ZOO)
+
+
+class _Exports(dict):
+    """name -> (model, PoseExport), each exported on first use (a ``-m`` / ``-k`` selection exports only its own)."""
+
+    def __init__(self, out, tiny_crops, threads):
+        super().__init__()
+        self.out, self.tiny_crops, self.threads = out, tiny_crops, threads
+
+    def __missing__(self, name):
+        crops = self.tiny_crops(get_config(name).input_size, 2)
+        model = small_model(name, crops, logit_std=LOGIT_STD.get(get_config(name).head_kind, 2.0))
+        self[name] = (model, export_pose_model(model, self.out, crops, "2 coco-tiny crops", threads=self.threads))
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_crops, cpu_settings):
-    """name -> (model, PoseExport) for the configs of :data:`EXPORTED`, exported once per test module."""
-    out = tmp_path_factory.mktemp("pose-export")
-    results = {}
-    for name in EXPORTED:
-        crops = tiny_crops(get_config(name).input_size, 2)
-        model = small_model(name, crops, logit_std=LOGIT_STD.get(get_config(name).head_kind, 2.0))
-        r = export_pose_model(model, out, crops, "2 coco-tiny crops", threads=cpu_settings.intra_op_threads)
-        results[name] = (model, r)
-    return results
+    """name -> (model, PoseExport) for the configs of :data:`EXPORTED`, each exported once per test module."""
+    return _Exports(tmp_path_factory.mktemp("pose-export"), tiny_crops, cpu_settings.intra_op_threads)
 
 
 @pytest.mark.parametrize("name", EXPORTED)
