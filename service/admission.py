@@ -1,9 +1,10 @@
 """Admission control: work is admitted by cost before it starts, and every admitted request carries a deadline.
 
 :class:`Admission` holds three budgets, each a setting: requests in the pipeline, decoded pixels (the
-memory bound: about 7 bytes per pixel while an RGB image decodes, Pillow's buffer and the array) and pose crops. A request takes a slot when it arrives
-(:meth:`Admission.admit`, before its body is read), its pixels once the image header is parsed and before
-the pixels are decoded, its crops once the boxes are known; over any budget it gets
+memory bound: about 7 bytes per pixel while an RGB image decodes, Pillow's buffer and the array) and pose
+crops. A request takes a slot when it arrives (:meth:`Admission.admit`, before its body is read), its pixels
+once the image header is parsed and before the pixels are decoded, its crops once the boxes are known; over any
+budget it gets
 :class:`~service.errors.OverloadedError` (503 + ``Retry-After``) at once, never a wait in a queue.
 
 :class:`RequestContext` is the admitted request: its deadline and cancellation (deadline passed, client
