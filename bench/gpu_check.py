@@ -51,8 +51,6 @@ DEFAULT_CONFIGS = (
     "td-reg_res50_rle_mpii",
     "td-hm_res50_mpii",
 )
-#: Spread of the head outputs of random-weight models: coordinate heads output crop-normalised coordinates.
-LOGIT_STD = {"regression": 0.2, "rle": 0.2}
 
 
 def _require_gpu_stack() -> None:
@@ -104,7 +102,7 @@ def export_models(args, settings) -> tuple[list[Path], Path]:
             model, _ = load_pose_checkpoint(name, cache_dir=settings.cache.checkpoints, offline=True)
         else:
             torch.manual_seed(0)
-            model = scale_head_logits(build_pose_model(cfg), crops, LOGIT_STD.get(cfg.head_kind, 2.0))
+            model = scale_head_logits(build_pose_model(cfg), crops)  # TRAINED_OUTPUT_STD of the head kind
         r = export_pose_model(model, args.out / "pose", crops, "4 coco-tiny crops", name=name)
         check_graph(r.onnx_path, "error")
         print(f"[export] {name}: {r.verdict.describe()}; lint ok")

@@ -145,7 +145,12 @@ class TopdownPoseModel(nn.Module):
         return (x - self.mean) / self.std
 
 
-def scale_head_logits(model: TopdownPoseModel, crops: np.ndarray, std: float) -> TopdownPoseModel:
+#: A trained model's output spread by head kind, what :func:`scale_head_logits` gives by default: heatmap and integral
+#: logits ~2 (peaked heatmaps); regression and RLE outputs are crop-normalised coordinates, ~0.2 crop widths.
+TRAINED_OUTPUT_STD: dict[str, float] = {"heatmap": 2.0, "integral": 2.0, "regression": 0.2, "rle": 0.2}
+
+
+def scale_head_logits(model: TopdownPoseModel, crops: np.ndarray, std: float | None = None) -> TopdownPoseModel:
     """Scale the head's last layer so its outputs on ``crops`` have standard deviation ``std``.
 
     For experiments with random weights (tests, benchmarks): a fresh MMPose-initialised head gives logits of
@@ -157,12 +162,13 @@ def scale_head_logits(model: TopdownPoseModel, crops: np.ndarray, std: float) ->
     Args:
         model: a :class:`TopdownPoseModel` (modified in place).
         crops: uint8 RGB crops [B, h, w, 3] to measure the outputs on.
-        std: the target standard deviation.
+        std: the target standard deviation (default: :data:`TRAINED_OUTPUT_STD` of the head kind).
 
     Returns:
         ``model``.
     """
     kind = model.config.head_kind
+    std = TRAINED_OUTPUT_STD[kind] if std is None else std
     with torch.no_grad():
         feats = model.backbone(model.preprocess(torch.as_tensor(np.asarray(crops))))
         if kind in ("regression", "rle"):
