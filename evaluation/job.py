@@ -70,6 +70,7 @@ from evaluation.metric import (
     write_results_json,
 )
 from evaluation.mpii import MpiiInstance, mpii_pckh, read_mpii, zoo_columns
+from evaluation.precision import PrecisionComparison, compare_runs
 from models.card import ModelCard, ModelCardError, card_path_for
 from models.zoo import METRIC_COLUMNS, SCORE_MODES, model_zoo_table
 from service.imageio import decode_image
@@ -151,6 +152,7 @@ class Predictions:
         num_boxes: boxes sent to the pose model.
         box_source: ``gt`` / ``file`` / ``detector``.
         notes: facts for the report (detection-file counts, flip test, providers).
+        boxes: image id -> float32 [N, 4] xyxy original-image pixels, the boxes behind ``per_image`` (same order).
     """
 
     per_image: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -158,6 +160,13 @@ class Predictions:
     num_boxes: int
     box_source: str
     notes: dict = field(default_factory=dict)
+    boxes: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def as_detections(self) -> DetectionFile:
+        """These predictions' boxes and bbox scores as a detection file (``box_source="file"``): another run on
+        exactly the same boxes."""
+        boxes = {i: (self.boxes[i], self.per_image[i][1]) for i in self.per_image}
+        return DetectionFile(boxes, sum(len(b) for b, _ in boxes.values()), 0, 0)
 
 
 def run_pipeline(
@@ -212,6 +221,7 @@ def run_pipeline(
     items = [(i, coco.imgs[i]["file_name"]) for i in todo]
 
     per_image: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    image_boxes: dict[int, np.ndarray] = {}
     num_boxes = 0
     bar = None
     if progress:
@@ -229,6 +239,7 @@ def run_pipeline(
             num_boxes += len(out.bboxes)
             if len(out.bboxes):
                 per_image[image_id] = (out.keypoints, np.asarray(bbox_scores, np.float32), scale_area(out.scales))
+                image_boxes[image_id] = np.asarray(out.bboxes, np.float32)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(persons=num_boxes, refresh=False)
@@ -242,7 +253,7 @@ def run_pipeline(
             det_boxes_below_thr=detections.num_below_thr,
             det_boxes_unknown_image=detections.num_unknown_image,
         )
-    return Predictions(per_image, image_ids, num_boxes, box_source, notes)
+    return Predictions(per_image, image_ids, num_boxes, box_source, notes, image_boxes)
 
 
 @dataclass
@@ -387,6 +398,8 @@ class PrecisionRun:
         records: the COCO result records.
         predictions: the raw pipeline outputs.
         describe: ``PosePipeline.describe()`` of the pipeline that ran (runtimes, precisions, devices).
+        same_boxes: the pose model alone at this precision on the reference run's boxes (identical crops), or None
+            (the reference run itself, or ``same_boxes=False``).
     """
 
     precision: str
@@ -394,6 +407,7 @@ class PrecisionRun:
     records: list[dict]
     predictions: Predictions
     describe: dict
+    same_boxes: Predictions | None = None
 
 
 def evaluate_precisions(
@@ -407,6 +421,7 @@ def evaluate_precisions(
     detections: DetectionFile | None = None,
     max_images: int | None = None,
     progress: bool = False,
+    same_boxes: bool = False,
     **metric_kwargs,
 ) -> list[PrecisionRun]:
     """Run the served pipeline over the same images once per precision (both models at that precision) and score
@@ -419,6 +434,8 @@ def evaluate_precisions(
         image_dir: the images' folder.
         precisions: e.g. ``["fp32", "bf16"]`` (the first is the reference of :func:`format_precision_table`).
         box_source, detections, max_images, progress: as :func:`run_pipeline`.
+        same_boxes: also run the pose model alone at each later precision on the first run's boxes
+            (:attr:`PrecisionRun.same_boxes`: the pose model's own precision loss, on identical crops).
         **metric_kwargs: as :func:`score_predictions` (``score_mode``, ``nms``, ``backend``, ...).
 
     Returns:
@@ -445,7 +462,56 @@ def evaluate_precisions(
             runs.append(PrecisionRun(precision, result, records, preds, pipeline.describe()))
         finally:
             pipeline.close()
+        if same_boxes and len(runs) > 1:
+            pose_only = settings.model_copy(update={"precision": precision, "detector_model": None})
+            pipeline = PosePipeline.from_settings(pose_only, batching=False)
+            try:
+                runs[-1].same_boxes = run_pipeline(
+                    coco,
+                    image_dir,
+                    pipeline,
+                    box_source="file",
+                    detections=runs[0].predictions.as_detections(),
+                    max_images=max_images,
+                    progress=progress,
+                )
+            finally:
+                pipeline.close()
     return runs
+
+
+def compare_precision_runs(coco, runs: list[PrecisionRun], backend: str = "auto") -> list[PrecisionComparison]:
+    """Judge every run after the first against the first (the reference, fp32) with the reduced-precision gate
+    (:func:`evaluation.precision.compare_runs`: keypoint agreement, paired OKS change, AP change with its bootstrap
+    interval; bounds in ``models/tolerance.py``).
+
+    Args:
+        coco: the annotations the runs were scored on.
+        runs: from :func:`evaluate_precisions`, the reference first.
+        backend: the COCOeval backend (as the runs were scored).
+
+    Returns:
+        One judged :class:`evaluation.precision.PrecisionComparison` per run after the first.
+    """
+    ref = runs[0]
+    return [
+        compare_runs(
+            coco,
+            ref.records,
+            r.records,
+            ref.predictions.image_ids,
+            precision=r.precision,
+            reference=ref.precision,
+            backend=backend,
+            same_boxes=None
+            if r.same_boxes is None
+            else (
+                {i: v[0] for i, v in ref.predictions.per_image.items()},
+                {i: v[0] for i, v in r.same_boxes.per_image.items()},
+            ),
+        )
+        for r in runs[1:]
+    ]
 
 
 def format_precision_table(runs: list[PrecisionRun]) -> str:
@@ -624,15 +690,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument(
         "--compare-precision",
         choices=["fp32", "bf16", "int8"],
-        help="run the same images again at this precision (both models; openvino runtime) and print the AP "
-        "difference to the --precision run (metrics.json: precision_comparison)",
+        help="run the same images again at this precision (both models; openvino runtime), print the AP "
+        "difference to the --precision run and judge it by the reduced-precision gate (models/tolerance.py; "
+        "metrics.json: precision_comparison, precision_gate); exit status 1 when the gate fails",
     )
     add_settings_options(p.add_argument_group("runtime and pipeline settings (as pose-serve)"), _SETTINGS)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the job; returns the exit status (0 ok, 2 bad input)."""
+    """Run the job; returns the exit status (0 ok, 1 a reduced-precision comparison failed its gate, 2 bad input)."""
     args = parse_args(argv)
     from service.errors import PoseServiceError
 
@@ -757,6 +824,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
         args.ann,
         args.images,
         precisions,
+        same_boxes=True,
         box_source=args.boxes,
         detections=detections,
         max_images=args.max_images,
@@ -798,6 +866,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
         f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "
         f"images: {run_settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
     )
+    gates = compare_precision_runs(coco, runs, args.coco_backend) if len(runs) > 1 else []
     metrics = {
         "arch": arch,
         "input_size": list(input_size),
@@ -806,6 +875,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
         "precision_comparison": None
         if len(runs) == 1
         else {r.precision: {**r.result.stats, "AP_delta": r.result.stats["AP"] - result.stats["AP"]} for r in runs},
+        "precision_gate": {g.precision: g.to_dict() for g in gates} or None,
     }
     written = _write_outputs(
         out_dir, "ap_table.md", table + note, "results.keypoints.json", records, metrics, run_settings
@@ -823,7 +893,12 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
         print(
             f"AP({runs[1].precision}) - AP({runs[0].precision}) = {runs[1].result.stats['AP'] - result.stats['AP']:+.4f}"
         )
+        print("".join(g.describe() for g in gates), end="")
     print(f"written: {', '.join(map(str, written))}")
+    failed = [g.precision for g in gates if not g.passed]
+    if failed:
+        print(f"pose-eval: {', '.join(failed)} failed the reduced-precision accuracy gate (see above)", file=sys.stderr)
+        return 1
     return 0
 
 

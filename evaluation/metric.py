@@ -250,6 +250,51 @@ class KeypointEvalResult:
     per_keypoint: dict = field(default_factory=dict)
 
 
+def make_cocoeval(
+    coco_gt,
+    results: list[dict],
+    *,
+    sigmas: np.ndarray | None = None,
+    use_area: bool = True,
+    backend: str = "auto",
+    image_ids: Iterable[int] | None = None,
+):
+    """A keypoint ``COCOeval`` on COCO result records, set up as MMPose's ``CocoMetric._do_python_keypoint_eval`` sets
+    it up (not yet evaluated): ``loadRes`` then ``COCOeval(gt, dt, 'keypoints', sigmas, use_area)`` (xtcocotools) or
+    ``COCOeval(gt, dt, 'keypoints')`` with ``params.kpt_oks_sigmas = sigmas`` (pycocotools, which always uses the
+    annotation area).
+
+    Args: as :func:`run_cocoeval`.
+
+    Returns:
+        (the ``COCOeval`` object, the backend's name).
+
+    Raises:
+        ValueError: ``results`` is empty, or refers to an image id missing from the annotations.
+    """
+    name, _, eval_cls = coco_backend(backend)
+    if not results:
+        raise ValueError("no keypoint results to evaluate (the model produced no person)")
+    gt_ids = set(coco_gt.getImgIds())
+    missing = {r["image_id"] for r in results} - gt_ids
+    if missing:
+        raise ValueError(f"results refer to image ids not in the annotation file: {sorted(missing)[:5]}")
+    sig = COCO17_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(results)
+        if name == "xtcocotools":
+            ev = eval_cls(coco_gt, coco_dt, "keypoints", np.array(sig), use_area)
+        else:
+            if not use_area:
+                raise ValueError("use_area=False needs xtcocotools")
+            ev = eval_cls(coco_gt, coco_dt, "keypoints")
+            ev.params.kpt_oks_sigmas = np.array(sig)
+    ev.params.useSegm = None
+    if image_ids is not None:
+        ev.params.imgIds = sorted({int(i) for i in image_ids})
+    return ev, name
+
+
 def run_cocoeval(
     coco_gt,
     results: list[dict],
@@ -259,11 +304,8 @@ def run_cocoeval(
     backend: str = "auto",
     image_ids: Iterable[int] | None = None,
 ) -> tuple[dict[str, float], str, str]:
-    """COCOeval for keypoints on COCO result records.
-
-    Follows ``CocoMetric._do_python_keypoint_eval``: ``loadRes`` then ``COCOeval(gt, dt, 'keypoints',
-    sigmas, use_area)`` (xtcocotools) or ``COCOeval(gt, dt, 'keypoints')`` with
-    ``params.kpt_oks_sigmas = sigmas`` (pycocotools, which always uses the annotation area).
+    """COCOeval for keypoints on COCO result records (:func:`make_cocoeval`, then ``evaluate``, ``accumulate``,
+    ``summarize``).
 
     Args:
         coco_gt: a COCO object from :func:`load_coco` (same backend).
@@ -279,34 +321,136 @@ def run_cocoeval(
     Raises:
         ValueError: ``results`` is empty, or refers to an image id missing from the annotations.
     """
-    name, _, eval_cls = coco_backend(backend)
-    if not results:
-        raise ValueError("no keypoint results to evaluate (the model produced no person)")
-    gt_ids = set(coco_gt.getImgIds())
-    missing = {r["image_id"] for r in results} - gt_ids
-    if missing:
-        raise ValueError(f"results refer to image ids not in the annotation file: {sorted(missing)[:5]}")
-    sig = COCO17_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        coco_dt = coco_gt.loadRes(results)
-        if name == "xtcocotools":
-            ev = eval_cls(coco_gt, coco_dt, "keypoints", np.array(sig), use_area)
-        else:
-            if not use_area:
-                raise ValueError("use_area=False needs xtcocotools")
-            ev = eval_cls(coco_gt, coco_dt, "keypoints")
-            ev.params.kpt_oks_sigmas = np.array(sig)
-        ev.params.useSegm = None
-        if image_ids is not None:
-            ev.params.imgIds = sorted({int(i) for i in image_ids})
+    ev, name = make_cocoeval(coco_gt, results, sigmas=sigmas, use_area=use_area, backend=backend, image_ids=image_ids)
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.evaluate()
         ev.accumulate()
-        summary_buf = io.StringIO()
-        with contextlib.redirect_stdout(summary_buf):
-            ev.summarize()
+    summary_buf = io.StringIO()
+    with contextlib.redirect_stdout(summary_buf):
+        ev.summarize()
     stats = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
     return stats, name, summary_buf.getvalue()
+
+
+@dataclass(frozen=True)
+class PersonMatches:
+    """The best-matching prediction of every annotated person (:func:`match_persons`).
+
+    Attributes:
+        ann_ids: int64 [P], annotation ids, in annotation-file order.
+        image_ids: int64 [P], each person's image id.
+        areas: float64 [P], annotation areas (COCO's OKS scale), original-image pixels squared.
+        gt: float64 [P, K, 3], ground-truth keypoints (x, y, visibility), original-image pixels.
+        visible: bool [P, K], labelled keypoints (visibility > 0).
+        keypoints: float64 [P, K, 3], the best-matching prediction (x, y, score); NaN where the image has none.
+        keypoint_oks: float64 [P, K], COCO's per-keypoint similarity of that prediction (0 where none).
+        oks: float64 [P], OKS of that prediction: mean keypoint similarity over the labelled keypoints (0 where none).
+    """
+
+    ann_ids: np.ndarray
+    image_ids: np.ndarray
+    areas: np.ndarray
+    gt: np.ndarray
+    visible: np.ndarray
+    keypoints: np.ndarray
+    keypoint_oks: np.ndarray
+    oks: np.ndarray
+
+    @property
+    def matched(self) -> np.ndarray:
+        """bool [P]: the person's image has a prediction."""
+        return ~np.isnan(self.keypoints[:, 0, 0])
+
+
+def keypoint_similarity(pred: np.ndarray, gt: np.ndarray, area: float, sigmas: np.ndarray) -> np.ndarray:
+    """COCO's per-keypoint similarity ``exp(-d^2 / (2 * area * (2 sigma)^2))`` (pycocotools ``computeOks``).
+
+    Args:
+        pred: float [..., K, >=2], x, y in original-image pixels.
+        gt: float [K, >=2], same pixels.
+        area: the object scale (annotation area), pixels squared.
+        sigmas: float [K].
+
+    Returns:
+        float64 [..., K] in [0, 1].
+    """
+    p, g = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    sq = (p[..., 0] - g[:, 0]) ** 2 + (p[..., 1] - g[:, 1]) ** 2
+    return np.exp(-sq / ((np.asarray(sigmas, dtype=np.float64) * 2) ** 2) / (area + np.spacing(1)) / 2)
+
+
+def annotated_persons(coco_gt, num_keypoints: int, image_ids: Iterable[int] | None = None):
+    """The persons every per-person figure is taken over: non-crowd annotations with at least one labelled keypoint,
+    in annotation-file order.
+
+    Yields:
+        (annotation dict, ground truth float64 [K, 3] x, y, visibility, labelled bool [K]).
+    """
+    wanted = None if image_ids is None else {int(i) for i in image_ids}
+    for ann in coco_gt.dataset["annotations"]:
+        if wanted is not None and ann["image_id"] not in wanted:
+            continue
+        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0:
+            continue
+        g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(num_keypoints, 3)
+        vis = g[:, 2] > 0
+        if vis.any():
+            yield ann, g, vis
+
+
+def match_persons(
+    coco_gt, results: list[dict], *, sigmas: np.ndarray | None = None, image_ids: Iterable[int] | None = None
+) -> PersonMatches:
+    """For each non-crowd ground-truth person with at least one labelled keypoint, the prediction of the same image
+    with the highest OKS (COCO's ``computeOks`` formula, area = annotation area, mean over the labelled keypoints).
+
+    Args:
+        coco_gt: COCO object (:func:`load_coco`).
+        results: COCO keypoint result records (original-image pixels).
+        sigmas: float [K]; default COCO-17 sigmas.
+        image_ids: only people of these images (all when None).
+
+    Returns:
+        :class:`PersonMatches` (P = 0 when no person qualifies).
+    """
+    sig = COCO17_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+    k = len(sig)
+    by_image: dict[int, list[np.ndarray]] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(np.asarray(r["keypoints"], dtype=np.float64).reshape(k, 3))
+    rows: list[tuple] = []
+    for ann, g, vis in annotated_persons(coco_gt, k, image_ids):
+        preds = by_image.get(ann["image_id"])
+        kp, ks, oks = np.full((k, 3), np.nan), np.zeros(k), 0.0
+        if preds:
+            d = np.stack(preds)
+            sim = keypoint_similarity(d, g, ann["area"], sig)
+            best = int(np.argmax(sim[:, vis].mean(axis=1)))
+            kp, ks, oks = d[best], sim[best], float(sim[best, vis].mean())
+        rows.append((ann["id"], ann["image_id"], float(ann["area"]), g, vis, kp, ks, oks))
+    if not rows:
+        z = np.zeros((0, k, 3))
+        return PersonMatches(
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            z,
+            np.zeros((0, k), bool),
+            z,
+            np.zeros((0, k)),
+            np.zeros(0),
+        )
+    cols = list(zip(*rows))
+    return PersonMatches(
+        np.asarray(cols[0], np.int64),
+        np.asarray(cols[1], np.int64),
+        np.asarray(cols[2], np.float64),
+        np.stack(cols[3]),
+        np.stack(cols[4]),
+        np.stack(cols[5]),
+        np.stack(cols[6]),
+        np.asarray(cols[7], np.float64),
+    )
 
 
 def per_keypoint_breakdown(
@@ -317,11 +461,9 @@ def per_keypoint_breakdown(
     pck_thr: float = 0.05,
     image_ids: Iterable[int] | None = None,
 ) -> dict:
-    """Per-keypoint OKS and PCK of the best-matching prediction of every annotated person.
+    """Per-keypoint OKS and PCK of the best-matching prediction of every annotated person (:func:`match_persons`).
 
-    For each non-crowd ground-truth person with at least one labelled keypoint, the prediction of the same
-    image with the highest OKS (COCO's ``computeOks`` formula, area = annotation area) is taken; then, for each
-    labelled keypoint k (visibility > 0):
+    For each labelled keypoint k (visibility > 0) of each person:
 
     * keypoint OKS ``exp(-d_k^2 / (2 * area * (2 sigma_k)^2))`` (COCO ``cocoeval.py``), and
     * PCK: ``1`` when both ``|dx|`` and ``|dy|`` are below ``pck_thr * max(bbox w, h)`` (MMPose
@@ -342,34 +484,17 @@ def per_keypoint_breakdown(
     """
     sig = COCO17_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
     k = len(sig)
-    variances = (sig * 2) ** 2
-    by_image: dict[int, list[np.ndarray]] = {}
-    for r in results:
-        by_image.setdefault(r["image_id"], []).append(np.asarray(r["keypoints"], dtype=np.float64).reshape(k, 3))
-    oks_sum, pck_sum, count = np.zeros(k), np.zeros(k), np.zeros(k, dtype=np.int64)
-    wanted = None if image_ids is None else {int(i) for i in image_ids}
-    for ann in coco_gt.dataset["annotations"]:
-        if wanted is not None and ann["image_id"] not in wanted:
-            continue
-        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0:
-            continue
-        g = np.asarray(ann["keypoints"], dtype=np.float64).reshape(k, 3)
-        vis = g[:, 2] > 0
-        if not vis.any():
-            continue
-        count += vis
-        preds = by_image.get(ann["image_id"])
-        if not preds:
-            continue
-        d = np.stack(preds)
-        sq = (d[:, :, 0] - g[None, :, 0]) ** 2 + (d[:, :, 1] - g[None, :, 1]) ** 2
-        ks = np.exp(-sq / variances[None] / (ann["area"] + np.spacing(1)) / 2)
-        best = int(np.argmax(ks[:, vis].mean(axis=1)))
-        oks_sum += np.where(vis, ks[best], 0.0)
-        bw, bh = ann["bbox"][2], ann["bbox"][3]
-        norm = max(bw, bh, np.spacing(1))
-        close = (np.abs(d[best, :, 0] - g[:, 0]) / norm < pck_thr) & (np.abs(d[best, :, 1] - g[:, 1]) / norm < pck_thr)
-        pck_sum += np.where(vis, close, 0.0)
+    m = match_persons(coco_gt, results, sigmas=sig, image_ids=image_ids)
+    anns = coco_gt.anns
+    norm = np.array([max(anns[int(a)]["bbox"][2], anns[int(a)]["bbox"][3], np.spacing(1)) for a in m.ann_ids])
+    norm = norm.reshape(-1, 1)
+    with np.errstate(invalid="ignore"):
+        close = (np.abs(m.keypoints[:, :, 0] - m.gt[:, :, 0]) / norm < pck_thr) & (
+            np.abs(m.keypoints[:, :, 1] - m.gt[:, :, 1]) / norm < pck_thr
+        )
+    count = m.visible.sum(axis=0).astype(np.int64)
+    oks_sum = np.where(m.visible, m.keypoint_oks, 0.0).sum(axis=0)
+    pck_sum = np.where(m.visible, close, 0.0).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         oks = np.where(count > 0, oks_sum / count, np.nan)
         pck = np.where(count > 0, pck_sum / count, np.nan)

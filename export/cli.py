@@ -136,6 +136,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pq.add_argument("--eval-images", help="image folder of --eval-ann")
     pq.add_argument("--calib-max-images", type=int, default=80, help="most calibration images (default 80)")
     pq.add_argument("--calib-max-crops", type=int, default=320, help="most pose calibration crops (default 320)")
+    pq.add_argument(
+        "--pose-tail-depth",
+        type=int,
+        help="compute layers of the pose model's output tail kept in float (default: export.quantize.POSE_TAIL_DEPTH, "
+        "1; 0: quantise everything, decode included)",
+    )
 
     for sp in (pp, pd, pe, pf):
         _add_lint_arg(sp)
@@ -172,7 +178,9 @@ def _lint(onnx_path: Path, mode: str) -> None:
         print(f"lint {Path(onnx_path).name}: {verdict}, {sum(report.op_counts.values())} nodes, opset {report.opset}")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> None:
+def run(args: argparse.Namespace, settings: Settings) -> int | None:
+    """Carry out one subcommand; returns an exit status other than 0 where the subcommand ran but failed a check
+    (``quantize``: the accuracy gate), else None."""
     if args.command == "pose":
         from export.pose import export_pose
 
@@ -262,8 +270,12 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
             eval_images=args.eval_images,
             max_calib_images=args.calib_max_images,
             max_calib_crops=args.calib_max_crops,
+            pose_tail_depth=args.pose_tail_depth,
         )
         print(describe_report(report))
+        if report.gate is not None and not report.gate.passed:
+            print("pose-export quantize: the int8 models failed the accuracy gate (see above)", file=sys.stderr)
+            return 1
         print("serve them with: pose-serve --runtime openvino --precision int8 (same --pose / --detector)")
     elif args.command == "lint":
         import json
@@ -337,11 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pose-export: {exc}; install the export extra: pip install 'poseserve[export]'", file=sys.stderr)
         return 2
     try:
-        run(args, settings)
+        status = run(args, settings)
     except known as exc:
         print(f"pose-export {args.command}: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 def zoo_main(argv: list[str] | None = None) -> int:

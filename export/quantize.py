@@ -28,19 +28,23 @@ leaves them out the same way, ``ultralytics/utils/export/openvino.py``). The res
 * ``<detector stem>.json``: the same record for the detector.
 
 Then the served pipeline runs the evaluation images at fp32 and at int8 (``evaluation.job.evaluate_precisions``,
-both models at each precision, the live detector's boxes when a detector is given, else ground truth) and the AP
-change is written into both records.
+both models at each precision, the live detector's boxes when a detector is given, else ground truth) and the
+reduced-precision gate judges the pair (``evaluation.precision.compare_runs``: keypoint agreement with fp32, the
+paired OKS change against ground truth, the AP change with its bootstrap interval; bounds in ``models/tolerance.py``).
+The figures and the verdict are written into both records (``ap``, ``gate``); ``pose-export quantize`` exits 1 when
+the gate fails (the int8 files stay in the cache, their records saying so).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from evaluation.precision import PrecisionComparison
 from models.card import ModelCard, card_path_for
 from models.zoo import sha256_file
 from service.imageio import decode_image
@@ -74,12 +78,16 @@ class QuantizeReport:
         detector_ir: the int8 detector IR, or None when no detector was given.
         calibration: the calibration set as recorded in the card.
         ap: ``{"fp32": AP, "int8": AP, "delta": AP(int8) - AP(fp32), ...}``, or None when no evaluation set was given.
+        gate: the judged comparison of the int8 run with the fp32 run (``evaluation.precision``), or None likewise.
+        runs: the fp32 and int8 ``evaluation.job.PrecisionRun`` behind them (empty likewise).
     """
 
     pose_card: Path
     detector_ir: Path | None
     calibration: dict
     ap: dict | None
+    gate: PrecisionComparison | None = None
+    runs: list = field(default_factory=list, repr=False)
 
 
 def _import_nncf():
@@ -198,6 +206,7 @@ def quantize_models(
     eval_images: str | Path | None = None,
     max_calib_images: int = 80,
     max_calib_crops: int = 320,
+    pose_tail_depth: int | None = None,
 ) -> QuantizeReport:
     """Quantise the pose model (and the detector, when ``settings.detector_model`` is set) to int8, write them and
     their records into the cache, and measure the AP change (see the module docstring).
@@ -213,6 +222,9 @@ def quantize_models(
             AP change is recorded as not measured.
         max_calib_images: most calibration images (the detector's samples, and the images persons are cut from).
         max_calib_crops: most pose calibration crops (mirrored crops included).
+        pose_tail_depth: compute layers of the pose model's output tail kept in float (:func:`graph_tail`; default
+            :data:`POSE_TAIL_DEPTH` when None; 0 quantises the whole model, decode included: a known accuracy loss the gate
+            must catch).
 
     Returns:
         :class:`QuantizeReport`.
@@ -221,12 +233,15 @@ def quantize_models(
         QuantizeError: NNCF missing, no calibration data, an int8 card given, quantisation failed.
         ModelLoadError: a model cannot be opened.
     """
-    from evaluation.job import evaluate_precisions, gt_boxes
+    from evaluation.job import compare_precision_runs, evaluate_precisions, gt_boxes
     from evaluation.metric import load_coco
     from service.pipeline import PosePipeline
 
     if settings.pose_model is None:
         raise QuantizeError("no pose model given (--pose CARD)")
+    pose_tail_depth = POSE_TAIL_DEPTH if pose_tail_depth is None else int(pose_tail_depth)
+    if pose_tail_depth < 0:
+        raise QuantizeError(f"the pose tail depth must be >= 0, got {pose_tail_depth}")
     _import_nncf()
     settings = settings.model_copy(update={"runtime": "openvino", "precision": "fp32"})
     card = ModelCard.load(card_path_for(settings.pose_model))
@@ -284,7 +299,7 @@ def quantize_models(
     quantization = {
         "tool": _tool_versions(),
         "method": f"nncf.quantize (OpenVINO backend), fast bias correction, all samples; preset {POSE_PRESET} (pose), "
-        f"{DETECTOR_PRESET} (detector); float output tail (export.quantize.graph_tail) of {POSE_TAIL_DEPTH} (pose) "
+        f"{DETECTOR_PRESET} (detector); float output tail (export.quantize.graph_tail) of {pose_tail_depth} (pose) "
         f"and {DETECTOR_TAIL_DEPTH} (detector) compute layers, detector sigmoids in float",
         "calibration": calibration,
     }
@@ -292,7 +307,7 @@ def quantize_models(
     pose_source = card.model_path()
     pose_dir = settings.cache.int8(sha256_file(pose_source))
     pose_xml = quantize_ir(
-        pose_source, pose_samples, pose_dir / f"{pose_source.stem}.xml", POSE_PRESET, POSE_TAIL_DEPTH
+        pose_source, pose_samples, pose_dir / f"{pose_source.stem}.xml", POSE_PRESET, pose_tail_depth
     )
     int8_card = ModelCard.from_dict({**card.to_dict(), "model_file": pose_xml.name, "precision": "int8"})
     int8_card.source = {**card.source, "quantized_from": {"file": pose_source.name, "sha256": sha256_file(pose_source)}}
@@ -320,26 +335,30 @@ def quantize_models(
         )
     log.info("int8 models written: %s%s", card_path, f", {det_xml}" if det_xml else "")
 
-    ap = None
+    ap = gate = None
+    runs = []
     if eval_coco is not None:
         boxes = "detector" if settings.detector_model is not None else "gt"
-        runs = evaluate_precisions(settings, eval_coco, eval_ann, eval_images, ["fp32", "int8"], box_source=boxes)
-        fp32, int8 = (r.result.stats["AP"] for r in runs)
+        runs = evaluate_precisions(
+            settings, eval_coco, eval_ann, eval_images, ["fp32", "int8"], box_source=boxes, same_boxes=True
+        )
+        gate = compare_precision_runs(eval_coco, runs)[0]
         ap = {
-            "fp32": round(fp32, 4),
-            "int8": round(int8, 4),
-            "delta": round(int8 - fp32, 4),
+            "fp32": round(gate.ap_reference, 4),
+            "int8": round(gate.ap, 4),
+            "delta": round(gate.ap_delta, 4),
+            "delta_ci": [round(x, 4) for x in gate.ap_delta_ci],
             "evaluation": f"{len(runs[0].predictions.image_ids)} images of {Path(eval_ann).name}",
             "boxes": "the detector at the same precision" if boxes == "detector" else "ground truth",
             "flip_test": settings.flip_test,
             "metric": "COCO keypoint AP (evaluation.job: rescoring, OKS-NMS)",
         }
-        int8_card.extra["quantization"]["ap"] = ap
+        int8_card.extra["quantization"].update(ap=ap, gate=gate.to_dict())
         int8_card.save(card_path)
         if det_record is not None:
             record = json.loads(det_record.read_text())
-            det_record.write_text(json.dumps({**record, "ap": ap}, indent=2) + "\n")
-    return QuantizeReport(card_path, det_xml, calibration, ap)
+            det_record.write_text(json.dumps({**record, "ap": ap, "gate": gate.to_dict()}, indent=2) + "\n")
+    return QuantizeReport(card_path, det_xml, calibration, ap, gate, runs)
 
 
 def describe_report(report: QuantizeReport) -> str:
@@ -356,4 +375,6 @@ def describe_report(report: QuantizeReport) -> str:
         lines.append(
             f"AP fp32 {a['fp32']:.4f}, int8 {a['int8']:.4f}: AP(int8) - AP(fp32) = {a['delta']:+.4f} ({a['evaluation']})"
         )
+    if report.gate is not None:
+        lines.append(report.gate.describe().rstrip("\n"))
     return "\n".join(lines)

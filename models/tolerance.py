@@ -2,7 +2,8 @@
 
 Float64 proves exactness; float32 results are compared at bounds above what differs between x86
 CPUs and library builds (kernel choice, SIMD width, summation order, ``np.exp`` / OpenCV code paths);
-reduced precision (fp16, bf16, int8) is judged by AP on trained models, never by pixels here.
+reduced precision (fp16, bf16, int8) is judged on trained models by paired statistics (the reduced-precision gate
+below), never by pixels on random weights.
 
 * :data:`EXPORT_TOLERANCE_PX`: an exported graph agrees with its torch module when their keypoints
   differ by at most 0.05 crop pixels (0.02 % of a 256 px crop; an OKS change far below 1e-3), or,
@@ -20,9 +21,36 @@ reduced precision (fp16, bf16, int8) is judged by AP on trained models, never by
   (``bench/gpu_check.py``, coco-tiny crops): a smoke test that the half-precision build computes the same
   model, not an accuracy claim (that is AP on trained models, above). An fp32 engine must meet
   :data:`EXPORT_TOLERANCE_PX` (TF32 off).
-* :data:`BF16_AP_GATE`, :data:`INT8_AP_GATE`: the accuracy gates of reduced precision on CPU (OpenVINO): the COCO
-  keypoint AP of the served pipeline with both trained models (YOLOv8n, MoveNet Thunder) on coco-mini at bf16 / int8
-  minus the AP at fp32 on the same images (``evaluation.job.evaluate_precisions``; ``tests/test_precision_gate.py``).
+* The reduced-precision gate (bf16, int8 on CPU: ``evaluation.precision.judge``, used by ``pose-export quantize``,
+  ``pose-eval --compare-precision`` and ``tests/test_precision_gate.py``). The served pipeline (YOLOv8n + MoveNet
+  Thunder, detector boxes) runs the same images at fp32 and at the reduced precision. AP itself is *not* the gate: on
+  coco-mini's 68 people one person's OKS crossing one of COCOeval's ten thresholds moves AP by ~0.0015, a sub-pixel
+  crop move (another OpenCV release) moves several people at once, and the AP change of the *same* int8 recipe
+  measured +0.0018 with OpenCV 5.0 and -0.0139 with OpenCV 5.1 (a |delta| <= 0.01 gate flipped). What is asserted:
+
+  - :data:`REDUCED_PRECISION_AGREEMENT_OKS`: the pose model on *identical crops* (the fp32 run's boxes) keeps its
+    keypoints: the mean over the persons the fp32 run found (:data:`REDUCED_PRECISION_FOUND_OKS`) of OKS(reduced
+    keypoints, fp32 keypoints) is at least 0.96. A paired, continuous statistic: a sub-pixel change of the crops
+    moves it by thousandths, not by threshold steps. Measured (AMD EPYC Zen 5, AVX-512 BF16 + VNNI, no AMX; 41 found
+    persons) over threads 1 and 2, OpenCV 5.0.0 and 5.1.0, OpenVINO 2026.3.1 and 2026.4.1 (8 environments; only OpenCV
+    changed a figure): bf16 0.9923 to 0.9929, int8 (``pose-export quantize``'s recipe) 0.9739 to 0.9792, the whole
+    of MoveNet quantised, decode included (a known loss of 0.020 to 0.040 AP) 0.9410 to 0.9474. The bound sits
+    0.014 below the lowest accepted figure (2.6x the spread between environments) and 0.013 above the highest
+    rejected one. onnxruntime is not on this path (both models run on OpenVINO).
+  - :data:`REDUCED_PRECISION_OKS_DROP`: the whole pipeline (detector included) does not lose accuracy grossly: the mean
+    per-person change of best-match OKS against ground truth (paired) is at least -0.02. Measured: bf16 +0.0040 to
+    +0.0057, int8 -0.0023 to -0.0009, whole-model int8 -0.0093 to -0.0084 (its 95 % interval spans about +-0.025:
+    a gross check, for a detector that stops finding people).
+  - :data:`REDUCED_PRECISION_AP_DROP`: the AP change is not *significantly* below -0.01: the upper end of its 95 %
+    percentile-bootstrap interval over images (paired, 2000 resamples, fixed seed) lies above -0.01. Measured upper
+    ends: bf16 +0.0074 to +0.0110, int8 +0.0107 to +0.0275, whole-model int8 +0.0027 to +0.0032.
+
+  ``bench/precision_spread.py`` measures every figure in an environment (``bench/RESULTS.md``).
+* :func:`live_ap_tolerance`, :data:`LIVE_MEAN_OKS_ABS`: a live run of a trained model (MoveNet on coco-tiny /
+  coco-mini) against the figures measured when its test was written. AP moves in steps: one person's OKS crossing
+  one of COCOeval's ten thresholds moves it by about 1 / (10 x persons), so the AP bound is
+  :data:`LIVE_AP_STEPS` such steps; the mean best-match OKS against ground truth (continuous) is held tightly.
+  Measured spread of both over onnxruntime 1.31.1 / 1.32.0, OpenCV 5.0.0 / 5.1.0 and 1 / 2 threads: 0 (to 1e-4).
 * :data:`TRAINING_REPLAY_ATOL`: the same training steps computed twice on one machine (a resumed run vs one
   run; 2 DDP processes vs 1 process accumulating the same 2 batches).
 
@@ -53,15 +81,36 @@ FP64_FROM_FP32_REL: float = 1e-6
 METRIC_ABS: float = 1e-6
 #: fp16 TensorRT engine vs float32 onnxruntime, crop pixels: a smoke bound on the GPU (bench/gpu_check.py).
 FP16_SMOKE_PX: float = 1.0
-#: |AP(bf16) - AP(fp32)|, both models at bf16 (OpenVINO's inference-precision hint), coco-mini, detector boxes.
-BF16_AP_GATE: float = 0.005
-#: |AP(int8) - AP(fp32)|, both models quantised by ``pose-export quantize`` (NNCF), coco-mini, detector boxes.
-INT8_AP_GATE: float = 0.01
+#: Reduced-precision gate: a person counts as found by the fp32 run when its best match has at least this OKS (COCO's
+#: loosest threshold).
+REDUCED_PRECISION_FOUND_OKS: float = 0.5
+#: Reduced-precision gate: mean keypoint agreement OKS(reduced, fp32) of the pose model on identical crops, at least.
+REDUCED_PRECISION_AGREEMENT_OKS: float = 0.96
+#: Reduced-precision gate: mean per-person OKS change against ground truth (whole pipeline), at least minus this.
+REDUCED_PRECISION_OKS_DROP: float = 0.02
+#: Reduced-precision gate: the upper end of the AP change's 95 % bootstrap interval, at least minus this.
+REDUCED_PRECISION_AP_DROP: float = 0.01
+#: Live AP against its measured value: this many threshold steps of one person (:func:`live_ap_tolerance`).
+LIVE_AP_STEPS: int = 3
+#: Live mean best-match OKS against ground truth against its measured value.
+LIVE_MEAN_OKS_ABS: float = 0.003
 #: Float32 weights after replaying the same training steps on one machine, same thread count (resume; DDP vs
 #: gradient accumulation). The arithmetic is the same (halving a gradient is exact, a 2-rank all-reduce is one
 #: addition), so the replay is bit-exact (measured 0); the bound allows other all-reduce orders of more ranks and is
 #: far below what a lost or repeated step moves (Adam moves each weight by ~lr, >= 1e-4 here).
 TRAINING_REPLAY_ATOL: float = 1e-6
+
+
+def live_ap_tolerance(persons: int) -> float:
+    """The bound on |AP - AP measured| of a live run over ``persons`` annotated people: :data:`LIVE_AP_STEPS` x
+    1 / (10 x persons) (one person crossing one of COCOeval's ten OKS thresholds, each step).
+
+    Raises:
+        ValueError: ``persons`` < 1.
+    """
+    if persons < 1:
+        raise ValueError(f"persons must be >= 1, got {persons}")
+    return LIVE_AP_STEPS / (10.0 * persons)
 
 
 def max_abs_diff(a, b) -> float:

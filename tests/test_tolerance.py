@@ -47,3 +47,12 @@ def test_assert_close_names_what_failed():
     assert assert_close([1.0, 2.0], [1.0, 2.01], 0.02) == pytest.approx(0.01)
     with pytest.raises(AssertionError, match=r"keypoints: max deviation 0\.1 > 0\.05"):
         assert_close([0.0], [0.1], 0.05, "keypoints")
+
+
+def test_live_ap_tolerance_is_threshold_steps_of_one_person():
+    from models.tolerance import LIVE_AP_STEPS, live_ap_tolerance
+
+    assert live_ap_tolerance(12) == pytest.approx(LIVE_AP_STEPS / 120)
+    assert live_ap_tolerance(68) < live_ap_tolerance(12)
+    with pytest.raises(ValueError, match="persons"):
+        live_ap_tolerance(0)
