@@ -21,7 +21,14 @@ from starlette.concurrency import run_in_threadpool
 
 from service.admission import RequestContext
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
-from service.errors import ModelLoadError, NotReadyError, RequestTimeoutError, public_facts, public_message
+from service.errors import (
+    ModelLoadError,
+    NotReadyError,
+    RequestTimeoutError,
+    WorkerStoppedError,
+    public_facts,
+    public_message,
+)
 from service.parsing import parse_boxes, read_upload
 from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
@@ -68,17 +75,25 @@ async def run_watched(request: Request, ctx: RequestContext, fn: Callable[..., A
         ctx.check()
 
 
-@router.get("/healthz")
-async def healthz() -> dict:
-    """200 while the process is alive (never waits for the models)."""
+@router.get("/healthz", responses={503: {"model": ErrorResponse}})
+async def healthz(state: StateDep):
+    """200 while the process can serve (never waits for the models); 503 ``worker_stopped`` when a batcher's worker
+    thread stopped (every request would wait on it: a liveness probe should restart the process)."""
+    stopped = state.stopped_workers()
+    if stopped:
+        return error_response(WorkerStoppedError("batcher worker stopped: " + "; ".join(stopped)))
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse}})
 async def readyz(state: StateDep):
-    """200 once both models are loaded and warmed up; 503 while loading (with ``Retry-After``) or after a failed load
-    (no ``Retry-After``: retrying will not help; the message says what failed)."""
+    """200 once both models are loaded and warmed up; 503 while loading (with ``Retry-After``), after a failed load
+    (no ``Retry-After``: retrying will not help; the message says what failed), when a batcher's worker stopped or
+    the pose model keeps timing out (``ServiceState.unready_reason``)."""
     if state.ready:
+        reason = state.unready_reason()
+        if reason is not None:
+            return error_response(NotReadyError(reason))
         return {"status": "ready"}
     if state.error:
         return error_response(ModelLoadError(state.error))
@@ -96,6 +111,7 @@ def models(pipeline: PipelineDep) -> dict:
 @router.get("/metrics")
 async def metrics(state: StateDep) -> Response:
     """Prometheus metrics."""
+    state.sync_restarts()
     return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
 
