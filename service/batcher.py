@@ -228,7 +228,6 @@ class Batcher:
         except BaseException as exc:  # the thread is dying: /healthz and /readyz report it
             self.failure = f"{type(exc).__name__}: {exc}"
             log.critical("%s: worker thread stopped: %s", self.name, self.failure)
-            raise
         finally:
             with self._cond:
                 jobs, self._jobs = self._jobs, []
