@@ -1,7 +1,7 @@
 """The HTTP routes: ``POST /pose``, ``GET /healthz``, ``GET /readyz``, ``GET /v1/models``, ``GET /metrics``.
 
 ``POST /pose`` is admit -> parse -> pipeline -> encode: admission control (``service/admission.py``) takes a
-slot before the body is read; request parsing is ``service/parsing.py``; the work is ``PosePipeline.run``
+slot when the body starts arriving, before the rest of it is read; request parsing is ``service/parsing.py``; the work is ``PosePipeline.run``
 in the thread pool (pose crops of concurrent requests meet in its batcher), watched for the deadline and for
 the client going away; the answer is ``PoseResponse.from_result`` (or a rendered JPEG). Health, readiness and
 metrics are ``async`` and touch no model, so they never wait behind inference. Errors are raised as the
@@ -29,7 +29,7 @@ from service.errors import (
     public_facts,
     public_message,
 )
-from service.parsing import parse_boxes, read_upload
+from service.parsing import check_declared_size, parse_boxes, read_upload
 from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
 
@@ -73,6 +73,27 @@ async def run_watched(request: Request, ctx: RequestContext, fn: Callable[..., A
         if await request.is_disconnected():
             ctx.cancel("disconnected")
         ctx.check()
+
+
+async def body_started(request: Request) -> Request:
+    """Wait for the first message of the request body (uvicorn answers ``Expect: 100-continue`` here), then return a
+    request that replays it: admission takes its slot only once the body starts arriving, so connections that send
+    headers and no body (bounded by the read timeout, 408) cannot hold the slots of clients that do.
+
+    Raises:
+        RequestTimeoutError: no body data within ``POSE_READ_TIMEOUT_S`` (the request guard's read timeout).
+    """
+    first = await request.receive()
+    replayed = False
+
+    async def receive():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return first
+        return await request.receive()
+
+    return Request(request.scope, receive)
 
 
 @router.get("/healthz", responses={503: {"model": ErrorResponse}})
@@ -156,6 +177,8 @@ async def pose(
     render: Annotated[bool, Query(description="return a JPEG with the poses drawn instead of JSON")] = False,
 ):
     """Image in (multipart field ``file`` or a raw image body), people with keypoints out."""
+    check_declared_size(request, settings.max_upload_bytes)
+    request = await body_started(request)  # no slot for a connection that sends headers and never a body
     ctx = state.admission.admit(settings.request_timeout_s)
     try:
         try:

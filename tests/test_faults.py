@@ -290,3 +290,62 @@ def test_a_stopped_worker_fails_healthz_readyz_and_new_requests():
 
 def test_bright_is_what_the_fault_models_say():
     assert 30 + 5 * INNOCENTS < BRIGHT < 240
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Disk and admission (rows 8 and 9): the threaded server of tests/fakes.py over fake models
+
+
+def test_a_multipart_upload_over_1_mb_needs_no_temp_file(monkeypatch):
+    """Row 8: Starlette spools file parts over 1 MB to a temporary file; with a full temp dir that was a 500. The
+    upload is parsed in memory: no temporary file is opened (every one fails here, as with ENOSPC)."""
+    import errno
+    import tempfile
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.fakes import fake_pipeline
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", full)
+    rng = np.random.default_rng(0)
+    big = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (700, 700, 3), dtype=np.uint8)).save(big, format="PNG")
+    assert len(big.getvalue()) > 1_100_000
+    with TestClient(create_app(Settings(warmup=False), fake_pipeline(max_upload_bytes=3_000_000))) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, 10, "ready")
+        r = client.post("/pose", files={"file": ("a.png", big.getvalue(), "image/png")},
+                        params={"boxes": "[[0, 0, 100, 100]]"})  # fmt: skip
+    assert r.status_code == 200, r.text
+
+
+def test_connections_that_never_send_their_body_hold_no_admission_slot():
+    """Row 9: more connections than request slots send ``Expect: 100-continue`` and a Content-Length, then nothing;
+    a normal client is still admitted (they get 408 at the read timeout)."""
+    import socket
+
+    from service.app import create_app
+    from service.settings import Settings
+    from tests.fakes import ThreadedServer, fake_pipeline
+
+    settings = Settings(warmup=False, max_inflight_requests=4, read_timeout_s=5.0, header_timeout_s=5.0)
+    with ThreadedServer(create_app(settings, fake_pipeline()), settings) as srv:
+        socks = []
+        try:
+            for _ in range(8):
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+                s.sendall(b"POST /pose HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nExpect: 100-continue\r\n"
+                          b"Content-Length: 1000000\r\n\r\n")  # fmt: skip
+                socks.append(s)
+            for s in socks:  # each was let through to the body (100 Continue): the app is waiting for it
+                assert s.recv(64).startswith(b"HTTP/1.1 100")
+            r = _post(srv.url, _jpeg(60), timeout=10)
+            assert r.status_code == 200, r.text  # today: 503 overloaded for the whole read timeout
+        finally:
+            for s in socks:
+                s.close()
