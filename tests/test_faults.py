@@ -98,7 +98,9 @@ def _still_serving(url: str) -> float:
     t0 = time.monotonic()
     r = _post(url, _jpeg(70))
     assert r.status_code == 200, r.text
-    return time.monotonic() - t0
+    took = time.monotonic() - t0
+    print(f"\n{url}: a healthy request answered in {took:.2f} s after the fault")
+    return took
 
 
 def test_an_output_batch_axis_of_one_is_refused_and_its_batch_mates_are_retried(yolo_onnx, assets, tmp_path_factory):
