@@ -2,7 +2,8 @@
 
 :class:`Admission` holds three budgets, each a setting: requests in the pipeline, decoded pixels (the
 memory bound: about 7 bytes per pixel while an RGB image decodes, Pillow's buffer and the array) and pose
-crops. A request takes a slot when it arrives (:meth:`Admission.admit`, before its body is read), its pixels
+crops. A request takes a slot when its body starts arriving (:meth:`Admission.admit`; ``service.routes.body_started``:
+a connection that sends headers and no body holds none), its pixels
 once the image header is parsed and before the pixels are decoded, its crops once the boxes are known; over any
 budget it gets
 :class:`~service.errors.OverloadedError` (503 + ``Retry-After``) at once, never a wait in a queue.

@@ -26,6 +26,7 @@ from service.errors import (
     NotReadyError,
     OverloadedError,
     PoseServiceError,
+    ShuttingDownError,
 )
 from service.middleware import RequestGuard
 from service.parsing import MULTIPART_SLACK
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
             state.deadline_expiries.inc()
         elif isinstance(exc, ClientDisconnectedError):
             state.disconnects.inc()
+        elif isinstance(exc, ShuttingDownError):
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
         elif exc.status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)  # a fault of ours, without traceback
         if exc.status in (499, 504):

@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # the API key file
         print(f"pose-serve: {exc}", file=sys.stderr)
         return 2
-    serve(app, settings)
-    return 0
+    return serve(app, settings)
 
 
 if __name__ == "__main__":

@@ -165,10 +165,16 @@ class PersonDetector:
             out = self.runtime.run({self.input_name: chunk})[0]
             if out.ndim != 3 or out.shape[0] != len(chunk):
                 raise InferenceError(
-                    f"detector output has shape {list(out.shape)}, expected [{len(chunk)}, 4+C, N] or [{len(chunk)}, M, 6]"
+                    f"detector output has shape {list(out.shape)}, expected [{len(chunk)}, 4+C, N] or [{len(chunk)}, M, 6]",
+                    kind="shape",
                 )
             parts.append(out[:m])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def cancel(self) -> int:
+        """Stop the runtime call in flight (the runtime's ``cancel``; 0 when the runtime cannot). Returns how many."""
+        cancel = getattr(self.runtime, "cancel", None)
+        return int(cancel() or 0) if cancel is not None else 0
 
     def postprocess(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """One image's raw output -> person boxes in original pixels, sorted by descending score.

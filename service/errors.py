@@ -57,9 +57,28 @@ class ProviderFallbackError(ModelLoadError):
 
 
 class InferenceError(PoseServiceError):
-    """The runtime failed while running a model on valid input. HTTP 500."""
+    """The runtime failed while running a model on valid input, or its output broke the model's contract. HTTP 500.
+
+    ``kind`` names the failure for metrics (``pose_inference_failures_total``): ``runtime`` (the runtime raised),
+    ``shape`` (batch size, keypoint count or layout not the card's), ``range`` (finite coordinates far outside the
+    crop), ``non_finite`` (NaN / Inf), ``timeout`` (the call ran past ``POSE_INFERENCE_TIMEOUT_S`` and was cancelled).
+    """
 
     status, code = 500, "inference_failed"
+    #: The failure kinds, as ``kind`` and the metric label spell them.
+    KINDS = ("runtime", "shape", "range", "non_finite", "timeout")
+
+    def __init__(self, message: str, kind: str = "runtime"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class ShuttingDownError(PoseServiceError):
+    """The server is shutting down (SIGTERM) and the request's inference was cancelled or abandoned. HTTP 503 with
+    ``Retry-After`` (another replica can take it)."""
+
+    status, code = 503, "shutting_down"
+    headers = {"Retry-After": "1"}
 
 
 class NotReadyError(PoseServiceError):
@@ -70,6 +89,13 @@ class NotReadyError(PoseServiceError):
     def __init__(self, message: str, retry_after_s: int = 5):
         super().__init__(message)
         self.headers = {"Retry-After": str(int(retry_after_s))}
+
+
+class WorkerStoppedError(PoseServiceError):
+    """A batcher's worker thread stopped: no request can be served until the process restarts. HTTP 503
+    (``/healthz`` and ``/readyz``)."""
+
+    status, code = 503, "worker_stopped"
 
 
 class OverloadedError(PoseServiceError):

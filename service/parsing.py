@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from models.geometry import validate_bboxes
@@ -93,14 +94,29 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         raise ClientDisconnectedError("the client disconnected during the upload") from None
 
 
-async def _read_upload(request: Request, max_bytes: int) -> Upload:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def check_declared_size(request: Request, max_bytes: int) -> None:
+    """Refuse a body whose ``Content-Length`` exceeds ``max_bytes`` (plus multipart framing) before reading any of it.
+
+    Raises:
+        PayloadTooLargeError: it does.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + MULTIPART_SLACK:
         raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the limit of {max_bytes} bytes")
+
+
+async def _read_upload(request: Request, max_bytes: int) -> Upload:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    check_declared_size(request, max_bytes)
     if ctype == "multipart/form-data":
+        # parsed in memory (the file part never spools to a temporary file: the service holds the bytes anyway,
+        # bounded by the upload limit, and a full temp dir must not turn uploads into 500s)
+        parser = MultiPartParser(request.headers, request.stream(), max_files=1, max_fields=16)
+        parser.spool_max_size = max_bytes + MULTIPART_SLACK + 1
         try:
-            form = await request.form(max_files=1, max_fields=16)
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise ImageDecodeError(f"malformed multipart body: {exc.message}") from exc
         except StarletteHTTPException as exc:
             raise ImageDecodeError(f"malformed multipart body: {exc.detail}") from exc
         upload = form.get("file")

@@ -9,8 +9,10 @@ what is served.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,12 +21,14 @@ from models.geometry import validate_bboxes
 from service.admission import RequestContext
 from service.batcher import Batcher
 from service.detector import PersonDetector
-from service.errors import InferenceError, InvalidParameterError, ModelLoadError
+from service.errors import InvalidParameterError, ModelLoadError
 from service.imageio import decode_image
 from service.pose import PoseEstimator
 from service.runtime import create_runtime
 from service.scoring import person_scores
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +44,8 @@ class PoseResult:
         keypoints: float32 [N, K, 3]: x, y in original-image pixels, score.
         scores: float32 [N] person scores (:func:`service.scoring.person_scores`).
         detector: name of the detector that found the boxes, or None for caller boxes.
+        dropped: people found (or given) whose keypoints the pose model returned as NaN / Inf: left out of every
+            array above and counted here (the answer's ``dropped_persons``).
         timings_ms: per-stage wall time: ``decode`` (for :meth:`PosePipeline.run`), ``detect`` (when the
             detector ran), ``crop``, ``pose`` and ``total`` (all stages).
     """
@@ -53,6 +59,7 @@ class PoseResult:
     scores: np.ndarray
     detector: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    dropped: int = 0
 
     @property
     def width(self) -> int:
@@ -97,6 +104,8 @@ class PosePipeline:
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
         self.warmup_batch_sizes = warmup_batch_sizes
+        #: called with the number of people dropped for non-finite keypoints (metrics), when any were
+        self.on_dropped: Callable[[int], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, batching: bool = True) -> PosePipeline:
@@ -120,7 +129,9 @@ class PosePipeline:
                 name=settings.detector_model.stem,
                 max_batch_size=settings.det_max_batch_size,
             )
-        batcher, detector_batcher = make_batchers(pose, detector, settings.max_batch_size, settings.max_batch_wait_ms)
+        batcher, detector_batcher = make_batchers(
+            pose, detector, settings.max_batch_size, settings.max_batch_wait_ms, settings.inference_timeout_s
+        )
         if not batching:
             batcher = detector_batcher = None
         return cls(
@@ -168,7 +179,8 @@ class PosePipeline:
         Raises:
             InvalidParameterError: malformed caller boxes, or no detector and no boxes.
             OverloadedError, DeadlineExceededError, ClientDisconnectedError: see ``RequestContext``.
-            InferenceError: a model failed, or gave non-finite keypoints.
+            InferenceError: a model failed or broke its output contract (``PoseEstimator.check_output``; a person
+                whose keypoints are NaN / Inf is dropped instead, see :attr:`PoseResult.dropped`).
         """
         return self._predict(image, bboxes, ctx or RequestContext.unbounded(), {}, time.perf_counter())
 
@@ -225,8 +237,14 @@ class PosePipeline:
             ctx.check()
             kc = self.pose.predict_crops(crops)
         keypoints = self.pose.to_image(kc, centers, scales)
-        if not np.isfinite(keypoints).all():
-            raise InferenceError(f"{self.pose.name} gave non-finite keypoints")
+        keep = np.isfinite(keypoints).all(axis=(1, 2))
+        dropped = int(len(keep) - keep.sum())
+        if dropped:  # the model's fault for these people only: the others keep their answers
+            log.warning("%s gave non-finite keypoints for %d of %d people; dropped", self.pose.name, dropped, len(keep))
+            bboxes, bbox_scores = np.asarray(bboxes)[keep], np.asarray(bbox_scores)[keep]
+            centers, scales, keypoints = centers[keep], scales[keep], keypoints[keep]
+            if self.on_dropped is not None:
+                self.on_dropped(dropped)
         timings["pose"] = _ms(t)
         timings["total"] = _ms(t0)
         return PoseResult(
@@ -239,6 +257,7 @@ class PosePipeline:
             scores=person_scores(bbox_scores, keypoints[..., 2]).astype(np.float32),
             detector=detector_name,
             timings_ms=timings,
+            dropped=dropped,
         )
 
     def warmup(self) -> list[int]:
@@ -290,7 +309,11 @@ class PosePipeline:
 
 
 def make_batchers(
-    pose: PoseEstimator, detector: PersonDetector | None, max_batch_size: int, max_wait_ms: float
+    pose: PoseEstimator,
+    detector: PersonDetector | None,
+    max_batch_size: int,
+    max_wait_ms: float,
+    run_timeout_s: float = 0.0,
 ) -> tuple[Batcher, Batcher | None]:
     """The pose model's and the detector's cross-request batchers, sharing one gate (one model computes at a time)
     when both compute on the CPU: there each uses every available core (``service.runtime.model_threads``), and two at
@@ -303,6 +326,7 @@ def make_batchers(
         detector: its batches hold up to ``detector.batch_size`` images; None: no detector batcher.
         max_batch_size: see ``pose``.
         max_wait_ms: how long a batch waits for others to join (both batchers).
+        run_timeout_s: a model call running longer is cancelled (both batchers; 0: never), see ``Batcher``.
 
     Returns:
         (pose batcher, detector batcher or None).
@@ -310,10 +334,12 @@ def make_batchers(
     gpu = any(on_gpu(m.runtime) for m in (pose, detector) if m is not None)
     gate = None if gpu else threading.Lock()
     batch = pose.batch_size if pose.fixed_batch is None else max_batch_size
-    batcher = Batcher(pose.predict_crops, batch, max_wait_ms, gate=gate)
+    batcher = Batcher(pose.predict_crops, batch, max_wait_ms, gate=gate, model=pose.name, cancel_fn=pose.cancel,
+                      run_timeout_s=run_timeout_s)  # fmt: skip
     detector_batcher = None
     if detector is not None:
-        detector_batcher = Batcher(detector.infer, detector.batch_size, max_wait_ms, gate=gate, name="detector-batcher")
+        detector_batcher = Batcher(detector.infer, detector.batch_size, max_wait_ms, gate=gate, name="detector-batcher",
+                                   model=detector.name, cancel_fn=detector.cancel, run_timeout_s=run_timeout_s)  # fmt: skip
     return batcher, detector_batcher
 
 

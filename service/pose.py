@@ -20,6 +20,9 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: A finite keypoint coordinate farther than this many crop sizes from the crop's origin breaks the output contract.
+MAX_CROP_SPANS = 4.0
+
 
 class PoseEstimator:
     """A top-down pose model behind a runtime, configured by its card.
@@ -125,8 +128,50 @@ class PoseEstimator:
             if self.fixed_batch is not None and m < self.fixed_batch:
                 pad = np.zeros((self.fixed_batch - m, *chunk.shape[1:]), dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            parts.append(self.runtime.run({self.card.input.name: self.card.input.prepare(chunk)})[self._out_index][:m])
+            out = np.asarray(self.runtime.run({self.card.input.name: self.card.input.prepare(chunk)})[self._out_index])
+            if out.ndim == 0 or out.shape[0] != len(chunk):
+                raise InferenceError(
+                    f"{self.name}: the model returned an output of shape {list(out.shape)} for {len(chunk)} crops "
+                    "(batch-size check)",
+                    kind="shape",
+                )
+            parts.append(out[:m])
         return np.concatenate(parts)
+
+    def cancel(self) -> int:
+        """Stop the runtime call in flight (the runtime's ``cancel``; 0 when the runtime cannot). Returns how many."""
+        cancel = getattr(self.runtime, "cancel", None)
+        return int(cancel() or 0) if cancel is not None else 0
+
+    def check_output(self, kpts: np.ndarray, n: int) -> np.ndarray:
+        """The output contract, checked on every run: ``kpts`` is [n, K, 3] with the card's K, and every finite
+        coordinate lies within :data:`MAX_CROP_SPANS` crop sizes of the crop. Non-finite values pass: the pipeline
+        drops those people (``PosePipeline``), the others keep their answers.
+
+        Returns:
+            ``kpts`` (float32 [n, K, 3]).
+
+        Raises:
+            InferenceError: kind ``shape`` or ``range``; the message names the model and the check.
+        """
+        k = self.num_keypoints
+        if kpts.ndim != 3 or kpts.shape != (n, k, 3):
+            raise InferenceError(
+                f"{self.name}: output keypoints of shape {list(kpts.shape)}, its card says [{n}, {k}, 3] "
+                "(keypoint-count check)",
+                kind="shape",
+            )
+        xy = kpts[..., :2]
+        bound = MAX_CROP_SPANS * max(self.input_size)
+        finite = np.isfinite(xy)
+        if np.any(np.abs(np.where(finite, xy, 0.0)) > bound):
+            worst = float(np.max(np.abs(xy[finite])))
+            raise InferenceError(
+                f"{self.name}: keypoint coordinate {worst:.3g} crop px is beyond {MAX_CROP_SPANS:g} crop sizes "
+                f"(|x|, |y| <= {bound:g}; range check)",
+                kind="range",
+            )
+        return kpts
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Keypoints for crops already cut to the model input.
@@ -135,11 +180,13 @@ class PoseEstimator:
             crops: uint8 [N, h, w, 3] RGB, (w, h) = ``card.input_size``.
 
         Returns:
-            float32 [N, K, 3]: x, y in crop pixels, score.
+            float32 [N, K, 3]: x, y in crop pixels, score; a crop's rows may be NaN / Inf when the model gave them
+            (the caller drops those people).
 
         Raises:
             InvalidParameterError: wrong crop shape or dtype.
-            InferenceError: the runtime failed or its output does not fit the card.
+            InferenceError: the runtime failed or its output breaks the contract (:meth:`check_output`: batch size,
+                keypoint count and layout, coordinates within a few crop sizes).
         """
         crops = np.asarray(crops)
         w, h = self.input_size
@@ -155,10 +202,8 @@ class PoseEstimator:
             else:
                 kpts = self.card.decode(self._run(crops))
         except ValueError as exc:
-            raise InferenceError(f"{self.name}: {exc}") from exc
-        if kpts.shape[1] != self.num_keypoints:
-            raise InferenceError(f"model gave {kpts.shape[1]} keypoints, its card names {self.num_keypoints}")
-        return kpts
+            raise InferenceError(f"{self.name}: {exc} (shape check)", kind="shape") from exc
+        return self.check_output(kpts, n)
 
     def warmup_batch_sizes(self, mode: str = "auto") -> list[int]:
         """The runtime batch sizes :meth:`warmup` runs.

@@ -1,7 +1,7 @@
 """The HTTP routes: ``POST /pose``, ``GET /healthz``, ``GET /readyz``, ``GET /v1/models``, ``GET /metrics``.
 
 ``POST /pose`` is admit -> parse -> pipeline -> encode: admission control (``service/admission.py``) takes a
-slot before the body is read; request parsing is ``service/parsing.py``; the work is ``PosePipeline.run``
+slot when the body starts arriving, before the rest of it is read; request parsing is ``service/parsing.py``; the work is ``PosePipeline.run``
 in the thread pool (pose crops of concurrent requests meet in its batcher), watched for the deadline and for
 the client going away; the answer is ``PoseResponse.from_result`` (or a rendered JPEG). Health, readiness and
 metrics are ``async`` and touch no model, so they never wait behind inference. Errors are raised as the
@@ -21,8 +21,15 @@ from starlette.concurrency import run_in_threadpool
 
 from service.admission import RequestContext
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
-from service.errors import ModelLoadError, NotReadyError, RequestTimeoutError, public_facts, public_message
-from service.parsing import parse_boxes, read_upload
+from service.errors import (
+    ModelLoadError,
+    NotReadyError,
+    RequestTimeoutError,
+    WorkerStoppedError,
+    public_facts,
+    public_message,
+)
+from service.parsing import check_declared_size, parse_boxes, read_upload
 from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
 
@@ -68,17 +75,46 @@ async def run_watched(request: Request, ctx: RequestContext, fn: Callable[..., A
         ctx.check()
 
 
-@router.get("/healthz")
-async def healthz() -> dict:
-    """200 while the process is alive (never waits for the models)."""
+async def body_started(request: Request) -> Request:
+    """Wait for the first message of the request body (uvicorn answers ``Expect: 100-continue`` here), then return a
+    request that replays it: admission takes its slot only once the body starts arriving, so connections that send
+    headers and no body (bounded by the read timeout, 408) cannot hold the slots of clients that do.
+
+    Raises:
+        RequestTimeoutError: no body data within ``POSE_READ_TIMEOUT_S`` (the request guard's read timeout).
+    """
+    first = await request.receive()
+    replayed = False
+
+    async def receive():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return first
+        return await request.receive()
+
+    return Request(request.scope, receive)
+
+
+@router.get("/healthz", responses={503: {"model": ErrorResponse}})
+async def healthz(state: StateDep):
+    """200 while the process can serve (never waits for the models); 503 ``worker_stopped`` when a batcher's worker
+    thread stopped (every request would wait on it: a liveness probe should restart the process)."""
+    stopped = state.stopped_workers()
+    if stopped:
+        return error_response(WorkerStoppedError("batcher worker stopped: " + "; ".join(stopped)))
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse}})
 async def readyz(state: StateDep):
-    """200 once both models are loaded and warmed up; 503 while loading (with ``Retry-After``) or after a failed load
-    (no ``Retry-After``: retrying will not help; the message says what failed)."""
+    """200 once both models are loaded and warmed up; 503 while loading (with ``Retry-After``), after a failed load
+    (no ``Retry-After``: retrying will not help; the message says what failed), when a batcher's worker stopped or
+    the pose model keeps timing out (``ServiceState.unready_reason``)."""
     if state.ready:
+        reason = state.unready_reason()
+        if reason is not None:
+            return error_response(NotReadyError(reason))
         return {"status": "ready"}
     if state.error:
         return error_response(ModelLoadError(state.error))
@@ -96,6 +132,7 @@ def models(pipeline: PipelineDep) -> dict:
 @router.get("/metrics")
 async def metrics(state: StateDep) -> Response:
     """Prometheus metrics."""
+    state.sync_restarts()
     return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -140,6 +177,8 @@ async def pose(
     render: Annotated[bool, Query(description="return a JPEG with the poses drawn instead of JSON")] = False,
 ):
     """Image in (multipart field ``file`` or a raw image body), people with keypoints out."""
+    check_declared_size(request, settings.max_upload_bytes)
+    request = await body_started(request)  # no slot for a connection that sends headers and never a body
     ctx = state.admission.admit(settings.request_timeout_s)
     try:
         try:

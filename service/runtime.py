@@ -19,6 +19,10 @@ are built once, not at every start), ``trt_fp16_enable`` and explicit ``trt_prof
 (batch 1 / ``trt_opt_batch_size`` / the caller's batch size; without them the EP rebuilds its engine
 whenever a larger batch arrives). onnxruntime reports what it applied through
 ``InferenceSession.get_provider_options()``, which :meth:`OrtRuntime.describe` shows.
+
+A runtime may also have ``cancel()``: stop the ``run`` calls in flight from another thread (the batchers' watchdog
+and shutdown; onnxruntime's ``RunOptions.terminate``, OpenVINO's ``InferRequest.cancel``); without it a running
+call can only be abandoned.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +324,8 @@ class OrtRuntime:
         self.input_shapes = [[d if isinstance(d, int) else None for d in i.shape] for i in inputs]
         self.input_dtypes = [np.dtype(_ORT_DTYPES.get(i.type, np.float32)) for i in inputs]
         outputs = self.session.get_outputs()
+        self._runs: set[ort.RunOptions] = set()
+        self._runs_lock = threading.Lock()
         self.output_names = [o.name for o in outputs]
         self.output_shapes = [[d if isinstance(d, int) else None for d in o.shape] for o in outputs]
 
@@ -338,10 +345,25 @@ class OrtRuntime:
         Raises:
             InferenceError: onnxruntime rejected the feeds or failed.
         """
+        options = ort.RunOptions()
+        options.log_severity_level = 3  # a cancelled run is reported by the caller, not logged by onnxruntime
+        with self._runs_lock:
+            self._runs.add(options)
         try:
-            return self.session.run(None, feeds)
+            return self.session.run(None, feeds, options)
         except Exception as exc:
             raise InferenceError(f"{self.model_path.name}: inference failed: {exc}") from exc
+        finally:
+            with self._runs_lock:
+                self._runs.discard(options)
+
+    def cancel(self) -> int:
+        """Stop the calls of :meth:`run` in flight (``RunOptions.terminate``: onnxruntime checks it between nodes,
+        also inside a ``Loop``'s body); each then raises ``InferenceError``. Returns how many were running."""
+        with self._runs_lock:
+            for options in self._runs:
+                options.terminate = True
+            return len(self._runs)
 
     def describe(self) -> dict:
         """Facts for ``/v1/models`` and logs."""

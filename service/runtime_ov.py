@@ -259,6 +259,7 @@ class OvRuntime:
         self.output_shapes = [_dims(o.get_partial_shape()) for o in model.outputs]
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()
+        self._running = False
         log.info(
             "%s: OpenVINO %s on %s (%s), precision %s (inference precision %s%s), %d threads, cache %s",
             self.model_path.name,
@@ -287,10 +288,22 @@ class OvRuntime:
             raise InferenceError(f"{self.model_path.name}: missing inputs {missing}")
         try:
             with self._lock:  # one infer request: calls are serialised (the batchers make them one at a time anyway)
-                result = self._request.infer({n: feeds[n] for n in self.input_names})
+                self._running = True
+                try:
+                    result = self._request.infer({n: feeds[n] for n in self.input_names})
+                finally:
+                    self._running = False
                 return [np.array(result[o]) for o in self.compiled.outputs]
         except Exception as exc:
             raise InferenceError(f"{self.model_path.name}: inference failed: {exc}") from exc
+
+    def cancel(self) -> int:
+        """Stop the call of :meth:`run` in flight (``InferRequest.cancel``; it then raises ``InferenceError``).
+        Returns 1 when one was running, else 0."""
+        if not self._running:
+            return 0
+        self._request.cancel()
+        return 1
 
     def describe(self) -> dict:
         """Facts for ``/v1/models`` and logs: device, the precision asked for and the one applied, threads, cache."""

@@ -33,6 +33,11 @@ class PoseResponse(BaseModel):
     keypoint_names: list[str]
     models: ModelsUsed
     timings_ms: dict[str, float] = Field(..., description="per-stage wall time: decode, detect, crop, pose, total")
+    dropped_persons: int = Field(
+        0,
+        description="people found (or boxes given) left out because the pose model returned NaN / Inf keypoints "
+        "for them (counted in pose_dropped_persons_total)",
+    )
 
     @classmethod
     def from_result(cls, result: PoseResult, pose_name: str, keypoint_names: list[str]) -> PoseResponse:
@@ -56,6 +61,7 @@ class PoseResponse(BaseModel):
             keypoint_names=keypoint_names,
             models=ModelsUsed(detector=result.detector, pose=pose_name),
             timings_ms={k: round(v, 2) for k, v in result.timings_ms.items()},
+            dropped_persons=result.dropped,
         )
 
 

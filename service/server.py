@@ -7,7 +7,12 @@
   503 to requests beyond it (``limit_concurrency``);
 * idle keep-alive connections closed after ``keepalive_timeout_s``;
 * graceful shutdown (``shutdown_timeout_s``): on SIGTERM in-flight requests get that long, then the process
-  exits even with stalled clients (uvicorn ``timeout_graceful_shutdown``).
+  exits even with stalled clients (uvicorn ``timeout_graceful_shutdown``). Inference still running
+  :data:`SHUTDOWN_MARGIN_S` before that is cancelled (or abandoned where the runtime cannot stop) and its requests
+  get a JSON 503 ``shutting_down``, so none is cut off without an answer; the process exits within
+  ``shutdown_timeout_s`` plus about a second;
+* a model that fails to load at start-up ends the process (exit status :data:`EXIT_LOAD_FAILURE`, the reason on
+  stderr) unless ``exit_on_load_failure`` is off.
 
 Body read timeouts and the body size limit are in ``service/middleware.py``. The protocol is uvicorn's h11
 implementation (``uvicorn.protocols.http.h11_impl.H11Protocol``) with the header timer added; the tests in
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import threading
 
 import h11
 import uvicorn
@@ -26,6 +33,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from service.settings import Settings
 
 log = logging.getLogger("service")
+
+#: Inference still running this long before the end of the shutdown grace is cancelled (seconds).
+SHUTDOWN_MARGIN_S = 1.0
+#: ``pose-serve``'s exit status when a model failed to load at start-up.
+EXIT_LOAD_FAILURE = 3
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -103,6 +115,49 @@ def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
     )
 
 
-def serve(app, settings: Settings) -> None:
-    """Serve ``app`` until SIGTERM / SIGINT."""
-    uvicorn.Server(uvicorn_config(app, settings)).run()
+class PoseServer(uvicorn.Server):
+    """uvicorn's server plus the service's shutdown: on the first SIGTERM / SIGINT a timer cancels the inference
+    still running :data:`SHUTDOWN_MARGIN_S` before the grace ends (``ServiceState.close``: its requests get 503);
+    a fatal model-load failure (``ServiceState.on_fatal``) stops the server.
+
+    Args:
+        config: the uvicorn configuration (:func:`uvicorn_config`).
+        state: the app's ``ServiceState``, or None (no inference to cancel).
+    """
+
+    def __init__(self, config: uvicorn.Config, state=None):
+        super().__init__(config)
+        self.state = state
+        self._abort_timer: threading.Timer | None = None
+        if state is not None:
+            state.on_fatal = self._fatal
+
+    def _fatal(self) -> None:
+        self.should_exit = True
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        if self.state is not None and self._abort_timer is None:
+            grace = float(self.config.timeout_graceful_shutdown or 0)
+            self._abort_timer = threading.Timer(max(0.0, grace - SHUTDOWN_MARGIN_S), self._abort_inference)
+            self._abort_timer.daemon = True
+            self._abort_timer.start()
+
+    def _abort_inference(self) -> None:
+        log.warning("shutting down: cancelling the inference still running; its requests get 503")
+        self.state.close()
+
+
+def serve(app, settings: Settings) -> int:
+    """Serve ``app`` until SIGTERM / SIGINT, or until its models fail to load (``exit_on_load_failure``).
+
+    Returns:
+        The process exit status: 0, or :data:`EXIT_LOAD_FAILURE` (the reason printed on stderr).
+    """
+    state = getattr(app.state, "service", None)
+    server = PoseServer(uvicorn_config(app, settings), state)
+    server.run()
+    if state is not None and state.fatal:
+        print(f"pose-serve: model loading failed: {state.error}", file=sys.stderr)
+        return EXIT_LOAD_FAILURE
+    return 0

@@ -207,6 +207,15 @@ class Settings(BaseSettings):
         15.0, gt=0, description="per-request deadline: 504 after it, and the request's queued work is dropped"
     )
     retry_after_s: int = Field(1, ge=0, description="`Retry-After` of a 503 when overloaded")
+    inference_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="a model call running longer is cancelled (onnxruntime `RunOptions.terminate`, OpenVINO "
+        "`InferRequest.cancel`): its requests are retried alone, the one that still times out gets 500; 0: no limit",
+    )
+    unready_after_timeouts: int = Field(
+        3, ge=1, description="/readyz answers 503 while this many model calls in a row ran past inference_timeout_s"
+    )
 
     # connections (uvicorn)
     max_connections: int = Field(256, ge=1, description="open connections (more are closed / get 503)")
@@ -214,7 +223,12 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(10.0, gt=0, description="a request's headers must arrive within this")
     read_timeout_s: float = Field(10.0, gt=0, description="longest pause while a request body is read (408)")
     keepalive_timeout_s: int = Field(5, ge=1, description="idle keep-alive connections are closed after this")
-    shutdown_timeout_s: int = Field(10, ge=0, description="on SIGTERM, in-flight work gets this long, then exit")
+    shutdown_timeout_s: int = Field(
+        10,
+        ge=0,
+        description="on SIGTERM, in-flight work gets this long (inference still running 1 s before it is cancelled: "
+        "JSON 503), then exit",
+    )
 
     # security
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
@@ -238,6 +252,11 @@ class Settings(BaseSettings):
         True, description="warm both models up before /readyz turns 200 (pose batch sizes: `warmup_batch_sizes`)"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    exit_on_load_failure: bool = Field(
+        True,
+        description="a model that fails to load at start-up (missing or corrupt file, invalid card) ends pose-serve "
+        "with exit status 3 and the reason on stderr; false: stay up with /readyz 503",
+    )
 
     # GPU execution (issue 11): onnxruntime CUDA / TensorRT EP options, TensorRT engine choice, warm-up.
     # onnxruntime docs: execution-providers/CUDA-ExecutionProvider.html and TensorRT-ExecutionProvider.html

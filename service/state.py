@@ -14,6 +14,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.admission import Admission
+from service.errors import InferenceError
 from service.pipeline import PosePipeline, runtime_precision
 from service.settings import Settings
 
@@ -60,6 +61,30 @@ class ServiceState:
         self.detector_batch_sizes = Histogram(
             "pose_detector_batch_images", "images per detector batch", buckets=(1, 2, 4, 8, 16, 32), registry=r
         )
+        self.inference_failures = Counter(
+            "pose_inference_failures_total",
+            "failed model calls (retries included) and people dropped for NaN / Inf keypoints, by model and kind "
+            "(runtime, shape, range, non_finite, timeout)",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.dropped_persons = Counter(
+            "pose_dropped_persons_total", "people left out of answers for NaN / Inf keypoints", ["model"], registry=r
+        )
+        self.worker_restarts = Counter(
+            "pose_batcher_restarts_total",
+            "batcher loops that caught a fault outside the model call and went on",
+            ["batcher"],
+            registry=r,
+        )
+        self._restarts_seen: dict[str, int] = {}
+        Gauge("pose_batcher_workers_stopped", "batcher worker threads that stopped (/healthz fails)",
+              registry=r).set_function(lambda: len(self.stopped_workers()))  # fmt: skip
+        Gauge("pose_model_consecutive_timeouts", "pose-model calls in a row that ran past the inference timeout",
+              registry=r).set_function(lambda: self._batcher_attr("batcher", "consecutive_timeouts"))  # fmt: skip
+        #: called once when a model-load failure should end the process (``exit_on_load_failure``; set by the server)
+        self.on_fatal = None
+        self.fatal = False
         a = self.admission
         Gauge("pose_inflight_requests", "admitted requests", registry=r).set_function(lambda: a.requests)
         Gauge("pose_inflight_pixels", "decoded pixels of admitted requests", registry=r).set_function(lambda: a.pixels)
@@ -75,6 +100,48 @@ class ServiceState:
         batcher = getattr(self.pipeline, which, None) if self.pipeline is not None else None
         return batcher.queued_items if batcher is not None else 0
 
+    def _batcher_attr(self, which: str, attr: str) -> int:
+        batcher = getattr(self.pipeline, which, None) if self.pipeline is not None else None
+        return int(getattr(batcher, attr)) if batcher is not None else 0
+
+    def _batchers(self) -> list:
+        p = self.pipeline
+        return [b for b in (getattr(p, "batcher", None), getattr(p, "detector_batcher", None)) if b is not None]
+
+    def stopped_workers(self) -> list[str]:
+        """``"<batcher>: <reason>"`` for each batcher whose worker thread stopped while open (``/healthz`` fails)."""
+        return [f"{b.name}: {b.stopped}" for b in self._batchers() if b.stopped is not None]
+
+    def unready_reason(self) -> str | None:
+        """Why a loaded service should not get traffic now: a stopped batcher worker, or a model whose last
+        ``unready_after_timeouts`` calls all ran past the inference timeout; None when it may."""
+        stopped = self.stopped_workers()
+        if stopped:
+            return "batcher worker stopped: " + "; ".join(stopped)
+        n = self.settings.unready_after_timeouts
+        for b in self._batchers():
+            if b.consecutive_timeouts >= n:
+                return (f"model {b.model}: its last {b.consecutive_timeouts} calls ran past the inference timeout of "
+                        f"{b.run_timeout_s:g} s")  # fmt: skip
+        return None
+
+    def sync_restarts(self) -> None:
+        """Bring ``pose_batcher_restarts_total`` up to the batchers' own counts (read at scrape time)."""
+        for b in self._batchers():
+            seen = self._restarts_seen.get(b.name, 0)
+            if b.restarts > seen:
+                self.worker_restarts.labels(b.name).inc(b.restarts - seen)
+                self._restarts_seen[b.name] = b.restarts
+
+    def _count_failure(self, model: str, exc: Exception) -> None:
+        kind = getattr(exc, "kind", "runtime")
+        self.inference_failures.labels(model, kind if kind in InferenceError.KINDS else "runtime").inc()
+
+    def _count_dropped(self, n: int) -> None:
+        model = self.pipeline.pose.name
+        self.dropped_persons.labels(model).inc(n)
+        self.inference_failures.labels(model, "non_finite").inc(n)
+
     def load(self) -> None:
         """Load (unless given) and warm up the models; sets ``ready`` or ``error``. Runs in a thread."""
         try:
@@ -85,6 +152,9 @@ class ServiceState:
                 self.pipeline.batcher.on_batch = self.batch_sizes.observe
             if self.pipeline.detector_batcher is not None:
                 self.pipeline.detector_batcher.on_batch = self.detector_batch_sizes.observe
+            for b in self._batchers():
+                b.on_failure = lambda exc, model=b.model: self._count_failure(model, exc)
+            self.pipeline.on_dropped = self._count_dropped
             if self.settings.warmup:
                 self.pipeline.warmup()
             self.ready = True
@@ -99,10 +169,14 @@ class ServiceState:
                 ",".join(self.pipeline.pose.runtime.active_providers),
                 runtime_precision(self.pipeline.pose.runtime),
             )
-        except Exception as exc:  # reported by /readyz and the log
+        except Exception as exc:  # reported by /readyz and the log; ends the process unless configured otherwise
             self.error = f"{type(exc).__name__}: {exc}"
             log.error("model loading failed: %s", self.error)
+            if self.settings.exit_on_load_failure and self.on_fatal is not None:
+                self.fatal = True
+                self.on_fatal()
 
     def close(self) -> None:
+        """Stop the batchers: the inference in flight is cancelled (or abandoned) and its requests get 503."""
         if self.pipeline is not None:
             self.pipeline.close()

@@ -81,12 +81,14 @@ def test_concurrent_requests_get_the_same_answer_and_are_counted(client, pose_se
 
 
 def test_failed_model_load_is_503_not_a_crash(yolo_onnx, movenet_card, tmp_path):
+    """With ``--no-exit-on-load-failure`` (operators who prefer /readyz 503); by default the process exits:
+    tests/test_faults.py."""
     from models.card import ModelCard
 
     card = ModelCard.load(movenet_card)
     card.model_file = str(tmp_path / "missing.onnx")
     bad = card.save(tmp_path / "bad_card.json")
-    with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(bad)]) as srv:
+    with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(bad), "--no-exit-on-load-failure"]) as srv:
         with pytest.raises(RuntimeError, match="missing.onnx"):
             srv.wait_ready()
         with httpx.Client(base_url=srv.url, timeout=30) as c:

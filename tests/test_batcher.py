@@ -8,7 +8,7 @@ import pytest
 
 from service.admission import RequestContext
 from service.batcher import Batcher
-from service.errors import ClientDisconnectedError
+from service.errors import ClientDisconnectedError, ShuttingDownError
 
 
 def _fake_predict(calls, delay=0.0):
@@ -99,5 +99,5 @@ def test_max_batch_size_and_errors_reach_every_request():
             f.result(5)
     assert b.queued_items == 0
     b.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ShuttingDownError, match="closed"):  # 503 JSON in the service
         b.submit(np.zeros((1, 4, 4, 3), np.uint8)).result(1)
