@@ -53,8 +53,8 @@ def main() -> None:
         ).save(card)
     cache = work / "cache"
     if any(r.endswith(":int8") for r in args.runs):
+        from core.settings import Settings
         from export.quantize import quantize_models
-        from service.settings import Settings
 
         mini = assets / "coco-mini"
         settings = Settings(pose_model=card, detector_model=detector, cache_dir=cache)

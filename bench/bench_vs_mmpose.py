@@ -157,9 +157,9 @@ def main() -> None:
             mm_rate, mm, mm_threads = rate, res, threads
 
     # 3. export and quantise the same checkpoint
+    from core.settings import Settings
     from export.pose import export_pose
     from export.quantize import describe_report, quantize_models
-    from service.settings import Settings
 
     card = work / "model" / "ipr_res50_dsnt.json"
     if not card.is_file():

@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", help="another run's --out file: compare run by run")
     args = p.parse_args(argv)
 
+    from core.settings import Settings
     from evaluation.job import compare_precision_runs, evaluate_precisions
     from evaluation.metric import load_coco
     from evaluation.precision import compare_runs
     from export.quantize import quantize_models
     from models.card import InputSpec, ModelCard, OutputSpec
-    from service.settings import Settings
 
     assets = Path(args.assets)
     ann = assets / "coco-mini" / "annotations" / "person_keypoints_val2017.json"

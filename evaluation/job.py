@@ -6,9 +6,9 @@ table.
     pose-eval --dataset mpii --ann mpii_val.json --headboxes mpii_gt_val.mat --images mpii/images/ \\
         --pose td-reg_res50_rle_mpii.json --flip-test
 
-It runs what the service runs: images are decoded by ``service.imageio.decode_image`` (EXIF-aware,
-RGB), boxes go through ``service.pipeline.PosePipeline`` (the service's crop, engine and decode; the
-live detector is ``service.detector.PersonDetector``), and the predictions are scored by
+It runs what the service runs: images are decoded by ``inference.imageio.decode_image`` (EXIF-aware,
+RGB), boxes go through ``inference.pipeline.PosePipeline`` (the service's crop, engine and decode; the
+live detector is ``inference.person_detector.PersonDetector``), and the predictions are scored by
 :mod:`evaluation.metric` (MMPose ``CocoMetric``: rescoring, OKS-NMS 0.9, COCOeval).
 
 Boxes (``--boxes``):
@@ -24,7 +24,7 @@ Boxes (``--boxes``):
 * ``detector``: the live YOLO person detector of the service (``--detector yolov8n.onnx``, with the
   service's ``--det-score-threshold`` / ``--det-nms-iou`` settings).
 
-Runtime and pipeline options are the service's settings (``service.settings.Settings``: the same flags
+Runtime and pipeline options are the service's settings (``core.settings.Settings``: the same flags
 and ``POSE_*`` variables as ``pose-serve``).
 
 Images are read one at a time (a small read-ahead thread decodes the next few), so val2017 never has to
@@ -60,6 +60,15 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cli_options import add_settings_options, settings_from_args
+from core.settings import (
+    CACHE_FIELDS,
+    DETECTOR_FIELDS,
+    MODEL_FIELDS,
+    PIPELINE_FIELDS,
+    RUNTIME_FIELDS,
+    Settings,
+)
 from evaluation.boxes import DetectionFile, gt_boxes, load_detection_file
 from evaluation.metric import (
     DEFAULT_KEYPOINT_SCORE_THR,
@@ -71,12 +80,12 @@ from evaluation.metric import (
 )
 from evaluation.mpii import MpiiInstance, mpii_pckh, read_mpii, zoo_columns
 from evaluation.precision import PrecisionComparison, compare_runs
+from inference.imageio import decode_image
+from inference.pipeline import PosePipeline
+from inference.pose_estimator import PoseEstimator
 from models.card import ModelCard, ModelCardError, card_path_for
-from models.zoo import METRIC_COLUMNS, SCORE_MODES, model_zoo_table
-from service.imageio import decode_image
-from service.pipeline import PosePipeline
-from service.pose import PoseEstimator
-from service.settings import Settings, add_settings_options, settings_from_args
+from models.scoring import SCORE_MODES
+from models.zoo import METRIC_COLUMNS, model_zoo_table
 
 BOX_SOURCES = ("gt", "file", "detector")
 DATASETS = ("auto", "coco", "mpii")
@@ -95,7 +104,7 @@ def iter_images(image_dir: Path, items: list[tuple[int, str]], prefetch: int = 4
 
     Raises:
         FileNotFoundError: an image of the annotation file is missing from ``image_dir``.
-        service.errors.ImageDecodeError: an image cannot be decoded.
+        core.errors.ImageDecodeError: an image cannot be decoded.
     """
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
@@ -442,7 +451,7 @@ def evaluate_precisions(
         One :class:`PrecisionRun` per precision, in order.
 
     Raises:
-        ModelLoadError: a precision the runtime or the CPU cannot run (``service.runtime_ov.check_precision``), or an
+        ModelLoadError: a precision the runtime or the CPU cannot run (``inference.runtime_ov.check_precision``), or an
             int8 model missing from the cache; what :func:`run_pipeline` raises.
     """
     runs = []
@@ -617,26 +626,7 @@ def card_from_checkpoint(zoo: str | None, checkpoint: str | None, out_dir: Path,
 # --------------------------------------------------------------------------------------------------
 
 #: Settings fields ``pose-eval`` takes as options (the same flags as ``pose-serve``).
-_SETTINGS = (
-    "pose_model",
-    "detector_model",
-    "runtime",
-    "precision",
-    "allow_unsupported_precision",
-    "ov_device",
-    "providers",
-    "allow_provider_fallback",
-    "intra_op_threads",
-    "device",
-    "max_batch_size",
-    "flip_test",
-    "bbox_padding",
-    "det_score_threshold",
-    "det_nms_iou",
-    "det_max_detections",
-    "cache_dir",
-    "offline",
-)
+_SETTINGS = (*MODEL_FIELDS, *RUNTIME_FIELDS, *PIPELINE_FIELDS, *DETECTOR_FIELDS, *CACHE_FIELDS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -701,7 +691,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the exit status (0 ok, 1 a reduced-precision comparison failed its gate, 2 bad input)."""
     args = parse_args(argv)
-    from service.errors import PoseServiceError
+    from core.errors import PoseServiceError
 
     try:
         return _main(args)

@@ -4,7 +4,7 @@ This is the one module holding the metric (torch-free: numpy + pycocotools / xtc
 
 Steps, in MMPose's order (``mmpose/evaluation/metrics/coco_metric.py``, ``CocoMetric.compute_metrics``):
 
-1. person score (``score_mode``, :func:`service.scoring.person_scores`): ``bbox_keypoint`` (the default)
+1. person score (``score_mode``, :func:`models.scoring.person_scores`): ``bbox_keypoint`` (the default)
    ``bbox_score * mean(keypoint scores > 0.2)``, 0 when no keypoint score is above the threshold; ``bbox_rle`` (RLE's
    configs) ``bbox_score + mean + max`` of the keypoint scores; ``keypoint`` the mean of all K keypoint scores (what a
    minimal pipeline without a detector score does); ``bbox`` the bbox score.
@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from models.keypoints import COCO17_NAMES, COCO17_SIGMAS
-from models.zoo import SCORE_MODES
-from service.scoring import RESCORE_KEYPOINT_THRESHOLD, person_scores
+from models.scoring import RESCORE_KEYPOINT_THRESHOLD, SCORE_MODES, person_scores
 
 #: MMPose CocoMetric defaults.
 DEFAULT_KEYPOINT_SCORE_THR: float = RESCORE_KEYPOINT_THRESHOLD
@@ -61,32 +60,6 @@ def _as_keypoints(keypoints: np.ndarray, name: str = "keypoints") -> np.ndarray:
     if not np.isfinite(kp).all():
         raise ValueError(f"{name} contain a non-finite value")
     return kp
-
-
-def instance_scores(
-    keypoint_scores: np.ndarray,
-    bbox_scores: np.ndarray | None = None,
-    *,
-    score_mode: str = "bbox_keypoint",
-    keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
-) -> np.ndarray:
-    """Person scores for COCO results (MMPose ``CocoMetric.compute_metrics``; see
-    :func:`service.scoring.person_scores` for the modes).
-
-    Args:
-        keypoint_scores: float [N, K], keypoint confidences (any scale the model gives, usually 0..1).
-        bbox_scores: float [N], detector (or ground-truth = 1) box scores; required unless ``score_mode`` is
-            ``keypoint``.
-        score_mode: ``bbox_keypoint`` (MMPose's default), ``bbox_rle``, ``bbox`` or ``keypoint``.
-        keypoint_score_thr: ``bbox_keypoint``: keypoints with score <= this are left out of the mean (MMPose: 0.2).
-
-    Returns:
-        float64 [N] person scores.
-
-    Raises:
-        ValueError: shapes do not match, an unknown mode, or ``bbox_scores`` missing where the mode needs it.
-    """
-    return person_scores(bbox_scores, keypoint_scores, keypoint_score_thr, mode=score_mode)
 
 
 def scale_area(scales: np.ndarray) -> np.ndarray:
@@ -157,7 +130,7 @@ def oks_nms(
 
     Args:
         keypoints: float [N, K, 3] (x, y, score) in original-image pixels.
-        scores: float [N] person scores (:func:`instance_scores`).
+        scores: float [N] person scores (:func:`models.scoring.person_scores`).
         areas: float [N] OKS areas (:func:`scale_area`).
         thr: OKS above which a lower-scored prediction is suppressed (MMPose: 0.9).
         sigmas: float [K]; default COCO-17 sigmas.
@@ -516,9 +489,9 @@ class CocoKeypointMetric:
 
     Args:
         ann_file: COCO keypoint annotation JSON (ground truth).
-        score_mode: the person score (:func:`instance_scores`): ``bbox_keypoint``, ``bbox_rle``, ``bbox`` or
+        score_mode: the person score (:func:`models.scoring.person_scores`): ``bbox_keypoint``, ``bbox_rle``, ``bbox`` or
             ``keypoint`` (mean of all keypoint scores: no detector score).
-        keypoint_score_thr: see :func:`instance_scores`.
+        keypoint_score_thr: see :func:`models.scoring.person_scores` (``threshold``).
         nms: apply OKS-NMS per image.
         nms_thr: OKS threshold of the NMS.
         sigmas: float [K] OKS sigmas; default COCO-17 (:data:`models.keypoints.COCO17_SIGMAS`).
@@ -596,9 +569,7 @@ class CocoKeypointMetric:
             kp = np.concatenate([p[0] for p in parts])
             bs = np.concatenate([p[1] for p in parts])
             ar = np.concatenate([p[2] for p in parts])
-            scores = instance_scores(
-                kp[:, :, 2], bs, score_mode=self.score_mode, keypoint_score_thr=self.keypoint_score_thr
-            )
+            scores = person_scores(bs, kp[:, :, 2], self.keypoint_score_thr, mode=self.score_mode)
             keep = oks_nms(kp, scores, ar, self.nms_thr, self.sigmas) if self.nms else np.arange(len(kp))
             for i in keep:
                 out.append(

@@ -16,7 +16,7 @@ Every ONNX file ``pose``, ``detector`` and ``defaults`` write, and every one ``e
 TensorRT 10 (``export.lint``; ``--lint error`` fails, ``warn`` logs, ``off`` skips).
 
 Options that are settings (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``,
-``--max-batch-size``, ``--trt-opt-batch-size``) come from :class:`service.settings.Settings` (``POSE_*``
+``--max-batch-size``, ``--trt-opt-batch-size``) come from :class:`core.settings.Settings` (``POSE_*``
 variables; options override them): an engine's default profile is 1 / ``trt_opt_batch_size`` /
 ``max_batch_size``, the batch sizes the service will run. Exit status 0 on success, 2 with a one-line
 message on a failure it understands (missing file, missing dependency, failed verification or lint),
@@ -30,14 +30,15 @@ import logging
 import sys
 from pathlib import Path
 
-from service.settings import Settings, add_settings_options, settings_from_args
+from core.cli_options import add_settings_options, settings_from_args
+from core.settings import CACHE_FIELDS, ENGINE_PROFILE_FIELDS, HOST_FIELDS, LOG_FIELDS, MODEL_FIELDS, Settings
 
 #: Settings every pose-export subcommand takes (but quantize).
-_SETTINGS = ("cache_dir", "offline", "intra_op_threads", "device", "log_level", "max_batch_size", "trt_opt_batch_size")
-#: Settings of pose-export quantize: the models, and how the pipeline that measures their AP runs.
+_SETTINGS = (*CACHE_FIELDS, *HOST_FIELDS, *LOG_FIELDS, *ENGINE_PROFILE_FIELDS)
+#: Settings of pose-export quantize: the models, and how the pipeline that measures their AP runs (the fp32 OpenVINO
+#: runtime on the CPU: a subset of ``RUNTIME_FIELDS``, ``PIPELINE_FIELDS`` and ``DETECTOR_FIELDS``).
 _QUANTIZE_SETTINGS = (
-    "pose_model",
-    "detector_model",
+    *MODEL_FIELDS,
     "cache_dir",
     "ov_device",
     "intra_op_threads",
@@ -46,7 +47,7 @@ _QUANTIZE_SETTINGS = (
     "flip_test",
     "det_score_threshold",
     "det_nms_iou",
-    "log_level",
+    *LOG_FIELDS,
 )
 
 
@@ -162,7 +163,7 @@ def _spec(args, settings: Settings):
 def _engine(onnx_path: Path, args, settings: Settings) -> Path:
     from export.tensorrt import EngineCache
 
-    cache = EngineCache(settings.cache.engines, settings.device)
+    cache = EngineCache(settings.cache, settings.device)
     path = cache.get_or_build(onnx_path, _spec(args, settings), rebuild=getattr(args, "rebuild", False))
     print(f"engine: {path}")
     return path
@@ -297,7 +298,7 @@ def _check_engine(engine_path: Path, onnx_path: Path, batch: int, device: int) -
     import numpy as np
 
     from export.tensorrt import compare_engine_to_onnx
-    from service.runtime import OrtRuntime
+    from inference.runtime import OrtRuntime
 
     ort_rt = OrtRuntime(onnx_path, ["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
@@ -323,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pose-export: invalid settings: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    from core.errors import ModelLoadError
     from export.tensorrt import EngineBuildError
-    from service.errors import ModelLoadError
 
     known: tuple[type[BaseException], ...] = (EngineBuildError, ModelLoadError, FileNotFoundError, ValueError)
     # GraphLintError is a ValueError: lint failures are one-line messages with exit status 2 as well
@@ -367,7 +368,7 @@ def zoo_main(argv: list[str] | None = None) -> int:
     )
     dl = sub.add_parser("download", help="download (or verify the cached) published checkpoint")
     dl.add_argument("name", choices=sorted(ZOO))
-    add_settings_options(dl, ("cache_dir", "offline"))
+    add_settings_options(dl, CACHE_FIELDS)
     args = ap.parse_args(argv)
     if args.cmd == "list":
         print(zoo_table())

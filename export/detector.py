@@ -6,7 +6,7 @@ float32 [B, 3, S, S] (RGB, 0..1, letterboxed), output ``output0`` float32 [B, 4 
 in input pixels, then C sigmoid class scores; N = 8400 at S = 640), no NMS inside. Ultralytics'
 ``dynamic=True`` makes batch, height and width dynamic; we then fix height and width to S in the
 graph's input/output declarations so only the batch axis is dynamic (what TensorRT profiles and
-``service/detector.py`` expect). Every export is checked: onnxruntime vs the PyTorch model on the
+``inference/person_detector.py`` expect). Every export is checked: onnxruntime vs the PyTorch model on the
 same letterboxed input, batch 2.
 
 Ultralytics needs its own install (it is not in the ``export`` extra, see the README): importing it
@@ -96,7 +96,7 @@ def _fix_spatial_dims(onnx_path: Path, imgsz: int, num_outputs_ch: int, num_anch
 
 def _check_batch(imgsz: int, images: list[np.ndarray] | None) -> np.ndarray:
     """float32 [B, 3, S, S] in 0..1: real images letterboxed by the service's preprocessing, else a fixed-seed random batch."""
-    from service.detector import letterbox_batch
+    from inference.person_detector import letterbox_batch
 
     if images:
         return letterbox_batch(images, imgsz)[0]

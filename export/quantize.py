@@ -6,8 +6,8 @@
 
 The calibration data is what the service feeds the models, made by the service's own code:
 
-* detector: whole images letterboxed by ``service.detector.PersonDetector.preprocess``;
-* pose model: person crops cut by ``service.pose.PoseEstimator.crops_for`` (``models.geometry``: MMPose's padding,
+* detector: whole images letterboxed by ``inference.person_detector.PersonDetector.preprocess``;
+* pose model: person crops cut by ``inference.pose_estimator.PoseEstimator.crops_for`` (``models.geometry``: MMPose's padding,
   aspect fix and affine warp) around ground-truth boxes (``--calib-ann``, MMPose's rule
   ``evaluation.boxes.gt_boxes``) or around the boxes the fp32 detector finds, each with its mirror image (what the flip
   test feeds), prepared by the card (``InputSpec.prepare``).
@@ -21,7 +21,7 @@ Flow": min-max statistics of the activations on the calibration samples, then fa
 weights, asymmetric activations). The detector's score sigmoids stay in float (Ultralytics' own OpenVINO int8 export
 leaves them out the same way, ``ultralytics/utils/export/openvino.py``). The result is saved as OpenVINO IR
 (``openvino.save_model``, no fp16 weight compression) into ``Settings.cache.int8(<sha256 of the fp32 file>)``, where
-``POSE_PRECISION=int8`` finds it (``service.runtime_ov.int8_model_path``), with:
+``POSE_PRECISION=int8`` finds it (``inference.runtime_ov.int8_model_path``), with:
 
 * the pose model's int8 card (``precision: int8``; ``extra.quantization``: tool versions, calibration set, and the
   AP at fp32 and int8 on the evaluation set with their difference);
@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.hashing import sha256_file
+from core.settings import Settings
 from evaluation.precision import PrecisionComparison
+from inference.imageio import decode_image
 from models.card import ModelCard, card_path_for
-from models.zoo import sha256_file
-from service.imageio import decode_image
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def quantize_models(
     """
     from evaluation.job import compare_precision_runs, evaluate_precisions, gt_boxes
     from evaluation.metric import load_coco
-    from service.pipeline import PosePipeline
+    from inference.pipeline import PosePipeline
 
     if settings.pose_model is None:
         raise QuantizeError("no pose model given (--pose CARD)")
@@ -305,9 +305,12 @@ def quantize_models(
     }
 
     pose_source = card.model_path()
-    pose_dir = settings.cache.int8(sha256_file(pose_source))
     pose_xml = quantize_ir(
-        pose_source, pose_samples, pose_dir / f"{pose_source.stem}.xml", POSE_PRESET, pose_tail_depth
+        pose_source,
+        pose_samples,
+        settings.cache.int8_model(pose_source, sha256_file(pose_source)),
+        POSE_PRESET,
+        pose_tail_depth,
     )
     int8_card = ModelCard.from_dict({**card.to_dict(), "model_file": pose_xml.name, "precision": "int8"})
     int8_card.source = {**card.source, "quantized_from": {"file": pose_source.name, "sha256": sha256_file(pose_source)}}
@@ -320,7 +323,7 @@ def quantize_models(
         det_xml = quantize_ir(
             det_source,
             det_samples,
-            settings.cache.int8(sha256_file(det_source)) / f"{det_source.stem}.xml",
+            settings.cache.int8_model(det_source, sha256_file(det_source)),
             DETECTOR_PRESET,
             DETECTOR_TAIL_DEPTH,
             ignore_sigmoid=True,

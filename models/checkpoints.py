@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.hashing import sha256_file
 from models.pose_model import TopdownPoseModel, build_pose_model
-from models.zoo import IMAGENET_RESNET, ZOO, PoseModelConfig, get_config, sha256_file
+from models.zoo import IMAGENET_RESNET, ZOO, PoseModelConfig, get_config
 
 #: Format tag of our checkpoint files.
 FORMAT = "poseserve.pose_checkpoint/1"

@@ -35,11 +35,10 @@ Torch-free (stdlib only), so the service and tools can read configs without impo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 from dataclasses import dataclass, field
 
 from models.keypoints import NUM_KEYPOINTS, SCHEMAS
+from models.scoring import SCORE_MODES
 
 #: ImageNet mean / std in RGB order, 0-255 scale (MMPose ``PoseDataPreprocessor`` in all four configs).
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -64,8 +63,6 @@ IMAGENET_RESNET: dict[int, tuple[str, str]] = {
 #: Head kinds: ``integral`` (soft-argmax, normalised coordinates), ``heatmap`` (heatmaps), ``regression``
 #: (DeepPose: global average pool + FC to normalised coordinates), ``rle`` (RLE: coordinates and sigma).
 HEAD_KINDS = ("integral", "heatmap", "regression", "rle")
-#: Person-score modes of MMPose's ``CocoMetric`` (``score_mode``); the configs here use the last two.
-SCORE_MODES = ("bbox", "keypoint", "bbox_keypoint", "bbox_rle")
 #: Metric columns of MMPose's model-zoo tables by data set (the keys of ``PoseModelConfig.published``).
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "coco": ("AP", "AP50", "AP75", "AR", "AR50"),
@@ -107,7 +104,7 @@ class PoseModelConfig:
             ``pose-zoo list`` group.
         arch: the ``Arch`` name of MMPose's model-zoo table (``"deeppose_resnet_50_rle"``).
         score_mode: person score of the COCO evaluation (MMPose ``CocoMetric(score_mode=...)``, one of
-            :data:`SCORE_MODES`): ``bbox_keypoint`` for every config here except RLE's ``bbox_rle``.
+            :data:`models.scoring.SCORE_MODES`): ``bbox_keypoint`` for every config here except RLE's ``bbox_rle``.
     """
 
     name: str
@@ -539,15 +536,6 @@ def get_config(name: str) -> PoseModelConfig:
         return ZOO[name]
     except KeyError:
         raise KeyError(f"unknown pose model {name!r}; known: {sorted(ZOO)}") from None
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file (streamed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_zoo_table(rows: list[dict], dataset: str, extra_columns: tuple[str, ...] = ()) -> str:

@@ -2,7 +2,7 @@
 
     pose-serve --detector yolov8n.onnx --pose movenet.json --port 8000
 
-Every option is a :class:`service.settings.Settings` field (``POSE_<FIELD>`` in the environment;
+Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the environment;
 options override it). With no model paths, the default models are looked up in the cache, and
 prepared there when missing (``service/defaults.py``).
 """
@@ -15,13 +15,14 @@ import sys
 
 from pydantic import ValidationError
 
-from service.errors import ModelLoadError
-from service.settings import Settings, add_settings_options, settings_from_args
+from core.cli_options import add_settings_options, settings_from_args
+from core.errors import ModelLoadError
+from core.settings import SERVE_FIELDS, Settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pose-serve", description="Serve top-down pose estimation over HTTP.")
-    add_settings_options(p, Settings.model_fields)
+    add_settings_options(p, SERVE_FIELDS)
     return p.parse_args(argv)
 
 

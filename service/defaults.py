@@ -2,7 +2,7 @@
 
 The defaults are the Ultralytics ``yolo11n`` person detector and the ``ipr_res50_debias`` pose model
 (MMPose's published Debias-IPR ResNet-50 checkpoint), exported by ``pose-export defaults`` into the
-cache (:class:`service.settings.CacheLayout`: ``default_detector``, ``default_pose_card``).
+cache (:class:`core.cache.CacheLayout`: ``default_detector``, ``default_pose_card``).
 
 A pose checkpoint given as the pose model (``pose-serve --pose run/best.pth``, e.g. from ``pose-train``) is
 exported the same way on first start by :func:`resolve_pose_checkpoint` (``python -m export.cli pose``) and cached
@@ -23,9 +23,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.zoo import sha256_file
-from service.errors import ModelLoadError
-from service.settings import CacheLayout, Settings
+from core.cache import CacheLayout
+from core.errors import ModelLoadError
+from core.hashing import sha256_file
+from core.settings import Settings
 
 PREPARE_COMMAND = "pose-export defaults"
 #: File suffixes of pose checkpoints that ``pose-serve --pose`` exports before serving.

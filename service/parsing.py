@@ -14,15 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from models.geometry import validate_bboxes
-from service.errors import (
+from core.errors import (
     ClientDisconnectedError,
     ImageDecodeError,
     InvalidParameterError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from service.imageio import SUPPORTED_CONTENT_TYPES
+from inference.imageio import SUPPORTED_CONTENT_TYPES
+from models.geometry import validate_bboxes
 
 #: Extra bytes allowed on top of the image limit for multipart framing and form fields.
 MULTIPART_SLACK = 64 * 1024

@@ -5,7 +5,7 @@ slot when the body starts arriving, before the rest of it is read; request parsi
 in the thread pool (pose crops of concurrent requests meet in its batcher), watched for the deadline and for
 the client going away; the answer is ``PoseResponse.from_result`` (or a rendered JPEG). Health, readiness and
 metrics are ``async`` and touch no model, so they never wait behind inference. Errors are raised as the
-exceptions of ``service/errors.py`` and answered by the handlers in ``service/app.py``.
+exceptions of ``core/errors.py`` and answered by the handlers in ``service/app.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from service.admission import RequestContext
-from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
-from service.errors import (
+from core.errors import (
     ModelLoadError,
     NotReadyError,
     RequestTimeoutError,
@@ -29,6 +27,8 @@ from service.errors import (
     public_facts,
     public_message,
 )
+from inference.context import RequestContext
+from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
 from service.parsing import check_declared_size, parse_boxes, read_upload
 from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
@@ -40,7 +40,7 @@ WATCH_INTERVAL_S = 0.05
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    """``{"error": code, "message": text}`` with the exception's HTTP status and headers (``service/errors.py``);
+    """``{"error": code, "message": text}`` with the exception's HTTP status and headers (``core/errors.py``);
     absolute server paths are cut from the message (``public_message``)."""
     status, code = getattr(exc, "status", 500), getattr(exc, "code", "internal_error")
     body = ErrorResponse(error=code, message=public_message(str(exc))).model_dump()

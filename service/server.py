@@ -30,7 +30,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("service")
 

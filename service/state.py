@@ -13,10 +13,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from core.errors import InferenceError
+from core.settings import Settings
+from inference.pipeline import PosePipeline, runtime_precision
 from service.admission import Admission
-from service.errors import InferenceError
-from service.pipeline import PosePipeline, runtime_precision
-from service.settings import Settings
 
 log = logging.getLogger("service")
 

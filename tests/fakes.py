@@ -1,4 +1,4 @@
-"""Fast stand-ins for the two models behind the real runtime interface (``service/runtime.py``), so the
+"""Fast stand-ins for the two models behind the real runtime interface (``inference/runtime.py``), so the
 request flow (parsing, pipeline, batcher, encoding, errors) runs in-process in milliseconds."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 
+from inference.person_detector import PersonDetector
+from inference.pipeline import PosePipeline, make_batchers
+from inference.pose_estimator import PoseEstimator
 from models.card import card_for_config
 from models.zoo import get_config
-from service.detector import PersonDetector
-from service.pipeline import PosePipeline, make_batchers
-from service.pose import PoseEstimator
 
 #: The fake detector's person, xyxy in letterboxed 640x640 input pixels, and its score.
 DETECTED_BOX = (100.0, 150.0, 300.0, 500.0)

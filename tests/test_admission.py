@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from service.admission import Admission, RequestContext
-from service.errors import ClientDisconnectedError, DeadlineExceededError, OverloadedError
+from core.errors import ClientDisconnectedError, DeadlineExceededError, OverloadedError
+from inference.context import RequestContext
+from service.admission import Admission
 
 
 def test_requests_pixels_and_crops_are_budgets_refused_at_once():

@@ -1,4 +1,4 @@
-"""The cross-request crop batcher (service/batcher.py): shared batches, fairness, cancellation, failures."""
+"""The cross-request crop batcher (inference/batcher.py): shared batches, fairness, cancellation, failures."""
 
 import threading
 import time
@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from service.admission import RequestContext
-from service.batcher import Batcher
-from service.errors import ClientDisconnectedError, ShuttingDownError
+from core.errors import ClientDisconnectedError, ShuttingDownError
+from inference.batcher import Batcher
+from inference.context import RequestContext
 
 
 def _fake_predict(calls, delay=0.0):

@@ -1,4 +1,4 @@
-"""The build-time CUDA stack check (service/cuda_stack.py): version rules, ldd parsing, and the real check on
+"""The build-time CUDA stack check (inference/cuda_stack.py): version rules, ldd parsing, and the real check on
 this machine's CPU-only onnxruntime (which must fail: the GPU image may never be built with it)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from service.cuda_stack import (
+from inference.cuda_stack import (
     check_cuda_versions,
     check_package_versions,
     check_stack,
@@ -52,6 +52,9 @@ def test_the_check_fails_with_this_machines_cpu_onnxruntime():
     assert report.facts["package"] == "onnxruntime" and report.facts["onnxruntime_cuda"] is None
     assert any("without a CUDA build" in p for p in report.problems)
     r = subprocess.run(
-        [sys.executable, "-m", "service.cuda_stack", "--cuda", "12.6.3"], cwd=REPO_ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "inference.cuda_stack", "--cuda", "12.6.3"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 1 and "CUDA stack mismatch" in r.stderr and "base_cuda=12.6.3" in r.stdout

@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.detector import PersonDetector, letterbox, letterbox_batch, unletterbox_boxes
-from service.imageio import decode_image
-from service.runtime import OrtRuntime
+from inference.imageio import decode_image
+from inference.person_detector import PersonDetector, letterbox, letterbox_batch, unletterbox_boxes
+from inference.runtime import OrtRuntime
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -116,7 +116,7 @@ def test_raw_output_nms_and_person_class_only(tmp_path):
 
 @pytest.mark.parametrize("shape", [[1, 3, 640], [1, 640, 640, 3]])
 def test_wrong_input_contract_is_rejected(tmp_path, shape):
-    from service.errors import ModelLoadError
+    from core.errors import ModelLoadError
 
     x = helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)

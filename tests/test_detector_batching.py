@@ -1,4 +1,4 @@
-"""The detector batched across concurrent requests (service/pipeline.py, service/batcher.py): images of several
+"""The detector batched across concurrent requests (inference/pipeline.py, inference/batcher.py): images of several
 requests in one call when the model's batch axis is dynamic, one by one for a fixed-batch model, the two models never
 computing at once, and deadlines still dropping queued work at the detector stage."""
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import DeadlineExceededError
 from service.admission import Admission
-from service.errors import DeadlineExceededError
 from tests.fakes import FakeDetectorRuntime, FakePoseRuntime, Overlap, fake_pipeline, wait_until
 
 
@@ -103,7 +103,7 @@ def test_a_request_past_its_deadline_at_the_detector_stage_is_dropped_before_it_
 
 
 def test_on_a_gpu_the_two_models_may_overlap():
-    from service.pipeline import make_batchers, on_gpu
+    from inference.pipeline import make_batchers, on_gpu
 
     pipe = fake_pipeline(batching=False)
     assert not on_gpu(pipe.pose.runtime)

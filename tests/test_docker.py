@@ -82,8 +82,8 @@ def test_every_pip_install_uses_its_images_constraints_file():
 
 def test_the_gpu_images_check_the_cuda_stack_at_build_time():
     body = stages()["serve"][1]
-    assert 'python -m service.cuda_stack --cuda "${CUDA_VERSION}"' in body
-    assert body.index("service.cuda_stack") > body.index("pip install")  # after the install it checks
+    assert 'python -m inference.cuda_stack --cuda "${CUDA_VERSION}"' in body
+    assert body.index("inference.cuda_stack") > body.index("pip install")  # after the install it checks
     assert "nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04" in DOCKERFILE
 
 

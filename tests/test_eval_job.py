@@ -33,7 +33,7 @@ MINI_ANN = Path("annotations") / "person_keypoints_val2017.json"
 @pytest.fixture(scope="session")
 def movenet(movenet_card, cpu_settings):
     """The served pipeline with MoveNet and no detector (boxes come from the annotations or a file)."""
-    from service.pipeline import PosePipeline
+    from inference.pipeline import PosePipeline
 
     return PosePipeline.from_settings(cpu_settings.model_copy(update={"pose_model": movenet_card}), batching=False)
 

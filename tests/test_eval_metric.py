@@ -16,7 +16,6 @@ from evaluation.metric import (
     STAT_NAMES,
     CocoKeypointMetric,
     coco_backend,
-    instance_scores,
     load_coco,
     oks_iou,
     oks_nms,
@@ -27,6 +26,7 @@ from evaluation.metric import (
 )
 from models.geometry import box_to_center_scale
 from models.keypoints import COCO17_SIGMAS
+from models.scoring import person_scores
 
 GOLDEN = Path(__file__).parent / "data" / "mmpose_metric"
 ANN = GOLDEN / "ann.json"
@@ -60,7 +60,7 @@ def our_areas(golden_inputs) -> np.ndarray:
 
 
 def _rescored(inputs: dict) -> np.ndarray:
-    return instance_scores(inputs["keypoints"][:, :, 2], inputs["bbox_scores"], score_mode="bbox_keypoint")
+    return person_scores(inputs["bbox_scores"], inputs["keypoints"][:, :, 2], mode="bbox_keypoint")
 
 
 def test_area_is_mmpose_padded_square_scale(golden_inputs, our_areas):
@@ -171,20 +171,20 @@ def test_oks_nms_removes_duplicates_keeps_distinct_people():
     assert oks_nms(np.zeros((0, 17, 3)), np.zeros(0), np.zeros(0)).tolist() == []
 
 
-def test_instance_scores_rules():
+def test_person_scores_rules():
     s = np.array([[0.1, 0.5, 0.9] + [0.0] * 14, [0.1] * 17])
     b = np.array([0.8, 0.9])
-    got = instance_scores(s, b, score_mode="bbox_keypoint")
+    got = person_scores(b, s, mode="bbox_keypoint")
     np.testing.assert_allclose(got, [0.8 * 0.7, 0.0])  # only 0.5 and 0.9 pass 0.2; none pass -> 0
-    np.testing.assert_allclose(instance_scores(s, score_mode="keypoint"), s.mean(axis=1))
-    np.testing.assert_allclose(instance_scores(s, b, score_mode="bbox_rle"), [0.8 + 1.5 / 17 + 0.9, 0.9 + 0.1 + 0.1])
-    np.testing.assert_allclose(instance_scores(s, b, score_mode="bbox"), b)
+    np.testing.assert_allclose(person_scores(None, s, mode="keypoint"), s.mean(axis=1))
+    np.testing.assert_allclose(person_scores(b, s, mode="bbox_rle"), [0.8 + 1.5 / 17 + 0.9, 0.9 + 0.1 + 0.1])
+    np.testing.assert_allclose(person_scores(b, s, mode="bbox"), b)
     with pytest.raises(ValueError, match="bbox_scores are required"):
-        instance_scores(s, None, score_mode="bbox_rle")
+        person_scores(None, s, mode="bbox_rle")
     with pytest.raises(ValueError, match="2 instances"):
-        instance_scores(s, np.ones(3))
+        person_scores(np.ones(3), s)
     with pytest.raises(ValueError, match="score mode"):
-        instance_scores(s, b, score_mode="oks")
+        person_scores(b, s, mode="oks")
     with pytest.raises(ValueError, match="score_mode"):
         CocoKeypointMetric(ANN, score_mode="rle")
 

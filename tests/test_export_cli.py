@@ -96,8 +96,8 @@ def test_lint_subcommand_fails_a_graph_tensorrt_cannot_parse(tmp_path, capsys):
 
 def test_evaluation_hook_exports_a_checkpoint_through_export_pose(tmp_path):
     """evaluation/job.py turns --checkpoint into a card through export.pose.export_pose."""
+    from core.settings import Settings
     from evaluation.job import card_from_checkpoint
-    from service.settings import Settings
 
     torch.manual_seed(4)
     cfg = get_config("ipr_res50").replace(backbone_base_channels=8, deconv_out_channels=(16,), deconv_kernel_sizes=(4,))

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from core.settings import Settings
 from service.defaults import DefaultModelsMissing, resolve_default_models
-from service.settings import Settings
 
 
 def test_present_defaults_are_resolved(tmp_path):

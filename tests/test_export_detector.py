@@ -53,8 +53,8 @@ def test_exported_detector_passes_the_tensorrt_lint(exported_yolo):
 
 
 def test_exported_detector_loads_in_the_service_person_detector(exported_yolo):
-    from service.detector import PersonDetector
-    from service.runtime import OrtRuntime
+    from inference.person_detector import PersonDetector
+    from inference.runtime import OrtRuntime
 
     r, images = exported_yolo
     runtime = OrtRuntime(r.onnx_path, ["CPUExecutionProvider"])
@@ -82,8 +82,8 @@ def test_importing_ultralytics_leaves_pillow_alone(ultralytics_available):
     """Ultralytics patches PIL.Image.open on import (pip-installing pi-heif on unknown bytes); we put it back."""
     from PIL import Image
 
-    from service.errors import ImageDecodeError
-    from service.imageio import decode_image
+    from core.errors import ImageDecodeError
+    from inference.imageio import decode_image
 
     before = Image.open
     import_ultralytics()

@@ -25,11 +25,11 @@ from export.pose import (  # noqa: E402
     synthetic_crops,
     verify,
 )
+from inference.runtime import create_runtime  # noqa: E402
 from models.card import ModelCard  # noqa: E402
 from models.pose_model import build_pose_model, scale_head_logits  # noqa: E402
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close  # noqa: E402
 from models.zoo import ZOO, get_config  # noqa: E402
-from service.runtime import create_runtime  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ONNX exports: seconds each
 
@@ -143,7 +143,7 @@ def test_zoo_config_round_trips_through_onnxruntime(exported, tiny_crops, cpu_se
         assert 0 < batched[..., 2].min() and batched[..., 2].max() < 1 and batched[..., 2].std() > 1e-3
 
     # served: the service's estimator with the flip test (card decode + flip-back) == torch's flip test
-    from service.pose import PoseEstimator
+    from inference.pose_estimator import PoseEstimator
 
     pe = PoseEstimator(card, rt, flip_test=True)
     assert_close(
@@ -204,9 +204,9 @@ def test_debias_with_huge_logits_exports_and_stays_finite_in_fp32_and_fp16(tmp_p
 @pytest.mark.parametrize("name", EXPORTED)
 def test_every_entry_serves_through_the_pipeline_with_flip_test(exported, coco_tiny, cpu_settings, name):
     """Export -> card -> the service's pipeline (flip test on) on a coco-tiny image == torch on the same crops."""
+    from inference.imageio import decode_image
+    from inference.pipeline import PosePipeline
     from models.geometry import bbox_xywh2xyxy, box_to_center_scale, crop_batch, keypoints_crop_to_image
-    from service.imageio import decode_image
-    from service.pipeline import PosePipeline
 
     model, r = exported[name]
     cfg = get_config(name)

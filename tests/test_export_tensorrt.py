@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from models.zoo import sha256_file
-from service.errors import ModelLoadError
-from service.runtime_trt import check_profile, engine_cache_path, find_cached_engine, sidecar_path, slug
+from core.cache import CacheLayout, check_profile, sidecar_path, slug
+from core.errors import ModelLoadError
+from core.hashing import sha256_file
+from inference.runtime_trt import find_cached_engine
 
 
 def _onnx(tmp_path, content=b"onnx-bytes"):
@@ -22,15 +23,16 @@ def _onnx(tmp_path, content=b"onnx-bytes"):
 def test_cache_path_is_keyed_by_gpu_tensorrt_version_onnx_hash_precision_and_profile(tmp_path):
     onnx_path = _onnx(tmp_path)
     sha = sha256_file(onnx_path)
-    base = engine_cache_path(tmp_path, onnx_path, sha, "fp16", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.9.0.34")
-    assert base.parent == tmp_path / "nvidia-h100-80gb-hbm3" / "trt-10.9.0.34"
+    cache = CacheLayout(tmp_path)
+    base = cache.engine_path(onnx_path, sha, "fp16", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.9.0.34")
+    assert base.parent == tmp_path / "engines" / "nvidia-h100-80gb-hbm3" / "trt-10.9.0.34"
     assert base.name == f"pose-{sha[:16]}-fp16-b1-8-32.engine"
     variants = [
-        engine_cache_path(tmp_path, onnx_path, sha, "fp16", (1, 8, 32), "NVIDIA A10G", "10.9.0.34"),
-        engine_cache_path(tmp_path, onnx_path, sha, "fp16", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.13.0"),
-        engine_cache_path(tmp_path, onnx_path, "f" * 64, "fp16", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.9.0.34"),
-        engine_cache_path(tmp_path, onnx_path, sha, "fp32", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.9.0.34"),
-        engine_cache_path(tmp_path, onnx_path, sha, "fp16", (1, 16, 64), "NVIDIA H100 80GB HBM3", "10.9.0.34"),
+        cache.engine_path(onnx_path, sha, "fp16", (1, 8, 32), "NVIDIA A10G", "10.9.0.34"),
+        cache.engine_path(onnx_path, sha, "fp16", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.13.0"),
+        cache.engine_path(onnx_path, "f" * 64, "fp16", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.9.0.34"),
+        cache.engine_path(onnx_path, sha, "fp32", (1, 8, 32), "NVIDIA H100 80GB HBM3", "10.9.0.34"),
+        cache.engine_path(onnx_path, sha, "fp16", (1, 16, 64), "NVIDIA H100 80GB HBM3", "10.9.0.34"),
     ]
     assert len({base, *variants}) == 6
 
@@ -41,7 +43,7 @@ def test_profile_and_precision_are_validated(tmp_path):
         with pytest.raises(ValueError, match="profile"):
             check_profile(bad)
     with pytest.raises(ValueError, match="int8"):
-        engine_cache_path(tmp_path, "m.onnx", "0" * 64, "int8", (1, 1, 1), "gpu", "10")
+        CacheLayout(tmp_path).engine_path("m.onnx", "0" * 64, "int8", (1, 1, 1), "gpu", "10")
     assert slug("  NVIDIA GeForce RTX 4090 ") == "nvidia-geforce-rtx-4090" and slug("") == "unknown"
 
 
@@ -50,10 +52,10 @@ def test_find_cached_engine_prefers_an_engine_whose_profile_covers_the_batch(tmp
     version must match; an engine that cannot run one crop (profile min > 1) is never taken."""
     onnx_path = _onnx(tmp_path)
     sha = sha256_file(onnx_path)
-    root = tmp_path / "engines"
+    root = CacheLayout(tmp_path / "cache")
 
     def put(precision, profile, meta_sha=sha):
-        p = engine_cache_path(root, onnx_path, sha, precision, profile, "GPU X", "10.9")
+        p = root.engine_path(onnx_path, sha, precision, profile, "GPU X", "10.9")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"engine")
         sidecar_path(p).write_text(
@@ -101,9 +103,9 @@ def test_without_tensorrt_the_runtime_and_builder_fail_clearly(tmp_path, monkeyp
         pytest.skip("TensorRT is installed: the missing-dependency path cannot be exercised")
     except ImportError:
         pass
+    from core.settings import Settings
     from export.tensorrt import EngineBuildError, EngineCache, build_engine
-    from service.runtime import create_runtime
-    from service.settings import Settings
+    from inference.runtime import create_runtime
 
     onnx_path = _onnx(tmp_path)
     with pytest.raises(ModelLoadError, match="TensorRT"):
@@ -111,13 +113,13 @@ def test_without_tensorrt_the_runtime_and_builder_fail_clearly(tmp_path, monkeyp
     with pytest.raises(EngineBuildError, match="TensorRT is not importable"):
         build_engine(onnx_path, tmp_path / "x.engine")
     with pytest.raises(EngineBuildError, match="TensorRT is not importable"):
-        EngineCache(tmp_path).get_or_build(onnx_path)
+        EngineCache(CacheLayout(tmp_path)).get_or_build(onnx_path)
 
 
 def test_runtime_trt_module_is_torch_free():
     import subprocess
 
-    code = "import sys, service.runtime_trt, service.defaults; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, inference.runtime_trt, service.defaults; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -132,7 +134,7 @@ def test_engine_build_and_trt_runtime_match_onnxruntime(trt, tmp_path):
     from onnx import TensorProto, helper
 
     from export.tensorrt import EngineCache, EngineSpec, compare_engine_to_onnx
-    from service.runtime_trt import TrtRuntime
+    from inference.runtime_trt import TrtRuntime
 
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8, 8])
@@ -143,17 +145,17 @@ def test_engine_build_and_trt_runtime_match_onnxruntime(trt, tmp_path):
     )
     path = tmp_path / "conv.onnx"
     onnx.save(model, str(path))
-    cache = EngineCache(tmp_path / "engines")
+    cache = EngineCache(CacheLayout(tmp_path))
     spec = EngineSpec("fp32", (1, 2, 4), workspace_gib=1.0)
     engine = cache.get_or_build(path, spec)
     assert engine.is_file() and sidecar_path(engine).is_file()
     assert cache.get_or_build(path, spec) == engine  # cache hit
-    rt = TrtRuntime(path, cache_root=tmp_path / "engines")  # found through the cache by ONNX path
+    rt = TrtRuntime(path, cache=CacheLayout(tmp_path))  # found through the cache by ONNX path
     assert rt.input_names == ["x"] and rt.input_shapes == [[None, 3, 8, 8]]
     feeds = {"x": np.random.default_rng(1).random((3, 3, 8, 8), dtype=np.float32)}
     assert rt.run(feeds)[0].shape == (3, 4, 8, 8)
     assert max(compare_engine_to_onnx(engine, path, feeds)) < 1e-3
-    from service.errors import InferenceError
+    from core.errors import InferenceError
 
     with pytest.raises(InferenceError, match="profile"):
         rt.run({"x": np.zeros((5, 3, 8, 8), np.float32)})

@@ -241,7 +241,7 @@ def test_a_model_that_cannot_load_ends_the_process_with_the_reason(yolo_onnx, tm
 
 
 def test_a_fault_outside_the_model_call_reaches_its_requests_and_the_worker_goes_on():
-    from service.batcher import Batcher
+    from inference.batcher import Batcher
 
     def predict(crops):
         return crops[:, :1, 0, 0].astype(np.float32)
@@ -265,8 +265,8 @@ def test_a_fault_outside_the_model_call_reaches_its_requests_and_the_worker_goes
 def test_a_stopped_worker_fails_healthz_readyz_and_new_requests():
     from fastapi.testclient import TestClient
 
+    from core.settings import Settings
     from service.app import create_app
-    from service.settings import Settings
     from tests.fakes import fake_pipeline
 
     pipeline = fake_pipeline()
@@ -306,8 +306,8 @@ def test_a_multipart_upload_over_1_mb_needs_no_temp_file(monkeypatch):
 
     from fastapi.testclient import TestClient
 
+    from core.settings import Settings
     from service.app import create_app
-    from service.settings import Settings
     from tests.fakes import fake_pipeline
 
     def full(*args, **kwargs):
@@ -331,8 +331,8 @@ def test_connections_that_never_send_their_body_hold_no_admission_slot():
     a normal client is still admitted (they get 408 at the read timeout)."""
     import socket
 
+    from core.settings import Settings
     from service.app import create_app
-    from service.settings import Settings
     from tests.fakes import ThreadedServer, fake_pipeline
 
     settings = Settings(warmup=False, max_inflight_requests=4, read_timeout_s=5.0, header_timeout_s=5.0)

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from core.errors import ImageDecodeError, InvalidParameterError, PayloadTooLargeError, UnsupportedMediaTypeError
+from core.settings import Settings
+from inference.imageio import decode_image
 from service.app import create_app
-from service.errors import ImageDecodeError, InvalidParameterError, PayloadTooLargeError, UnsupportedMediaTypeError
-from service.imageio import decode_image
 from service.parsing import parse_boxes
-from service.settings import Settings
 from tests.fakes import fake_pipeline
 
 MAX_BYTES, MAX_PIXELS = 2_000_000, 20_000_000

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.errors import ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError
-from service.imageio import decode_image
+from core.errors import ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError
+from inference.imageio import decode_image
 
 
 def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -86,7 +86,7 @@ def test_16bit_and_float_images_convert_exactly_in_bounded_memory(mode):
     is the result plus Pillow's copy, not float64 temporaries of the whole image (tracemalloc sees numpy's)."""
     import tracemalloc
 
-    from service.imageio import _to_rgb8
+    from inference.imageio import _to_rgb8
 
     values = np.arange(65536, dtype=np.int64).reshape(256, 256)
     if mode == "F":

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.hashing import sha256_file
 from models import checkpoints, zoo
 from models.checkpoints import (
     FORMAT,
@@ -173,7 +174,7 @@ def test_load_pretrained_without_network_says_where_to_put_the_file(tmp_path, mo
 def test_download_verifies_the_sha256_prefix(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"pose" * 1000)
-    digest = zoo.sha256_file(src)
+    digest = sha256_file(src)
     dest = checkpoints.download(src.as_uri(), tmp_path / "cache" / "a.pth", digest[:8], progress=False)
     assert dest.read_bytes() == src.read_bytes()
     bad = "0" * 8 if not digest.startswith("0" * 8) else "1" * 8
@@ -239,7 +240,7 @@ def test_strict_load_of_mmpose_shaped_checkpoint(name, tmp_path):
     state_dict = _mmpose_file(path, cfg)
     model, metadata = load_pose_checkpoint(path)
     assert metadata["config_name"] == name and metadata["format"] == "mmpose"
-    assert metadata["sha256"] == zoo.sha256_file(path)
+    assert metadata["sha256"] == sha256_file(path)
     assert metadata["meta"]["dataset_meta"]["sigmas"][0] == pytest.approx(0.05)
     assert metadata["published"] == cfg.published
     assert ("converted" in metadata) == ("/mmpose/top_down/" in cfg.checkpoint_url)

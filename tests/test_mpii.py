@@ -189,7 +189,7 @@ def test_pose_eval_mpii_prints_the_seed_table_with_known_pckh(coco_tiny, tmp_pat
     centers = (boxes[:, :2] + boxes[:, 2:]) / 2
     side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     s = side / 200.0  # MPII scale units
-    from service.imageio import decode_image
+    from inference.imageio import decode_image
 
     images = {a["image_id"]: decode_image((coco_tiny / files[a["image_id"]]).read_bytes()) for a in people}
     crops = np.stack(

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from core.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from tests.fakes import FakePoseRuntime, fake_pipeline, wait_until
 
 JPEG = {"Content-Type": "image/jpeg"}
@@ -220,7 +220,7 @@ def test_models_endpoint_shows_no_server_paths(movenet_card, tmp_path):
     """Cards written by ``pose-export`` name the checkpoint and verification images by path; none reaches a client."""
     import json
 
-    from service.pipeline import PosePipeline
+    from inference.pipeline import PosePipeline
 
     card = json.loads(movenet_card.read_text())
     card["source"] = {"checkpoint": str(tmp_path / "ckpts" / "best.pth"), "sha256": "ab" * 32}

@@ -1,4 +1,4 @@
-"""The served pipeline (service/pipeline.py) directly: stages, timings, boxes, centers/scales, errors."""
+"""The served pipeline (inference/pipeline.py) directly: stages, timings, boxes, centers/scales, errors."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.errors import ImageDecodeError, InvalidParameterError, ModelLoadError, PayloadTooLargeError
+from core.settings import Settings
+from inference.pipeline import PosePipeline
 from models.geometry import box_to_center_scale
-from service.errors import ImageDecodeError, InvalidParameterError, ModelLoadError, PayloadTooLargeError
-from service.pipeline import PosePipeline
-from service.settings import Settings
 from tests.fakes import DETECTED_BOX, fake_pipeline
 
 
@@ -107,7 +107,7 @@ def test_warmup_mode_comes_from_the_settings(movenet_card):
 
 
 def test_runtime_precision_states_what_each_runtime_computes_in():
-    from service.pipeline import runtime_precision
+    from inference.pipeline import runtime_precision
 
     class Facts:
         def __init__(self, **facts):

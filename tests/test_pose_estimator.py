@@ -1,16 +1,16 @@
-"""Card-driven pose estimator (service/pose.py) with the real MoveNet Thunder model."""
+"""Card-driven pose estimator (inference/pose_estimator.py) with the real MoveNet Thunder model."""
 
 import json
 
 import numpy as np
 import pytest
 
+from core.errors import InvalidParameterError, ModelLoadError
+from inference.imageio import decode_image
+from inference.pose_estimator import PoseEstimator
 from models.card import ModelCard
 from models.geometry import box_to_center_scale
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close
-from service.errors import InvalidParameterError, ModelLoadError
-from service.imageio import decode_image
-from service.pose import PoseEstimator
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from core.settings import Settings
 from models.card import ModelCard
 from models.tolerance import REDUCED_PRECISION_AGREEMENT_OKS
-from service.settings import Settings
 
 ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
 pytestmark = pytest.mark.slow
@@ -24,8 +24,8 @@ def _capabilities() -> list[str]:
 
 
 def _require(precision: str) -> None:
-    from service.errors import ModelLoadError
-    from service.runtime_ov import check_precision, cpu_flags
+    from core.errors import ModelLoadError
+    from inference.runtime_ov import check_precision, cpu_flags
 
     try:
         check_precision(precision, "CPU", _capabilities(), cpu_flags())
@@ -48,7 +48,7 @@ def _quantize(ov_settings, coco_mini, cache_dir, *extra) -> tuple[int, ModelCard
     with): its exit status and the int8 card it wrote."""
     _require("int8")
     from export.cli import main
-    from service.runtime_ov import int8_model_path
+    from inference.runtime_ov import int8_model_path
 
     ann = coco_mini / "annotations" / "person_keypoints_val2017.json"
     images = coco_mini / "val2017"

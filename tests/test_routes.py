@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from core.settings import Settings
 from models.keypoints import COCO17_NAMES, MPII16
 from service.app import create_app
-from service.settings import Settings
 from tests.fakes import DETECTED_BOX, FakePoseRuntime, fake_pipeline
 
 MAX_BYTES = 3_000_000

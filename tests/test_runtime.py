@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.errors import InferenceError, ModelLoadError, ProviderFallbackError
-from service.runtime import OrtRuntime, create_runtime, resolve_providers
-from service.settings import Settings
+from core.errors import InferenceError, ModelLoadError, ProviderFallbackError
+from core.settings import Settings
+from inference.runtime import OrtRuntime, create_runtime, resolve_providers
 
 
 def test_auto_providers_never_empty_and_cpu_last():
@@ -69,7 +69,7 @@ CUDA, TRT, CPU = "CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecu
 
 
 def test_gpu_provider_options_come_from_the_settings(tmp_path):
-    from service.runtime import provider_options
+    from inference.runtime import provider_options
 
     s = Settings(cache_dir=tmp_path, device=1, gpu_mem_limit=2 << 30)
     opts = provider_options(s, [TRT, CUDA, CPU], [("crops", [None, 256, 192, 3])], batch_size=32)
@@ -108,7 +108,7 @@ def test_provider_options_reach_the_session(monkeypatch, tmp_path):
     pairs; the TensorRT EP's profile names the model's real input, probed from the file."""
     import onnxruntime as ort
 
-    from service import runtime as rt_module
+    from inference import runtime as rt_module
     from tests.graphs import tiny_pose_onnx
 
     real, calls = ort.InferenceSession, []

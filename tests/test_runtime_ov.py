@@ -1,5 +1,5 @@
-"""The OpenVINO runtime (service/runtime_ov.py): fp32 against onnxruntime, IR input, dynamic batch, the compiled-model
-cache, precision refusals, int8 resolution, and the cores the thread counts come from (service/runtime.py)."""
+"""The OpenVINO runtime (inference/runtime_ov.py): fp32 against onnxruntime, IR input, dynamic batch, the compiled-model
+cache, precision refusals, int8 resolution, and the cores the thread counts come from (inference/runtime.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import os
 import numpy as np
 import pytest
 
+from core.errors import ModelLoadError
+from core.hashing import sha256_file
+from core.settings import Settings
+from inference.runtime import available_cores, create_runtime
+from inference.runtime_ov import check_precision, int8_model_path, is_quantized_ir, resolve_card_precision
 from models.card import ModelCard
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close
-from models.zoo import sha256_file
-from service.errors import ModelLoadError
-from service.runtime import available_cores, create_runtime
-from service.runtime_ov import check_precision, int8_model_path, is_quantized_ir, resolve_card_precision
-from service.settings import Settings
 from tests.graphs import tiny_pose_onnx
 
 ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
@@ -53,8 +53,8 @@ def test_fp32_pose_keypoints_match_onnxruntime_within_the_export_tolerance(
 
 
 def test_fp32_detector_boxes_match_onnxruntime(yolo_onnx, coco_tiny, ov_settings, cpu_settings):
-    from service.detector import PersonDetector
-    from service.imageio import decode_image
+    from inference.imageio import decode_image
+    from inference.person_detector import PersonDetector
 
     image = decode_image((coco_tiny / "000000196141.jpg").read_bytes())
     got = PersonDetector(create_runtime(yolo_onnx, ov_settings)).detect(image)
@@ -125,7 +125,7 @@ def test_int8_is_never_silent(tmp_path, movenet_card, ov_settings):
     xml = tmp_path / "plain.xml"
     ov.save_model(ov.Core().read_model(str(card.model_path())), str(xml))
     assert not is_quantized_ir(xml)
-    from service.runtime_ov import OvRuntime
+    from inference.runtime_ov import OvRuntime
 
     with pytest.raises(ModelLoadError, match="needs a quantised model"):
         OvRuntime(xml, precision="int8", allow_unsupported=True)

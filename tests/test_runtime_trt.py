@@ -11,7 +11,8 @@ import threading
 import numpy as np
 import pytest
 
-from service.errors import InferenceError, ModelLoadError
+from core.cache import CacheLayout
+from core.errors import InferenceError, ModelLoadError
 from tests import fake_tensorrt
 from tests.graphs import tiny_pose_onnx
 
@@ -55,7 +56,7 @@ def _run_in_thread(rt, feeds):
 
 
 def test_run_selects_the_device_in_the_calling_thread_and_copies_through_pinned_buffers(fake, tmp_path):
-    from service.runtime_trt import TrtRuntime
+    from inference.runtime_trt import TrtRuntime
 
     rt = TrtRuntime(_engine(tmp_path), device=1)
     assert (rt.input_names, rt.output_names) == (["crops"], ["coords"])
@@ -86,7 +87,7 @@ def test_run_selects_the_device_in_the_calling_thread_and_copies_through_pinned_
 
 
 def test_a_rejected_tensor_address_is_an_inference_error_naming_the_tensor(fake, tmp_path):
-    from service.runtime_trt import TrtRuntime
+    from inference.runtime_trt import TrtRuntime
 
     rt = TrtRuntime(_engine(tmp_path))
     rt.context.reject_addresses.add("coords")
@@ -96,14 +97,14 @@ def test_a_rejected_tensor_address_is_an_inference_error_naming_the_tensor(fake,
 
 @pytest.mark.parametrize("dtype", ["BF16", "FP8"])
 def test_io_types_numpy_lacks_are_a_load_error_naming_the_tensor(fake, tmp_path, dtype):
-    from service.runtime_trt import TrtRuntime
+    from inference.runtime_trt import TrtRuntime
 
     with pytest.raises(ModelLoadError, match=rf"'coords'.*{dtype}"):
         TrtRuntime(_engine(tmp_path, out_dtype=dtype))
 
 
 def test_bad_device_and_foreign_engine_are_load_errors(fake, tmp_path):
-    from service.runtime_trt import TrtRuntime
+    from inference.runtime_trt import TrtRuntime
 
     with pytest.raises(ModelLoadError, match="device 5"):
         TrtRuntime(_engine(tmp_path), device=5)
@@ -116,8 +117,9 @@ def test_bad_device_and_foreign_engine_are_load_errors(fake, tmp_path):
 def test_fp32_engines_are_built_without_tf32_and_the_sidecar_says_so(fake, tmp_path):
     import json
 
+    from core.cache import sidecar_path
     from export.tensorrt import EngineCache, EngineSpec, build_engine
-    from service.runtime_trt import read_sidecar, sidecar_path
+    from inference.runtime_trt import read_sidecar
 
     onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
     fp32 = build_engine(onnx_path, tmp_path / "pose.engine", EngineSpec("fp32", (1, 2, 4)))
@@ -128,7 +130,7 @@ def test_fp32_engines_are_built_without_tf32_and_the_sidecar_says_so(fake, tmp_p
     assert (
         meta["gpu"] == "Fake GPU 0" and meta["tensorrt_version"] == fake.__version__ and len(meta["onnx_sha256"]) == 64
     )
-    fp16 = EngineCache(tmp_path / "engines").get_or_build(onnx_path, EngineSpec("fp16", (1, 8, 32)))
+    fp16 = EngineCache(CacheLayout(tmp_path)).get_or_build(onnx_path, EngineSpec("fp16", (1, 8, 32)))
     assert json.loads(fp16.read_bytes())["built_with"]["flags"] == ["FP16", "TF32"]
     assert (read_sidecar(fp16)["fp16"], read_sidecar(fp16)["tf32"]) == (True, True)
 
@@ -136,13 +138,13 @@ def test_fp32_engines_are_built_without_tf32_and_the_sidecar_says_so(fake, tmp_p
 def test_the_pose_batch_is_clamped_to_the_engine_profile(fake, tmp_path, caplog):
     """Issue 11, item 4: settings ask for batches of 32, the only cached engine runs at most 4: the estimator and
     the batcher cap there, and 11 crops run as 4 + 4 + 3 (each within the profile)."""
+    from core.settings import Settings
     from export.tensorrt import EngineCache, EngineSpec
+    from inference.pipeline import PosePipeline
     from models.card import InputSpec, ModelCard, OutputSpec
-    from service.pipeline import PosePipeline
-    from service.settings import Settings
 
     onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
-    EngineCache(tmp_path / "cache" / "engines").get_or_build(onnx_path, EngineSpec("fp32", (1, 2, 4)))
+    EngineCache(CacheLayout(tmp_path / "cache")).get_or_build(onnx_path, EngineSpec("fp32", (1, 2, 4)))
     card = ModelCard(
         name="tiny",
         model_file=str(onnx_path),

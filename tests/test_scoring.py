@@ -1,9 +1,9 @@
-"""Person scores (service/scoring.py): MMPose's bbox x mean keypoint score above 0.2."""
+"""Person scores (models/scoring.py): MMPose's bbox x mean keypoint score above 0.2."""
 
 import numpy as np
 import pytest
 
-from service.scoring import person_scores
+from models.scoring import person_scores
 
 
 def test_mean_of_keypoints_above_the_threshold_times_the_box_score():

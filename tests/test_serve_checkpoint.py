@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import ModelLoadError
+from core.settings import Settings
 from service.defaults import is_checkpoint, resolve_pose_checkpoint
-from service.errors import ModelLoadError
-from service.settings import Settings
 
 
 def test_checkpoint_suffixes():

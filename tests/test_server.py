@@ -17,9 +17,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from core.settings import Settings
 from service.app import create_app
 from service.launcher import ServerProcess
-from service.settings import Settings
 from tests.fakes import ThreadedServer, fake_pipeline
 
 SETTINGS = Settings(

@@ -1,4 +1,4 @@
-"""Settings (service/settings.py): the one reader of POSE_* variables, the cache layout, the CLI options
+"""Settings (core/settings.py, core/cli_options.py): the one reader of POSE_* variables, the cache layout, the CLI options
 derived from the fields, and the README table generated from them."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings, add_settings_options, settings_from_args, settings_table
+from core.cli_options import add_settings_options, settings_from_args, settings_table
+from core.settings import Settings
 from tests.conftest import REPO_ROOT
 
 
@@ -18,7 +19,7 @@ def test_readme_configuration_table_is_the_generated_one():
     readme = (REPO_ROOT / "README.md").read_text()
     m = re.search(r"<!-- settings-table -->\n(.*?)<!-- /settings-table -->", readme, re.S)
     assert m, "README.md lacks the <!-- settings-table --> block"
-    assert m.group(1) == settings_table(), "README table differs: paste `python -m service.settings` into it"
+    assert m.group(1) == settings_table(), "README table differs: paste `python -m core.cli_options` into it"
 
 
 def test_environment_then_options_then_overrides(monkeypatch, tmp_path):
@@ -59,13 +60,25 @@ def test_cache_layout_and_user_expansion():
 
 
 def test_no_other_module_reads_pose_environment_variables():
-    """One owner: only service/settings.py reads POSE_* (tests read POSE_ASSETS_DIR, a test-only variable)."""
+    """One owner: only core/settings.py reads POSE_* (tests read POSE_ASSETS_DIR, a test-only variable)."""
     offenders = []
     for path in sorted(REPO_ROOT.glob("*/*.py")):
         rel = path.relative_to(REPO_ROOT).as_posix()
-        if rel.startswith(("tests/", ".venv/")) or rel == "service/settings.py":
+        if rel.startswith(("tests/", ".venv/")) or rel == "core/settings.py":
             continue
         text = path.read_text()
         if re.search(r"""(environ\b[^\n]*|getenv\()["']POSE_""", text):
             offenders.append(rel)
     assert offenders == []
+
+
+def test_field_groups_name_fields():
+    """Every named group of ``core.settings`` holds fields only, each once; ``pose-serve`` takes them all."""
+    from core import settings as mod
+
+    groups = {n: v for n, v in vars(mod).items() if n.endswith("_FIELDS")}
+    assert {"MODEL_FIELDS", "CACHE_FIELDS", "RUNTIME_FIELDS", "PIPELINE_FIELDS", "DETECTOR_FIELDS"} <= set(groups)
+    for name, fields in groups.items():
+        assert set(fields) <= set(Settings.model_fields), name
+        assert len(set(fields)) == len(fields), name
+    assert set(mod.SERVE_FIELDS) == set(Settings.model_fields)

@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from core.settings import Settings  # noqa: E402
 from models.checkpoints import (  # noqa: E402
     CheckpointError,
     imagenet_to_backbone_keys,
@@ -21,7 +22,6 @@ from models.checkpoints import (  # noqa: E402
 )
 from models.pose_model import TopdownPoseModel  # noqa: E402
 from models.zoo import IMAGENET_RESNET, get_config  # noqa: E402
-from service.settings import Settings  # noqa: E402
 from training.configs import CONFIGS, TrainConfig, get_train_config  # noqa: E402
 from training.train import amp_dtype_for, initialise  # noqa: E402
 from training.transforms import AugmentConfig  # noqa: E402

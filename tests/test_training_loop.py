@@ -71,11 +71,11 @@ def test_overfit_then_export_and_serve_same_keypoints(coco_tiny, yolo_onnx, tmp_
     model, meta = load_pose_checkpoint(work / "best.pth")
     assert meta["meta"]["config_name"] == "quick" and meta["meta"]["AP"] == pytest.approx(best)
 
+    from core.settings import Settings
+    from inference.imageio import decode_image
     from models.geometry import box_to_center_scale, crop_batch, keypoints_crop_to_image
     from service.defaults import resolve_pose_checkpoint
-    from service.imageio import decode_image
     from service.launcher import ServerProcess
-    from service.settings import Settings
 
     cache = tmp_path / "cache"
     ann = json.loads((coco_tiny / "test_coco.json").read_text())
@@ -115,8 +115,8 @@ def test_overfit_then_export_and_serve_same_keypoints(coco_tiny, yolo_onnx, tmp_
             worst = verdict.max_abs_diff if worst is None else max(worst, verdict.max_abs_diff)
         print(f"[overfit] served vs torch: max {worst:.3g} crop px")
     # the export is cached by the checkpoint's SHA-256: a second start finds it without exporting
+    from core.hashing import sha256_file
     from models.card import ModelCard
-    from models.zoo import sha256_file
 
     card_path = resolve_pose_checkpoint(work / "best.pth", Settings(cache_dir=cache))
     assert card_path.parent == Settings(cache_dir=cache).cache.trained_pose(sha256_file(work / "best.pth"))

@@ -17,7 +17,7 @@ written every ``checkpoint_interval`` epochs, at the end and when ``--max-iters`
 (``models.checkpoints.save_pose_checkpoint``; MMPose's layout: ``state_dict``, ``meta`` with the config name, epoch
 and AP / PCK, ``optimizer``, ``param_schedulers``) and loads with ``pose-export pose`` / ``load_pose_checkpoint``.
 
-Settings-like options (``--cache-dir``, ``--offline``, ``--log-level``) come from ``service.settings.Settings``;
+Settings-like options (``--cache-dir``, ``--offline``, ``--log-level``) come from ``core.settings.Settings``;
 the hyper-parameters are the config's (``training.configs``), overridable on the command line.
 """
 
@@ -39,6 +39,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from core.cli_options import add_settings_options, settings_from_args
+from core.settings import CACHE_FIELDS, LOG_FIELDS, Settings
 from models.checkpoints import (
     CheckpointError,
     ChecksumError,
@@ -51,7 +53,6 @@ from models.checkpoints import (
     save_pose_checkpoint,
 )
 from models.pose_model import TopdownPoseModel
-from service.settings import Settings, add_settings_options, settings_from_args
 from training.configs import CONFIGS, INIT_IMAGENET, TrainConfig, get_train_config
 from training.data import CocoTopDown, DataError, EpochIndices, MpiiTopDown, worker_init
 from training.engine import BEST_METRIC, TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
@@ -60,7 +61,7 @@ from training.transforms import AugmentConfig
 log = logging.getLogger("pose-train")
 
 #: Settings fields pose-train takes.
-_SETTINGS = ("cache_dir", "offline", "log_level")
+_SETTINGS = (*CACHE_FIELDS, *LOG_FIELDS)
 AMP_MODES = ("auto", "off", "fp16", "bf16")
 
 

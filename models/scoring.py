@@ -1,4 +1,6 @@
-"""Person score of a top-down prediction: the one implementation, shared by the service and evaluation.
+"""Person score of a top-down prediction: the one implementation (:func:`person_scores`) and its vocabulary
+(:data:`SCORE_MODES`), shared by the pipeline (``inference.pipeline``), the COCO metric (``evaluation.metric``) and
+the zoo's configs (``models.zoo``).
 
 Kept free of heavy imports (numpy only) so ``evaluation.metric`` can use it without loading runtimes.
 """
@@ -7,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.zoo import SCORE_MODES
-
+#: Person-score modes of MMPose's ``CocoMetric`` (``score_mode``); the zoo's configs use the last two.
+SCORE_MODES = ("bbox", "keypoint", "bbox_keypoint", "bbox_rle")
 #: MMPose CocoMetric's keypoint score threshold for rescoring.
 RESCORE_KEYPOINT_THRESHOLD = 0.2
 
@@ -32,7 +34,7 @@ def person_scores(
             mode.
         keypoint_scores: float [N, K] keypoint confidences.
         threshold: ``bbox_keypoint``: keypoints with score <= this are left out of the mean.
-        mode: one of ``models.zoo.SCORE_MODES``.
+        mode: one of :data:`SCORE_MODES`.
 
     Returns:
         float64 [N].

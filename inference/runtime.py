@@ -4,7 +4,7 @@ A runtime exposes ``input_names``, ``input_shapes`` (ints for fixed dims, None f
 ``input_dtypes`` (numpy dtypes), ``output_names``, ``active_providers``, ``batch_profile`` ((min, opt,
 max) of the batch axis when an engine fixes one, else None), ``max_batch_size`` (its max, or None) and
 ``run(feeds) -> list[np.ndarray]``. The detector and the pose estimator only see this interface, so
-the TensorRT runtime (``service/runtime_trt.py``) is a drop-in replacement chosen by settings.
+the TensorRT runtime (``inference/runtime_trt.py``) is a drop-in replacement chosen by settings.
 
 GPU execution providers get their options from :class:`Settings` (:func:`provider_options`), following
 onnxruntime's docs (https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html and
@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.errors import InferenceError, ModelLoadError, ProviderFallbackError
-from service.settings import Settings
+from core.errors import InferenceError, ModelLoadError, ProviderFallbackError
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def available_cores(
 def model_threads(settings: Settings) -> int:
     """Threads each model's runtime gets: ``settings.intra_op_threads``, or when 0 :func:`available_cores`.
 
-    On the CPU the pipeline never runs the two models at once (``service.pipeline.make_batchers``: the batchers share a
+    On the CPU the pipeline never runs the two models at once (``inference.pipeline.make_batchers``: the batchers share a
     gate), so each may use every available core without the two oversubscribing them."""
     return settings.intra_op_threads or available_cores()
 
@@ -387,7 +387,7 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
             and the GPU options of :func:`provider_options` (onnxruntime); ``device``, ``trt_precision`` and
             ``cache.engines`` (TensorRT); ``ov_device``, ``precision``, ``allow_unsupported_precision``,
             ``cache.openvino`` and ``cache.int8`` (OpenVINO: with ``precision`` int8 an fp32 model file is replaced
-            by its quantisation from the cache, ``service.runtime_ov.int8_model_path``).
+            by its quantisation from the cache, ``inference.runtime_ov.int8_model_path``).
         batch_size: the largest batch the caller will run (the pose model: ``max_batch_size``; the detector: 1):
             the TensorRT runtime prefers a cached engine whose profile covers it, the TensorRT EP builds its
             profile up to it.
@@ -411,19 +411,19 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
         )
     if settings.runtime == "tensorrt":
         try:
-            from service.runtime_trt import TrtRuntime
+            from inference.runtime_trt import TrtRuntime
         except ImportError as exc:
             raise ModelLoadError(f"the TensorRT runtime is not available: {exc}") from exc
         precision = None if settings.trt_precision == "auto" else settings.trt_precision
         return TrtRuntime(
             model_path,
             device=settings.device,
-            cache_root=settings.cache.engines,
+            cache=settings.cache,
             precision=precision,
             batch_size=batch_size,
         )
     if settings.runtime == "openvino":
-        from service.runtime_ov import OvRuntime, import_openvino, int8_model_path, is_quantized_ir
+        from inference.runtime_ov import OvRuntime, import_openvino, int8_model_path, is_quantized_ir
 
         import_openvino()
         path = Path(model_path)

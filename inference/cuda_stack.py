@@ -1,6 +1,6 @@
 """Is the installed CUDA stack one consistent set? Checked when the GPU image is built (no GPU needed).
 
-    python -m service.cuda_stack --cuda "$CUDA_VERSION" [--tensorrt]      # exit 1 and say why on a mismatch
+    python -m inference.cuda_stack --cuda "$CUDA_VERSION" [--tensorrt]      # exit 1 and say why on a mismatch
 
 onnxruntime-gpu's CUDA provider is a shared library that onnxruntime loads when a session asks for
 ``CUDAExecutionProvider``; when its CUDA libraries are missing or of another major version, onnxruntime
@@ -168,7 +168,7 @@ def check_stack(base_cuda: str | None, tensorrt: bool = False) -> StackReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m service.cuda_stack", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m inference.cuda_stack", description=__doc__.splitlines()[0])
     ap.add_argument("--cuda", default=None, help="the base image's CUDA version (default: $CUDA_VERSION)")
     ap.add_argument("--tensorrt", action="store_true", help="also check TensorRT 10 and cuda-python 12.6+")
     args = ap.parse_args(argv)

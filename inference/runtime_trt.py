@@ -1,4 +1,4 @@
-"""TensorRT runtime: a serialized engine behind the same interface as ``service.runtime.OrtRuntime``.
+"""TensorRT runtime: a serialized engine behind the same interface as ``inference.runtime.OrtRuntime``.
 
 Torch-free. TensorRT (``tensorrt``, 10.x) and CUDA memory management through NVIDIA's cuda-python
 bindings (``cuda.bindings.runtime``, or ``cuda.cudart`` in cuda-python < 12.6) are imported lazily,
@@ -6,8 +6,8 @@ the way TensorRT's own Python samples (``samples/python/common_runtime.py``) man
 so this module imports without them and the runtime raises a clear :class:`ModelLoadError` when
 constructed on a machine that lacks them.
 
-The engine file naming inside the engine folder (``Settings.cache.engines``; shared with
-``export/tensorrt.py``, which builds the engines) lives here so that the service can find a cached engine
+The engine file naming inside the engine folder (``Settings.cache.engines``) is ``core.cache.CacheLayout``'s,
+shared with ``export/tensorrt.py``, which builds the engines; :func:`find_cached_engine` here finds a cached engine
 for an ONNX file without importing the export package. Engines are not portable between GPUs or
 TensorRT versions, so the cache is keyed by the GPU's name, the TensorRT version and the ONNX file's
 SHA-256 (plus precision and batch profile)::
@@ -37,19 +37,19 @@ import ctypes
 import json
 import logging
 import math
-import re
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from models.zoo import sha256_file
-from service.errors import InferenceError, ModelLoadError
+from core.cache import ENGINE_PRECISIONS, CacheLayout, sidecar_path
+from core.errors import InferenceError, ModelLoadError
+from core.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ENGINE_PRECISIONS
 
 #: Install hint shown when TensorRT or cuda-python is missing.
 INSTALL_HINT = (
@@ -94,55 +94,6 @@ def cuda_check(result):
 # Engine cache layout (torch-free, TensorRT-free: usable where neither is installed)
 
 
-def slug(text: str) -> str:
-    """A file-name-safe form of a GPU name or version: ``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3``."""
-    s = re.sub(r"[^a-z0-9.]+", "-", text.strip().lower()).strip("-")
-    return s or "unknown"
-
-
-def check_profile(profile: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Validate a (min, opt, max) batch profile.
-
-    Raises:
-        ValueError: not three integers with 1 <= min <= opt <= max.
-    """
-    try:
-        lo, opt, hi = (int(v) for v in profile)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"batch profile must be three integers (min, opt, max), got {profile!r}") from exc
-    if not 1 <= lo <= opt <= hi:
-        raise ValueError(f"batch profile must satisfy 1 <= min <= opt <= max, got min={lo} opt={opt} max={hi}")
-    return lo, opt, hi
-
-
-def engine_cache_path(
-    cache_root: str | Path,
-    onnx_path: str | Path,
-    onnx_sha256: str,
-    precision: str,
-    profile: tuple[int, int, int],
-    gpu_name: str,
-    trt_version: str,
-) -> Path:
-    """Where the engine for this (GPU, TensorRT version, ONNX file, precision, batch profile) lives.
-
-    Raises:
-        ValueError: unknown precision or invalid profile.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} must be one of {list(PRECISIONS)} (int8 is not supported yet)")
-    lo, opt, hi = check_profile(profile)
-    stem = Path(onnx_path).stem
-    name = f"{stem}-{onnx_sha256[:16]}-{precision}-b{lo}-{opt}-{hi}.engine"
-    return Path(cache_root) / slug(gpu_name) / f"trt-{slug(trt_version)}" / name
-
-
-def sidecar_path(engine_path: str | Path) -> Path:
-    """The JSON sidecar beside an engine: ``model.engine`` -> ``model.engine.json`` (never a model card's ``model.json``)."""
-    p = Path(engine_path)
-    return p.with_name(p.name + ".json")
-
-
 def read_sidecar(engine_path: str | Path) -> dict | None:
     """The engine's sidecar (written by ``export.tensorrt.build_engine``: ``tensorrt_version``, ``gpu``,
     ``onnx_sha256``, ``precision``, ``tf32``, ``profile`` [min, opt, max], ...), or None when absent or unreadable."""
@@ -156,7 +107,7 @@ def find_cached_engine(
     onnx_path: str | Path,
     gpu_name: str,
     trt_version: str,
-    cache_root: str | Path,
+    cache: CacheLayout,
     precision: str | None = None,
     batch_size: int = 1,
 ) -> Path | None:
@@ -166,7 +117,7 @@ def find_cached_engine(
     Args:
         onnx_path: the ONNX file the engine was built from (hashed to find it).
         gpu_name, trt_version: the current machine's (see :func:`current_gpu_name`).
-        cache_root: the engine folder (``Settings.cache.engines``).
+        cache: the cache layout (``Settings.cache``; engines below ``cache.engine_folder``).
         precision: ``fp32`` / ``fp16``, or None for either (fp16 preferred).
         batch_size: the largest batch the caller will run (the service's ``max_batch_size``).
 
@@ -176,13 +127,12 @@ def find_cached_engine(
         the largest profile max (the caller then clamps its batches to it, see ``PoseEstimator``). Engines whose
         profile min is above 1 are skipped (a single crop could not run). The sidecar's full SHA-256 is checked.
     """
-    root = Path(cache_root)
     sha = sha256_file(onnx_path)
-    folder = root / slug(gpu_name) / f"trt-{slug(trt_version)}"
+    folder = cache.engine_folder(gpu_name, trt_version)
     if not folder.is_dir():
         return None
     found = []
-    for p in folder.glob(f"{Path(onnx_path).stem}-{sha[:16]}-*.engine"):
+    for p in folder.glob(cache.engine_glob(onnx_path, sha)):
         meta = read_sidecar(p)
         if meta is None or meta.get("onnx_sha256") != sha or (precision and meta.get("precision") != precision):
             continue
@@ -246,7 +196,8 @@ class TrtRuntime:
             engine was built into the cache by ``pose-export engine`` (looked up by GPU name, TensorRT
             version and the ONNX file's SHA-256, see :func:`find_cached_engine`).
         device: CUDA device index; selected in the constructor and again in every :meth:`run`.
-        cache_root: engine folder for ``.onnx`` paths (``Settings.cache.engines``); required for them.
+        cache: the cache layout for ``.onnx`` paths (``Settings.cache``: engines in ``cache.engines``); required for
+            them.
         precision: preferred engine precision for ``.onnx`` paths (None: fp16 if cached, else fp32).
         batch_size: the largest batch the caller will run: a cached engine whose profile covers it is preferred.
 
@@ -268,7 +219,7 @@ class TrtRuntime:
         self,
         model_path: str | Path,
         device: int = 0,
-        cache_root: str | Path | None = None,
+        cache: CacheLayout | None = None,
         precision: str | None = None,
         batch_size: int = 1,
     ) -> None:
@@ -288,13 +239,13 @@ class TrtRuntime:
             raise ModelLoadError(f"cannot use CUDA device {self.device}: {exc}") from exc
         self.gpu_name = current_gpu_name(self.device)
         if path.suffix.lower() == ".onnx":
-            if cache_root is None:
+            if cache is None:
                 raise ModelLoadError(f"{path}: an .onnx path needs the engine cache folder (Settings.cache.engines)")
-            engine_path = find_cached_engine(path, self.gpu_name, trt.__version__, cache_root, precision, batch_size)
+            engine_path = find_cached_engine(path, self.gpu_name, trt.__version__, cache, precision, batch_size)
             if engine_path is None:
                 raise ModelLoadError(
                     f"no TensorRT engine cached for {path} on {self.gpu_name!r} with TensorRT {trt.__version__} "
-                    f"(looked in {cache_root}); build one with `pose-export engine {path} --precision fp16` "
+                    f"(looked in {cache.engines}); build one with `pose-export engine {path} --precision fp16` "
                     "(same POSE_CACHE_DIR / --cache-dir as the server) or pass an .engine file"
                 )
             path = engine_path

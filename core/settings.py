@@ -1,108 +1,32 @@
-"""Settings and the cache layout: the one place that reads ``POSE_*`` variables and names cache paths.
+"""Settings: the one place that reads ``POSE_*`` variables, and the named groups of fields the commands take.
 
 :class:`Settings` (pydantic-settings) is built once per process, by the command line entry point
-(``pose-serve``, ``pose-export``, ``pose-zoo``, ``pose-eval``), and handed down to every runtime and
+(``pose-serve``, ``pose-export``, ``pose-zoo``, ``pose-eval``, ``pose-train``), and handed down to every runtime and
 command: nothing else reads ``POSE_*`` environment variables or repeats a default. Every field is
 ``POSE_<FIELD>`` in the environment (or a ``.env`` file) and, where a command takes it, a command-line
-option derived from the field by :func:`add_settings_options` (options override the environment).
-The README's configuration table is :func:`settings_table` (``python -m service.settings`` prints it;
-a test keeps the README equal to it).
+option derived from the field by :func:`core.cli_options.add_settings_options` (options override the environment).
+Which fields a command takes is a sum of the named groups below (:data:`MODEL_FIELDS`, :data:`RUNTIME_FIELDS`, ...;
+``pose-serve`` takes :data:`SERVE_FIELDS`, all of them). The README's configuration table is
+:func:`core.cli_options.settings_table` (``python -m core.cli_options`` prints it; a test keeps the README equal to it).
 
-:class:`CacheLayout` owns the folders below the cache root (checkpoints, downloads, the default
-detector and pose model, TensorRT engines)::
-
-    <cache_dir>/checkpoints/<MMPose checkpoint>.pth
-    <cache_dir>/downloads/yolo11n.pt
-    <cache_dir>/detector/yolo11n.onnx
-    <cache_dir>/pose/ipr_res50_debias.onnx + ipr_res50_debias.json (the model card)
-    <cache_dir>/trained/<checkpoint sha256[:16]>/<config name>.onnx + .json (``pose-serve --pose best.pth``)
-    <cache_dir>/engines/<gpu>/trt-<version>/<onnx stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
-        (+ ``.engine.json``: the build's sidecar)
-    <cache_dir>/engines/onnxruntime-trt/ort-<version>-trt-<version>/  (onnxruntime's TensorRT EP engine + timing caches)
-    <cache_dir>/openvino/<device>/  (OpenVINO's compiled-model cache, ``CACHE_DIR``)
-    <cache_dir>/int8/<model sha256[:16]>/<stem>.xml + .bin (+ <stem>.json: the int8 card or the detector's record)
-        (``pose-export quantize``: NNCF post-training quantisation of the model whose file has that hash)
+The cache folders below ``cache_dir`` are :class:`core.cache.CacheLayout` (:attr:`Settings.cache`).
 
 Torch-free (pydantic-settings only).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import typing
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: The default served models (``pose-serve`` with no model paths).
-DEFAULT_DETECTOR = "yolo11n"
-DEFAULT_POSE = "ipr_res50_debias"
+from core.cache import CacheLayout
+
+#: Every setting is an environment variable ``POSE_<FIELD>``.
 ENV_PREFIX = "POSE_"
-
-
-@dataclass(frozen=True)
-class CacheLayout:
-    """The folders below the cache root (see the module docstring)."""
-
-    root: Path
-
-    @property
-    def checkpoints(self) -> Path:
-        """Downloaded pose checkpoints (MMPose's published ``.pth`` files)."""
-        return self.root / "checkpoints"
-
-    @property
-    def downloads(self) -> Path:
-        """Other downloads (the Ultralytics ``yolo11n.pt``)."""
-        return self.root / "downloads"
-
-    @property
-    def engines(self) -> Path:
-        """TensorRT engines, keyed by GPU, TensorRT version and ONNX hash (``service.runtime_trt``)."""
-        return self.root / "engines"
-
-    def ort_tensorrt(self, ort_version: str, trt_version: str) -> Path:
-        """Engine and timing caches of onnxruntime's TensorRT EP (``trt_engine_cache_path``), one folder per
-        onnxruntime and TensorRT version: the EP's cached engines must not be reused across them."""
-        return self.engines / "onnxruntime-trt" / f"ort-{ort_version}-trt-{trt_version}"
-
-    def openvino(self, device: str) -> Path:
-        """OpenVINO's compiled-model cache for one device (``CACHE_DIR``; OpenVINO keys the blobs inside by model,
-        configuration and OpenVINO version)."""
-        return self.root / "openvino" / "".join(c if c.isalnum() else "-" for c in device.lower())
-
-    def int8(self, model_sha256: str) -> Path:
-        """The folder holding the int8 quantisation (``pose-export quantize``) of the model file whose SHA-256 is
-        ``model_sha256``: ``<stem>.xml`` / ``.bin`` and its ``<stem>.json`` (card or record)."""
-        if len(model_sha256) < 16 or any(c not in "0123456789abcdef" for c in model_sha256):
-            raise ValueError(f"expected a lower-case hex SHA-256, got {model_sha256!r}")
-        return self.root / "int8" / model_sha256[:16]
-
-    @property
-    def trained(self) -> Path:
-        """Pose checkpoints served directly (``pose-serve --pose run/best.pth``), exported to ONNX + card."""
-        return self.root / "trained"
-
-    def trained_pose(self, sha256: str) -> Path:
-        """The folder holding the ONNX + card exported from the checkpoint whose SHA-256 is ``sha256``."""
-        if len(sha256) < 16 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError(f"expected a lower-case hex SHA-256, got {sha256!r}")
-        return self.trained / sha256[:16]
-
-    @property
-    def default_detector(self) -> Path:
-        """The default detector ONNX (:data:`DEFAULT_DETECTOR`)."""
-        return self.root / "detector" / f"{DEFAULT_DETECTOR}.onnx"
-
-    @property
-    def default_pose_card(self) -> Path:
-        """The default pose model's card JSON (:data:`DEFAULT_POSE`; its ONNX lies beside it)."""
-        return self.root / "pose" / f"{DEFAULT_POSE}.json"
 
 
 def _cli(flag: str) -> dict:
@@ -348,80 +272,31 @@ class Settings(BaseSettings):
 
 
 # --------------------------------------------------------------------------------------------------
-# Command-line options derived from the fields
+# Named groups of fields: what each command takes is a sum of these (``core.cli_options.add_settings_options``)
 
-
-def _flag(name: str) -> str:
-    extra = Settings.model_fields[name].json_schema_extra or {}
-    return extra.get("cli") or "--" + name.replace("_", "-")
-
-
-def _default_text(name: str) -> str:
-    field = Settings.model_fields[name]
-    v = field.default
-    if v is None or v == []:
-        return "unset"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int) and v >= 1 << 20 and v % (1 << 20) == 0:
-        return f"{v // (1 << 20)} MiB"
-    return str(v)
-
-
-def _value_type(name: str):
-    """(python type, choices) of a field for argparse."""
-    ann = Settings.model_fields[name].annotation
-    args = [a for a in typing.get_args(ann) if a is not type(None)] if typing.get_origin(ann) else []
-    base = args[0] if len(args) == 1 else ann
-    if typing.get_origin(base) is Literal:
-        return str, list(typing.get_args(base))
-    return base, None
-
-
-def add_settings_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
-    """Add one option per named :class:`Settings` field: its flag, type, choices and help come from the
-    field (booleans get ``--x`` / ``--no-x``); every default is None, so an option given overrides the
-    environment and one left out does not. :func:`settings_from_args` reads them back.
-
-    Raises:
-        KeyError: a name that is not a field.
-    """
-    names = tuple(names)
-    for name in names:
-        field = Settings.model_fields[name]
-        typ, choices = _value_type(name)
-        help_text = f"{field.description} (env {ENV_PREFIX}{name.upper()}, default {_default_text(name)})"
-        kw: dict = {"dest": name, "default": None, "help": help_text}
-        if typ is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typ in (int, float):
-            kw["type"] = typ
-        elif choices:
-            kw["choices"] = choices
-        parser.add_argument(_flag(name), **kw)
-    parser.set_defaults(_settings_fields=names)
-
-
-def settings_from_args(args: argparse.Namespace, **overrides) -> Settings:
-    """:class:`Settings` from the environment, overridden by the options :func:`add_settings_options`
-    added (those given) and then by ``overrides``.
-
-    Raises:
-        pydantic.ValidationError: an invalid value (a ``ValueError``).
-    """
-    given = {n: getattr(args, n) for n in getattr(args, "_settings_fields", ()) if getattr(args, n) is not None}
-    return Settings(**{**given, **overrides})
-
-
-def settings_table() -> str:
-    """The README's configuration table (Markdown), generated from the fields."""
-    lines = ["| variable | pose-serve option | default | meaning |", "|---|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        lines.append(
-            f"| `{ENV_PREFIX}{name.upper()}` | `{_flag(name)}` | {_default_text(name)} | {field.description} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(settings_table(), end="")
+#: The served models (``--pose``, ``--detector``).
+MODEL_FIELDS: tuple[str, ...] = ("pose_model", "detector_model")
+#: The cache root and whether downloads are allowed.
+CACHE_FIELDS: tuple[str, ...] = ("cache_dir", "offline")
+#: The host resources a model gets: its threads and its CUDA device.
+HOST_FIELDS: tuple[str, ...] = ("intra_op_threads", "device")
+#: How both models run: backend, precision, OpenVINO device, onnxruntime providers, and the host resources.
+RUNTIME_FIELDS: tuple[str, ...] = (
+    "runtime",
+    "precision",
+    "allow_unsupported_precision",
+    "ov_device",
+    "providers",
+    "allow_provider_fallback",
+    *HOST_FIELDS,
+)
+#: How the pipeline crops and batches people for the pose model.
+PIPELINE_FIELDS: tuple[str, ...] = ("max_batch_size", "flip_test", "bbox_padding")
+#: The person detector's thresholds.
+DETECTOR_FIELDS: tuple[str, ...] = ("det_score_threshold", "det_nms_iou", "det_max_detections")
+#: The TensorRT batch profile an engine is built for (``pose-export engine``: min 1, opt, max).
+ENGINE_PROFILE_FIELDS: tuple[str, ...] = ("max_batch_size", "trt_opt_batch_size")
+#: Logging.
+LOG_FIELDS: tuple[str, ...] = ("log_level",)
+#: Every field: ``pose-serve`` takes them all.
+SERVE_FIELDS: tuple[str, ...] = tuple(Settings.model_fields)

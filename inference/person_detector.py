@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from service.errors import InferenceError, ModelLoadError
+from core.errors import InferenceError, ModelLoadError
 
 PAD_VALUE = 114
 PERSON_CLASS = 0
@@ -94,7 +94,7 @@ def unletterbox_boxes(boxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int
 
 
 class PersonDetector:
-    """YOLO person detector over a runtime (see ``service/runtime.py``).
+    """YOLO person detector over a runtime (see ``inference/runtime.py``).
 
     Args:
         runtime: an opened runtime whose first input is the image tensor.

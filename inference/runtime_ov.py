@@ -1,4 +1,4 @@
-"""OpenVINO runtime: an ONNX file (or an ``.xml`` / ``.bin`` IR) behind the interface of ``service.runtime.OrtRuntime``.
+"""OpenVINO runtime: an ONNX file (or an ``.xml`` / ``.bin`` IR) behind the interface of ``inference.runtime.OrtRuntime``.
 
 Torch-free. ``openvino`` (the ``openvino`` extra) is imported when a runtime is opened, so this module imports
 without it. OpenVINO API used (docs.openvino.ai, "Integrate OpenVINO with your application", "CPU Device",
@@ -9,7 +9,7 @@ without it. OpenVINO API used (docs.openvino.ai, "Integrate OpenVINO with your a
 * ``Core.compile_model(model, device, config)`` with ``INFERENCE_PRECISION_HINT`` (``ov::hint::inference_precision``:
   ``f32`` or ``bf16``; always set, because on a CPU with BF16 the CPU plugin's default *is* bf16, so fp32 must be
   asked for), ``PERFORMANCE_HINT`` ``LATENCY`` (one stream: a batch uses every thread) and ``INFERENCE_NUM_THREADS``
-  (``service.runtime.model_threads``: the cores available to the process).
+  (``inference.runtime.model_threads``: the cores available to the process).
 * ``CACHE_DIR`` (``Core.set_property``): compiled blobs are kept in ``Settings.cache.openvino(device)`` and imported
   at the next start instead of compiled again (OpenVINO keys them by model, configuration and version).
 * ``Core.get_property(device, "OPTIMIZATION_CAPABILITIES")``: ``BF16`` must be listed for ``bf16`` (else the CPU
@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cache import IR_SUFFIX
+from core.errors import InferenceError, ModelLoadError
+from core.hashing import sha256_file
 from models.card import ModelCard, ModelCardError
-from models.zoo import sha256_file
-from service.errors import InferenceError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ PRECISIONS = ("fp32", "bf16", "int8")
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 #: CPU flags that give the CPU plugin's int8 kernels their u8 x i8 dot products without saturation.
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-IR_SUFFIX = ".xml"
 INSTALL_HINT = "install the openvino extra: pip install 'poseserve[openvino]'"
 
 
@@ -129,7 +129,7 @@ def int8_model_path(model_path: str | Path, cache) -> Path:
 
     Args:
         model_path: the fp32 model file (ONNX or IR ``.xml``) as configured.
-        cache: ``Settings.cache`` (a ``service.settings.CacheLayout``).
+        cache: ``Settings.cache`` (a ``core.cache.CacheLayout``).
 
     Raises:
         ModelLoadError: the file is missing, or it has no int8 model in the cache (the message names the command).
@@ -137,7 +137,7 @@ def int8_model_path(model_path: str | Path, cache) -> Path:
     path = Path(model_path)
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
-    target = cache.int8(sha256_file(path)) / f"{path.stem}{IR_SUFFIX}"
+    target = cache.int8_model(path, sha256_file(path))
     if not target.is_file():
         raise ModelLoadError(
             f"POSE_PRECISION=int8: no int8 model of {path.name} in the cache ({target.parent}); make it with "
@@ -173,7 +173,7 @@ def _dims(partial_shape) -> list[int | None]:
 
 
 class OvRuntime:
-    """An OpenVINO compiled model with the runtime interface (``service/runtime.py``).
+    """An OpenVINO compiled model with the runtime interface (``inference/runtime.py``).
 
     Args:
         model_path: ``.onnx`` or ``.xml`` (its ``.bin`` beside it).

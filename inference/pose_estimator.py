@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import InferenceError, InvalidParameterError, ModelLoadError
+from core.settings import Settings
+from inference.runtime import CUDA, create_runtime
 from models.card import ModelCard, ModelCardError, card_path_for
 from models.geometry import DEFAULT_PADDING, box_to_center_scale, crop_batch, keypoints_crop_to_image
-from service.errors import InferenceError, InvalidParameterError, ModelLoadError
-from service.runtime import CUDA, create_runtime
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class PoseEstimator:
 
     Args:
         card: the model card (input spec, output spec, keypoint schema).
-        runtime: an opened runtime for ``card.model_path()`` (``service/runtime.py`` interface).
+        runtime: an opened runtime for ``card.model_path()`` (``inference/runtime.py`` interface).
         padding: box padding before the square crop (MMPose 1.25).
         max_batch_size: most crops per runtime call when the model's batch axis is dynamic; clamped to the
             runtime's ``max_batch_size`` (a TensorRT engine's profile max), so no batch exceeds what the engine takes.
@@ -88,7 +88,7 @@ class PoseEstimator:
     def from_settings(cls, card_or_model_path: str | Path, settings: Settings) -> PoseEstimator:
         """Open a pose model from its card (or the model file with ``<stem>.json`` beside it) with the
         runtime, precision, padding, batch size and flip test of ``settings``. With ``precision`` int8 an fp32 card
-        is replaced by the int8 card ``pose-export quantize`` wrote for it (``service.runtime_ov``).
+        is replaced by the int8 card ``pose-export quantize`` wrote for it (``inference.runtime_ov``).
 
         Raises:
             ModelLoadError: the card or the model file is missing or invalid; int8 asked for and not quantised yet;
@@ -99,7 +99,7 @@ class PoseEstimator:
         except ModelCardError as exc:
             raise ModelLoadError(str(exc)) from exc
         if settings.precision == "int8" or card.precision == "int8":
-            from service.runtime_ov import resolve_card_precision
+            from inference.runtime_ov import resolve_card_precision
 
             card = resolve_card_precision(card, settings.precision, settings.cache)
         return cls(

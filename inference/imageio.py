@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError
+from core.errors import ImageDecodeError, PayloadTooLargeError, UnsupportedMediaTypeError
 
 #: Pillow format names the service accepts. MPO is a JPEG with extra frames (what many phones and cameras
 #: write); its first frame, the main image, is decoded.

@@ -9,10 +9,10 @@ what a shared server needs:
 * fairness: a batch takes crops round-robin from the waiting requests (each gets an equal share of the
   batch, the rest goes to those with more), so a request with 200 boxes runs in several batches that the
   crops of other requests join, instead of holding the model for all of its crops first;
-* cancellation: the crops of a request whose :class:`~service.admission.RequestContext` is cancelled
+* cancellation: the crops of a request whose :class:`~inference.context.RequestContext` is cancelled
   (deadline passed, client gone) are dropped before they run;
 * one model at a time on the CPU: the detector's and the pose model's batchers share a gate (a lock held while a
-  batch runs; ``service.pipeline.make_batchers``), so each model's runtime may use every core (``service.runtime.model_threads``) without the two
+  batch runs; ``inference.pipeline.make_batchers``), so each model's runtime may use every core (``inference.runtime.model_threads``) without the two
   oversubscribing them; pre- and post-processing run outside it, in the request threads;
 * fault isolation: every exception of a batch (the model call, the output checks, the write-back) goes to the
   requests of that batch and the worker goes on; a failed batch of several requests is retried one request at a
@@ -21,7 +21,7 @@ what a shared server needs:
   ``RunOptions.terminate``, OpenVINO's ``InferRequest.cancel``) and fails as an ``InferenceError`` of kind
   ``timeout``; :attr:`Batcher.consecutive_timeouts` counts the calls in a row that did so (``/readyz``);
 * :meth:`Batcher.close` (shutdown) cancels the running call and fails every request still waiting on the batcher
-  with :class:`~service.errors.ShuttingDownError` (503), also when the call cannot be stopped (it is abandoned).
+  with :class:`~core.errors.ShuttingDownError` (503), also when the call cannot be stopped (it is abandoned).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from service.admission import RequestContext
-from service.errors import InferenceError, ShuttingDownError
+from core.errors import InferenceError, ShuttingDownError
+from inference.context import RequestContext
 
 log = logging.getLogger(__name__)
 

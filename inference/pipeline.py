@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import InvalidParameterError, ModelLoadError
+from core.settings import Settings
+from inference.batcher import Batcher
+from inference.context import RequestContext
+from inference.imageio import decode_image
+from inference.person_detector import PersonDetector
+from inference.pose_estimator import PoseEstimator
+from inference.runtime import create_runtime
 from models.geometry import validate_bboxes
-from service.admission import RequestContext
-from service.batcher import Batcher
-from service.detector import PersonDetector
-from service.errors import InvalidParameterError, ModelLoadError
-from service.imageio import decode_image
-from service.pose import PoseEstimator
-from service.runtime import create_runtime
-from service.scoring import person_scores
-from service.settings import Settings
+from models.scoring import person_scores
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class PoseResult:
         centers, scales: float32 [N, 2] each: the crop boxes (padded, aspect-fixed), original-image pixels;
             ``prod(scales)`` is MMPose's OKS area.
         keypoints: float32 [N, K, 3]: x, y in original-image pixels, score.
-        scores: float32 [N] person scores (:func:`service.scoring.person_scores`).
+        scores: float32 [N] person scores (:func:`models.scoring.person_scores`).
         detector: name of the detector that found the boxes, or None for caller boxes.
         dropped: people found (or given) whose keypoints the pose model returned as NaN / Inf: left out of every
             array above and counted here (the answer's ``dropped_persons``).
@@ -316,7 +316,7 @@ def make_batchers(
     run_timeout_s: float = 0.0,
 ) -> tuple[Batcher, Batcher | None]:
     """The pose model's and the detector's cross-request batchers, sharing one gate (one model computes at a time)
-    when both compute on the CPU: there each uses every available core (``service.runtime.model_threads``), and two at
+    when both compute on the CPU: there each uses every available core (``inference.runtime.model_threads``), and two at
     once would oversubscribe them. On a GPU (CUDA / TensorRT providers, the TensorRT runtime, an OpenVINO GPU) the two
     models' calls may overlap, as before.
 
