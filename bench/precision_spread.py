@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from core.settings import Settings
-    from evaluation.job import compare_precision_runs, evaluate_precisions
     from evaluation.metric import load_coco
     from evaluation.precision import compare_runs
+    from evaluation.runner import compare_precision_runs, evaluate_precisions
     from export.quantize import quantize_models
     from models.card import InputSpec, ModelCard, OutputSpec
 

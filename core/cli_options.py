@@ -3,12 +3,16 @@
 :func:`add_settings_options` adds one option per named field (the commands name them by the groups of
 ``core.settings``: ``MODEL_FIELDS``, ``RUNTIME_FIELDS``, ...), :func:`settings_from_args` builds the settings back
 from the parsed options, and :func:`settings_table` is the README's configuration table
-(``python -m core.cli_options`` prints it; a test keeps the README equal to it).
+(``python -m core.cli_options`` prints it; a test keeps the README equal to it). :func:`export_command` goes the
+other way: the ``pose-export`` command line that carries a process's settings to the subprocess that runs it
+(``pose-serve`` preparing its default models, ``pose-eval --checkpoint``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import typing
 from collections.abc import Iterable
 from typing import Literal
@@ -86,6 +90,20 @@ def settings_table() -> str:
             f"| `{ENV_PREFIX}{name.upper()}` | `{_flag(name)}` | {_default_text(name)} | {field.description} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def export_extra_installed() -> bool:
+    """Whether ``python -m export.cli`` can run here (torch and the export package importable), without importing them."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx", "export"))
+
+
+def export_command(subcommand: list[str], settings: Settings) -> list[str]:
+    """The ``python -m export.cli`` command line of ``subcommand`` with the settings the export needs from the server's
+    (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``): a flag of ``pose-serve`` reaches the
+    export subprocess as the flag, not only through ``POSE_*`` variables."""
+    cmd = [sys.executable, "-m", "export.cli", *subcommand, "--cache-dir", str(settings.cache.root)]
+    cmd += ["--intra-op-threads", str(settings.intra_op_threads), "--device", str(settings.device)]
+    return cmd + (["--offline"] if settings.offline else [])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """Person boxes for top-down evaluation and training: COCO ground truth as MMPose's top-down dataset takes it, and
 detection-results files (``COCO_val2017_detections_AP_H_56_person.json``).
 
-Light on purpose (numpy and :mod:`models.geometry` only): ``pose-eval`` (:mod:`evaluation.job`) and the training
+Light on purpose (numpy and :mod:`models.geometry` only): ``pose-eval`` (:mod:`evaluation.runner`) and the training
 datasets (:mod:`training.data`) share these rules, and a ``train``-only install must import them without the serving
-stack (onnxruntime, Pillow) that :mod:`evaluation.job` pulls in.
+stack (onnxruntime, Pillow) that :mod:`evaluation.runner` pulls in.
 """
 
 from __future__ import annotations

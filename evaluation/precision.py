@@ -177,7 +177,7 @@ def same_box_agreement(
     Args:
         coco_gt: COCO object of the annotations.
         reference: image id -> float [N, K, 3] reference keypoints (x, y, score; original-image pixels), one row per
-            box, before rescoring and NMS (``evaluation.job.Predictions.per_image``).
+            box, before rescoring and NMS (``evaluation.runner.Predictions.per_image``).
         same_boxes: image id -> float [N, K, 3], the reduced-precision pose model on the same N boxes, same order.
         image_ids: the images compared.
         sigmas: float [K] (default COCO-17).

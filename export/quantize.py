@@ -27,7 +27,7 @@ leaves them out the same way, ``ultralytics/utils/export/openvino.py``). The res
   AP at fp32 and int8 on the evaluation set with their difference);
 * ``<detector stem>.json``: the same record for the detector.
 
-Then the served pipeline runs the evaluation images at fp32 and at int8 (``evaluation.job.evaluate_precisions``,
+Then the served pipeline runs the evaluation images at fp32 and at int8 (``evaluation.runner.evaluate_precisions``,
 both models at each precision, the live detector's boxes when a detector is given, else ground truth) and the
 reduced-precision gate judges the pair (``evaluation.precision.compare_runs``: keypoint agreement with fp32, the
 paired OKS change against ground truth, the AP change with its bootstrap interval; bounds in ``models/tolerance.py``).
@@ -79,7 +79,7 @@ class QuantizeReport:
         calibration: the calibration set as recorded in the card.
         ap: ``{"fp32": AP, "int8": AP, "delta": AP(int8) - AP(fp32), ...}``, or None when no evaluation set was given.
         gate: the judged comparison of the int8 run with the fp32 run (``evaluation.precision``), or None likewise.
-        runs: the fp32 and int8 ``evaluation.job.PrecisionRun`` behind them (empty likewise).
+        runs: the fp32 and int8 ``evaluation.runner.PrecisionRun`` behind them (empty likewise).
     """
 
     pose_card: Path
@@ -233,8 +233,9 @@ def quantize_models(
         QuantizeError: NNCF missing, no calibration data, an int8 card given, quantisation failed.
         ModelLoadError: a model cannot be opened.
     """
-    from evaluation.job import compare_precision_runs, evaluate_precisions, gt_boxes
+    from evaluation.boxes import gt_boxes
     from evaluation.metric import load_coco
+    from evaluation.runner import compare_precision_runs, evaluate_precisions
     from inference.pipeline import PosePipeline
 
     if settings.pose_model is None:
@@ -354,7 +355,7 @@ def quantize_models(
             "evaluation": f"{len(runs[0].predictions.image_ids)} images of {Path(eval_ann).name}",
             "boxes": "the detector at the same precision" if boxes == "detector" else "ground truth",
             "flip_test": settings.flip_test,
-            "metric": "COCO keypoint AP (evaluation.job: rescoring, OKS-NMS)",
+            "metric": "COCO keypoint AP (evaluation.runner: rescoring, OKS-NMS)",
         }
         int8_card.extra["quantization"].update(ap=ap, gate=gate.to_dict())
         int8_card.save(card_path)

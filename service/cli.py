@@ -4,7 +4,8 @@
 
 Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the environment;
 options override it). With no model paths, the default models are looked up in the cache, and
-prepared there when missing (``service/defaults.py``).
+prepared there when missing (``service/defaults.py``: ``pose-export defaults`` run as a subprocess, at the command
+line level only; the server never imports ``export``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from core.settings import SERVE_FIELDS, Settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="pose-serve", description="Serve top-down pose estimation over HTTP.")
+    p = argparse.ArgumentParser(
+        prog="pose-serve",
+        description="Serve top-down pose estimation over HTTP.",
+        epilog="With no --detector / --pose, the default models are taken from the cache; missing ones are prepared "
+        "by running `pose-export defaults` as a subprocess (needs the export extra; --no-prepare-defaults: never), "
+        "and a checkpoint given as --pose (.pth) is converted once by `pose-export pose` the same way. The server "
+        "process itself never imports the export package or torch.",
+    )
     add_settings_options(p, SERVE_FIELDS)
     return p.parse_args(argv)
 

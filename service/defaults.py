@@ -17,13 +17,13 @@ that prepares them.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from core.cache import CacheLayout
+from core.cli_options import export_command, export_extra_installed
 from core.errors import ModelLoadError
 from core.hashing import sha256_file
 from core.settings import Settings
@@ -41,20 +41,6 @@ def defaults_present(cache: CacheLayout) -> bool:
     """Whether the default detector ONNX, pose card and the pose ONNX beside it all exist."""
     card = cache.default_pose_card
     return cache.default_detector.is_file() and card.is_file() and card.with_suffix(".onnx").is_file()
-
-
-def export_extra_installed() -> bool:
-    """Whether ``python -m export.cli`` can run here (torch and the export package importable), without importing them."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "onnx", "export"))
-
-
-def export_command(subcommand: list[str], settings: Settings) -> list[str]:
-    """The ``python -m export.cli`` command line of ``subcommand`` with the settings the export needs from the server's
-    (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``): a flag of ``pose-serve`` reaches the
-    export subprocess as the flag, not only through ``POSE_*`` variables."""
-    cmd = [sys.executable, "-m", "export.cli", *subcommand, "--cache-dir", str(settings.cache.root)]
-    cmd += ["--intra-op-threads", str(settings.intra_op_threads), "--device", str(settings.device)]
-    return cmd + (["--offline"] if settings.offline else [])
 
 
 def resolve_default_models(settings: Settings) -> tuple[Path, Path]:

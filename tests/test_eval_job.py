@@ -13,17 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.job import (
-    Predictions,
-    format_ap_table,
-    gt_boxes,
-    iter_images,
-    load_detection_file,
-    main,
-    run_pipeline,
-    score_predictions,
-)
+from evaluation.boxes import gt_boxes, load_detection_file
+from evaluation.job import main
 from evaluation.metric import load_coco, match_persons
+from evaluation.report import format_ap_table
+from evaluation.runner import Predictions, iter_images, run_pipeline, score_predictions
 from models.tolerance import LIVE_MEAN_OKS_ABS, live_ap_tolerance
 
 TINY_ANN = "test_coco.json"
@@ -202,9 +196,10 @@ def test_cli_rejects_bad_input(coco_tiny, movenet_card, tmp_path, capsys):
 
 
 def test_zoo_name_needs_export_package(coco_tiny, tmp_path, capsys, monkeypatch):
-    import sys
 
-    monkeypatch.setitem(sys.modules, "export.pose", None)  # as if the export extra were not installed
+    monkeypatch.setattr(
+        "evaluation.job.export_extra_installed", lambda: False
+    )  # as if the export extra were not installed
     argv = ["--ann", str(coco_tiny / TINY_ANN), "--images", str(coco_tiny), "--zoo", "ipr_res50"]
     assert main(argv + ["--out-dir", str(tmp_path)]) == 2
     assert "export package" in capsys.readouterr().err
@@ -254,6 +249,8 @@ def test_evaluation_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, evaluation.job, evaluation.metric; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = (
+        "import sys, evaluation.job, evaluation.runner, evaluation.metric; sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

@@ -95,7 +95,8 @@ def test_lint_subcommand_fails_a_graph_tensorrt_cannot_parse(tmp_path, capsys):
 
 
 def test_evaluation_hook_exports_a_checkpoint_through_export_pose(tmp_path):
-    """evaluation/job.py turns --checkpoint into a card through export.pose.export_pose."""
+    """pose-eval turns --checkpoint into a card through `pose-export pose` in a subprocess (evaluation never imports
+    export)."""
     from core.settings import Settings
     from evaluation.job import card_from_checkpoint
 
