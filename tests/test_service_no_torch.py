@@ -1,4 +1,5 @@
-"""The serving runtime must never import torch (the serving image has no torch)."""
+"""The server and the engine must never import torch (the serving image has no torch); the engine and the core never
+import the HTTP stack."""
 
 import subprocess
 import sys
@@ -7,13 +8,32 @@ from tests.conftest import REPO_ROOT
 
 
 def test_importing_the_service_leaves_torch_out():
+    """Every module of ``service``, ``inference`` and ``core`` and the torch-free ``models`` modules, imported in a
+    fresh interpreter, and the app built: no torch in ``sys.modules``."""
     code = (
         "import sys\n"
-        "import pkgutil, importlib, service, models\n"
-        "for m in pkgutil.iter_modules(service.__path__): m.name != '__main__' and importlib.import_module('service.' + m.name)\n"
+        "import pkgutil, importlib, service, inference, core, models\n"
+        "for pkg in (service, inference, core):\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__): m.name != '__main__' and importlib.import_module(pkg.__name__ + '.' + m.name)\n"
+        "for m in ('scoring',): importlib.import_module('models.' + m)\n"
         "for m in ('keypoints', 'geometry', 'codecs', 'card', 'zoo', 'tolerance'): importlib.import_module('models.' + m)\n"
         "app = service.app.create_app()\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m == 'torchvision')\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_importing_inference_and_core_leaves_torch_and_the_http_stack_out():
+    """The engine is HTTP-free: evaluation, quantisation and batch runners use it without FastAPI, Starlette,
+    uvicorn or torch."""
+    code = (
+        "import sys, pkgutil, importlib, inference, core\n"
+        "for pkg in (inference, core):\n"
+        "    for m in pkgutil.iter_modules(pkg.__path__): importlib.import_module(pkg.__name__ + '.' + m.name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'fastapi', 'starlette', 'uvicorn'))\n"
         "assert not bad, bad\n"
         "print('ok')\n"
     )
