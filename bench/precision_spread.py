@@ -1,6 +1,6 @@
 """The reduced-precision gate's figures in this environment: what ``models/tolerance.py``'s bounds must sit above.
 
-    python bench/precision_spread.py --out spread.json [--threads 1] [--assets ../shared/assets]
+    python bench/precision_spread.py --out spread.json [--threads 1] [--assets DIR]
 
 Runs the served pipeline (OpenVINO, YOLOv8n + MoveNet Thunder, detector boxes, the service's flip test setting) on
 coco-mini at fp32, bf16, int8 (``pose-export quantize``'s recipe) and int8 with the whole MoveNet quantised (decode
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+#: ../shared/assets beside the repository
+ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
 
 
 def _versions() -> dict:
@@ -59,7 +60,7 @@ def _cpu() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
-    p.add_argument("--assets", default=os.environ.get("POSE_ASSETS_DIR", "../shared/assets"))
+    p.add_argument("--assets", default=str(ASSETS), help=f"the shared test assets (default {ASSETS})")
     p.add_argument("--threads", type=int, default=None, help="OpenVINO inference threads (default: all cores)")
     p.add_argument("--cases", default="bf16,int8,int8-full", help="comma-separated: bf16, int8, int8-full")
     p.add_argument("--against", help="another run's --out file: compare run by run")

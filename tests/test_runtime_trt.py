@@ -159,10 +159,11 @@ def test_the_pose_batch_is_clamped_to_the_engine_profile(fake, tmp_path, caplog)
         calls = []
         real_run = pipe.pose.runtime.run
         pipe.pose.runtime.run = lambda feeds: calls.append(len(feeds["crops"])) or real_run(feeds)
-        kpts = pipe.pose.predict_crops(np.full((11, 4, 4, 3), 51, np.uint8))
+        kpts = pipe.pose.predict_crops(np.full((11, 4, 4, 3), 2, np.uint8))
         assert calls == [4, 4, 3] and kpts.shape == (11, 17, 3)
-        # every keypoint is the crop's mean (51) read as a normalised coordinate, decoded by the card
-        raw = np.full((11, 17, 2), 51.0, np.float32)
+        # every keypoint is the crop's mean (2) read as a normalised coordinate (2 crop widths: within the output
+        # range check of 4 crop sizes), decoded by the card
+        raw = np.full((11, 17, 2), 2.0, np.float32)
         np.testing.assert_allclose(kpts, pipe.pose.card.decode(raw), rtol=1e-6)
         assert pipe.pose.warmup_batch_sizes("auto") == [1, 2, 4]  # the profile's min / opt / max
     finally:
