@@ -18,7 +18,7 @@ pytest.importorskip("pycocotools")
 from models.checkpoints import load_pose_checkpoint, read_checkpoint  # noqa: E402
 from models.tolerance import TRAINING_REPLAY_ATOL, judge_export, max_abs_diff  # noqa: E402
 from tests.conftest import REPO_ROOT  # noqa: E402
-from training.engine import WarmupMultiStep  # noqa: E402
+from training.loop import WarmupMultiStep  # noqa: E402
 from training.train import main  # noqa: E402
 
 #: Overfit run: steps and learning rate that reach AP >= 0.5 on the 12 coco-tiny people (measured: see README).
@@ -234,7 +234,7 @@ def test_config_smoke_trains_two_steps(name, coco_tiny, tiny_mpii):
 
     from training.configs import get_train_config
     from training.data import CocoTopDown, MpiiTopDown
-    from training.engine import TrainForward, TrainState, WarmupMultiStep, train_one_epoch
+    from training.loop import TrainForward, TrainState, WarmupMultiStep, train_one_epoch
 
     cfg = get_train_config(name)
     model_cfg = cfg.model.replace(backbone_depth=18, backbone_base_channels=8, deconv_out_channels=(16, 16, 16))

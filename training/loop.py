@@ -108,7 +108,7 @@ class TrainState:
         epoch: the epoch in progress (0-based; equals the number of finished epochs between epochs).
         iter_in_epoch: optimizer steps done in :attr:`epoch`.
         global_iter: optimizer steps done in total.
-        best_ap, best_epoch: the best validation figure so far (COCO AP; MPII PCKh, ``engine.BEST_METRIC``) and the epoch
+        best_ap, best_epoch: the best validation figure so far (COCO AP; MPII PCKh, ``loop.BEST_METRIC``) and the epoch
             (1-based) it was reached at.
         history: validation records.
     """
