@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models.heads import head_kind  # noqa: E402
 from models.pose_model import TopdownPoseModel  # noqa: E402
 from training.configs import CONFIGS, get_train_config  # noqa: E402
 from training.loop import TrainForward  # noqa: E402
@@ -33,7 +34,7 @@ def targets_for(cfg, batch: int) -> dict:
     w, h = cfg.model.heatmap_size
     hm = torch.rand(batch, k, h, w)
     out = {"heatmaps": hm / hm.sum(dim=(2, 3), keepdim=True), "keypoint_weights": torch.ones(batch, k)}
-    if cfg.model.head_kind != "heatmap":
+    if "coords" in head_kind(cfg.model.head_kind).train_outputs:
         out["keypoint_labels"] = torch.rand(batch, k, 2)
     return out
 
