@@ -28,7 +28,6 @@ _REGISTRY: dict[str, str] = {
     "heatmap": "models.heads.heatmap",
     "regression": "models.heads.regression",
     "rle": "models.heads.rle",
-    "simcc_toy": "models.heads.simcc_toy",
 }
 
 #: The registered head-kind names (``PoseModelConfig.head_kind`` values), torch-free.
