@@ -102,7 +102,7 @@ def export_models(args, settings) -> tuple[list[Path], Path]:
             model, _ = load_pose_checkpoint(name, cache_dir=settings.cache.checkpoints, offline=True)
         else:
             torch.manual_seed(0)
-            model = scale_head_logits(build_pose_model(cfg), crops)  # TRAINED_OUTPUT_STD of the head kind
+            model = scale_head_logits(build_pose_model(cfg), crops)  # the head kind's trained_output_std
         r = export_pose_model(model, args.out / "pose", crops, "4 coco-tiny crops", name=name)
         check_graph(r.onnx_path, "error")
         print(f"[export] {name}: {r.verdict.describe()}; lint ok")

@@ -222,20 +222,6 @@ def extract_state_dict(ckpt: Mapping) -> dict[str, torch.Tensor]:
     return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
 
 
-def heatmap_to_integral_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename SimpleBaseline head keys for an integral head (what MMPose's ``IntegralRegressionHead``
-    load hook does when the integral configs initialise from ``td-hm_res50``):
-    ``head.deconv_layers.*`` -> ``head.simplebaseline_head.deconv_layers.*`` and
-    ``head.final_layer.*`` -> ``head.simplebaseline_head.final_layer.*``. Other keys are unchanged.
-    """
-    out = {}
-    for k, v in state_dict.items():
-        if k.startswith("head.deconv_layers.") or k.startswith("head.final_layer."):
-            k = "head.simplebaseline_head." + k[len("head.") :]
-        out[k] = v
-    return out
-
-
 def mmpose_v1_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """MMPose 0.x checkpoint keys -> MMPose 1.x keys, as MMPose 1.3.2's load hooks rename them.
 
@@ -483,14 +469,9 @@ def load_pose_checkpoint(
         if list(renamed) != list(state_dict):
             converted = "MMPose 0.x keys renamed as MMPose 1.x does (keypoint_head -> head, loss -> loss_module)"
         state_dict = renamed
-    if cfg.head_kind == "integral" and any(k.startswith("head.final_layer.") for k in state_dict):
-        # a SimpleBaseline (td-hm) checkpoint, MMPose's or ours, loaded into an integral model
-        state_dict = heatmap_to_integral_keys(state_dict)
-        converted = "; ".join(
-            x for x in (converted, "heatmap head keys renamed into the integral head (MMPose init from td-hm)") if x
-        )
-        for k in ("head.linspace_x", "head.linspace_y"):  # not in a heatmap checkpoint; the grid is fixed
-            state_dict.setdefault(k, model.state_dict()[k])
+    # keys written for another head (an integral model initialised from a td-hm checkpoint, as MMPose does)
+    state_dict, remapped = model.kind.remap_state_dict(state_dict, model)
+    converted = "; ".join(x for x in (converted, remapped) if x) or None
     try:
         load_state_dict_strict(model, state_dict)
     except CheckpointError as e:

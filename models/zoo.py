@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from models.heads import HEAD_KIND_NAMES
 from models.keypoints import NUM_KEYPOINTS, SCHEMAS
 from models.scoring import SCORE_MODES
 
@@ -60,9 +61,6 @@ IMAGENET_RESNET: dict[int, tuple[str, str]] = {
     152: ("https://download.pytorch.org/models/resnet152-394f9c45.pth", "394f9c45"),
 }
 
-#: Head kinds: ``integral`` (soft-argmax, normalised coordinates), ``heatmap`` (heatmaps), ``regression``
-#: (DeepPose: global average pool + FC to normalised coordinates), ``rle`` (RLE: coordinates and sigma).
-HEAD_KINDS = ("integral", "heatmap", "regression", "rle")
 #: Metric columns of MMPose's model-zoo tables by data set (the keys of ``PoseModelConfig.published``).
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "coco": ("AP", "AP50", "AP75", "AR", "AR50"),
@@ -76,8 +74,9 @@ class PoseModelConfig:
 
     Attributes:
         name: registry name, e.g. ``"ipr_res50_debias"``.
-        head_kind: one of :data:`HEAD_KINDS`: ``"integral"`` (soft-argmax head, output [B, K, 2] normalised
-            coordinates), ``"heatmap"`` (SimpleBaseline head, output [B, K, h, w] heatmaps), ``"regression"``
+        head_kind: a registered head kind (``models.heads.HEAD_KIND_NAMES``, one module each): ``"integral"``
+            (soft-argmax head, output [B, K, 2] normalised coordinates), ``"heatmap"`` (SimpleBaseline head, output
+            [B, K, h, w] heatmaps), ``"regression"``
             (DeepPose ``RegressionHead``, output [B, K, 2] normalised coordinates) or ``"rle"`` (``RLEHead``,
             output [B, K, 3]: normalised coordinates and the score 1 - mean sigma).
         input_size: (w, h) of the model input crop in pixels.
@@ -88,7 +87,8 @@ class PoseModelConfig:
         backbone_base_channels: ResNet stem width (64 for the real models; smaller for tests).
         deconv_out_channels, deconv_kernel_sizes: the SimpleBaseline deconvolution stack.
         beta: softmax temperature multiplier of the integral head (1 for IPR/DSNT, 10 for Debias).
-        debias: apply the Debias-IPR correction (Gu et al. 2021, MMPose variant).
+        debias: apply the Debias-IPR correction (Gu et al. 2021, MMPose variant); integral heads only, checked by the
+            head kind (``HeadKind.check_config``) when a model, card or training config is made from the config.
         sigma: Gaussian sigma of the training heatmap target, in heatmap pixels (heatmap / integral heads).
         mean, std: per-channel normalisation in RGB order on the 0-255 scale.
         flip_test: whether MMPose's test config averages a horizontally flipped pass.
@@ -133,8 +133,8 @@ class PoseModelConfig:
     score_mode: str = "bbox_keypoint"
 
     def __post_init__(self) -> None:
-        if self.head_kind not in HEAD_KINDS:
-            raise ValueError(f"head_kind must be one of {HEAD_KINDS}, got {self.head_kind!r}")
+        if self.head_kind not in HEAD_KIND_NAMES:
+            raise ValueError(f"head_kind must be one of {HEAD_KIND_NAMES}, got {self.head_kind!r}")
         if len(self.input_size) != 2 or min(self.input_size) <= 0 or any(s % 32 for s in self.input_size):
             raise ValueError(
                 f"input_size must be (w, h), positive multiples of 32 (ResNet stride), got {self.input_size}"
@@ -144,8 +144,6 @@ class PoseModelConfig:
                 f"deconv_out_channels {self.deconv_out_channels} and deconv_kernel_sizes "
                 f"{self.deconv_kernel_sizes} must have the same length"
             )
-        if self.debias and self.head_kind != "integral":
-            raise ValueError("debias applies to the integral head only")
         if self.keypoint_schema is not None:
             if self.keypoint_schema not in SCHEMAS:
                 raise ValueError(

@@ -27,6 +27,10 @@ from export.pose import (  # noqa: E402
 )
 from inference.runtime import create_runtime  # noqa: E402
 from models.card import ModelCard  # noqa: E402
+from models.heads import head_kind  # noqa: E402
+from models.heads.heatmap import KIND as HEATMAP  # noqa: E402
+from models.heads.integral import KIND as INTEGRAL  # noqa: E402
+from models.heads.rle import KIND as RLE  # noqa: E402
 from models.pose_model import build_pose_model, scale_head_logits  # noqa: E402
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close  # noqa: E402
 from models.zoo import ZOO, get_config  # noqa: E402
@@ -102,7 +106,7 @@ def test_zoo_config_round_trips_through_onnxruntime(exported, tiny_crops, cpu_se
     assert (card.input.name, card.input.layout, card.input.dtype, card.input.color) == ("crops", "NHWC", "uint8", "RGB")
     assert (card.input.width, card.input.height) == (w, h)
     assert card.input.mean is None and card.input.std is None  # normalisation is inside the graph
-    if cfg.head_kind != "heatmap":
+    if head_kind(cfg.head_kind) is not HEATMAP:
         assert (card.output.name, card.output.kind, card.output.coord_units) == ("coords", "keypoints", "normalized")
     else:
         assert (card.output.name, card.output.kind) == ("heatmaps", "heatmap")
@@ -139,7 +143,7 @@ def test_zoo_config_round_trips_through_onnxruntime(exported, tiny_crops, cpu_se
     assert_close(batched, model.predict_keypoints(crops, flip_test=False), EXPORT_TOLERANCE_PX, "ort vs torch")
     # the keypoints depend on the crop (the check above could fail)
     assert np.abs(batched[0, :, :2] - batched[1, :, :2]).max() > 1.0
-    if cfg.head_kind == "rle":  # the score channel: 1 - mean sigma, in (0, 1), and depends on the joint
+    if head_kind(cfg.head_kind) is RLE:  # the score channel: 1 - mean sigma, in (0, 1), and depends on the joint
         assert 0 < batched[..., 2].min() and batched[..., 2].max() < 1 and batched[..., 2].std() > 1e-3
 
     # served: the service's estimator with the flip test (card decode + flip-back) == torch's flip test
@@ -231,7 +235,7 @@ def test_every_entry_serves_through_the_pipeline_with_flip_test(exported, coco_t
     # the policy's bound in crop pixels, in image pixels (the crop keeps the box's aspect: one ratio per box)
     assert_close(got.keypoints[..., :2], ref, EXPORT_TOLERANCE_PX * float((scales[:, 0] / size[0]).max()), "xy")
     assert_close(got.keypoints[..., 2], torch_kpts[..., 2], EXPORT_TOLERANCE_PX, "scores")
-    if cfg.head_kind == "integral":
+    if head_kind(cfg.head_kind) is INTEGRAL:
         np.testing.assert_allclose(got.keypoints[..., 2], 1.0)
     no_flip = keypoints_crop_to_image(model.predict_keypoints(crops, flip_test=False)[..., :2], centers, scales, size)
     assert np.abs(got.keypoints[..., :2] - no_flip).max() > 0.5  # the flip test really ran

@@ -27,7 +27,8 @@ import torch
 
 from models import codecs, geometry
 from models.card import card_for_config
-from models.heads import HeatmapHead, IntegralRegressionHead
+from models.heads.heatmap import HeatmapHead
+from models.heads.integral import IntegralRegressionHead
 from models.keypoints import COCO17_NAMES, COCO17_SIGMAS, flip_indices
 from models.pose_model import build_pose_model
 from models.tolerance import FP32_ELEMENTWISE_ATOL, FP64_FROM_FP32_REL, PARITY_FP32, PARITY_FP64, UINT8_LEVELS

@@ -27,14 +27,18 @@ from models.checkpoints import (
     save_pose_checkpoint,
 )
 from models.codecs import flip_back_heatmaps, flip_back_keypoints
-from models.heads import IntegralRegressionHead, debias_coordinates, log_sum_exp_spatial
+from models.heads import head_kind
+from models.heads.heatmap import KIND as HEATMAP_KIND
+from models.heads.integral import KIND as INTEGRAL_KIND
+from models.heads.integral import IntegralRegressionHead, debias_coordinates, log_sum_exp_spatial
+from models.heads.rle import KIND as RLE_KIND
 from models.keypoints import flip_indices
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import METRIC_COLUMNS, ZOO, PoseModelConfig, get_config
 
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN_SHAPES = DATA / "mmpose" / "state_dict_shapes.json"
-INTEGRAL = sorted(n for n, c in ZOO.items() if c.head_kind == "integral")
+INTEGRAL = sorted(n for n, c in ZOO.items() if head_kind(c.head_kind) is INTEGRAL_KIND)
 #: ResNet-50 entries whose MMPose-layout files are built and loaded at full size.
 FULL_LOAD = sorted(json.loads(GOLDEN_SHAPES.read_text())) + [
     "td-reg_res50",
@@ -95,7 +99,9 @@ def test_zoo_entries_match_the_published_mmpose_checkpoints():
         assert set(cfg.published) == set(METRIC_COLUMNS[cfg.dataset]), name
         assert cfg.collection and cfg.arch and cfg.flip_test, name
         assert cfg.num_keypoints == (16 if cfg.dataset == "mpii" else 17)
-        assert cfg.score_mode == ("bbox_rle" if cfg.head_kind == "rle" and cfg.dataset == "coco" else "bbox_keypoint")
+        assert cfg.score_mode == (
+            "bbox_rle" if head_kind(cfg.head_kind) is RLE_KIND and cfg.dataset == "coco" else "bbox_keypoint"
+        )
     seed = ("ipr_res50", "ipr_res50_dsnt", "ipr_res50_debias", "td-hm_res50")
     assert [get_config(n).published["AP"] for n in seed] == [0.633, 0.674, 0.675, 0.718]
     assert get_config("td-reg_res152_rle_coco-384x288").published["AP"] == 0.749
@@ -362,7 +368,7 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_flip_test_symmetry(name):
     """Flip test of the mirrored crops == the flip test of the crops, mirrored back (flip-back is an involution)."""
-    cfg = small(name, shift_heatmap=False) if get_config(name).head_kind == "heatmap" else small(name)
+    cfg = small(name, shift_heatmap=False) if head_kind(get_config(name).head_kind) is HEATMAP_KIND else small(name)
     model = randomise(TopdownPoseModel(cfg), seed=1)
     w, h = cfg.input_size
     crops = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
@@ -370,7 +376,7 @@ def test_flip_test_symmetry(name):
     b = model.predict_keypoints(np.ascontiguousarray(crops[:, :, ::-1]), flip_test=True)
     single = model.predict_keypoints(crops, flip_test=False)
     idx = model.card.flip_index  # the config's schema: COCO-17 or MPII-16
-    if cfg.head_kind != "heatmap":  # coordinates: x -> w - 1 - x
+    if head_kind(cfg.head_kind) is not HEATMAP_KIND:  # coordinates: x -> w - 1 - x
         mirrored = flip_back_keypoints(b, idx, w)
     else:  # unshifted heatmap column j mirrors onto W - 1 - j: in crop pixels x -> w - w / W - x
         mirrored = flip_back_keypoints(b, idx, w, shift=False)

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
 from models.codecs import IntegralRegressionLabel, MSRAHeatmap  # noqa: E402
+from models.heads import head_kind  # noqa: E402
 from models.keypoints import COCO17_LOWER_BODY_IDS, COCO17_UPPER_BODY_IDS, flip_indices  # noqa: E402
 from models.tolerance import FP32_ELEMENTWISE_ATOL, UINT8_LEVELS, assert_close  # noqa: E402
 from training.configs import get_train_config  # noqa: E402
@@ -54,7 +55,7 @@ def test_losses_equal_mmpose(losses, dtype, suffix):
     }
     for name in ("ipr_res50", "ipr_res50_dsnt", "ipr_res50_debias", "td-hm_res50"):
         cfg = get_train_config(name)
-        if cfg.model.head_kind == "heatmap":
+        if "coords" not in head_kind(cfg.model.head_kind).train_outputs:  # SimpleBaseline
             outputs, targets = {"heatmaps": t["pred_raw_heatmaps"]}, {"heatmaps": t["target_heatmaps_unnorm"]}
         else:
             outputs = {"coords": t["pred_coords"], "heatmaps": t["pred_heatmaps"]}

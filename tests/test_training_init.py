@@ -135,7 +135,7 @@ def test_configs_follow_mmpose(name):
 
 def test_config_validation_names_the_mismatch():
     cfg = get_train_config("td-reg_res50")
-    with pytest.raises(ValueError, match="rle loss goes with the RLE head"):
+    with pytest.raises(ValueError, match="regression heads have no sigmas for rle"):
         cfg.replace(losses=("rle",))
     with pytest.raises(ValueError, match="no heatmaps"):
         cfg.replace(losses=("smooth_l1", "keypoint_mse"))

@@ -16,9 +16,10 @@ pytest.importorskip("scipy")
 pytest.importorskip("pycocotools")
 
 from models.checkpoints import load_pose_checkpoint, read_checkpoint  # noqa: E402
+from models.heads.rle import KIND as RLE  # noqa: E402
 from models.tolerance import TRAINING_REPLAY_ATOL, judge_export, max_abs_diff  # noqa: E402
 from tests.conftest import REPO_ROOT  # noqa: E402
-from training.engine import WarmupMultiStep  # noqa: E402
+from training.loop import WarmupMultiStep  # noqa: E402
 from training.train import main  # noqa: E402
 
 #: Overfit run: steps and learning rate that reach AP >= 0.5 on the 12 coco-tiny people (measured: see README).
@@ -234,7 +235,7 @@ def test_config_smoke_trains_two_steps(name, coco_tiny, tiny_mpii):
 
     from training.configs import get_train_config
     from training.data import CocoTopDown, MpiiTopDown
-    from training.engine import TrainForward, TrainState, WarmupMultiStep, train_one_epoch
+    from training.loop import TrainForward, TrainState, WarmupMultiStep, train_one_epoch
 
     cfg = get_train_config(name)
     model_cfg = cfg.model.replace(backbone_depth=18, backbone_base_channels=8, deconv_out_channels=(16, 16, 16))
@@ -268,7 +269,7 @@ def test_config_smoke_trains_two_steps(name, coco_tiny, tiny_mpii):
     assert all(np.isfinite(r["loss"]) for r in records) and set(cfg.losses) <= set(records[0])
     moved = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith("backbone.") for k in moved) and any(k.startswith("head.") for k in moved)
-    if cfg.model.head_kind == "rle":  # RLELoss trains the flow of the head
+    if "flow" in model.kind.loss_kwargs(model.head):  # RLELoss trains the flow of the head
         assert any(".flow_model." in k for k in moved)
 
 
@@ -287,7 +288,7 @@ def test_quick_rle_trains_and_validates_with_mmposes_rle_scores(coco_tiny, tmp_p
     assert len(vals) == 1 and 0.0 <= vals[0]["AP"] <= 1.0
     assert all(np.isfinite(r["rle"]) for r in records if r["mode"] == "train")
     model, meta = load_pose_checkpoint(work / "best.pth")
-    assert meta["meta"]["AP"] == vals[0]["AP"] and model.config.head_kind == "rle"
+    assert meta["meta"]["AP"] == vals[0]["AP"] and model.kind is RLE
     init = __import__("models.flow", fromlist=["RLEFlow"]).RLEFlow()
     flow = model.head.loss_module
     assert not torch.equal(flow.flow_model.s[0][0].weight, init.flow_model.s[0][0].weight)

@@ -31,7 +31,9 @@ import torch
 from models import geometry
 from models.card import card_for_config
 from models.codecs import RegressionLabel
-from models.heads import RegressionHead, RLEHead
+from models.heads import head_kind
+from models.heads.regression import RegressionHead
+from models.heads.rle import RLEHead
 from models.keypoints import MPII16
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
@@ -188,7 +190,7 @@ def _compare_model(name: str, dtype: str, small: bool) -> None:
     with torch.no_grad():
         feats, feats_flip = model.backbone(x), model.backbone(x.flip(-1))
         single, mirrored = model.head(feats).numpy(), model.head(feats_flip).numpy()
-        raw = model.head.forward_raw(feats).numpy() if cfg.head_kind in ("regression", "rle") else single[:1, :1]
+        raw = model.head.forward_raw(feats).numpy() if head_kind(cfg.head_kind).raw_is_coordinates else single[:1, :1]
     report(f"{what} single pass (relative)", reldev(raw, g["raw" + sfx]), tol)
     decoded = model.card.decode(single, mirrored)
     keypoints, scores = decoded[..., :2], decoded[..., 2]

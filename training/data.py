@@ -38,6 +38,7 @@ from evaluation.metric import load_coco
 from evaluation.mpii import MpiiDataError, read_mpii
 from models.codecs import IntegralRegressionLabel, MSRAHeatmap, RegressionLabel
 from models.geometry import box_to_center_scale, crop_image, validate_bboxes
+from models.heads import head_kind
 from models.keypoints import COCO17, get_schema
 from models.zoo import PoseModelConfig
 from training.transforms import NO_DRAWS, AugmentConfig, apply_topdown, sample_draws
@@ -64,14 +65,10 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
 
 
 def make_codec(model: PoseModelConfig) -> IntegralRegressionLabel | MSRAHeatmap | RegressionLabel:
-    """The config's target encoder: ``IntegralRegressionLabel`` (normalised heatmaps) for integral heads,
-    ``MSRAHeatmap`` for heatmap heads, ``RegressionLabel`` for DeepPose and RLE heads, with the model's input /
-    heatmap size and sigma."""
-    if model.head_kind == "integral":
-        return IntegralRegressionLabel(model.input_size, model.heatmap_size, model.sigma, normalize=True)
-    if model.head_kind in ("regression", "rle"):
-        return RegressionLabel(model.input_size)
-    return MSRAHeatmap(model.input_size, model.heatmap_size, model.sigma)
+    """The config's target encoder, chosen by its head kind (``models.heads``, ``HeadKind.codec``):
+    ``IntegralRegressionLabel`` (normalised heatmaps) for integral heads, ``MSRAHeatmap`` for heatmap heads,
+    ``RegressionLabel`` for DeepPose and RLE heads, with the model's input / heatmap size and sigma."""
+    return head_kind(model.head_kind).codec(model)
 
 
 @dataclass(frozen=True)

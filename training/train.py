@@ -7,7 +7,7 @@
 
 Read top to bottom: parse options -> set up the process (torchrun / DDP, device, seeds, threads) -> datasets and
 loaders (``training.data``) -> model and its initialisation (``models.checkpoints``) -> Adam, the warm-up +
-multi-step schedule, GradScaler -> resume -> for each epoch: ``engine.train_one_epoch``, ``engine.evaluate`` every
+multi-step schedule, GradScaler -> resume -> for each epoch: ``loop.train_one_epoch``, ``loop.evaluate`` every
 ``val_interval`` epochs, checkpoints. Only rank 0 writes (checkpoints, ``log.jsonl``, TensorBoard, progress bars).
 
 Files in ``--work-dir``: ``last.pth`` (weights + optimizer / scheduler / scaler / sampler state, for ``--resume``;
@@ -55,7 +55,7 @@ from models.checkpoints import (
 from models.pose_model import TopdownPoseModel
 from training.configs import CONFIGS, INIT_IMAGENET, TrainConfig, get_train_config
 from training.data import CocoTopDown, DataError, EpochIndices, MpiiTopDown, worker_init
-from training.engine import BEST_METRIC, TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
+from training.loop import BEST_METRIC, TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
 from training.transforms import AugmentConfig
 
 log = logging.getLogger("pose-train")

@@ -52,29 +52,17 @@ class TrainForward(nn.Module):
     def outputs(self, crops: Tensor) -> dict[str, Tensor]:
         """The head outputs the losses take: ``{"coords": [B, K, 2], "heatmaps": [B, K, H, W]}`` (integral head),
         ``{"heatmaps": [B, K, H, W]}`` (heatmap head), ``{"coords"}`` (regression head) or ``{"coords", "sigma"}``
-        ([B, K, 2] each, sigma logits; RLE head). The model's own ``preprocess`` normalises the crops."""
+        ([B, K, 2] each, sigma logits; RLE head): the head kind's ``train_forward`` (``models.heads``). The model's
+        own ``preprocess`` normalises the crops."""
         m = self.model
-        feats = m.backbone(m.preprocess(crops))
-        kind = m.config.head_kind
-        if kind == "heatmap":
-            return {"heatmaps": m.head(feats)}
-        if kind in ("regression", "rle"):
-            raw = m.head.forward_raw(feats)
-            out = {"coords": raw[..., :2]}
-            if kind == "rle":
-                out["sigma"] = raw[..., 2:4]
-            return out
-        logits = m.head.logits(feats)
-        with torch.autocast(logits.device.type, enabled=False):
-            coords, heatmaps = m.head.integrate(logits.float())
-        return {"coords": coords, "heatmaps": heatmaps}
+        return m.kind.train_forward(m.head, m.backbone(m.preprocess(crops)))
 
     def forward(self, crops: Tensor, targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """(total loss, terms by name): :meth:`outputs` under the caller's autocast, the loss in float32."""
         outputs = self.outputs(crops)
-        flow = self.model.head.loss_module.flow_model if self.model.config.head_kind == "rle" else None
+        extra = self.model.kind.loss_kwargs(self.model.head)  # RLE: its flow
         with torch.autocast(crops.device.type, enabled=False):
-            return pose_loss(self.losses, outputs, targets, flow)
+            return pose_loss(self.losses, outputs, targets, **extra)
 
 
 @dataclass
@@ -108,7 +96,7 @@ class TrainState:
         epoch: the epoch in progress (0-based; equals the number of finished epochs between epochs).
         iter_in_epoch: optimizer steps done in :attr:`epoch`.
         global_iter: optimizer steps done in total.
-        best_ap, best_epoch: the best validation figure so far (COCO AP; MPII PCKh, ``engine.BEST_METRIC``) and the epoch
+        best_ap, best_epoch: the best validation figure so far (COCO AP; MPII PCKh, ``loop.BEST_METRIC``) and the epoch
             (1-based) it was reached at.
         history: validation records.
     """
