@@ -19,6 +19,7 @@ from evaluation.metric import load_coco, match_persons
 from evaluation.report import format_ap_table
 from evaluation.runner import Predictions, iter_images, run_pipeline, score_predictions
 from models.tolerance import LIVE_MEAN_OKS_ABS, live_ap_tolerance
+from tests.fakes import wait_until
 
 TINY_ANN = "test_coco.json"
 MINI_ANN = Path("annotations") / "person_keypoints_val2017.json"
@@ -213,19 +214,33 @@ def test_ap_table_format():
     assert lines[2] == "| ipr_res50 | 256x256 | 0.700 | 0.900 | 0.800 | 0.750 | 0.950 |"
 
 
-def test_image_stream_is_lazy_and_stops(coco_tiny):
+def test_image_stream_is_lazy_and_stops(coco_tiny, monkeypatch):
     import threading
+    import time
 
+    import evaluation.runner as runner
+
+    decoded = []
+    decode = runner.decode_image
+    monkeypatch.setattr(runner, "decode_image", lambda data: decoded.append(1) or decode(data))
     coco = load_coco(coco_tiny / TINY_ANN)
     items = [(i, coco.imgs[i]["file_name"]) for i in coco.getImgIds()] * 5  # 20 reads, prefetch 1
+    before = set(threading.enumerate())
     stream = iter_images(coco_tiny, items, prefetch=1)
     image_id, image = next(stream)
     assert image_id == items[0][0] and image.dtype == np.uint8 and image.ndim == 3
+    # the read-ahead thread, whatever its name: the threads this stream started
+    readers = [t for t in threading.enumerate() if t not in before]
+    assert readers, "iter_images started no read-ahead thread"
+    # the reader runs ahead to its bound (1 consumed + 1 queued + 1 waiting for room) and no further; a loaded
+    # machine can only make the 0.2 s window miss an over-read, never fail a bounded reader
+    wait_until(lambda: len(decoded) >= 3, timeout=10, what="the read-ahead")
+    time.sleep(0.2)
+    assert len(decoded) == 3, f"{len(decoded)} of 20 images decoded for one consumed (prefetch 1)"
     stream.close()  # the consumer stops early: the reader thread must end, not block on the full queue
-    for t in threading.enumerate():
-        if t.name == "pose-eval-reader":
-            t.join(timeout=5)
-            assert not t.is_alive()
+    for t in readers:
+        t.join(timeout=5)
+        assert not t.is_alive(), f"{t.name} still running after the stream was closed"
 
 
 def test_max_images_restricts_the_evaluation(coco_tiny, movenet):
