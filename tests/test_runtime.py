@@ -20,12 +20,21 @@ def test_unknown_provider_name_is_rejected():
         resolve_providers(["CUDAProvider"])
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'DmlExecutionProvider' is not in available provider names")
 def test_runtime_reports_shapes_and_active_providers(yolo_onnx):
     rt = OrtRuntime(yolo_onnx)
     assert rt.input_names == ["images"] and rt.input_shapes[0] == [1, 3, 640, 640]
     assert rt.input_dtypes[0] == np.float32
     assert rt.active_providers[-1] == "CPUExecutionProvider"
-    assert rt.describe()["active_providers"] == rt.active_providers
+    d = rt.describe()
+    assert d["active_providers"] == rt.session.get_providers()  # what the session runs on, read from onnxruntime
+    assert d["model_file"] == yolo_onnx.name and d["inputs"] == {"images": [1, 3, 640, 640]}
+    # requested and active differ when a provider is not there: DirectML is Windows-only, absent on every
+    # machine that runs these tests (CPU or CUDA onnxruntime), so this holds on both
+    dml = OrtRuntime(yolo_onnx, providers=["DmlExecutionProvider", "CPUExecutionProvider"], allow_fallback=True)
+    d = dml.describe()
+    assert d["requested_providers"] == ["DmlExecutionProvider", "CPUExecutionProvider"]
+    assert d["active_providers"] == ["CPUExecutionProvider"] == dml.active_providers
 
 
 def test_gpu_provider_silently_falling_back_is_an_error(yolo_onnx):
