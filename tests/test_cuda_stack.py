@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from inference.cuda_stack import (
     check_cuda_versions,
     check_package_versions,
@@ -47,14 +49,42 @@ def test_ldd_not_found_lines_except_the_driver():
     assert unresolved_libraries(out) == ["libcublasLt.so.13"]
 
 
-def test_the_check_fails_with_this_machines_cpu_onnxruntime():
-    report = check_stack("12.6.3")
-    assert report.facts["package"] == "onnxruntime" and report.facts["onnxruntime_cuda"] is None
-    assert any("without a CUDA build" in p for p in report.problems)
-    r = subprocess.run(
-        [sys.executable, "-m", "inference.cuda_stack", "--cuda", "12.6.3"],
+def _installed_build() -> tuple[str, str | None]:
+    """(package name, CUDA version or None) of the installed onnxruntime, as inference/cuda_stack.py reads them."""
+    from onnxruntime.capi import build_and_package_info as info
+
+    return getattr(info, "package_name", "onnxruntime"), getattr(info, "cuda_version", None) or None
+
+
+def _cli(base_cuda: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "inference.cuda_stack", "--cuda", base_cuda],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
     )
+
+
+@pytest.mark.skipif(
+    _installed_build()[1] is not None,
+    reason="onnxruntime-gpu is installed: the CPU build's failure cannot be observed (the GPU test below runs)",
+)
+def test_the_check_fails_with_this_machines_cpu_onnxruntime():
+    report = check_stack("12.6.3")
+    assert report.facts["package"] == "onnxruntime" and report.facts["onnxruntime_cuda"] is None
+    assert any("without a CUDA build" in p for p in report.problems)
+    r = _cli("12.6.3")
     assert r.returncode == 1 and "CUDA stack mismatch" in r.stderr and "base_cuda=12.6.3" in r.stdout
+
+
+@pytest.mark.skipif(
+    _installed_build()[1] is None, reason="CPU onnxruntime installed: no CUDA build to check (the test above runs)"
+)
+def test_the_check_fails_when_this_machines_gpu_onnxruntime_meets_another_cuda_major():
+    package, cuda = _installed_build()
+    other = f"{parse_version(cuda)[0] + 1}.0.0"  # a base image of the next CUDA major: never a match
+    report = check_stack(other)
+    assert report.facts["package"] == package == "onnxruntime-gpu" and report.facts["onnxruntime_cuda"] == cuda
+    assert any(f"built for CUDA {cuda}, the base image has CUDA {other}" in p for p in report.problems)
+    r = _cli(other)
+    assert r.returncode == 1 and "CUDA stack mismatch" in r.stderr and f"base_cuda={other}" in r.stdout
