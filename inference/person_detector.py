@@ -95,7 +95,7 @@ def unletterbox_boxes(boxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int
 
 
 class PersonDetector:
-    """YOLO person detector over a runtime (see ``inference/runtime.py``).
+    """YOLO person detector over a runtime (``inference.runtime_base.Runtime``).
 
     Args:
         runtime: an opened runtime whose first input is the image tensor.

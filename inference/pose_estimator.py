@@ -30,7 +30,7 @@ class PoseEstimator:
 
     Args:
         card: the model card (input spec, output spec, keypoint schema).
-        runtime: an opened runtime for ``card.model_path()`` (``inference/runtime.py`` interface).
+        runtime: an opened runtime for ``card.model_path()`` (``inference.runtime_base.Runtime``).
         padding: box padding before the square crop (MMPose 1.25).
         max_batch_size: most crops per runtime call when the model's batch axis is dynamic; clamped to the
             runtime's ``max_batch_size`` (a TensorRT engine's profile max), so no batch exceeds what the engine takes.
