@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from core.errors import InferenceError, ModelLoadError
+from inference.runtime_base import Runtime
 
 PAD_VALUE = 114
 PERSON_CLASS = 0
@@ -94,7 +95,7 @@ def unletterbox_boxes(boxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int
 
 
 class PersonDetector:
-    """YOLO person detector over a runtime (see ``inference/runtime.py``).
+    """YOLO person detector over a runtime (``inference.runtime_base.Runtime``).
 
     Args:
         runtime: an opened runtime whose first input is the image tensor.
@@ -111,7 +112,7 @@ class PersonDetector:
 
     def __init__(
         self,
-        runtime,
+        runtime: Runtime,
         score_threshold: float = 0.25,
         iou_threshold: float = 0.45,
         max_detections: int = 100,
@@ -130,12 +131,12 @@ class PersonDetector:
         self.input_dtype = runtime.input_dtypes[0]
         self.input_size = int(shape[2] or shape[3] or 640)
         self.fixed_batch = shape[0]
-        limit = getattr(runtime, "max_batch_size", None)
+        limit = runtime.max_batch_size
         dynamic = max(1, int(max_batch_size)) if limit is None else max(1, min(int(max_batch_size), int(limit)))
         #: images per runtime call: the fixed batch, or up to ``max_batch_size`` for a dynamic batch axis
         self.batch_size = int(self.fixed_batch) if self.fixed_batch is not None else dynamic
-        out_shape = runtime.output_shapes[0] if hasattr(runtime, "output_shapes") else None
-        if out_shape is not None and len(out_shape) != 3:
+        out_shape = runtime.output_shapes[0]
+        if len(out_shape) != 3:
             raise ModelLoadError(f"detector output must be 3-D ([B, 4+C, N] or [B, M, 6]), got {out_shape}")
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
@@ -172,9 +173,8 @@ class PersonDetector:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def cancel(self) -> int:
-        """Stop the runtime call in flight (the runtime's ``cancel``; 0 when the runtime cannot). Returns how many."""
-        cancel = getattr(self.runtime, "cancel", None)
-        return int(cancel() or 0) if cancel is not None else 0
+        """Stop the runtime call in flight (``Runtime.cancel``; 0 when the runtime cannot). Returns how many."""
+        return self.runtime.cancel()
 
     def postprocess(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """One image's raw output -> person boxes in original pixels, sorted by descending score.

@@ -285,11 +285,11 @@ class PosePipeline:
                 "score_threshold": det.score_threshold,
                 "nms_iou": det.iou_threshold,
                 "max_detections": det.max_detections,
-                "precision": runtime_precision(det.runtime),
+                "precision": det.runtime.precision,
                 "batch_size": det.batch_size,
                 "runtime": det.runtime.describe(),
             },
-            "pose": {"name": self.pose.name, "precision": runtime_precision(self.pose.runtime), **self.pose.describe()},
+            "pose": {"name": self.pose.name, "precision": self.pose.runtime.precision, **self.pose.describe()},
             "batching": None
             if self.batcher is None
             else {
@@ -317,8 +317,8 @@ def make_batchers(
 ) -> tuple[Batcher, Batcher | None]:
     """The pose model's and the detector's cross-request batchers, sharing one gate (one model computes at a time)
     when both compute on the CPU: there each uses every available core (``inference.runtime.model_threads``), and two at
-    once would oversubscribe them. On a GPU (CUDA / TensorRT providers, the TensorRT runtime, an OpenVINO GPU) the two
-    models' calls may overlap, as before.
+    once would oversubscribe them. When either runtime is ``on_gpu`` (onnxruntime's CUDA / TensorRT EP, the TensorRT
+    runtime, an OpenVINO GPU) the two models' calls may overlap.
 
     Args:
         pose: its batches hold up to ``pose.batch_size`` crops (a dynamic-batch model: ``max_batch_size`` clamped to an
@@ -331,7 +331,7 @@ def make_batchers(
     Returns:
         (pose batcher, detector batcher or None).
     """
-    gpu = any(on_gpu(m.runtime) for m in (pose, detector) if m is not None)
+    gpu = any(m.runtime.on_gpu for m in (pose, detector) if m is not None)
     gate = None if gpu else threading.Lock()
     batch = pose.batch_size if pose.fixed_batch is None else max_batch_size
     batcher = Batcher(pose.predict_crops, batch, max_wait_ms, gate=gate, model=pose.name, cancel_fn=pose.cancel,
@@ -341,25 +341,3 @@ def make_batchers(
         detector_batcher = Batcher(detector.infer, detector.batch_size, max_wait_ms, gate=gate, name="detector-batcher",
                                    model=detector.name, cancel_fn=detector.cancel, run_timeout_s=run_timeout_s)  # fmt: skip
     return batcher, detector_batcher
-
-
-def on_gpu(runtime) -> bool:
-    """Whether a runtime computes on a GPU: onnxruntime's CUDA or TensorRT EP active, the TensorRT runtime, or an
-    OpenVINO GPU device (``active_providers`` of the runtime interface)."""
-    gpu_names = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "TensorRT")
-    return any(p in gpu_names or p.startswith("OpenVINO:GPU") for p in runtime.active_providers)
-
-
-def runtime_precision(runtime) -> str:
-    """The precision a runtime computes in, as ``/v1/models`` states it: the ``precision`` its ``describe()`` reports
-    (OpenVINO: fp32 / bf16 / int8; a TensorRT engine's sidecar: fp32 / fp16), fp16 for onnxruntime's TensorRT EP
-    with ``trt_fp16_enable``, else fp32."""
-    facts = runtime.describe()
-    if facts.get("precision"):
-        return str(facts["precision"])
-    trt_options = (facts.get("provider_options") or {}).get("TensorrtExecutionProvider", {})
-    if "TensorrtExecutionProvider" in facts.get("active_providers", []) and str(
-        trt_options.get("trt_fp16_enable", "")
-    ).lower() in ("1", "true"):
-        return "fp16"
-    return "fp32"

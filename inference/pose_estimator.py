@@ -14,7 +14,8 @@ import numpy as np
 
 from core.errors import InferenceError, InvalidParameterError, ModelLoadError
 from core.settings import Settings
-from inference.runtime import CUDA, create_runtime
+from inference.runtime import create_runtime
+from inference.runtime_base import Runtime
 from models.card import ModelCard, ModelCardError, card_path_for
 from models.geometry import DEFAULT_PADDING, box_to_center_scale, crop_batch, keypoints_crop_to_image
 
@@ -29,7 +30,7 @@ class PoseEstimator:
 
     Args:
         card: the model card (input spec, output spec, keypoint schema).
-        runtime: an opened runtime for ``card.model_path()`` (``inference/runtime.py`` interface).
+        runtime: an opened runtime for ``card.model_path()`` (``inference.runtime_base.Runtime``).
         padding: box padding before the square crop (MMPose 1.25).
         max_batch_size: most crops per runtime call when the model's batch axis is dynamic; clamped to the
             runtime's ``max_batch_size`` (a TensorRT engine's profile max), so no batch exceeds what the engine takes.
@@ -44,7 +45,7 @@ class PoseEstimator:
     def __init__(
         self,
         card: ModelCard,
-        runtime,
+        runtime: Runtime,
         padding: float = DEFAULT_PADDING,
         max_batch_size: int = 32,
         flip_test: bool = False,
@@ -74,7 +75,7 @@ class PoseEstimator:
             )
         self.fixed_batch = shape[0]
         self.batch_size = int(shape[0]) if shape[0] is not None else int(max_batch_size)
-        limit = getattr(runtime, "max_batch_size", None)
+        limit = runtime.max_batch_size
         if self.fixed_batch is None and limit is not None and limit < self.batch_size:
             log.warning(
                 "%s: the engine's profile runs at most %d crops per batch; batches are capped there (max batch size %d)",
@@ -139,9 +140,8 @@ class PoseEstimator:
         return np.concatenate(parts)
 
     def cancel(self) -> int:
-        """Stop the runtime call in flight (the runtime's ``cancel``; 0 when the runtime cannot). Returns how many."""
-        cancel = getattr(self.runtime, "cancel", None)
-        return int(cancel() or 0) if cancel is not None else 0
+        """Stop the runtime call in flight (``Runtime.cancel``; 0 when the runtime cannot). Returns how many."""
+        return self.runtime.cancel()
 
     def check_output(self, kpts: np.ndarray, n: int) -> np.ndarray:
         """The output contract, checked on every run: ``kpts`` is [n, K, 3] with the card's K, and every finite
@@ -210,9 +210,9 @@ class PoseEstimator:
 
         Args:
             mode: ``all`` (1..``batch_size``: every size the batcher and the flip test can produce), ``one``
-                (1), or ``auto``: the runtime's TensorRT profile min / opt / max when it has one (TensorRT runtime
-                or EP: kernels are chosen at build time), all sizes on onnxruntime's CUDA EP (cuDNN picks
-                algorithms per input shape on first use), one on CPU.
+                (1), or ``auto``: the runtime's ``batch_profile`` min / opt / max when it has one (TensorRT runtime
+                or EP: kernels are chosen at build time), all sizes when the runtime ``tunes_per_shape``
+                (onnxruntime's CUDA EP: cuDNN picks algorithms per input shape on first use), else one.
 
         Returns:
             Sorted batch sizes (``[fixed batch]`` for a fixed-batch model).
@@ -229,10 +229,10 @@ class PoseEstimator:
             return every
         if mode == "one":
             return [1]
-        profile = getattr(self.runtime, "batch_profile", None)
+        profile = self.runtime.batch_profile
         if profile:
             return sorted({min(max(int(b), 1), self.batch_size) for b in profile})
-        if CUDA in self.runtime.active_providers:
+        if self.runtime.tunes_per_shape:
             return every
         return [1]
 

@@ -1,10 +1,9 @@
-"""Inference runtimes behind one small interface; the onnxruntime one lives here.
+"""The onnxruntime runtime, the runtime factory :func:`create_runtime`, and the host facts thread counts come from.
 
-A runtime exposes ``input_names``, ``input_shapes`` (ints for fixed dims, None for dynamic),
-``input_dtypes`` (numpy dtypes), ``output_names``, ``active_providers``, ``batch_profile`` ((min, opt,
-max) of the batch axis when an engine fixes one, else None), ``max_batch_size`` (its max, or None) and
-``run(feeds) -> list[np.ndarray]``. The detector and the pose estimator only see this interface, so
-the TensorRT runtime (``inference/runtime_trt.py``) is a drop-in replacement chosen by settings.
+The runtime interface (input / output specs, precision, ``on_gpu``, max batch, ``run``, ``cancel``, ``describe``,
+``close``) is ``inference.runtime_base.Runtime``; :class:`OrtRuntime` here, ``inference.runtime_ov.OvRuntime`` and
+``inference.runtime_trt.TrtRuntime`` implement it, and :func:`create_runtime` picks one from the settings, so the
+TensorRT and OpenVINO runtimes are drop-in replacements for onnxruntime.
 
 GPU execution providers get their options from :class:`Settings` (:func:`provider_options`), following
 onnxruntime's docs (https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html and
@@ -19,10 +18,6 @@ are built once, not at every start), ``trt_fp16_enable`` and explicit ``trt_prof
 (batch 1 / ``trt_opt_batch_size`` / the caller's batch size; without them the EP rebuilds its engine
 whenever a larger batch arrives). onnxruntime reports what it applied through
 ``InferenceSession.get_provider_options()``, which :meth:`OrtRuntime.describe` shows.
-
-A runtime may also have ``cancel()``: stop the ``run`` calls in flight from another thread (the batchers' watchdog
-and shutdown; onnxruntime's ``RunOptions.terminate``, OpenVINO's ``InferRequest.cancel``); without it a running
-call can only be abandoned.
 """
 
 from __future__ import annotations
@@ -38,6 +33,7 @@ import onnxruntime as ort
 
 from core.errors import InferenceError, ModelLoadError, ProviderFallbackError
 from core.settings import Settings
+from inference.runtime_base import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +48,12 @@ _ORT_DTYPES = {
     "tensor(float16)": np.float16,
     "tensor(uint8)": np.uint8,
     "tensor(int8)": np.int8,
+    "tensor(uint16)": np.uint16,
+    "tensor(int16)": np.int16,
     "tensor(int32)": np.int32,
+    "tensor(uint32)": np.uint32,
     "tensor(int64)": np.int64,
+    "tensor(uint64)": np.uint64,
     "tensor(double)": np.float64,
     "tensor(bool)": np.bool_,
 }
@@ -258,8 +258,8 @@ def resolve_providers(requested: list[str] | None, available: list[str] | None =
     return list(requested), True
 
 
-class OrtRuntime:
-    """An onnxruntime ``InferenceSession`` with provider checks.
+class OrtRuntime(Runtime):
+    """An onnxruntime ``InferenceSession`` with provider checks (the ``inference.runtime_base.Runtime`` interface).
 
     Args:
         model_path: the ``.onnx`` file.
@@ -271,6 +271,11 @@ class OrtRuntime:
             :func:`model_threads`).
         provider_options: provider name -> options for it (:func:`provider_options`); providers not named get none.
         batch_profile: (min, opt, max) batch of the TensorRT EP's explicit profile, when one was passed.
+
+    Attributes (besides the interface's): ``session``, ``requested_providers``, ``provider_options`` (what
+    onnxruntime applied). ``precision`` is fp16 when the TensorRT EP runs with ``trt_fp16_enable``, else fp32;
+    ``on_gpu`` when the CUDA or TensorRT EP is active; ``tunes_per_shape`` when the CUDA EP is (cuDNN);
+    ``batch_profile`` only when the TensorRT EP is active.
 
     Raises:
         ModelLoadError: the file is missing or onnxruntime cannot load it (bad provider options included).
@@ -288,9 +293,7 @@ class OrtRuntime:
         provider_options: dict[str, dict[str, str]] | None = None,
         batch_profile: tuple[int, int, int] | None = None,
     ) -> None:
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ModelLoadError(f"model file not found: {self.model_path}")
+        super().__init__(model_path)
         chosen, explicit = resolve_providers(providers)
         options = provider_options or {}
         opts = ort.SessionOptions()
@@ -319,6 +322,10 @@ class OrtRuntime:
             )
         log.info("%s: onnxruntime providers %s", self.model_path.name, self.active_providers)
         self.batch_profile = batch_profile if TENSORRT in self.active_providers else None
+        self.on_gpu = CUDA in self.active_providers or TENSORRT in self.active_providers
+        self.tunes_per_shape = CUDA in self.active_providers
+        trt_fp16 = str(self.provider_options.get(TENSORRT, {}).get("trt_fp16_enable", "")).lower() in ("1", "true")
+        self.precision = "fp16" if TENSORRT in self.active_providers and trt_fp16 else "fp32"
         inputs = self.session.get_inputs()
         self.input_names = [i.name for i in inputs]
         self.input_shapes = [[d if isinstance(d, int) else None for d in i.shape] for i in inputs]
@@ -330,11 +337,6 @@ class OrtRuntime:
         self.output_shapes = [[d if isinstance(d, int) else None for d in o.shape] for o in outputs]
 
     @property
-    def max_batch_size(self) -> int | None:
-        """The TensorRT EP profile's max batch when that EP runs the model; None (no limit) otherwise."""
-        return self.batch_profile[2] if self.batch_profile else None
-
-    @property
     def provider_options(self) -> dict[str, dict[str, str]]:
         """What onnxruntime applied, per active provider (``InferenceSession.get_provider_options()``)."""
         return dict(self.session.get_provider_options())
@@ -343,8 +345,9 @@ class OrtRuntime:
         """Run the model; returns the outputs in ``output_names`` order.
 
         Raises:
-            InferenceError: onnxruntime rejected the feeds or failed.
+            InferenceError: bad feeds (``Runtime.check_feeds``), onnxruntime failed, or :meth:`cancel` stopped it.
         """
+        feeds = self.check_feeds(feeds)
         options = ort.RunOptions()
         options.log_severity_level = 3  # a cancelled run is reported by the caller, not logged by onnxruntime
         with self._runs_lock:
@@ -366,19 +369,15 @@ class OrtRuntime:
             return len(self._runs)
 
     def describe(self) -> dict:
-        """Facts for ``/v1/models`` and logs."""
+        """Facts for ``/v1/models`` and logs: the interface's, the providers asked for and the options applied."""
         return {
-            "backend": self.backend,
-            "model_file": self.model_path.name,  # no server paths in responses
+            **super().describe(),
             "requested_providers": self.requested_providers,
-            "active_providers": self.active_providers,
             "provider_options": self.provider_options,
-            "inputs": dict(zip(self.input_names, self.input_shapes)),
-            "outputs": dict(zip(self.output_names, self.output_shapes)),
         }
 
 
-def create_runtime(model_path: str | Path, settings: Settings, batch_size: int = 1):
+def create_runtime(model_path: str | Path, settings: Settings, batch_size: int = 1) -> Runtime:
     """Open a model with the backend, providers, provider options, threads, device and engine cache the settings name.
 
     Args:
@@ -392,8 +391,12 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
             the TensorRT runtime prefers a cached engine whose profile covers it, the TensorRT EP builds its
             profile up to it.
 
+    Returns:
+        The runtime (``inference.runtime_base.Runtime``): the only way consumers open one.
+
     Raises:
-        ModelLoadError: unknown backend, or the backend cannot load the model.
+        ModelLoadError: unknown backend, the model file is missing or unreadable, or the backend cannot load it.
+        ProviderFallbackError: onnxruntime did not activate a provider the settings name (see :class:`OrtRuntime`).
     """
     if settings.runtime == "onnxruntime":
         chosen, _ = resolve_providers(settings.providers)

@@ -1,4 +1,4 @@
-"""OpenVINO runtime: an ONNX file (or an ``.xml`` / ``.bin`` IR) behind the interface of ``inference.runtime.OrtRuntime``.
+"""OpenVINO runtime: an ONNX file (or an ``.xml`` / ``.bin`` IR) behind the interface ``inference.runtime_base.Runtime``.
 
 Torch-free. ``openvino`` (the ``openvino`` extra) is imported when a runtime is opened, so this module imports
 without it. OpenVINO API used (docs.openvino.ai, "Integrate OpenVINO with your application", "CPU Device",
@@ -37,6 +37,7 @@ import numpy as np
 from core.cache import IR_SUFFIX
 from core.errors import InferenceError, ModelLoadError
 from core.hashing import sha256_file
+from inference.runtime_base import Runtime
 from models.card import ModelCard, ModelCardError
 
 log = logging.getLogger(__name__)
@@ -172,8 +173,8 @@ def _dims(partial_shape) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in partial_shape]
 
 
-class OvRuntime:
-    """An OpenVINO compiled model with the runtime interface (``inference/runtime.py``).
+class OvRuntime(Runtime):
+    """An OpenVINO compiled model with the runtime interface (``inference.runtime_base.Runtime``).
 
     Args:
         model_path: ``.onnx`` or ``.xml`` (its ``.bin`` beside it).
@@ -184,11 +185,10 @@ class OvRuntime:
         cache_dir: OpenVINO ``CACHE_DIR`` for compiled blobs (created), or None for no cache.
         allow_unsupported: run bf16 / int8 on a device without native support (:func:`check_precision`).
 
-    Attributes:
-        input_names, input_shapes (None for dynamic dims), input_dtypes (numpy), output_names, output_shapes;
-        active_providers (``["OpenVINO:<execution devices>"]``), precision (the setting), inference_precision
-        (what the plugin applied: ``f32`` / ``bf16``), quantized (bool), batch_profile / max_batch_size (None: any
-        batch).
+    Attributes (besides the interface's): ``device``, ``execution_devices``, ``inference_precision`` (what the plugin
+        applied: ``f32`` / ``bf16``), ``quantized`` (bool), ``precision_problem``; ``active_providers`` is
+        ``["OpenVINO:<execution device>", ...]``, ``precision`` the setting, ``on_gpu`` whether an execution device is
+        a GPU, ``max_batch_size`` None (any batch).
 
     Raises:
         ModelLoadError: openvino missing, the file missing or unreadable, an unsupported precision (see
@@ -196,8 +196,6 @@ class OvRuntime:
     """
 
     backend = "openvino"
-    batch_profile = None
-    max_batch_size = None
 
     def __init__(
         self,
@@ -209,9 +207,7 @@ class OvRuntime:
         allow_unsupported: bool = False,
     ) -> None:
         ov = import_openvino()
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ModelLoadError(f"model file not found: {self.model_path}")
+        super().__init__(model_path)
         if self.model_path.suffix == IR_SUFFIX and not self.model_path.with_suffix(".bin").is_file():
             raise ModelLoadError(f"OpenVINO IR {self.model_path.name} has no {self.model_path.stem}.bin beside it")
         self.device, self.precision, self.threads = device, precision, int(threads)
@@ -252,6 +248,7 @@ class OvRuntime:
         self.applied_threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
         self.device_name = str(core.get_property(device, "FULL_DEVICE_NAME"))
         self.active_providers = [f"OpenVINO:{d}" for d in self.execution_devices]
+        self.on_gpu = any(d.upper().startswith("GPU") for d in self.execution_devices)
         self.input_names = [i.get_any_name() for i in model.inputs]
         self.input_shapes = [_dims(i.get_partial_shape()) for i in model.inputs]
         self.input_dtypes = [np.dtype(i.get_element_type().to_dtype()) for i in model.inputs]
@@ -281,16 +278,14 @@ class OvRuntime:
         """Run the model; returns the outputs (numpy copies) in ``output_names`` order.
 
         Raises:
-            InferenceError: a feed is missing, or OpenVINO rejected the feeds or failed.
+            InferenceError: bad feeds (``Runtime.check_feeds``), OpenVINO failed, or :meth:`cancel` stopped it.
         """
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise InferenceError(f"{self.model_path.name}: missing inputs {missing}")
+        feeds = self.check_feeds(feeds)
         try:
             with self._lock:  # one infer request: calls are serialised (the batchers make them one at a time anyway)
                 self._running = True
                 try:
-                    result = self._request.infer({n: feeds[n] for n in self.input_names})
+                    result = self._request.infer(feeds)
                 finally:
                     self._running = False
                 return [np.array(result[o]) for o in self.compiled.outputs]
@@ -306,19 +301,15 @@ class OvRuntime:
         return 1
 
     def describe(self) -> dict:
-        """Facts for ``/v1/models`` and logs: device, the precision asked for and the one applied, threads, cache."""
+        """Facts for ``/v1/models`` and logs: the interface's (``precision``: the one asked for), device, the precision
+        the plugin applied, threads, cache."""
         return {
-            "backend": self.backend,
-            "model_file": self.model_path.name,  # no server paths in responses
+            **super().describe(),
             "device": self.device,
             "device_name": self.device_name,
-            "active_providers": self.active_providers,
-            "precision": self.precision,
             "inference_precision": self.inference_precision,
             "quantized_int8": self.quantized,
             "precision_warning": self.precision_problem,
             "threads": self.applied_threads,
             "compiled_model_cache": self.cache_dir is not None,
-            "inputs": dict(zip(self.input_names, self.input_shapes)),
-            "outputs": dict(zip(self.output_names, self.output_shapes)),
         }

@@ -1,4 +1,4 @@
-"""TensorRT runtime: a serialized engine behind the same interface as ``inference.runtime.OrtRuntime``.
+"""TensorRT runtime: a serialized engine behind the runtime interface ``inference.runtime_base.Runtime``.
 
 Torch-free. TensorRT (``tensorrt``, 10.x) and CUDA memory management through NVIDIA's cuda-python
 bindings (``cuda.bindings.runtime``, or ``cuda.cudart`` in cuda-python < 12.6) are imported lazily,
@@ -45,6 +45,7 @@ import numpy as np
 from core.cache import ENGINE_PRECISIONS, CacheLayout, sidecar_path
 from core.errors import InferenceError, ModelLoadError
 from core.hashing import sha256_file
+from inference.runtime_base import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,8 @@ def current_gpu_name(device: int = 0) -> str:
 # The runtime
 
 
-class TrtRuntime:
-    """A TensorRT engine with the ``OrtRuntime`` interface.
+class TrtRuntime(Runtime):
+    """A TensorRT engine with the runtime interface (``inference.runtime_base.Runtime``).
 
     Args:
         model_path: a serialized engine (``.engine`` / ``.plan`` / ``.trt``), or an ``.onnx`` file whose
@@ -201,10 +202,10 @@ class TrtRuntime:
         precision: preferred engine precision for ``.onnx`` paths (None: fp16 if cached, else fp32).
         batch_size: the largest batch the caller will run: a cached engine whose profile covers it is preferred.
 
-    Attributes (as ``OrtRuntime``): ``input_names``, ``input_shapes`` / ``output_shapes`` (ints for fixed
-    dims, None for dynamic ones), ``input_dtypes`` (numpy dtypes), ``output_names``,
-    ``active_providers`` (``["TensorRT"]``), ``profile_shapes`` (input name -> (min, opt, max) shapes),
-    ``batch_profile`` / ``max_batch_size`` (the batch axis' range), ``engine_meta`` (the sidecar, if any).
+    Attributes (besides the interface's): ``device``, ``gpu_name``, ``engine_meta`` (the sidecar, if any),
+    ``profile_shapes`` (input name -> (min, opt, max) shapes); ``active_providers`` is ``["TensorRT"]``,
+    ``precision`` the sidecar's (fp32 / fp16; fp32 for an engine without one), ``on_gpu`` True,
+    ``batch_profile`` / ``max_batch_size`` the batch axis' range every dynamic input accepts.
 
     Raises:
         ModelLoadError: TensorRT or cuda-python is missing, the file is missing, no cached engine exists
@@ -214,6 +215,7 @@ class TrtRuntime:
     """
 
     backend = "tensorrt"
+    on_gpu = True
 
     def __init__(
         self,
@@ -223,9 +225,8 @@ class TrtRuntime:
         precision: str | None = None,
         batch_size: int = 1,
     ) -> None:
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelLoadError(f"model file not found: {path}")
+        super().__init__(model_path)
+        path = self.model_path
         trt = import_tensorrt()
         cudart = import_cudart()
         self._trt, self._cudart = trt, cudart
@@ -253,6 +254,7 @@ class TrtRuntime:
             raise ModelLoadError(f"{path}: the TensorRT runtime takes {list(ENGINE_SUFFIXES)} or .onnx files")
         self.model_path = path
         self.engine_meta = read_sidecar(path) or {}
+        self.precision = self.engine_meta.get("precision") or "fp32"
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
@@ -296,12 +298,6 @@ class TrtRuntime:
         opt = min(max(p[1][0] for p in self.profile_shapes.values()), hi)
         return lo, opt, hi
 
-    @property
-    def max_batch_size(self) -> int | None:
-        """The largest batch the engine runs (its profile's max), or None for a fixed-shape engine."""
-        profile = self.batch_profile
-        return profile[2] if profile else None
-
     def _alloc(self, pool: dict, name: str, nbytes: int, malloc, free) -> int:
         ptr, cap = pool.get(name, (0, 0))
         if nbytes > cap:
@@ -325,20 +321,20 @@ class TrtRuntime:
         if not self.context.set_tensor_address(name, ptr):
             raise InferenceError(f"{self.model_path.name}: TensorRT rejected the device address of tensor {name!r}")
 
-    def _check_feed(self, name: str, arr: np.ndarray) -> np.ndarray:
-        want = self._dtypes[name]
-        if arr.dtype != want:
-            raise InferenceError(f"input {name!r} must be {want}, got {arr.dtype}")
-        fixed = self.input_shapes[self.input_names.index(name)]
-        if arr.ndim != len(fixed) or any(f is not None and f != s for f, s in zip(fixed, arr.shape)):
-            raise InferenceError(f"input {name!r} has shape {list(arr.shape)}, the engine takes {fixed}")
-        if name in self.profile_shapes:
-            lo, _, hi = self.profile_shapes[name]
-            if any(s < a or s > b for s, a, b in zip(arr.shape, lo, hi)):
+    def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``Runtime.check_feeds``, and every dim of a dynamic input within the engine's profile.
+
+        Raises:
+            InferenceError: see ``Runtime.check_feeds``; a shape outside the profile's min..max.
+        """
+        checked = super().check_feeds(feeds)
+        for name, (lo, _, hi) in self.profile_shapes.items():
+            shape = checked[name].shape
+            if any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
                 raise InferenceError(
-                    f"input {name!r} shape {list(arr.shape)} is outside the engine's profile {list(lo)}..{list(hi)}"
+                    f"input {name!r} shape {list(shape)} is outside the engine's profile {list(lo)}..{list(hi)}"
                 )
-        return arr
+        return checked
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Run the engine; returns the outputs in ``output_names`` order (host numpy arrays the caller owns).
@@ -347,18 +343,17 @@ class TrtRuntime:
 
         Raises:
             InferenceError: a feed is missing, has the wrong dtype or a shape outside the engine's
-                optimisation profile, TensorRT rejected a shape or a tensor address, or TensorRT / CUDA failed.
+                optimisation profile (:meth:`check_feeds`), TensorRT rejected a shape or a tensor address, or
+                TensorRT / CUDA failed.
         """
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise InferenceError(f"missing input(s) {missing}; the engine takes {self.input_names}")
+        feeds = self.check_feeds(feeds)
         cudart = self._cudart
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         with self._lock:
             cuda_check(cudart.cudaSetDevice(self.device))  # CUDA's current device is per thread
             for name in self.input_names:
-                arr = self._check_feed(name, np.asarray(feeds[name]))
+                arr = feeds[name]
                 if not self.context.set_input_shape(name, tuple(arr.shape)):
                     raise InferenceError(f"TensorRT rejected shape {list(arr.shape)} for input {name!r}")
                 host = self._host_buffer(name, arr.nbytes, arr.shape, arr.dtype)
@@ -384,19 +379,16 @@ class TrtRuntime:
             return [host.copy() for _, host, _ in hosts]  # the pinned buffers are reused by the next call
 
     def describe(self) -> dict:
-        """Facts for ``/v1/models`` and logs (precision and builder flags from the engine's sidecar, when present)."""
+        """Facts for ``/v1/models`` and logs: the interface's, the GPU, and the engine's profiles; ``precision`` and
+        ``tf32`` are the engine sidecar's (None without one, as ``/v1/models`` always said)."""
         meta = self.engine_meta
         return {
-            "backend": self.backend,
-            "model_file": self.model_path.name,  # no server paths in responses
+            **super().describe(),
+            "precision": meta.get("precision"),
             "gpu": self.gpu_name,
             "device": self.device,
             "tensorrt_version": self._trt.__version__,
-            "precision": meta.get("precision"),
             "tf32": meta.get("tf32"),
-            "active_providers": self.active_providers,
-            "inputs": dict(zip(self.input_names, self.input_shapes)),
-            "outputs": dict(zip(self.output_names, self.output_shapes)),
             "profiles": {k: [list(s) for s in v] for k, v in self.profile_shapes.items()},
             "batch_profile": list(self.batch_profile) if self.batch_profile else None,
         }

@@ -103,13 +103,13 @@ def test_a_request_past_its_deadline_at_the_detector_stage_is_dropped_before_it_
 
 
 def test_on_a_gpu_the_two_models_may_overlap():
-    from inference.pipeline import make_batchers, on_gpu
+    from inference.pipeline import make_batchers
 
     pipe = fake_pipeline(batching=False)
-    assert not on_gpu(pipe.pose.runtime)
+    assert not pipe.pose.runtime.on_gpu and not pipe.detector.runtime.on_gpu
     cpu_pose, cpu_det = make_batchers(pipe.pose, pipe.detector, 8, 1.0)
     assert cpu_pose.gate is not None and cpu_pose.gate is cpu_det.gate
-    pipe.pose.runtime.active_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    pipe.pose.runtime.on_gpu = True
     gpu_pose, gpu_det = make_batchers(pipe.pose, pipe.detector, 8, 1.0)
     assert gpu_pose.gate is None and gpu_det.gate is None
     for b in (cpu_pose, cpu_det, gpu_pose, gpu_det):

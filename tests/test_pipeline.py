@@ -86,10 +86,10 @@ def test_warmup_runs_every_batch_size_the_cuda_provider_would_tune_for():
     TensorRT profile its min / opt / max; on CPU one."""
     pipe = fake_pipeline(batching=False)
     runtime = pipe.pose.runtime
-    assert pipe.warmup() == [1]  # the fake reports a CPU-like provider
+    assert pipe.warmup() == [1]  # the fake runs like a CPU runtime
     assert runtime.batch_sizes == [1, 1] and pipe.detector.runtime.calls == 1  # + the whole path on one box
     runtime.batch_sizes.clear()
-    runtime.active_providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    runtime.tunes_per_shape = True  # onnxruntime's CUDA EP
     assert pipe.warmup() == list(range(1, 33))
     assert runtime.batch_sizes == [*range(1, 33), 1]
     runtime.batch_profile = (1, 8, 16)  # a TensorRT runtime or EP
@@ -104,22 +104,3 @@ def test_warmup_mode_comes_from_the_settings(movenet_card):
     pipe = PosePipeline.from_settings(settings, batching=False)
     assert pipe.warmup_batch_sizes == "all"
     assert pipe.warmup() == [1]  # MoveNet's batch is fixed at 1: nothing else to warm
-
-
-def test_runtime_precision_states_what_each_runtime_computes_in():
-    from inference.pipeline import runtime_precision
-
-    class Facts:
-        def __init__(self, **facts):
-            self.facts = facts
-
-        def describe(self):
-            return self.facts
-
-    assert runtime_precision(Facts(backend="onnxruntime", active_providers=["CPUExecutionProvider"])) == "fp32"
-    assert runtime_precision(Facts(backend="openvino", precision="bf16")) == "bf16"
-    assert runtime_precision(Facts(backend="tensorrt", precision="fp16")) == "fp16"
-    trt_ep = {"TensorrtExecutionProvider": {"trt_fp16_enable": "True"}}
-    active = ["TensorrtExecutionProvider", "CPUExecutionProvider"]
-    assert runtime_precision(Facts(active_providers=active, provider_options=trt_ep)) == "fp16"
-    assert runtime_precision(Facts(active_providers=["CPUExecutionProvider"], provider_options=trt_ep)) == "fp32"
