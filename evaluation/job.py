@@ -291,6 +291,32 @@ def _write_outputs(
     return paths
 
 
+def _coco_run_settings(
+    args: argparse.Namespace, settings: Settings, score_mode: str, result, preds, described: dict
+) -> dict:
+    """The run's settings as ``metrics.json`` records them (boxes, flip test, scoring, NMS, runtime, counts)."""
+    return {
+        "dataset": "coco",
+        "boxes": args.boxes,
+        "det_file": args.det_file,
+        "det_file_score_thr": args.det_file_score_thr if args.boxes == "file" else None,
+        "detector": str(settings.detector_model) if settings.detector_model else None,
+        "det_score_threshold": settings.det_score_threshold if args.boxes == "detector" else None,
+        "flip_test": preds.notes["flip_test"],
+        "score_mode": score_mode,
+        "oks_nms": None if args.no_nms else args.nms_thr,
+        "coco_backend": result.backend,
+        "runtime": settings.runtime,
+        "precision": described["pose"]["precision"],
+        "detector_precision": described["detector"]["precision"] if described["detector"] else None,
+        "providers": described["pose"]["runtime"].get("active_providers"),
+        "images": len(preds.image_ids),
+        "persons_in": preds.num_boxes,
+        "results_after_nms": result.num_results,
+        **{k: v for k, v in preds.notes.items() if k != "flip_test"},
+    }
+
+
 def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, score_mode: str) -> int:
     from evaluation.metric import load_coco
 
@@ -322,26 +348,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
     input_size = (card["input"]["width"], card["input"]["height"])
     arch = args.arch or card["name"]
     table = format_ap_table([{"arch": arch, "input_size": input_size, "stats": result.stats}])
-    run_settings = {
-        "dataset": "coco",
-        "boxes": args.boxes,
-        "det_file": args.det_file,
-        "det_file_score_thr": args.det_file_score_thr if args.boxes == "file" else None,
-        "detector": str(settings.detector_model) if settings.detector_model else None,
-        "det_score_threshold": settings.det_score_threshold if args.boxes == "detector" else None,
-        "flip_test": preds.notes["flip_test"],
-        "score_mode": score_mode,
-        "oks_nms": None if args.no_nms else args.nms_thr,
-        "coco_backend": result.backend,
-        "runtime": settings.runtime,
-        "precision": described["pose"]["precision"],
-        "detector_precision": described["detector"]["precision"] if described["detector"] else None,
-        "providers": described["pose"]["runtime"].get("active_providers"),
-        "images": len(preds.image_ids),
-        "persons_in": preds.num_boxes,
-        "results_after_nms": result.num_results,
-        **{k: v for k, v in preds.notes.items() if k != "flip_test"},
-    }
+    run_settings = _coco_run_settings(args, settings, score_mode, result, preds, described)
     note = (
         f"\nBoxes: {args.boxes}; flip test: {run_settings['flip_test']}; person score: {score_mode}; "
         f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "

@@ -126,6 +126,28 @@ class Predictions:
         return DetectionFile(boxes, sum(len(b) for b, _ in boxes.values()), 0, 0)
 
 
+def _check_box_source(box_source: str, detections: DetectionFile | None, pipeline: PosePipeline) -> None:
+    """Raises ValueError: unknown box source, or its input (detection file, detector) is missing."""
+    if box_source not in BOX_SOURCES:
+        raise ValueError(f"box source {box_source!r} must be one of {list(BOX_SOURCES)}")
+    if box_source == "file" and detections is None:
+        raise ValueError("box source 'file' needs a detection file (--det-file)")
+    if box_source == "detector" and pipeline.detector is None:
+        raise ValueError("box source 'detector' needs a detector model (--detector)")
+
+
+def _known_boxes(
+    coco, image_ids: list[int], box_source: str, detections: DetectionFile | None
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """The boxes known before the images are read (``gt``, ``file``): image id -> (xyxy boxes, scores); {} for
+    ``detector``."""
+    if box_source == "gt":
+        return {i: gt_boxes(coco, i) for i in image_ids}
+    if box_source == "file":
+        return {i: detections.boxes[i] for i in image_ids if i in detections.boxes}
+    return {}
+
+
 def run_pipeline(
     coco,
     image_dir: str | Path,
@@ -155,12 +177,7 @@ def run_pipeline(
         ValueError: unknown box source, or its input is missing.
         FileNotFoundError: an image is missing.
     """
-    if box_source not in BOX_SOURCES:
-        raise ValueError(f"box source {box_source!r} must be one of {list(BOX_SOURCES)}")
-    if box_source == "file" and detections is None:
-        raise ValueError("box source 'file' needs a detection file (--det-file)")
-    if box_source == "detector" and pipeline.detector is None:
-        raise ValueError("box source 'detector' needs a detector model (--detector)")
+    _check_box_source(box_source, detections, pipeline)
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_dir}")
@@ -169,11 +186,7 @@ def run_pipeline(
         image_ids = image_ids[: int(max_images)]
 
     # boxes known up front (gt / file): images without any box are not even decoded
-    boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    if box_source == "gt":
-        boxes = {i: gt_boxes(coco, i) for i in image_ids}
-    elif box_source == "file":
-        boxes = {i: detections.boxes[i] for i in image_ids if i in detections.boxes}
+    boxes = _known_boxes(coco, image_ids, box_source, detections)
     todo = [i for i in image_ids if box_source == "detector" or len(boxes.get(i, ((), ()))[1]) > 0]
     items = [(i, coco.imgs[i]["file_name"]) for i in todo]
 

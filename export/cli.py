@@ -179,119 +179,152 @@ def _lint(onnx_path: Path, mode: str) -> None:
         print(f"lint {Path(onnx_path).name}: {verdict}, {sum(report.op_counts.values())} nodes, opset {report.opset}")
 
 
+def export_pose_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export pose``: checkpoint -> ONNX + card, verified; lint; optionally the engine."""
+    from export.pose import export_pose
+
+    r = export_pose(
+        args.model,
+        args.out,
+        check_images=args.check_images,
+        num_check_crops=args.check_crops,
+        config=args.config,
+        cache_dir=settings.cache.checkpoints,
+        offline=settings.offline,
+        name=args.name,
+        opset=args.opset,
+        threads=settings.intra_op_threads,
+    )
+    print(f"onnx: {r.onnx_path}\ncard: {r.card_path}")
+    print(f"{r.verdict.describe()} px on {r.crops}; export {r.export_seconds:.1f} s")
+    _lint(r.onnx_path, args.lint)
+    if args.engine:
+        _engine(r.onnx_path, args, settings)
+
+
+def export_detector_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export detector``: Ultralytics weights -> ONNX; lint; optionally the engine."""
+    from export.detector import export_detector
+
+    r = export_detector(args.weights, args.out, imgsz=args.imgsz, opset=args.opset)
+    print(f"onnx: {r.onnx_path} ({r.num_classes} classes, input {r.imgsz}x{r.imgsz}, dynamic batch)")
+    print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e}; export {r.seconds:.1f} s")
+    _lint(r.onnx_path, args.lint)
+    if args.engine:
+        _engine(r.onnx_path, args, settings)
+
+
+def engine_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export engine``: ONNX -> TensorRT engine (cached, or at ``--output``); optionally compared with onnxruntime."""
+    onnx_path = Path(args.onnx)
+    spec = _spec(args, settings)  # validates the profile before anything else
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    _lint(onnx_path, args.lint)
+    if args.output:
+        from export.tensorrt import build_engine
+
+        path = build_engine(onnx_path, args.output, spec, settings.device)
+        print(f"engine: {path}")
+    else:
+        path = _engine(onnx_path, args, settings)
+    if args.check:
+        _check_engine(path, onnx_path, spec.profile[1], settings.device)
+
+
+def triton_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export triton``: write the pose and / or detector model into a Triton model repository."""
+    from export.triton import write_triton_model
+
+    if not args.pose_card and not args.detector:
+        raise ValueError("give --pose-card and/or --detector")
+    common = dict(
+        platform=args.platform,
+        max_batch_size=settings.max_batch_size,  # the same largest batch as the service's
+        max_queue_delay_us=args.max_queue_delay_us,
+        instance_kind=args.kind,
+    )
+    if args.pose_card:
+        card = Path(args.pose_card)
+        folder = write_triton_model(
+            args.repository,
+            "pose",
+            card.with_suffix(".onnx"),
+            engine_path=args.pose_engine,
+            card_path=card,
+            **common,
+        )
+        print(f"triton model: {folder}")
+    if args.detector:
+        folder = write_triton_model(
+            args.repository, "detector", args.detector, engine_path=args.detector_engine, **common
+        )
+        print(f"triton model: {folder}")
+
+
+def defaults_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export defaults``: download + export the default models; lint them."""
+    from export.defaults import prepare_defaults
+
+    det, card = prepare_defaults(settings, force=args.force)
+    print(f"detector: {det}\npose card: {card}")
+    _lint(det, args.lint)
+    _lint(card.with_suffix(".onnx"), args.lint)
+
+
+def quantize_command(args: argparse.Namespace, settings: Settings) -> int | None:
+    """``pose-export quantize``: int8 models into the cache; 1 when they fail the accuracy gate."""
+    from export.quantize import describe_report, quantize_models
+
+    report = quantize_models(
+        settings,
+        args.calib_images,
+        calib_ann=args.calib_ann,
+        eval_ann=args.eval_ann,
+        eval_images=args.eval_images,
+        max_calib_images=args.calib_max_images,
+        max_calib_crops=args.calib_max_crops,
+        pose_tail_depth=args.pose_tail_depth,
+    )
+    print(describe_report(report))
+    if report.gate is not None and not report.gate.passed:
+        print("pose-export quantize: the int8 models failed the accuracy gate (see above)", file=sys.stderr)
+        return 1
+    print("serve them with: pose-serve --runtime openvino --precision int8 (same --pose / --detector)")
+    return None
+
+
+def lint_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export lint``: lint ONNX files, print the reports (text or JSON); GraphLintError if any fails."""
+    import json
+
+    from export.lint import GraphLintError, lint_onnx
+
+    reports = [lint_onnx(path, dynamic_batch=not args.fixed_batch) for path in args.onnx]
+    print(
+        json.dumps([r.to_dict() for r in reports], indent=2) if args.json else "\n".join(r.describe() for r in reports)
+    )
+    failed = [r.model for r in reports if not r.ok]
+    if failed:
+        raise GraphLintError(f"{len(failed)} of {len(reports)} file(s) would not build with TensorRT 10: {failed}")
+
+
+#: ``pose-export`` subcommand -> the function that carries it out.
+COMMANDS = {
+    "pose": export_pose_command,
+    "detector": export_detector_command,
+    "engine": engine_command,
+    "triton": triton_command,
+    "defaults": defaults_command,
+    "quantize": quantize_command,
+    "lint": lint_command,
+}
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int | None:
-    """Carry out one subcommand; returns an exit status other than 0 where the subcommand ran but failed a check
-    (``quantize``: the accuracy gate), else None."""
-    if args.command == "pose":
-        from export.pose import export_pose
-
-        r = export_pose(
-            args.model,
-            args.out,
-            check_images=args.check_images,
-            num_check_crops=args.check_crops,
-            config=args.config,
-            cache_dir=settings.cache.checkpoints,
-            offline=settings.offline,
-            name=args.name,
-            opset=args.opset,
-            threads=settings.intra_op_threads,
-        )
-        print(f"onnx: {r.onnx_path}\ncard: {r.card_path}")
-        print(f"{r.verdict.describe()} px on {r.crops}; export {r.export_seconds:.1f} s")
-        _lint(r.onnx_path, args.lint)
-        if args.engine:
-            _engine(r.onnx_path, args, settings)
-    elif args.command == "detector":
-        from export.detector import export_detector
-
-        r = export_detector(args.weights, args.out, imgsz=args.imgsz, opset=args.opset)
-        print(f"onnx: {r.onnx_path} ({r.num_classes} classes, input {r.imgsz}x{r.imgsz}, dynamic batch)")
-        print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e}; export {r.seconds:.1f} s")
-        _lint(r.onnx_path, args.lint)
-        if args.engine:
-            _engine(r.onnx_path, args, settings)
-    elif args.command == "engine":
-        onnx_path = Path(args.onnx)
-        spec = _spec(args, settings)  # validates the profile before anything else
-        if not onnx_path.is_file():
-            raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
-        _lint(onnx_path, args.lint)
-        if args.output:
-            from export.tensorrt import build_engine
-
-            path = build_engine(onnx_path, args.output, spec, settings.device)
-            print(f"engine: {path}")
-        else:
-            path = _engine(onnx_path, args, settings)
-        if args.check:
-            _check_engine(path, onnx_path, spec.profile[1], settings.device)
-    elif args.command == "triton":
-        from export.triton import write_triton_model
-
-        if not args.pose_card and not args.detector:
-            raise ValueError("give --pose-card and/or --detector")
-        common = dict(
-            platform=args.platform,
-            max_batch_size=settings.max_batch_size,  # the same largest batch as the service's
-            max_queue_delay_us=args.max_queue_delay_us,
-            instance_kind=args.kind,
-        )
-        if args.pose_card:
-            card = Path(args.pose_card)
-            folder = write_triton_model(
-                args.repository,
-                "pose",
-                card.with_suffix(".onnx"),
-                engine_path=args.pose_engine,
-                card_path=card,
-                **common,
-            )
-            print(f"triton model: {folder}")
-        if args.detector:
-            folder = write_triton_model(
-                args.repository, "detector", args.detector, engine_path=args.detector_engine, **common
-            )
-            print(f"triton model: {folder}")
-    elif args.command == "defaults":
-        from export.defaults import prepare_defaults
-
-        det, card = prepare_defaults(settings, force=args.force)
-        print(f"detector: {det}\npose card: {card}")
-        _lint(det, args.lint)
-        _lint(card.with_suffix(".onnx"), args.lint)
-    elif args.command == "quantize":
-        from export.quantize import describe_report, quantize_models
-
-        report = quantize_models(
-            settings,
-            args.calib_images,
-            calib_ann=args.calib_ann,
-            eval_ann=args.eval_ann,
-            eval_images=args.eval_images,
-            max_calib_images=args.calib_max_images,
-            max_calib_crops=args.calib_max_crops,
-            pose_tail_depth=args.pose_tail_depth,
-        )
-        print(describe_report(report))
-        if report.gate is not None and not report.gate.passed:
-            print("pose-export quantize: the int8 models failed the accuracy gate (see above)", file=sys.stderr)
-            return 1
-        print("serve them with: pose-serve --runtime openvino --precision int8 (same --pose / --detector)")
-    elif args.command == "lint":
-        import json
-
-        from export.lint import GraphLintError, lint_onnx
-
-        reports = [lint_onnx(path, dynamic_batch=not args.fixed_batch) for path in args.onnx]
-        print(
-            json.dumps([r.to_dict() for r in reports], indent=2)
-            if args.json
-            else "\n".join(r.describe() for r in reports)
-        )
-        failed = [r.model for r in reports if not r.ok]
-        if failed:
-            raise GraphLintError(f"{len(failed)} of {len(reports)} file(s) would not build with TensorRT 10: {failed}")
+    """Carry out one subcommand (:data:`COMMANDS`); returns an exit status other than 0 where the subcommand ran but
+    failed a check (``quantize``: the accuracy gate), else None."""
+    return COMMANDS[args.command](args, settings)
 
 
 def _check_engine(engine_path: Path, onnx_path: Path, batch: int, device: int) -> None:

@@ -103,6 +103,36 @@ def _check_batch(imgsz: int, images: list[np.ndarray] | None) -> np.ndarray:
     return np.random.default_rng(0).random((2, 3, imgsz, imgsz), dtype=np.float32)
 
 
+def _ultralytics_export(yolo, weights_str: str, output: Path, imgsz: int, opset: int, simplify: bool) -> None:
+    """Ultralytics' ONNX export (dynamic batch, no NMS, fp32 on the CPU) in a temporary working directory, moved to
+    ``output``.
+
+    Raises:
+        DetectorExportError: the export failed.
+    """
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="yolo-export-") as tmp:
+        os.chdir(tmp)  # a .yaml model is written to the working directory
+        try:
+            produced = yolo.export(
+                format="onnx",
+                imgsz=imgsz,
+                dynamic=True,
+                opset=opset,
+                simplify=simplify,
+                half=False,
+                nms=False,
+                device="cpu",
+                batch=1,
+            )
+        except Exception as exc:
+            raise DetectorExportError(f"Ultralytics export of {weights_str} failed: {exc}") from exc
+        finally:
+            os.chdir(cwd)
+        produced = Path(produced) if Path(produced).is_absolute() else Path(tmp) / produced
+        shutil.move(str(produced), output)
+
+
 def export_detector(
     weights: str | Path,
     output: str | Path,
@@ -145,27 +175,7 @@ def export_detector(
     if yolo.task != "detect":
         raise DetectorExportError(f"{weights_str} is a {yolo.task!r} model; the person detector needs a 'detect' model")
     num_classes = len(yolo.names)
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="yolo-export-") as tmp:
-        os.chdir(tmp)  # a .yaml model is written to the working directory
-        try:
-            produced = yolo.export(
-                format="onnx",
-                imgsz=imgsz,
-                dynamic=True,
-                opset=opset,
-                simplify=simplify,
-                half=False,
-                nms=False,
-                device="cpu",
-                batch=1,
-            )
-        except Exception as exc:
-            raise DetectorExportError(f"Ultralytics export of {weights_str} failed: {exc}") from exc
-        finally:
-            os.chdir(cwd)
-        produced = Path(produced) if Path(produced).is_absolute() else Path(tmp) / produced
-        shutil.move(str(produced), output)
+    _ultralytics_export(yolo, weights_str, output, imgsz, opset, simplify)
     num_anchors = sum((imgsz // s) ** 2 for s in (8, 16, 32))
     _fix_spatial_dims(output, imgsz, 4 + num_classes, num_anchors)
     seconds = time.perf_counter() - t0

@@ -78,6 +78,37 @@ class EngineSpec:
             raise ValueError(f"workspace_gib must be > 0, got {self.workspace_gib}")
 
 
+def _add_batch_profile(builder, config, network, spec: EngineSpec, onnx_path: Path) -> bool:
+    """Give a dynamic batch axis 0 the spec's (min, opt, max) profile; True when some input has one.
+
+    Raises:
+        EngineBuildError: an input with a dynamic axis besides batch, or a fixed batch outside the profile.
+    """
+    lo, opt, hi = spec.profile
+    profile = builder.create_optimization_profile()
+    dynamic = False
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(int(d) for d in tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise EngineBuildError(
+                f"input {tensor.name!r} of {onnx_path.name} has dynamic axes besides batch {list(shape)}; "
+                "export it with fixed spatial sizes"
+            )
+        if shape[0] < 0:
+            dynamic = True
+            rest = shape[1:]
+            profile.set_shape(tensor.name, (lo, *rest), (opt, *rest), (hi, *rest))
+        elif not lo <= shape[0] <= hi:
+            raise EngineBuildError(
+                f"input {tensor.name!r} of {onnx_path.name} has a fixed batch of {shape[0]}, outside the profile "
+                f"{spec.profile}; export the ONNX with a dynamic batch axis"
+            )
+    if dynamic:
+        config.add_optimization_profile(profile)
+    return dynamic
+
+
 def build_engine(
     onnx_path: str | Path, engine_path: str | Path, spec: EngineSpec = EngineSpec(), device: int = 0
 ) -> Path:
@@ -117,28 +148,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
     elif hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default: an fp32 engine must compute in float32
-    lo, opt, hi = spec.profile
-    profile = builder.create_optimization_profile()
-    dynamic = False
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        shape = tuple(int(d) for d in tensor.shape)
-        if any(d < 0 for d in shape[1:]):
-            raise EngineBuildError(
-                f"input {tensor.name!r} of {onnx_path.name} has dynamic axes besides batch {list(shape)}; "
-                "export it with fixed spatial sizes"
-            )
-        if shape[0] < 0:
-            dynamic = True
-            rest = shape[1:]
-            profile.set_shape(tensor.name, (lo, *rest), (opt, *rest), (hi, *rest))
-        elif not lo <= shape[0] <= hi:
-            raise EngineBuildError(
-                f"input {tensor.name!r} of {onnx_path.name} has a fixed batch of {shape[0]}, outside the profile "
-                f"{spec.profile}; export the ONNX with a dynamic batch axis"
-            )
-    if dynamic:
-        config.add_optimization_profile(profile)
+    dynamic = _add_batch_profile(builder, config, network, spec, onnx_path)
     flags = {
         name.lower(): bool(config.get_flag(getattr(trt.BuilderFlag, name)))
         for name in ("FP16", "TF32")

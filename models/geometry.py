@@ -121,14 +121,6 @@ def bbox_xywh2xyxy(bboxes: np.ndarray) -> np.ndarray:
     return b
 
 
-def bbox_xyxy2xywh(bboxes: np.ndarray) -> np.ndarray:
-    """xyxy [N, 4] to COCO xywh [N, 4] (same units and dtype)."""
-    b = np.array(bboxes, copy=True)
-    b[..., 2] = b[..., 2] - b[..., 0]
-    b[..., 3] = b[..., 3] - b[..., 1]
-    return b
-
-
 def fix_aspect_ratio(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
     """Grow the shorter side of ``scale`` so that w / h == aspect_ratio (MMPose TopdownAffine).
 

@@ -1,4 +1,4 @@
-"""The TensorRT-readiness lint (export/lint.py): each rule fires on a graph that breaks it, stays silent on one
+"""The TensorRT-readiness lint (export/lint/): each rule fires on a graph that breaks it, stays silent on one
 that does not, and the historical blocker (a Transpose reading the uint8 crops before the Cast) is caught in a
 real exported pose graph. Our exported graphs themselves are linted in test_export_pose.py and
 test_export_detector.py."""

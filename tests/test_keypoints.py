@@ -1,12 +1,12 @@
 import numpy as np
 
 from models.keypoints import (
+    COCO17,
     COCO17_FLIP_PAIRS,
     COCO17_NAMES,
     COCO17_SIGMAS,
     COCO17_SKELETON,
     flip_indices,
-    schema_dict,
 )
 
 
@@ -29,11 +29,11 @@ def test_flip_indices_is_an_involution():
     assert idx[0] == 0 and idx[5] == 6
 
 
-def test_schema_dict_matches_coco_annotation_skeleton(coco_tiny):
+def test_schema_skeleton_matches_coco_annotation_skeleton(coco_tiny):
     import json
 
     cat = json.loads((coco_tiny / "test_coco.json").read_text())["categories"][0]
     assert cat["keypoints"] == list(COCO17_NAMES)
     assert sorted(tuple(sorted((a - 1, b - 1))) for a, b in cat["skeleton"]) == sorted(
-        tuple(sorted(p)) for p in schema_dict()["skeleton"]
+        tuple(sorted(p)) for p in COCO17.to_dict()["skeleton"]
     )

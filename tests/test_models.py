@@ -167,7 +167,7 @@ def test_load_pretrained_without_network_says_where_to_put_the_file(tmp_path, mo
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(checkpoints.torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     cfg = get_config("ipr_res50_debias")
     for kwargs in ({}, {"offline": True}):
         with pytest.raises(FileNotFoundError) as e:

@@ -118,6 +118,67 @@ def _reduce_mean(values: dict[str, float], device: torch.device) -> dict[str, fl
     return dict(zip(values, t.tolist()))
 
 
+def _forward_backward(
+    forward: nn.Module,
+    batch: dict,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    scaler: torch.amp.GradScaler,
+    group_size: int,
+    state: TrainState,
+) -> tuple[torch.Tensor, dict]:
+    """Forward one batch under autocast and back-propagate its loss divided by its accumulation group's size.
+
+    Returns:
+        The loss and its terms.
+
+    Raises:
+        FloatingPointError: a non-finite loss (the step and the terms are named).
+    """
+    inputs = batch["inputs"].to(device, non_blocking=True)
+    targets = {
+        k: batch[k].to(device, non_blocking=True)
+        for k in ("keypoint_labels", "heatmaps", "keypoint_weights")
+        if k in batch
+    }
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        loss, terms = forward(inputs, targets)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss at epoch {state.epoch + 1} step {state.global_iter}: "
+            + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        )
+    scaler.scale(loss / group_size).backward()
+    return loss, terms
+
+
+def _optimizer_step(optimizer, scheduler, scaler: torch.amp.GradScaler, state: TrainState) -> float:
+    """One optimizer step (through the GradScaler), the schedule's step, the counters; returns the step's lr."""
+    lr = optimizer.param_groups[0]["lr"]
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    state.global_iter += 1
+    state.iter_in_epoch += 1
+    return lr
+
+
+def _train_record(
+    state: TrainState, lr: float, sums: dict, count: int, data_time: float, compute_time: float, device
+) -> dict:
+    """The ``train`` log record: loss terms averaged over the batches since the last record and over ranks, times."""
+    record = _reduce_mean({k: v / count for k, v in sums.items()}, device)
+    return {
+        "mode": "train",
+        "epoch": state.epoch + 1,
+        "iter": state.global_iter,
+        "lr": lr,
+        **record,
+        "data_time": data_time / count,
+        "time": (data_time + compute_time) / count,
+    }
+
+
 def train_one_epoch(
     forward: nn.Module,
     loader,
@@ -169,20 +230,7 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
         t0 = time.perf_counter()
         data_time += t0 - t_data
-        inputs = batch["inputs"].to(device, non_blocking=True)
-        targets = {
-            k: batch[k].to(device, non_blocking=True)
-            for k in ("keypoint_labels", "heatmaps", "keypoint_weights")
-            if k in batch
-        }
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss, terms = forward(inputs, targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite loss at epoch {state.epoch + 1} step {state.global_iter}: "
-                + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-            )
-        scaler.scale(loss / group_size).backward()
+        loss, terms = _forward_backward(forward, batch, device, amp_dtype, scaler, group_size, state)
         group_left -= 1
         for k, v in {"loss": loss, **terms}.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach())
@@ -191,28 +239,12 @@ def train_one_epoch(
             progress.update(1)
             progress.set_postfix(loss=f"{float(loss):.4g}", lr=f"{optimizer.param_groups[0]['lr']:.3g}", refresh=False)
         if group_left == 0:
-            lr = optimizer.param_groups[0]["lr"]
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            state.global_iter += 1
-            state.iter_in_epoch += 1
+            lr = _optimizer_step(optimizer, scheduler, scaler, state)
             compute_time += time.perf_counter() - t0
             last = b == n_batches - 1
             stop = max_iters is not None and state.global_iter >= max_iters
             if log is not None and (state.global_iter % log_interval == 0 or last or stop):
-                record = _reduce_mean({k: v / count for k, v in sums.items()}, device)
-                log(
-                    {
-                        "mode": "train",
-                        "epoch": state.epoch + 1,
-                        "iter": state.global_iter,
-                        "lr": lr,
-                        **record,
-                        "data_time": data_time / count,
-                        "time": (data_time + compute_time) / count,
-                    }
-                )
+                log(_train_record(state, lr, sums, count, data_time, compute_time, device))
                 sums, count, data_time, compute_time = {}, 0, 0.0, 0.0
             if stop:
                 return True
