@@ -21,7 +21,7 @@
    precision), ``--clients`` concurrent clients over the coco-mini images: images/s and persons/s.
 
 Prints a Markdown table. Figures, not assertions: never part of the test pass. The AP gates of reduced precision are
-measured on trained models (``tests/test_precision_gate.py``), not here.
+measured on trained models (``tests/export/test_quantize_gate.py``), not here.
 """
 
 from __future__ import annotations

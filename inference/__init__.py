@@ -5,5 +5,5 @@ card-driven pose estimator (``pose_estimator``), the batcher (``batcher``), the 
 deadline / cancellation token of a request (``context``).
 
 The server (``service``), evaluation and quantisation use it; it never imports them, torch, FastAPI or uvicorn
-(``tests/test_service_no_torch.py`` and the import-linter contracts in ``pyproject.toml`` check it).
+(``tests/service/test_layers_no_torch.py`` and the import-linter contracts in ``pyproject.toml`` check it).
 """

@@ -3,5 +3,5 @@ response schemas, state, rendering, the uvicorn server, the launcher and ``pose-
 
 The engine it serves is ``inference`` (HTTP-free); settings, cache layout and error types are ``core``'s. Never
 imports torch: the serving image carries onnxruntime / TensorRT, OpenCV and FastAPI only
-(``tests/test_service_no_torch.py`` checks it). Nothing outside ``service`` imports it.
+(``tests/service/test_layers_no_torch.py`` checks it). Nothing outside ``service`` imports it.
 """

@@ -43,7 +43,7 @@ What this cannot see: kernel availability for a particular GPU, and restrictions
 Torch-free; needs ``onnx`` and ``onnx-graphsurgeon`` (the export extra).
 
 Modules: :mod:`~export.lint.table` (the support matrix), :mod:`~export.lint.facts` (the graph facts, gathered once),
-:mod:`~export.lint.rules` (one function per rule), :mod:`~export.lint.report`, :mod:`~export.lint.check`
+:mod:`~export.lint.rules` (one function per rule), :mod:`~export.lint.lint_report`, :mod:`~export.lint.check`
 (:func:`lint_onnx`, :func:`check_graph`); this package re-exports their public names.
 """
 
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from export.lint.check import LINT_MODES, GraphLintError, check_graph, inventory, lint_onnx
 from export.lint.facts import GraphFacts, NodeFacts, graph_facts
-from export.lint.report import Finding, LintReport
+from export.lint.lint_report import Finding, LintReport
 from export.lint.rules import RULES
 from export.lint.table import SUPPORT_MATRIX, SupportMatrix, load_support_matrix, type_name
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from export.lint.facts import GraphFacts, graph_facts
-from export.lint.report import LintReport
+from export.lint.lint_report import LintReport
 from export.lint.rules import RULES, rule_dynamic_batch
 from export.lint.table import SupportMatrix, load_support_matrix, type_name
 

@@ -4,7 +4,7 @@ its :class:`Finding` list."""
 from __future__ import annotations
 
 from export.lint.facts import GraphFacts
-from export.lint.report import Finding
+from export.lint.lint_report import Finding
 from export.lint.table import SupportMatrix, type_name
 
 _QUANTIZED = ("INT8", "INT4", "FP8")

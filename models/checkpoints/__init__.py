@@ -15,7 +15,7 @@ Two layouts are read:
 Files are read with ``torch.load(weights_only=True)`` (no arbitrary pickles); the numpy types that
 MMPose's ``meta`` may contain are allow-listed.
 
-Modules: :mod:`~models.checkpoints.downloads` (verified downloads), :mod:`~models.checkpoints.files` (the format,
+Modules: :mod:`~models.checkpoints.downloads` (verified downloads), :mod:`~models.checkpoints.checkpoint_files` (the format,
 safe reading), :mod:`~models.checkpoints.remap` (MMPose 0.x and torchvision key maps),
 :mod:`~models.checkpoints.load` (into our model), :mod:`~models.checkpoints.save`; this package re-exports their
 public names.
@@ -23,8 +23,14 @@ public names.
 
 from __future__ import annotations
 
+from models.checkpoints.checkpoint_files import (
+    FORMAT,
+    CheckpointError,
+    OpaqueObject,
+    extract_state_dict,
+    read_checkpoint,
+)
 from models.checkpoints.downloads import ChecksumError, download, imagenet_weights, load_pretrained, verified_file
-from models.checkpoints.files import FORMAT, CheckpointError, OpaqueObject, extract_state_dict, read_checkpoint
 from models.checkpoints.load import (
     check_state_dict,
     config_for_mmpose_file,

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from core.hashing import sha256_file
+from models.checkpoints.checkpoint_files import FORMAT, CheckpointError, extract_state_dict, json_safe, read_checkpoint
 from models.checkpoints.downloads import imagenet_weights, load_pretrained
-from models.checkpoints.files import FORMAT, CheckpointError, extract_state_dict, json_safe, read_checkpoint
 from models.checkpoints.remap import imagenet_to_backbone_keys, mmpose_v1_keys
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import ZOO, PoseModelConfig, get_config

@@ -1,4 +1,4 @@
-"""Save our checkpoint format (:data:`~models.checkpoints.files.FORMAT`): config + state dict + metadata."""
+"""Save our checkpoint format (:data:`~models.checkpoints.checkpoint_files.FORMAT`): config + state dict + metadata."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoints.files import FORMAT, json_safe
+from models.checkpoints.checkpoint_files import FORMAT, json_safe
 from models.pose_model import TopdownPoseModel
 
 

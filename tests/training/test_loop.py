@@ -75,7 +75,7 @@ def test_overfit_then_export_and_serve_same_keypoints(coco_tiny, yolo_onnx, tmp_
     from core.settings import Settings
     from inference.imageio import decode_image
     from models.geometry import box_to_center_scale, crop_batch, keypoints_crop_to_image
-    from service.defaults import resolve_pose_checkpoint
+    from service.default_models import resolve_pose_checkpoint
     from service.launcher import ServerProcess
 
     cache = tmp_path / "cache"

@@ -218,7 +218,7 @@ def test_sigterm_during_a_batch_that_never_ends_exits_in_time_with_json_503(yolo
 @pytest.mark.parametrize("broken", ["corrupt model file", "invalid card", "missing model"])
 def test_a_model_that_cannot_load_ends_the_process_with_the_reason(yolo_onnx, tmp_path, broken):
     """Row 10: exit status 3 and the reason on stderr, instead of a process that never serves behind a green
-    /healthz (``--no-exit-on-load-failure`` keeps the old behaviour: tests/test_app_http.py)."""
+    /healthz (``--no-exit-on-load-failure`` keeps the old behaviour: tests/service/test_app_http.py)."""
     card = fault_pose_card(tmp_path, "none")
     if broken == "corrupt model file":
         (tmp_path / "fault_none.onnx").write_bytes(b"\x08\x07 this is not a protobuf" * 10)
@@ -228,7 +228,7 @@ def test_a_model_that_cannot_load_ends_the_process_with_the_reason(yolo_onnx, tm
         (tmp_path / "fault_none.onnx").unlink()
     cmd = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", "0", "--log-level", "warning",
            "--detector", str(yolo_onnx), "--pose", str(card)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
     assert "model loading failed" in proc.stderr and "Traceback" not in proc.stderr

@@ -2,7 +2,7 @@
 identical runs agree exactly, sub-pixel noise passes, a decode-sized error and a lost tenth of the people fail.
 
 Predictions here are made from the annotations (ground truth plus seeded noise of known size), so every figure is
-the same on any machine; the served models' gate is in tests/test_precision_gate.py."""
+the same on any machine; the served models' gate is in tests/export/test_quantize_gate.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from models.tolerance import (
     REDUCED_PRECISION_OKS_DROP,
 )
 
-GOLDEN = Path(__file__).parent / "data" / "mmpose_metric"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_metric"
 
 
 def _backends() -> list[str]:

@@ -82,7 +82,7 @@ def test_concurrent_requests_get_the_same_answer_and_are_counted(client, pose_se
 
 def test_failed_model_load_is_503_not_a_crash(yolo_onnx, movenet_card, tmp_path):
     """With ``--no-exit-on-load-failure`` (operators who prefer /readyz 503); by default the process exits:
-    tests/test_faults.py."""
+    tests/service/test_faults.py."""
     from models.card import ModelCard
 
     card = ModelCard.load(movenet_card)

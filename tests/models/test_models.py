@@ -36,7 +36,7 @@ from models.keypoints import flip_indices
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import METRIC_COLUMNS, ZOO, PoseModelConfig, get_config
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN_SHAPES = DATA / "mmpose" / "state_dict_shapes.json"
 INTEGRAL = sorted(n for n, c in ZOO.items() if head_kind(c.head_kind) is INTEGRAL_KIND)
 #: ResNet-50 entries whose MMPose-layout files are built and loaded at full size.

@@ -35,11 +35,11 @@ from models.tolerance import FP32_ELEMENTWISE_ATOL, FP64_FROM_FP32_REL, PARITY_F
 from models.zoo import get_config
 from tests.golden import fill, load_npz, recipe
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "mmpose"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose"
 TOL = PARITY_FP64
 FP32_TOL = PARITY_FP32
 INTEGRAL_VARIANTS = {"ipr": (1.0, False), "dsnt": (1.0, False), "debias": (10.0, True)}
-#: The zoo entries these goldens cover (the seed zoo; the rest are in tests/data/mmpose_zoo, tests/test_zoo_parity.py).
+#: The zoo entries these goldens cover (the seed zoo; the rest are in tests/data/mmpose_zoo, tests/models/test_zoo_parity.py).
 SEED_ZOO = sorted(json.loads((GOLDEN / "state_dict_shapes.json").read_text()))
 
 

@@ -267,5 +267,5 @@ def test_evaluation_does_not_import_torch():
     code = (
         "import sys, evaluation.job, evaluation.runner, evaluation.metric; sys.exit(1 if 'torch' in sys.modules else 0)"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0

@@ -21,7 +21,7 @@ from training.configs import get_train_config  # noqa: E402
 from training.losses import js_discrete_loss, keypoint_mse_loss, pose_loss, smooth_l1_loss  # noqa: E402
 from training.transforms import AugmentConfig, AugmentDraws, apply_topdown, sample_draws  # noqa: E402
 
-GOLDEN = Path(__file__).parent / "data" / "mmpose_train"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_train"
 #: Loss parity bound (relative), the issue's requirement.
 LOSS_REL = 1e-6
 #: Transform parity bound in pixels, the issue's requirement.
@@ -144,7 +144,7 @@ def test_pipeline_equals_mmpose_given_its_draws(transforms, tag):
 
 # ---------------------------------------------------------------- RLE and MPII (tests/data/mmpose_zoo, make_zoo_golden.py)
 
-ZOO_GOLDEN = Path(__file__).parent / "data" / "mmpose_zoo"
+ZOO_GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo"
 
 
 def _rle_flow(dtype: torch.dtype):
@@ -154,7 +154,7 @@ def _rle_flow(dtype: torch.dtype):
     from models.flow import RLEFlow
 
     spec = importlib.util.spec_from_file_location(
-        "golden_recipe", Path(__file__).parent / "mmpose_golden" / "recipe.py"
+        "golden_recipe", Path(__file__).resolve().parents[1] / "mmpose_golden" / "recipe.py"
     )
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)

@@ -40,8 +40,8 @@ from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import METRIC_COLUMNS, ZOO, get_config
 from tests.golden import fill, load_npz, recipe
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "mmpose_zoo"
-#: The seed zoo's goldens are tests/data/mmpose (tests/test_mmpose_parity.py); these are the rest.
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo"
+#: The seed zoo's goldens are tests/data/mmpose (tests/models/test_mmpose_parity.py); these are the rest.
 SEED_ZOO = sorted(json.loads((GOLDEN.parent / "mmpose" / "state_dict_shapes.json").read_text()))
 NEW = sorted(n for n in ZOO if n not in SEED_ZOO)
 FULL = ("td-reg_res50", "td-reg_res50_rle")

@@ -22,7 +22,7 @@ from models import geometry
 from models.keypoints import MPII16
 from models.tolerance import UINT8_LEVELS, assert_close
 
-GOLDEN = Path(__file__).parent / "data" / "mmpose_zoo"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo"
 scipy_io = pytest.importorskip("scipy.io")
 #: MPII center / scale from the file and MMPose's, both float32: equal; through the box corners, float32 rounding.
 GEOMETRY_PX = 1e-4

@@ -1,6 +1,6 @@
 """The runtime interface (inference/runtime_base.py): the checks written once (model file, feeds), the facts every
 runtime states (precision, on_gpu, max batch, describe's shared keys), and what the onnxruntime and TensorRT
-runtimes set them to. OpenVINO's are in tests/test_runtime_ov.py."""
+runtimes set them to. OpenVINO's are in tests/inference/test_runtime_ov.py."""
 
 from __future__ import annotations
 

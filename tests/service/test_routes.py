@@ -1,6 +1,6 @@
 """The HTTP API in-process (FastAPI TestClient) over the real request flow with fake model runtimes:
 parsing, the pipeline, the batcher, encoding and the error answers, in milliseconds per case. The full corpus
-of malformed input is tests/test_hostile_inputs.py; overload, deadlines and security tests/test_overload.py."""
+of malformed input is tests/service/test_hostile_inputs.py; overload, deadlines and security tests/service/test_overload.py."""
 
 from __future__ import annotations
 

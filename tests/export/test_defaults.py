@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from core.settings import Settings
-from service.defaults import DefaultModelsMissing, resolve_default_models
+from service.default_models import DefaultModelsMissing, resolve_default_models
 
 
 def test_present_defaults_are_resolved(tmp_path):
@@ -35,7 +35,7 @@ def test_missing_defaults_name_the_files_and_the_command(tmp_path):
 def test_pose_serve_flags_reach_the_export_subprocess(tmp_path, monkeypatch):
     """``pose-serve --offline --intra-op-threads 1`` prepares the defaults offline with one thread: the flags travel
     as flags (the environment says otherwise here)."""
-    import service.defaults as defaults
+    import service.default_models as defaults
     from export.cli import main as export_main  # the subprocess's parser reads the command line
 
     calls = []
@@ -80,7 +80,7 @@ def test_offline_default_start_fails_with_the_helpful_message_not_a_traceback(tm
     """`pose-serve` with no model paths, nothing cached and no network: it tries to prepare the defaults
     (a `python -m export.cli defaults` subprocess, which refuses to download under POSE_OFFLINE) and
     exits 2 with a message naming the command and the files it looked for."""
-    proc = _run(["-m", "service.cli"], tmp_path)
+    proc = _run(["-m", "service.pose_serve"], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     cache = Settings(cache_dir=tmp_path / "cache").cache

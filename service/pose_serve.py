@@ -4,7 +4,7 @@
 
 Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the environment;
 options override it). With no model paths, the default models are looked up in the cache, and
-prepared there when missing (``service/defaults.py``: ``pose-export defaults`` run as a subprocess, at the command
+prepared there when missing (``service/default_models.py``: ``pose-export defaults`` run as a subprocess, at the command
 line level only; the server never imports ``export``).
 """
 
@@ -35,14 +35,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def resolve_models(settings: Settings) -> Settings:
-    """Turn a pose checkpoint (``.pth``) into its exported card (``service.defaults.resolve_pose_checkpoint``), then
+    """Turn a pose checkpoint (``.pth``) into its exported card (``service.default_models.resolve_pose_checkpoint``), then
     fill unset model paths with the default models from the cache (preparing them if allowed).
 
     Raises:
         ModelLoadError: defaults are missing (the message names the files and the command that prepares them), or
             the checkpoint cannot be exported.
     """
-    from service.defaults import is_checkpoint, resolve_default_models, resolve_pose_checkpoint
+    from service.default_models import is_checkpoint, resolve_default_models, resolve_pose_checkpoint
 
     if settings.pose_model is not None and is_checkpoint(settings.pose_model):
         settings = settings.model_copy(update={"pose_model": resolve_pose_checkpoint(settings.pose_model, settings)})

@@ -81,7 +81,7 @@ def test_imagenet_download_is_hash_checked_and_offline_names_the_url(tmp_path):
         load_imagenet_backbone(TopdownPoseModel(get_config("td-hm_res50").replace(**SMALL)), tmp_path)
 
 
-RECIPES = json.loads((Path(__file__).parent / "data" / "mmpose_zoo" / "train_configs.json").read_text())
+RECIPES = json.loads((Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo" / "train_configs.json").read_text())
 #: MMPose loss class -> ours (``training.losses.LOSSES``)
 LOSS_NAMES = {
     "SmoothL1Loss": "smooth_l1",

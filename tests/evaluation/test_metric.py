@@ -28,7 +28,7 @@ from models.geometry import box_to_center_scale
 from models.keypoints import COCO17_SIGMAS
 from models.scoring import person_scores
 
-GOLDEN = Path(__file__).parent / "data" / "mmpose_metric"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_metric"
 ANN = GOLDEN / "ann.json"
 
 # MMPose's CocoMetric stat names -> ours

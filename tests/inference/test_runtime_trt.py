@@ -2,7 +2,7 @@
 (tests/fake_tensorrt.py), so their logic runs where no GPU is: the device is selected in the thread that runs,
 every tensor-address return is checked, types numpy lacks are a load error naming the tensor, host copies go
 through page-locked buffers, fp32 engines are built without TF32, and the pose batch never exceeds the
-engine's profile. The real TensorRT path is tests/test_export_tensorrt.py (skips without TensorRT)."""
+engine's profile. The real TensorRT path is tests/export/test_tensorrt.py (skips without TensorRT)."""
 
 from __future__ import annotations
 
