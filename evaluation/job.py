@@ -56,6 +56,7 @@ import sys
 from pathlib import Path
 
 from core.cli_options import add_settings_options, export_command, export_extra_installed, settings_from_args
+from core.precision import SETTINGS_PRECISIONS
 from core.settings import (
     CACHE_FIELDS,
     DETECTOR_FIELDS,
@@ -178,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument(
         "--compare-precision",
-        choices=["fp32", "bf16", "int8"],
+        choices=list(SETTINGS_PRECISIONS),
         help="run the same images again at this precision (both models; openvino runtime), print the AP "
         "difference to the --precision run and judge it by the reduced-precision gate (models/tolerance.py; "
         "metrics.json: precision_comparison, precision_gate); exit status 1 when the gate fails",
