@@ -66,7 +66,7 @@ from core.settings import (
     Settings,
 )
 from evaluation.boxes import load_detection_file
-from evaluation.metric import DEFAULT_KEYPOINT_SCORE_THR, DEFAULT_NMS_THR, write_results_json
+from evaluation.metric import DEFAULT_KPT_SCORE_THR, DEFAULT_NMS_THR, write_results_json
 from evaluation.mpii import read_mpii, zoo_columns
 from evaluation.report import format_ap_table, format_precision_table, plot_per_keypoint
 from evaluation.runner import (
@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     e.add_argument("--no-nms", action="store_true", help="switch OKS-NMS off")
     e.add_argument("--nms-thr", type=float, default=DEFAULT_NMS_THR)
-    e.add_argument("--kpt-score-thr", type=float, default=DEFAULT_KEYPOINT_SCORE_THR)
+    e.add_argument("--kpt-score-thr", type=float, default=DEFAULT_KPT_SCORE_THR)
     e.add_argument("--coco-backend", choices=["auto", "xtcocotools", "pycocotools"], default="auto")
     e.add_argument("--pck-thr", type=float, default=0.05, help="PCK threshold (fraction of the box's longer side)")
     o = p.add_argument_group("output")
@@ -340,7 +340,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
         score_mode=score_mode,
         nms=not args.no_nms,
         nms_thr=args.nms_thr,
-        keypoint_score_thr=args.kpt_score_thr,
+        kpt_score_thr=args.kpt_score_thr,
         backend=args.coco_backend,
         pck_thr=args.pck_thr,
     )

@@ -24,7 +24,7 @@ import numpy as np
 from core.settings import Settings
 from evaluation.boxes import DetectionFile, gt_boxes
 from evaluation.metric import (
-    DEFAULT_KEYPOINT_SCORE_THR,
+    DEFAULT_KPT_SCORE_THR,
     DEFAULT_NMS_THR,
     CocoKeypointMetric,
     KeypointEvalResult,
@@ -334,7 +334,7 @@ def score_predictions(
     score_mode: str = "bbox_keypoint",
     nms: bool = True,
     nms_thr: float = DEFAULT_NMS_THR,
-    keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
+    kpt_score_thr: float = DEFAULT_KPT_SCORE_THR,
     backend: str = "auto",
     pck_thr: float = 0.05,
 ) -> tuple[KeypointEvalResult, list[dict]]:
@@ -349,7 +349,7 @@ def score_predictions(
         score_mode=score_mode,
         nms=nms,
         nms_thr=nms_thr,
-        keypoint_score_thr=keypoint_score_thr,
+        kpt_score_thr=kpt_score_thr,
         backend=backend,
     )
     for image_id, (kp, bs, areas) in predictions.per_image.items():

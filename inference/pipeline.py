@@ -123,8 +123,8 @@ class PosePipeline:
         if settings.detector_model is not None:
             detector = PersonDetector(
                 create_runtime(settings.detector_model, settings, batch_size=settings.det_max_batch_size),
-                score_threshold=settings.det_score_threshold,
-                iou_threshold=settings.det_nms_iou,
+                score_thr=settings.det_score_threshold,
+                iou_thr=settings.det_nms_iou,
                 max_detections=settings.det_max_detections,
                 name=settings.detector_model.stem,
                 max_batch_size=settings.det_max_batch_size,
@@ -282,8 +282,8 @@ class PosePipeline:
             else {
                 "name": det.name,
                 "input_size": det.input_size,
-                "score_threshold": det.score_threshold,
-                "nms_iou": det.iou_threshold,
+                "score_threshold": det.score_thr,
+                "nms_iou": det.iou_thr,
                 "max_detections": det.max_detections,
                 "precision": det.runtime.precision,
                 "batch_size": det.batch_size,

@@ -23,7 +23,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_finds_every_annotated_person_in_coco_tiny(yolo_onnx, coco_tiny):
-    det = PersonDetector(OrtRuntime(yolo_onnx), score_threshold=0.25, iou_threshold=0.45)
+    det = PersonDetector(OrtRuntime(yolo_onnx), score_thr=0.25, iou_thr=0.45)
     gt = json.loads((coco_tiny / "test_coco.json").read_text())
     checked = 0
     for im in gt["images"]:
@@ -91,7 +91,7 @@ def test_nms_exported_output_is_accepted(tmp_path):
         ],
         np.float32,
     )[None]
-    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "nms.onnx", dets)), score_threshold=0.25)
+    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "nms.onnx", dets)), score_thr=0.25)
     boxes, scores = det.detect(np.zeros((425, 640, 3), np.uint8))
     assert boxes.shape == (1, 4)
     np.testing.assert_allclose(boxes[0], [100, 150 - 107, 300, 500 - 107])
@@ -108,7 +108,7 @@ def test_raw_output_nms_and_person_class_only(tmp_path):
     pred[:4, 3] = [400, 400, 50, 50]
     pred[4, :3] = [0.9, 0.8, 0.7]
     pred[4 + 16, 3] = 0.95  # dog
-    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "raw.onnx", pred[None])), iou_threshold=0.45)
+    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "raw.onnx", pred[None])), iou_thr=0.45)
     boxes, scores = det.detect(np.zeros((640, 640, 3), np.uint8))
     np.testing.assert_allclose(scores, [0.9, 0.7], rtol=1e-6)
     np.testing.assert_allclose(boxes[0], [150, 200, 250, 400])
