@@ -312,7 +312,7 @@ def _coco_run_settings(
         "detector_precision": described["detector"]["precision"] if described["detector"] else None,
         "providers": described["pose"]["runtime"].get("active_providers"),
         "images": len(preds.image_ids),
-        "persons_in": preds.num_boxes,
+        "persons_in": preds.num_bboxes,
         "results_after_nms": result.num_results,
         **{k: v for k, v in preds.notes.items() if k != "flip_test"},
     }
@@ -353,7 +353,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
     note = (
         f"\nBoxes: {args.boxes}; flip test: {run_settings['flip_test']}; person score: {score_mode}; "
         f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "
-        f"images: {run_settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
+        f"images: {run_settings['images']}; persons: {preds.num_bboxes} -> {result.num_results} after NMS.\n"
     )
     gates = compare_precision_runs(coco, runs, args.coco_backend) if len(runs) > 1 else []
     metrics = {

@@ -232,7 +232,7 @@ class CocoTopDown(TopDownData):
         self.image_ids = image_ids
         if det_file is not None and train:
             raise ValueError("a detection file gives validation boxes; training uses the annotations")
-        dets = load_detection_file(det_file, set(image_ids), det_score_thr).boxes if det_file else None
+        dets = load_detection_file(det_file, set(image_ids), det_score_thr).bboxes if det_file else None
         k = model.num_keypoints
         instances: list[Instance] = []
         for image_id in image_ids:
