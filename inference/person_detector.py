@@ -74,18 +74,18 @@ def letterbox_batch(
     return np.ascontiguousarray(x, dtype=dtype), [lb for _, lb in boxed]
 
 
-def unletterbox_boxes(boxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> np.ndarray:
+def unletterbox_bboxes(bboxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> np.ndarray:
     """Map boxes from letterboxed input pixels to original-image pixels, clipped to the image.
 
     Args:
-        boxes_xyxy: float [N, 4] in input pixels.
+        bboxes_xyxy: float [N, 4] in input pixels.
         lb: the :class:`Letterbox` used for this image.
         image_hw: (H, W) of the original image.
 
     Returns:
         float32 [N, 4] xyxy in original-image pixels.
     """
-    b = np.asarray(boxes_xyxy, dtype=np.float32).copy()
+    b = np.asarray(bboxes_xyxy, dtype=np.float32).copy()
     b[:, [0, 2]] = (b[:, [0, 2]] - lb.pad_x) / lb.ratio
     b[:, [1, 3]] = (b[:, [1, 3]] - lb.pad_y) / lb.ratio
     h, w = image_hw
@@ -190,9 +190,9 @@ class PersonDetector:
         Raises:
             InferenceError: a raw output without class scores.
         """
-        boxes, scores = self._select(pred, lb, image_hw)
+        bboxes, scores = self._select(pred, lb, image_hw)
         order = np.argsort(-scores, kind="stable")
-        return boxes[order], scores[order]
+        return bboxes[order], scores[order]
 
     def _select(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         pred = np.asarray(pred, dtype=np.float32)
@@ -201,7 +201,7 @@ class PersonDetector:
             keep = (pred[:, 5].round() == PERSON_CLASS) & (pred[:, 4] >= self.score_thr)
             det = pred[keep]
             det = det[np.argsort(-det[:, 4])][: self.max_detections]
-            boxes, scores = det[:, :4], det[:, 4]
+            bboxes, scores = det[:, :4], det[:, 4]
         else:
             if pred.shape[0] < 5:
                 raise InferenceError(f"detector output {list(pred.shape)} has no class scores")
@@ -210,15 +210,15 @@ class PersonDetector:
             keep = scores >= self.score_thr
             p, scores = p[keep], scores[keep]
             cx, cy, w, h = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
-            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-            if len(boxes):
-                xywh = np.stack([boxes[:, 0], boxes[:, 1], w, h], axis=1)
+            bboxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+            if len(bboxes):
+                xywh = np.stack([bboxes[:, 0], bboxes[:, 1], w, h], axis=1)
                 idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_thr, self.iou_thr)
                 idx = np.asarray(idx, dtype=np.int64).reshape(-1)[: self.max_detections]
-                boxes, scores = boxes[idx], scores[idx]
-        boxes = unletterbox_boxes(boxes.reshape(-1, 4), lb, image_hw)
-        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        return boxes[valid], scores[valid].astype(np.float32)
+                bboxes, scores = bboxes[idx], scores[idx]
+        bboxes = unletterbox_bboxes(bboxes.reshape(-1, 4), lb, image_hw)
+        valid = (bboxes[:, 2] > bboxes[:, 0]) & (bboxes[:, 3] > bboxes[:, 1])
+        return bboxes[valid], scores[valid].astype(np.float32)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Find people in one image.

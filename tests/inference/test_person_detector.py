@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inference.imageio import decode_image
-from inference.person_detector import PersonDetector, letterbox, letterbox_batch, unletterbox_boxes
+from inference.person_detector import PersonDetector, letterbox, letterbox_batch, unletterbox_bboxes
 from inference.runtime import OrtRuntime
 
 
@@ -48,7 +48,7 @@ def test_letterbox_round_trip_matches_ultralytics_padding():
     assert lb.pad_x == 0 and lb.pad_y == 107 and lb.ratio == 1.0  # (640-425)/2 = 107.5: top 107, bottom 108
     assert out[0, 0].tolist() == [114, 114, 114]
     boxes = np.array([[10, 120, 200, 500]], np.float32)
-    back = unletterbox_boxes(boxes, lb, (425, 640))
+    back = unletterbox_bboxes(boxes, lb, (425, 640))
     np.testing.assert_allclose(back, [[10, 13, 200, 393]])
 
 
