@@ -67,7 +67,7 @@ def _require_gpu_stack() -> None:
 def person_crops(coco_dir: Path, input_size: tuple[int, int]) -> np.ndarray:
     """uint8 [N, h, w, 3] crops of every annotated person of coco-tiny, cut as the service cuts them."""
     from inference.imageio import decode_image
-    from models.geometry import bbox_xywh2xyxy, box_to_center_scale, crop_batch
+    from models.geometry import bbox_to_center_scale, bbox_xywh2xyxy, crop_batch
 
     gt = json.loads((coco_dir / "test_coco.json").read_text())
     crops = []
@@ -77,7 +77,7 @@ def person_crops(coco_dir: Path, input_size: tuple[int, int]) -> np.ndarray:
             continue
         rgb = decode_image((coco_dir / image["file_name"]).read_bytes())
         boxes = bbox_xywh2xyxy(np.asarray([a["bbox"] for a in anns], np.float32))
-        centers, scales = box_to_center_scale(boxes, input_size)
+        centers, scales = bbox_to_center_scale(boxes, input_size)
         crops.append(crop_batch(rgb, centers, scales, input_size))
     return np.concatenate(crops)
 

@@ -26,11 +26,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.precision import ENGINE_PRECISIONS
+
 #: The default served models (``pose-serve`` with no model paths).
 DEFAULT_DETECTOR = "yolo11n"
 DEFAULT_POSE = "ipr_res50_debias"
-#: TensorRT engine precisions (int8 engines are not built).
-ENGINE_PRECISIONS = ("fp32", "fp16")
 #: File suffix of an OpenVINO IR model (``<stem>.xml`` + ``<stem>.bin``).
 IR_SUFFIX = ".xml"
 

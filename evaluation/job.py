@@ -56,6 +56,7 @@ import sys
 from pathlib import Path
 
 from core.cli_options import add_settings_options, export_command, export_extra_installed, settings_from_args
+from core.precision import SETTINGS_PRECISIONS
 from core.settings import (
     CACHE_FIELDS,
     DETECTOR_FIELDS,
@@ -65,7 +66,7 @@ from core.settings import (
     Settings,
 )
 from evaluation.boxes import load_detection_file
-from evaluation.metric import DEFAULT_KEYPOINT_SCORE_THR, DEFAULT_NMS_THR, write_results_json
+from evaluation.metric import DEFAULT_KPT_SCORE_THR, DEFAULT_NMS_THR, write_results_json
 from evaluation.mpii import read_mpii, zoo_columns
 from evaluation.report import format_ap_table, format_precision_table, plot_per_keypoint
 from evaluation.runner import (
@@ -168,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     e.add_argument("--no-nms", action="store_true", help="switch OKS-NMS off")
     e.add_argument("--nms-thr", type=float, default=DEFAULT_NMS_THR)
-    e.add_argument("--kpt-score-thr", type=float, default=DEFAULT_KEYPOINT_SCORE_THR)
+    e.add_argument("--kpt-score-thr", type=float, default=DEFAULT_KPT_SCORE_THR)
     e.add_argument("--coco-backend", choices=["auto", "xtcocotools", "pycocotools"], default="auto")
     e.add_argument("--pck-thr", type=float, default=0.05, help="PCK threshold (fraction of the box's longer side)")
     o = p.add_argument_group("output")
@@ -178,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument(
         "--compare-precision",
-        choices=["fp32", "bf16", "int8"],
+        choices=list(SETTINGS_PRECISIONS),
         help="run the same images again at this precision (both models; openvino runtime), print the AP "
         "difference to the --precision run and judge it by the reduced-precision gate (models/tolerance.py; "
         "metrics.json: precision_comparison, precision_gate); exit status 1 when the gate fails",
@@ -311,7 +312,7 @@ def _coco_run_settings(
         "detector_precision": described["detector"]["precision"] if described["detector"] else None,
         "providers": described["pose"]["runtime"].get("active_providers"),
         "images": len(preds.image_ids),
-        "persons_in": preds.num_boxes,
+        "persons_in": preds.num_bboxes,
         "results_after_nms": result.num_results,
         **{k: v for k, v in preds.notes.items() if k != "flip_test"},
     }
@@ -339,7 +340,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
         score_mode=score_mode,
         nms=not args.no_nms,
         nms_thr=args.nms_thr,
-        keypoint_score_thr=args.kpt_score_thr,
+        kpt_score_thr=args.kpt_score_thr,
         backend=args.coco_backend,
         pck_thr=args.pck_thr,
     )
@@ -352,7 +353,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
     note = (
         f"\nBoxes: {args.boxes}; flip test: {run_settings['flip_test']}; person score: {score_mode}; "
         f"OKS-NMS: {'off' if args.no_nms else args.nms_thr}; COCOeval: {result.backend}; "
-        f"images: {run_settings['images']}; persons: {preds.num_boxes} -> {result.num_results} after NMS.\n"
+        f"images: {run_settings['images']}; persons: {preds.num_bboxes} -> {result.num_results} after NMS.\n"
     )
     gates = compare_precision_runs(coco, runs, args.coco_backend) if len(runs) > 1 else []
     metrics = {

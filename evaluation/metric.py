@@ -44,10 +44,10 @@ from evaluation.coco_eval import (
 from evaluation.matching import PersonMatches, annotated_persons, match_persons, per_keypoint_breakdown
 from evaluation.oks import DEFAULT_NMS_THR, as_keypoints, keypoint_similarity, oks_iou, oks_nms, scale_area
 from models.keypoints import COCO17_SIGMAS
-from models.scoring import RESCORE_KEYPOINT_THRESHOLD, SCORE_MODES, person_scores
+from models.scoring import RESCORE_KPT_THR, SCORE_MODES, person_scores
 
 __all__ = [
-    "DEFAULT_KEYPOINT_SCORE_THR",
+    "DEFAULT_KPT_SCORE_THR",
     "DEFAULT_NMS_THR",
     "STAT_NAMES",
     "CocoKeypointMetric",
@@ -68,21 +68,21 @@ __all__ = [
 ]
 
 #: MMPose CocoMetric defaults.
-DEFAULT_KEYPOINT_SCORE_THR: float = RESCORE_KEYPOINT_THRESHOLD
+DEFAULT_KPT_SCORE_THR: float = RESCORE_KPT_THR
 
 
 class CocoKeypointMetric:
     """Collects top-down predictions image by image, then rescoring, OKS-NMS, results JSON and COCOeval.
 
     Follows MMPose ``CocoMetric`` (``score_mode='bbox_keypoint'`` or RLE's ``'bbox_rle'``,
-    ``keypoint_score_thr=0.2``, ``nms_mode='oks_nms'``, ``nms_thr=0.9``, ``use_area=True``). Instances are kept per
+    ``kpt_score_thr=0.2``, ``nms_mode='oks_nms'``, ``nms_thr=0.9``, ``use_area=True``). Instances are kept per
     image in the order they are added (MMPose sorts by sample id, which is the dataset order the job also uses).
 
     Args:
         ann_file: COCO keypoint annotation JSON (ground truth).
         score_mode: the person score (:func:`models.scoring.person_scores`): ``bbox_keypoint``, ``bbox_rle``, ``bbox`` or
             ``keypoint`` (mean of all keypoint scores: no detector score).
-        keypoint_score_thr: see :func:`models.scoring.person_scores` (``threshold``).
+        kpt_score_thr: see :func:`models.scoring.person_scores` (``kpt_score_thr``).
         nms: apply OKS-NMS per image.
         nms_thr: OKS threshold of the NMS.
         sigmas: float [K] OKS sigmas; default COCO-17 (:data:`models.keypoints.COCO17_SIGMAS`).
@@ -98,7 +98,7 @@ class CocoKeypointMetric:
         ann_file: str | Path,
         *,
         score_mode: str = "bbox_keypoint",
-        keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
+        kpt_score_thr: float = DEFAULT_KPT_SCORE_THR,
         nms: bool = True,
         nms_thr: float = DEFAULT_NMS_THR,
         sigmas: np.ndarray | None = None,
@@ -110,7 +110,7 @@ class CocoKeypointMetric:
         if score_mode not in SCORE_MODES:
             raise ValueError(f"score_mode {score_mode!r} must be one of {SCORE_MODES}")
         self.score_mode = score_mode
-        self.keypoint_score_thr = keypoint_score_thr
+        self.kpt_score_thr = kpt_score_thr
         self.nms = nms
         self.nms_thr = nms_thr
         self.sigmas = COCO17_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
@@ -160,7 +160,7 @@ class CocoKeypointMetric:
             kp = np.concatenate([p[0] for p in parts])
             bs = np.concatenate([p[1] for p in parts])
             ar = np.concatenate([p[2] for p in parts])
-            scores = person_scores(bs, kp[:, :, 2], self.keypoint_score_thr, mode=self.score_mode)
+            scores = person_scores(bs, kp[:, :, 2], self.kpt_score_thr, mode=self.score_mode)
             keep = oks_nms(kp, scores, ar, self.nms_thr, self.sigmas) if self.nms else np.arange(len(kp))
             for i in keep:
                 out.append(

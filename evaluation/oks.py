@@ -26,7 +26,7 @@ def scale_area(scales: np.ndarray) -> np.ndarray:
 
     Follows ``CocoMetric.process`` (``np.prod(gt_instances.bbox_scales, axis=1)``), where ``bbox_scale``
     is the box (w, h) after padding (x1.25) and the aspect fix of ``TopdownAffine``, i.e. the ``scale``
-    returned by :func:`models.geometry.box_to_center_scale`.
+    returned by :func:`models.geometry.bbox_to_center_scale`.
 
     Args:
         scales: float [N, 2], (w, h) in original-image pixels.

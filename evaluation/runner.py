@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from core.settings import Settings
-from evaluation.boxes import DetectionFile, gt_boxes
+from evaluation.boxes import DetectionFile, gt_bboxes
 from evaluation.metric import (
-    DEFAULT_KEYPOINT_SCORE_THR,
+    DEFAULT_KPT_SCORE_THR,
     DEFAULT_NMS_THR,
     CocoKeypointMetric,
     KeypointEvalResult,
@@ -106,24 +106,24 @@ class Predictions:
         per_image: image id -> (keypoints float32 [N, K, 3] original-image pixels, bbox scores float32 [N],
             OKS areas float64 [N] = product of the padded square crop scale).
         image_ids: ids of the images evaluated (COCOeval is restricted to them).
-        num_boxes: boxes sent to the pose model.
+        num_bboxes: boxes sent to the pose model.
         box_source: ``gt`` / ``file`` / ``detector``.
         notes: facts for the report (detection-file counts, flip test, providers).
-        boxes: image id -> float32 [N, 4] xyxy original-image pixels, the boxes behind ``per_image`` (same order).
+        bboxes: image id -> float32 [N, 4] xyxy original-image pixels, the boxes behind ``per_image`` (same order).
     """
 
     per_image: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
     image_ids: list[int]
-    num_boxes: int
+    num_bboxes: int
     box_source: str
     notes: dict = field(default_factory=dict)
-    boxes: dict[int, np.ndarray] = field(default_factory=dict)
+    bboxes: dict[int, np.ndarray] = field(default_factory=dict)
 
     def as_detections(self) -> DetectionFile:
         """These predictions' boxes and bbox scores as a detection file (``box_source="file"``): another run on
         exactly the same boxes."""
-        boxes = {i: (self.boxes[i], self.per_image[i][1]) for i in self.per_image}
-        return DetectionFile(boxes, sum(len(b) for b, _ in boxes.values()), 0, 0)
+        bboxes = {i: (self.bboxes[i], self.per_image[i][1]) for i in self.per_image}
+        return DetectionFile(bboxes, sum(len(b) for b, _ in bboxes.values()), 0, 0)
 
 
 def _check_box_source(box_source: str, detections: DetectionFile | None, pipeline: PosePipeline) -> None:
@@ -136,15 +136,15 @@ def _check_box_source(box_source: str, detections: DetectionFile | None, pipelin
         raise ValueError("box source 'detector' needs a detector model (--detector)")
 
 
-def _known_boxes(
+def _known_bboxes(
     coco, image_ids: list[int], box_source: str, detections: DetectionFile | None
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """The boxes known before the images are read (``gt``, ``file``): image id -> (xyxy boxes, scores); {} for
     ``detector``."""
     if box_source == "gt":
-        return {i: gt_boxes(coco, i) for i in image_ids}
+        return {i: gt_bboxes(coco, i) for i in image_ids}
     if box_source == "file":
-        return {i: detections.boxes[i] for i in image_ids if i in detections.boxes}
+        return {i: detections.bboxes[i] for i in image_ids if i in detections.bboxes}
     return {}
 
 
@@ -186,13 +186,13 @@ def run_pipeline(
         image_ids = image_ids[: int(max_images)]
 
     # boxes known up front (gt / file): images without any box are not even decoded
-    boxes = _known_boxes(coco, image_ids, box_source, detections)
-    todo = [i for i in image_ids if box_source == "detector" or len(boxes.get(i, ((), ()))[1]) > 0]
+    bboxes = _known_bboxes(coco, image_ids, box_source, detections)
+    todo = [i for i in image_ids if box_source == "detector" or len(bboxes.get(i, ((), ()))[1]) > 0]
     items = [(i, coco.imgs[i]["file_name"]) for i in todo]
 
     per_image: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    image_boxes: dict[int, np.ndarray] = {}
-    num_boxes = 0
+    image_bboxes: dict[int, np.ndarray] = {}
+    num_bboxes = 0
     bar = None
     if progress:
         from tqdm import tqdm
@@ -204,15 +204,15 @@ def run_pipeline(
                 out = pipeline.predict(image)
                 bbox_scores = out.bbox_scores
             else:
-                b, bbox_scores = boxes[image_id]
+                b, bbox_scores = bboxes[image_id]
                 out = pipeline.predict(image, b)
-            num_boxes += len(out.bboxes)
+            num_bboxes += len(out.bboxes)
             if len(out.bboxes):
                 per_image[image_id] = (out.keypoints, np.asarray(bbox_scores, np.float32), scale_area(out.scales))
-                image_boxes[image_id] = np.asarray(out.bboxes, np.float32)
+                image_bboxes[image_id] = np.asarray(out.bboxes, np.float32)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(persons=num_boxes, refresh=False)
+                bar.set_postfix(persons=num_bboxes, refresh=False)
     finally:
         if bar is not None:
             bar.close()
@@ -223,7 +223,7 @@ def run_pipeline(
             det_boxes_below_thr=detections.num_below_thr,
             det_boxes_unknown_image=detections.num_unknown_image,
         )
-    return Predictions(per_image, image_ids, num_boxes, box_source, notes, image_boxes)
+    return Predictions(per_image, image_ids, num_bboxes, box_source, notes, image_bboxes)
 
 
 @dataclass
@@ -334,7 +334,7 @@ def score_predictions(
     score_mode: str = "bbox_keypoint",
     nms: bool = True,
     nms_thr: float = DEFAULT_NMS_THR,
-    keypoint_score_thr: float = DEFAULT_KEYPOINT_SCORE_THR,
+    kpt_score_thr: float = DEFAULT_KPT_SCORE_THR,
     backend: str = "auto",
     pck_thr: float = 0.05,
 ) -> tuple[KeypointEvalResult, list[dict]]:
@@ -349,7 +349,7 @@ def score_predictions(
         score_mode=score_mode,
         nms=nms,
         nms_thr=nms_thr,
-        keypoint_score_thr=keypoint_score_thr,
+        kpt_score_thr=kpt_score_thr,
         backend=backend,
     )
     for image_id, (kp, bs, areas) in predictions.per_image.items():

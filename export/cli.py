@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from core.cli_options import add_settings_options, settings_from_args
+from core.precision import ENGINE_PRECISIONS
 from core.settings import CACHE_FIELDS, ENGINE_PROFILE_FIELDS, HOST_FIELDS, LOG_FIELDS, MODEL_FIELDS, Settings
 
 #: Settings every pose-export subcommand takes (but quantize).
@@ -52,7 +53,7 @@ _QUANTIZE_SETTINGS = (
 
 
 def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16") -> None:
-    p.add_argument("--precision", choices=["fp32", "fp16"], default=default_precision, help="engine precision")
+    p.add_argument("--precision", choices=list(ENGINE_PRECISIONS), default=default_precision, help="engine precision")
     p.add_argument(
         "--batch",
         type=int,

@@ -94,7 +94,7 @@ def crops_from_images(paths: list[str | Path], input_size: tuple[int, int], n: i
         PoseExportError: no readable image among ``paths``.
     """
     from inference.imageio import decode_image
-    from models.geometry import box_to_center_scale, crop_batch
+    from models.geometry import bbox_to_center_scale, crop_batch
 
     files: list[Path] = []
     for p in map(Path, paths):
@@ -103,7 +103,7 @@ def crops_from_images(paths: list[str | Path], input_size: tuple[int, int], n: i
     for f in files[:n]:
         rgb = decode_image(f.read_bytes())
         h, w = rgb.shape[:2]
-        center, scale = box_to_center_scale(np.array([[0, 0, w - 1, h - 1]], np.float32), input_size)
+        center, scale = bbox_to_center_scale(np.array([[0, 0, w - 1, h - 1]], np.float32), input_size)
         crops.append(crop_batch(rgb, center, scale, input_size)[0])
     if not crops:
         raise PoseExportError(f"no images found in {[str(p) for p in paths]} for the export verification")

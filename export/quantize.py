@@ -9,7 +9,7 @@ The calibration data is what the service feeds the models, made by the service's
 * detector: whole images letterboxed by ``inference.person_detector.PersonDetector.preprocess``;
 * pose model: person crops cut by ``inference.pose_estimator.PoseEstimator.crops_for`` (``models.geometry``: MMPose's padding,
   aspect fix and affine warp) around ground-truth boxes (``--calib-ann``, MMPose's rule
-  ``evaluation.boxes.gt_boxes``) or around the boxes the fp32 detector finds, each with its mirror image (what the flip
+  ``evaluation.boxes.gt_bboxes``) or around the boxes the fp32 detector finds, each with its mirror image (what the flip
   test feeds), prepared by the card (``InputSpec.prepare``).
 
 Images named by the evaluation annotations are left out of the calibration set, so the AP the card records is
@@ -217,7 +217,7 @@ def _calibration_samples(
     Raises:
         QuantizeError: no person in the images.
     """
-    from evaluation.boxes import gt_boxes
+    from evaluation.boxes import gt_bboxes
     from inference.pipeline import PosePipeline
 
     by_name = {im["file_name"]: i for i, im in calib_coco.imgs.items()} if calib_coco is not None else {}
@@ -231,7 +231,7 @@ def _calibration_samples(
                 x, _ = pipeline.detector.preprocess(image)
                 det_samples.append({pipeline.detector.input_name: x})
             if calib_coco is not None:
-                boxes = gt_boxes(calib_coco, by_name[f.name])[0] if f.name in by_name else np.zeros((0, 4), np.float32)
+                boxes = gt_bboxes(calib_coco, by_name[f.name])[0] if f.name in by_name else np.zeros((0, 4), np.float32)
             else:
                 boxes = pipeline.detector.detect(image)[0]
             if len(boxes):

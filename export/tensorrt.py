@@ -35,9 +35,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.cache import ENGINE_PRECISIONS, CacheLayout, check_profile, sidecar_path
+from core.cache import CacheLayout, check_profile, sidecar_path
 from core.errors import ModelLoadError
 from core.hashing import sha256_file
+from core.precision import ENGINE_PRECISIONS
 from inference.runtime_trt import current_gpu_name, import_tensorrt, read_sidecar
 
 log = logging.getLogger(__name__)

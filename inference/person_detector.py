@@ -74,18 +74,18 @@ def letterbox_batch(
     return np.ascontiguousarray(x, dtype=dtype), [lb for _, lb in boxed]
 
 
-def unletterbox_boxes(boxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> np.ndarray:
+def unletterbox_bboxes(bboxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> np.ndarray:
     """Map boxes from letterboxed input pixels to original-image pixels, clipped to the image.
 
     Args:
-        boxes_xyxy: float [N, 4] in input pixels.
+        bboxes_xyxy: float [N, 4] in input pixels.
         lb: the :class:`Letterbox` used for this image.
         image_hw: (H, W) of the original image.
 
     Returns:
         float32 [N, 4] xyxy in original-image pixels.
     """
-    b = np.asarray(boxes_xyxy, dtype=np.float32).copy()
+    b = np.asarray(bboxes_xyxy, dtype=np.float32).copy()
     b[:, [0, 2]] = (b[:, [0, 2]] - lb.pad_x) / lb.ratio
     b[:, [1, 3]] = (b[:, [1, 3]] - lb.pad_y) / lb.ratio
     h, w = image_hw
@@ -99,8 +99,8 @@ class PersonDetector:
 
     Args:
         runtime: an opened runtime whose first input is the image tensor.
-        score_threshold: minimum person score.
-        iou_threshold: NMS IoU threshold (raw-output models only; NMS-ed outputs are kept as is).
+        score_thr: minimum person score.
+        iou_thr: NMS IoU threshold (raw-output models only; NMS-ed outputs are kept as is).
         max_detections: keep at most this many boxes per image (highest scores).
         name: model name reported in responses.
         max_batch_size: most images per runtime call when the model's batch axis is dynamic (clamped to a TensorRT
@@ -113,16 +113,16 @@ class PersonDetector:
     def __init__(
         self,
         runtime: Runtime,
-        score_threshold: float = 0.25,
-        iou_threshold: float = 0.45,
+        score_thr: float = 0.25,
+        iou_thr: float = 0.45,
         max_detections: int = 100,
         name: str = "detector",
         max_batch_size: int = 1,
     ) -> None:
         self.runtime = runtime
         self.name = name
-        self.score_threshold = float(score_threshold)
-        self.iou_threshold = float(iou_threshold)
+        self.score_thr = float(score_thr)
+        self.iou_thr = float(iou_thr)
         self.max_detections = int(max_detections)
         shape = runtime.input_shapes[0]
         if len(shape) != 4 or (shape[1] is not None and shape[1] != 3):
@@ -190,35 +190,35 @@ class PersonDetector:
         Raises:
             InferenceError: a raw output without class scores.
         """
-        boxes, scores = self._select(pred, lb, image_hw)
+        bboxes, scores = self._select(pred, lb, image_hw)
         order = np.argsort(-scores, kind="stable")
-        return boxes[order], scores[order]
+        return bboxes[order], scores[order]
 
     def _select(self, pred: np.ndarray, lb: Letterbox, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         pred = np.asarray(pred, dtype=np.float32)
         if pred.ndim == 2 and pred.shape[1] == 6 and pred.shape[0] != 6:
             # NMS-ed: [M, 6] = x1, y1, x2, y2, score, class
-            keep = (pred[:, 5].round() == PERSON_CLASS) & (pred[:, 4] >= self.score_threshold)
+            keep = (pred[:, 5].round() == PERSON_CLASS) & (pred[:, 4] >= self.score_thr)
             det = pred[keep]
             det = det[np.argsort(-det[:, 4])][: self.max_detections]
-            boxes, scores = det[:, :4], det[:, 4]
+            bboxes, scores = det[:, :4], det[:, 4]
         else:
             if pred.shape[0] < 5:
                 raise InferenceError(f"detector output {list(pred.shape)} has no class scores")
             p = pred.T  # [N, 4 + C]
             scores = p[:, 4 + PERSON_CLASS]
-            keep = scores >= self.score_threshold
+            keep = scores >= self.score_thr
             p, scores = p[keep], scores[keep]
             cx, cy, w, h = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
-            boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-            if len(boxes):
-                xywh = np.stack([boxes[:, 0], boxes[:, 1], w, h], axis=1)
-                idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_threshold, self.iou_threshold)
+            bboxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+            if len(bboxes):
+                xywh = np.stack([bboxes[:, 0], bboxes[:, 1], w, h], axis=1)
+                idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.score_thr, self.iou_thr)
                 idx = np.asarray(idx, dtype=np.int64).reshape(-1)[: self.max_detections]
-                boxes, scores = boxes[idx], scores[idx]
-        boxes = unletterbox_boxes(boxes.reshape(-1, 4), lb, image_hw)
-        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        return boxes[valid], scores[valid].astype(np.float32)
+                bboxes, scores = bboxes[idx], scores[idx]
+        bboxes = unletterbox_bboxes(bboxes.reshape(-1, 4), lb, image_hw)
+        valid = (bboxes[:, 2] > bboxes[:, 0]) & (bboxes[:, 3] > bboxes[:, 1])
+        return bboxes[valid], scores[valid].astype(np.float32)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Find people in one image.

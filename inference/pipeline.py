@@ -123,8 +123,8 @@ class PosePipeline:
         if settings.detector_model is not None:
             detector = PersonDetector(
                 create_runtime(settings.detector_model, settings, batch_size=settings.det_max_batch_size),
-                score_threshold=settings.det_score_threshold,
-                iou_threshold=settings.det_nms_iou,
+                score_thr=settings.det_score_threshold,
+                iou_thr=settings.det_nms_iou,
                 max_detections=settings.det_max_detections,
                 name=settings.detector_model.stem,
                 max_batch_size=settings.det_max_batch_size,
@@ -157,7 +157,7 @@ class PosePipeline:
         t0 = time.perf_counter()
         ctx.check()
         if bboxes is not None:
-            bboxes = self._caller_boxes(bboxes)
+            bboxes = self._caller_bboxes(bboxes)
             ctx.reserve_crops(len(bboxes) * self.crops_per_box)
         image = decode_image(data, self.max_upload_bytes, self.max_image_pixels, lambda w, h: ctx.reserve_pixels(w * h))
         return self._predict(image, bboxes, ctx, {"decode": _ms(t0)}, t0, crops_reserved=bboxes is not None)
@@ -190,7 +190,7 @@ class PosePipeline:
         return 2 if self.pose.flip_test else 1
 
     @staticmethod
-    def _caller_boxes(bboxes) -> np.ndarray:
+    def _caller_bboxes(bboxes) -> np.ndarray:
         try:
             return validate_bboxes(bboxes)
         except ValueError as exc:
@@ -221,7 +221,7 @@ class PosePipeline:
             detector_name = self.detector.name
             ctx.check()
         else:
-            bboxes = self._caller_boxes(bboxes)
+            bboxes = self._caller_bboxes(bboxes)
             bbox_scores = np.ones(len(bboxes), np.float32)
         if not crops_reserved:
             ctx.reserve_crops(len(bboxes) * self.crops_per_box)
@@ -282,8 +282,8 @@ class PosePipeline:
             else {
                 "name": det.name,
                 "input_size": det.input_size,
-                "score_threshold": det.score_threshold,
-                "nms_iou": det.iou_threshold,
+                "score_threshold": det.score_thr,
+                "nms_iou": det.iou_thr,
                 "max_detections": det.max_detections,
                 "precision": det.runtime.precision,
                 "batch_size": det.batch_size,

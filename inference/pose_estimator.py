@@ -17,7 +17,7 @@ from core.settings import Settings
 from inference.runtime import create_runtime
 from inference.runtime_base import Runtime
 from models.card import ModelCard, ModelCardError, card_path_for
-from models.geometry import DEFAULT_PADDING, box_to_center_scale, crop_batch, keypoints_crop_to_image
+from models.geometry import DEFAULT_PADDING, bbox_to_center_scale, crop_batch, keypoints_crop_to_image
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class PoseEstimator:
             InvalidParameterError: malformed boxes (shape, non-finite, empty).
         """
         try:
-            centers, scales = box_to_center_scale(bboxes, self.input_size, self.padding)
+            centers, scales = bbox_to_center_scale(bboxes, self.input_size, self.padding)
         except ValueError as exc:
             raise InvalidParameterError(str(exc)) from exc
         return crop_batch(image, centers, scales, self.input_size), centers, scales

@@ -21,9 +21,6 @@ import numpy as np
 
 from core.errors import InferenceError, ModelLoadError
 
-#: The precisions a runtime may compute in (:attr:`Runtime.precision`).
-RUNTIME_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-
 
 class Runtime(ABC):
     """A model opened for inference.
@@ -37,7 +34,7 @@ class Runtime(ABC):
         output_names, output_shapes: the same for the outputs (:meth:`run` returns them in this order).
         active_providers: what executes the model, for logs and ``/v1/models`` only (onnxruntime's active execution
             providers, ``["TensorRT"]``, ``["OpenVINO:<device>"]``); consumers branch on the attributes below instead.
-        precision: what it computes in: one of :data:`RUNTIME_PRECISIONS`.
+        precision: what it computes in: one of :data:`core.precision.RUNTIME_PRECISIONS`.
         on_gpu: whether it computes on a GPU (then the pipeline lets the two models' calls overlap).
         batch_profile: (min, opt, max) of the batch axis when the engine fixes one (a TensorRT engine's or the
             onnxruntime TensorRT EP's optimisation profile), else None.

@@ -37,12 +37,12 @@ import numpy as np
 from core.cache import IR_SUFFIX
 from core.errors import InferenceError, ModelLoadError
 from core.hashing import sha256_file
+from core.precision import OPENVINO_PRECISIONS
 from inference.runtime_base import Runtime
 from models.card import ModelCard, ModelCardError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "int8")
 #: Settings.precision -> ``INFERENCE_PRECISION_HINT`` (int8 models compute their unquantised parts in f32).
 _HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 #: CPU flags that give the CPU plugin's int8 kernels their u8 x i8 dot products without saturation.
@@ -90,8 +90,8 @@ def check_precision(
         ModelLoadError: unknown precision, or an unsupported one without ``allow_unsupported`` (the message names the
             missing capability and the setting that overrides the refusal).
     """
-    if precision not in PRECISIONS:
-        raise ModelLoadError(f"precision {precision!r} must be one of {list(PRECISIONS)}")
+    if precision not in OPENVINO_PRECISIONS:
+        raise ModelLoadError(f"precision {precision!r} must be one of {list(OPENVINO_PRECISIONS)}")
     problem = None
     caps = {c.upper() for c in capabilities}
     if precision == "bf16" and "BF16" not in caps:

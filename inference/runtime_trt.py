@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cache import ENGINE_PRECISIONS, CacheLayout, sidecar_path
+from core.cache import CacheLayout, sidecar_path
 from core.errors import InferenceError, ModelLoadError
 from core.hashing import sha256_file
 from inference.runtime_base import Runtime
@@ -50,7 +50,6 @@ from inference.runtime_base import Runtime
 log = logging.getLogger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-PRECISIONS = ENGINE_PRECISIONS
 
 #: Install hint shown when TensorRT or cuda-python is missing.
 INSTALL_HINT = (

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.precision import CARD_PRECISIONS
 from models.codecs import decode_heatmaps, flip_back_heatmaps, flip_back_keypoints
 from models.heads import head_kind
 from models.keypoints import COCO17_NAMES, KeypointSchema, flip_indices, get_schema, schema_for_names
@@ -52,9 +53,6 @@ _COLORS = ("RGB", "BGR")
 _KINDS = ("keypoints", "heatmap")
 _ORDERS = ("xy", "yx")
 _UNITS = ("input_pixels", "normalized")
-#: Weight precision of the model file: fp32, or int8 (quantised; ``extra.quantization`` holds the calibration set and
-#: the measured AP change). bf16 is a runtime setting, not a model file, and is stated by ``/v1/models``.
-_PRECISIONS = ("fp32", "int8")
 
 
 class ModelCardError(ValueError):
@@ -243,7 +241,7 @@ class ModelCard:
             ("output.kind", self.output.kind, _KINDS),
             ("output.coord_order", self.output.coord_order, _ORDERS),
             ("output.coord_units", self.output.coord_units, _UNITS),
-            ("precision", self.precision, _PRECISIONS),
+            ("precision", self.precision, CARD_PRECISIONS),
         ]
         for name, value, allowed in checks:
             if value not in allowed:

@@ -12,20 +12,20 @@ import numpy as np
 #: Person-score modes of MMPose's ``CocoMetric`` (``score_mode``); the zoo's configs use the last two.
 SCORE_MODES = ("bbox", "keypoint", "bbox_keypoint", "bbox_rle")
 #: MMPose CocoMetric's keypoint score threshold for rescoring.
-RESCORE_KEYPOINT_THRESHOLD = 0.2
+RESCORE_KPT_THR = 0.2
 
 
 def person_scores(
     bbox_scores: np.ndarray | None,
     keypoint_scores: np.ndarray,
-    threshold: float = RESCORE_KEYPOINT_THRESHOLD,
+    kpt_score_thr: float = RESCORE_KPT_THR,
     mode: str = "bbox_keypoint",
 ) -> np.ndarray:
     """Person scores of top-down predictions, by MMPose ``CocoMetric``'s ``score_mode``
     (``mmpose/evaluation/metrics/coco_metric.py``, ``compute_metrics``):
 
     * ``bbox_keypoint`` (the default; every config here but RLE's): bbox score x mean of the keypoint scores above
-      ``threshold`` (0 if none passes);
+      ``kpt_score_thr`` (0 if none passes);
     * ``bbox_rle`` (RLE's configs): bbox score + mean keypoint score + max keypoint score;
     * ``bbox``: the bbox score; ``keypoint``: the mean keypoint score (``bbox_scores`` unused).
 
@@ -33,7 +33,7 @@ def person_scores(
         bbox_scores: float [N] detector scores (1.0 for caller / ground-truth boxes); may be None in ``keypoint``
             mode.
         keypoint_scores: float [N, K] keypoint confidences.
-        threshold: ``bbox_keypoint``: keypoints with score <= this are left out of the mean.
+        kpt_score_thr: ``bbox_keypoint``: keypoints with score <= this are left out of the mean.
         mode: one of :data:`SCORE_MODES`.
 
     Returns:
@@ -59,7 +59,7 @@ def person_scores(
         return b
     if mode == "bbox_rle":
         return b + s.mean(axis=1) + s.max(axis=1)
-    valid = s > threshold
+    valid = s > kpt_score_thr
     n_valid = valid.sum(axis=1)
     total = np.where(valid, s, 0.0).sum(axis=1)
     return b * np.divide(total, n_valid, out=np.zeros_like(total), where=n_valid > 0)

@@ -29,7 +29,7 @@ from core.errors import (
 )
 from inference.context import RequestContext
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
-from service.parsing import check_declared_size, parse_boxes, read_upload
+from service.parsing import check_declared_size, parse_bboxes, read_upload
 from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
 
@@ -185,8 +185,8 @@ async def pose(
             upload = await asyncio.wait_for(read_upload(request, settings.max_upload_bytes), ctx.remaining_s)
         except TimeoutError:
             raise RequestTimeoutError("the request body did not arrive within the request deadline") from None
-        caller_boxes = parse_boxes(boxes if boxes is not None else upload.form_boxes, settings.max_boxes)
-        result = await run_watched(request, ctx, pipeline.run, upload.data, caller_boxes, ctx)
+        caller_bboxes = parse_bboxes(boxes if boxes is not None else upload.form_bboxes, settings.max_boxes)
+        result = await run_watched(request, ctx, pipeline.run, upload.data, caller_bboxes, ctx)
         state.persons.inc(len(result.scores))
         if render:
             schema = pipeline.pose.card.schema

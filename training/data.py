@@ -37,7 +37,7 @@ from evaluation.boxes import coco_person_instance, load_detection_file
 from evaluation.metric import load_coco
 from evaluation.mpii import MpiiDataError, read_mpii
 from models.codecs import IntegralRegressionLabel, MSRAHeatmap, RegressionLabel
-from models.geometry import box_to_center_scale, crop_image, validate_bboxes
+from models.geometry import bbox_to_center_scale, crop_image, validate_bboxes
 from models.heads import head_kind
 from models.keypoints import COCO17, get_schema
 from models.zoo import PoseModelConfig
@@ -149,7 +149,7 @@ class TopDownData(Dataset):
         image = read_image_rgb(inst.file)
         w, h = self.model.input_size
         if not self.train:
-            centers, scales = box_to_center_scale(inst.bbox[None], (w, h))
+            centers, scales = bbox_to_center_scale(inst.bbox[None], (w, h))
             return {
                 "inputs": crop_image(image, centers[0], scales[0], (w, h)),
                 "center": centers[0],
@@ -232,7 +232,7 @@ class CocoTopDown(TopDownData):
         self.image_ids = image_ids
         if det_file is not None and train:
             raise ValueError("a detection file gives validation boxes; training uses the annotations")
-        dets = load_detection_file(det_file, set(image_ids), det_score_thr).boxes if det_file else None
+        dets = load_detection_file(det_file, set(image_ids), det_score_thr).bboxes if det_file else None
         k = model.num_keypoints
         instances: list[Instance] = []
         for image_id in image_ids:

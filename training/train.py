@@ -40,6 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 from core.cli_options import add_settings_options, settings_from_args
+from core.precision import AMP_PRECISIONS
 from core.settings import CACHE_FIELDS, LOG_FIELDS, Settings
 from models.checkpoints import (
     CheckpointError,
@@ -63,7 +64,7 @@ log = logging.getLogger("pose-train")
 
 #: Settings fields pose-train takes.
 _SETTINGS = (*CACHE_FIELDS, *LOG_FIELDS)
-AMP_MODES = ("auto", "off", "fp16", "bf16")
+AMP_MODES = ("auto", "off", *AMP_PRECISIONS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

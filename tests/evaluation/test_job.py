@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.boxes import gt_boxes, load_detection_file
+from evaluation.boxes import gt_bboxes, load_detection_file
 from evaluation.job import main
 from evaluation.metric import load_coco, match_persons
 from evaluation.report import format_ap_table
@@ -63,13 +63,13 @@ def _report(name: str, preds: Predictions, ann: Path) -> dict:
     print(
         f"\n{name}: rescoring+NMS off AP={off[0].stats['AP']:.4f}; "
         f"MMPose rescoring + OKS-NMS 0.9 AP={on[0].stats['AP']:.4f} AR={on[0].stats['AR']:.4f} "
-        f"({on[0].num_results} of {preds.num_boxes} kept; COCOeval: {on[0].backend})"
+        f"({on[0].num_results} of {preds.num_bboxes} kept; COCOeval: {on[0].backend})"
     )
     return {"off": off, "on": on}
 
 
 def test_coco_tiny_gt_boxes_ap(tiny_gt, coco_tiny):
-    assert tiny_gt.num_boxes == 12  # the 12 annotated people with keypoints
+    assert tiny_gt.num_bboxes == 12  # the 12 annotated people with keypoints
     r = _report("coco-tiny", tiny_gt, coco_tiny / TINY_ANN)
     # the assets README's reference is AP 0.774; rescoring ranks differently (0.7691)
     for key, measured in (("off", (0.7737, 0.8417)), ("on", (0.7691, 0.8417))):
@@ -77,7 +77,7 @@ def test_coco_tiny_gt_boxes_ap(tiny_gt, coco_tiny):
 
 
 def test_coco_mini_gt_boxes_ap(mini_gt, coco_mini):
-    assert len(mini_gt.image_ids) == 79 and mini_gt.num_boxes == 68
+    assert len(mini_gt.image_ids) == 79 and mini_gt.num_bboxes == 68
     r = _report("coco-mini", mini_gt, coco_mini / MINI_ANN)
     # the assets README's reference is AP 0.465
     for key, measured in (("off", (0.4632, 0.6200)), ("on", (0.4482, 0.6197))):
@@ -92,7 +92,7 @@ def test_two_pixel_shift_lowers_ap(tiny_gt, coco_tiny):
         moved = kp.copy()
         moved[..., :2] += 2.0
         shifted_images[image_id] = (moved, bs, areas)
-    shifted = Predictions(shifted_images, tiny_gt.image_ids, tiny_gt.num_boxes, "gt")
+    shifted = Predictions(shifted_images, tiny_gt.image_ids, tiny_gt.num_bboxes, "gt")
     moved, _ = score_predictions(shifted, ann, score_mode="keypoint", nms=False)
     assert moved.stats["AP"] < base.stats["AP"] - 0.005
     assert np.nanmean(moved.per_keypoint["oks"]) < np.nanmean(base.per_keypoint["oks"])
@@ -146,7 +146,7 @@ def test_load_detection_file_filters(tmp_path):
     p.write_text(json.dumps(dets))
     d = load_detection_file(p, {1}, score_thr=0.05)
     assert d.num_kept == 1 and d.num_below_thr == 1 and d.num_unknown_image == 1
-    np.testing.assert_allclose(d.boxes[1][0], [[10, 20, 40, 60]])  # xywh -> xyxy
+    np.testing.assert_allclose(d.bboxes[1][0], [[10, 20, 40, 60]])  # xywh -> xyxy
     assert load_detection_file(p, {1}).num_kept == 2  # default threshold 0.0 keeps everything of category 1
     p.write_text('{"not": "a list"}')
     with pytest.raises(ValueError, match="JSON list"):
@@ -174,7 +174,7 @@ def test_gt_boxes_follow_mmpose_rules(tmp_path):
     }  # fmt: skip
     p = tmp_path / "ann.json"
     p.write_text(json.dumps(ann))
-    boxes, scores = gt_boxes(load_coco(p), 1)
+    boxes, scores = gt_bboxes(load_coco(p), 1)
     np.testing.assert_allclose(boxes, [[0, 10, 45, 79]])  # clipped to [0, W-1] x [0, H-1]; crowd / no-kpt skipped
     np.testing.assert_allclose(scores, [1.0])
 
@@ -250,8 +250,8 @@ def test_max_images_restricts_the_evaluation(coco_tiny, movenet):
     preds = run_pipeline(coco, coco_tiny, movenet, box_source="gt", max_images=2, progress=False)
     assert preds.image_ids == first_two
     assert set(preds.per_image) <= set(first_two)
-    expected = sum(len(gt_boxes(coco, i)[0]) for i in first_two)
-    assert preds.num_boxes == expected
+    expected = sum(len(gt_bboxes(coco, i)[0]) for i in first_two)
+    assert preds.num_bboxes == expected
     result, records = score_predictions(preds, ann, score_mode="keypoint", nms=False)
     assert {r["image_id"] for r in records} <= set(first_two)
     labelled = sum(

@@ -24,7 +24,7 @@ from evaluation.metric import (
     scale_area,
     write_results_json,
 )
-from models.geometry import box_to_center_scale
+from models.geometry import bbox_to_center_scale
 from models.keypoints import COCO17_SIGMAS
 from models.scoring import person_scores
 
@@ -55,7 +55,7 @@ def golden_inputs() -> dict:
 @pytest.fixture(scope="module")
 def our_areas(golden_inputs) -> np.ndarray:
     """Areas from our geometry: padded (1.25), aspect-fixed scale of a 256x256 input."""
-    _, scales = box_to_center_scale(golden_inputs["bbox_xyxy"], (256, 256))
+    _, scales = bbox_to_center_scale(golden_inputs["bbox_xyxy"], (256, 256))
     return scale_area(scales)
 
 
@@ -65,7 +65,7 @@ def _rescored(inputs: dict) -> np.ndarray:
 
 def test_area_is_mmpose_padded_square_scale(golden_inputs, our_areas):
     g = np.load(GOLDEN / "areas.npz")
-    _, scales = box_to_center_scale(golden_inputs["bbox_xyxy"], (256, 256))
+    _, scales = bbox_to_center_scale(golden_inputs["bbox_xyxy"], (256, 256))
     np.testing.assert_allclose(scales, g["bbox_scales"], rtol=1e-6)
     np.testing.assert_allclose(our_areas, g["areas"], rtol=1e-6)
     # square crop: area = (1.25 * longer side) ** 2

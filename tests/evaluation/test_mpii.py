@@ -54,7 +54,7 @@ def test_served_geometry_gives_mmposes_mpii_crops(golden_instances):
     """The pipeline's boxes (annotation corners, padded 1.25, aspect-fixed) give MMPose's val-pipeline crops."""
     g = np.load(GOLDEN / "mpii_dataset.npz")
     image = np.load(GOLDEN / "pipeline.npz")["image_rgb"]
-    centers, scales = geometry.box_to_center_scale(np.stack([i.bbox for i in golden_instances]), (256, 256))
+    centers, scales = geometry.bbox_to_center_scale(np.stack([i.bbox for i in golden_instances]), (256, 256))
     assert_close(centers, g["input_center"], GEOMETRY_PX, "center")
     assert_close(scales, g["input_scale"], GEOMETRY_PX, "scale")
     crops = geometry.crop_batch(image, centers, scales, (256, 256))

@@ -59,7 +59,7 @@ def test_exported_detector_loads_in_the_service_person_detector(exported_yolo):
     r, images = exported_yolo
     runtime = OrtRuntime(r.onnx_path, ["CPUExecutionProvider"])
     assert runtime.input_shapes[0] == [None, 3, 640, 640]
-    det = PersonDetector(runtime, score_threshold=0.0)
+    det = PersonDetector(runtime, score_thr=0.0)
     assert det.input_size == 640 and det.fixed_batch is None
     boxes, scores = det.detect(images[0])
     assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) == len(scores)

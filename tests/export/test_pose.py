@@ -210,7 +210,7 @@ def test_every_entry_serves_through_the_pipeline_with_flip_test(exported, coco_t
     """Export -> card -> the service's pipeline (flip test on) on a coco-tiny image == torch on the same crops."""
     from inference.imageio import decode_image
     from inference.pipeline import PosePipeline
-    from models.geometry import bbox_xywh2xyxy, box_to_center_scale, crop_batch, keypoints_crop_to_image
+    from models.geometry import bbox_to_center_scale, bbox_xywh2xyxy, crop_batch, keypoints_crop_to_image
 
     model, r = exported[name]
     cfg = get_config(name)
@@ -226,7 +226,7 @@ def test_every_entry_serves_through_the_pipeline_with_flip_test(exported, coco_t
     pipeline = PosePipeline.from_settings(settings, batching=False)
     got = pipeline.predict(rgb, boxes)
 
-    centers, scales = box_to_center_scale(boxes, size)
+    centers, scales = bbox_to_center_scale(boxes, size)
     crops = crop_batch(rgb, centers, scales, size)
     torch_kpts = model.predict_keypoints(crops, flip_test=True)
     ref = keypoints_crop_to_image(torch_kpts[..., :2], centers, scales, size)

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inference.imageio import decode_image
-from inference.person_detector import PersonDetector, letterbox, letterbox_batch, unletterbox_boxes
+from inference.person_detector import PersonDetector, letterbox, letterbox_batch, unletterbox_bboxes
 from inference.runtime import OrtRuntime
 
 
@@ -23,7 +23,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_finds_every_annotated_person_in_coco_tiny(yolo_onnx, coco_tiny):
-    det = PersonDetector(OrtRuntime(yolo_onnx), score_threshold=0.25, iou_threshold=0.45)
+    det = PersonDetector(OrtRuntime(yolo_onnx), score_thr=0.25, iou_thr=0.45)
     gt = json.loads((coco_tiny / "test_coco.json").read_text())
     checked = 0
     for im in gt["images"]:
@@ -48,7 +48,7 @@ def test_letterbox_round_trip_matches_ultralytics_padding():
     assert lb.pad_x == 0 and lb.pad_y == 107 and lb.ratio == 1.0  # (640-425)/2 = 107.5: top 107, bottom 108
     assert out[0, 0].tolist() == [114, 114, 114]
     boxes = np.array([[10, 120, 200, 500]], np.float32)
-    back = unletterbox_boxes(boxes, lb, (425, 640))
+    back = unletterbox_bboxes(boxes, lb, (425, 640))
     np.testing.assert_allclose(back, [[10, 13, 200, 393]])
 
 
@@ -91,7 +91,7 @@ def test_nms_exported_output_is_accepted(tmp_path):
         ],
         np.float32,
     )[None]
-    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "nms.onnx", dets)), score_threshold=0.25)
+    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "nms.onnx", dets)), score_thr=0.25)
     boxes, scores = det.detect(np.zeros((425, 640, 3), np.uint8))
     assert boxes.shape == (1, 4)
     np.testing.assert_allclose(boxes[0], [100, 150 - 107, 300, 500 - 107])
@@ -108,7 +108,7 @@ def test_raw_output_nms_and_person_class_only(tmp_path):
     pred[:4, 3] = [400, 400, 50, 50]
     pred[4, :3] = [0.9, 0.8, 0.7]
     pred[4 + 16, 3] = 0.95  # dog
-    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "raw.onnx", pred[None])), iou_threshold=0.45)
+    det = PersonDetector(OrtRuntime(_constant_model(tmp_path / "raw.onnx", pred[None])), iou_thr=0.45)
     boxes, scores = det.detect(np.zeros((640, 640, 3), np.uint8))
     np.testing.assert_allclose(scores, [0.9, 0.7], rtol=1e-6)
     np.testing.assert_allclose(boxes[0], [150, 200, 250, 400])

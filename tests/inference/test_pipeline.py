@@ -11,7 +11,7 @@ from PIL import Image
 from core.errors import ImageDecodeError, InvalidParameterError, ModelLoadError, PayloadTooLargeError
 from core.settings import Settings
 from inference.pipeline import PosePipeline
-from models.geometry import box_to_center_scale
+from models.geometry import bbox_to_center_scale
 from tests.fakes import DETECTED_BOX, fake_pipeline
 
 
@@ -29,7 +29,7 @@ def test_run_decodes_detects_crops_and_maps_back_with_one_total():
     assert r.timings_ms["total"] >= sum(v for k, v in r.timings_ms.items() if k != "total") - 0.05
     x1, y1, x2, y2 = DETECTED_BOX
     np.testing.assert_allclose(r.bboxes, [[x1, y1 - 80, x2, y2 - 80]])
-    c, s = box_to_center_scale(r.bboxes, (256, 256))
+    c, s = bbox_to_center_scale(r.bboxes, (256, 256))
     np.testing.assert_allclose(r.centers, c)
     np.testing.assert_allclose(r.scales, s)
     assert r.keypoints.shape == (1, 17, 3) and r.scores.tolist() == pytest.approx([0.9])

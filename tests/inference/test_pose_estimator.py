@@ -9,7 +9,7 @@ from core.errors import InvalidParameterError, ModelLoadError
 from inference.imageio import decode_image
 from inference.pose_estimator import PoseEstimator
 from models.card import ModelCard
-from models.geometry import box_to_center_scale
+from models.geometry import bbox_to_center_scale
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close
 
 
@@ -54,7 +54,7 @@ def test_fixed_batch_model_runs_many_crops_one_by_one(movenet, tiny_people):
     kc = movenet.predict_crops(crops)
     one = movenet.predict_crops(crops[1:2])
     assert_close(one, kc[1:2], EXPORT_TOLERANCE_PX, "one crop alone vs in a batch")
-    c, s = box_to_center_scale(boxes, (256, 256))
+    c, s = bbox_to_center_scale(boxes, (256, 256))
     np.testing.assert_allclose(centers, c)
     assert np.abs(kc[0, :, :2] - kc[1, :, :2]).max() > 10  # different people, different keypoints
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from core.errors import InferenceError, ModelLoadError
-from inference.runtime_base import RUNTIME_PRECISIONS, Runtime
+from core.precision import RUNTIME_PRECISIONS
+from inference.runtime_base import Runtime
 
 CUDA, TRT, CPU = "CUDAExecutionProvider", "TensorrtExecutionProvider", "CPUExecutionProvider"
 SHARED_KEYS = {

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from models.geometry import (
+    bbox_to_center_scale,
     bbox_xyxy2cs,
-    box_to_center_scale,
     crop_image,
     fix_aspect_ratio,
     get_warp_matrix,
@@ -14,10 +14,10 @@ from models.geometry import (
 
 
 def test_bbox_to_center_scale_pads_and_squares():
-    c, s = box_to_center_scale(np.array([[10, 20, 110, 220]]), (256, 256), padding=1.25)
+    c, s = bbox_to_center_scale(np.array([[10, 20, 110, 220]]), (256, 256), padding=1.25)
     np.testing.assert_allclose(c, [[60, 120]])
     np.testing.assert_allclose(s, [[250, 250]])  # h*1.25 = 250, w grown to match
-    c, s = box_to_center_scale(np.array([[0, 0, 192, 100]]), (192, 256))
+    c, s = bbox_to_center_scale(np.array([[0, 0, 192, 100]]), (192, 256))
     np.testing.assert_allclose(s[0, 0] / s[0, 1], 192 / 256, rtol=1e-6)
 
 
@@ -39,7 +39,7 @@ def test_warp_then_inverse_round_trip(rot):
 
 def test_crop_then_keypoints_back_to_image_round_trip():
     boxes = np.array([[50.3, 40.1, 210.7, 380.9], [300, 10, 420, 90]], np.float32)
-    centers, scales = box_to_center_scale(boxes, (256, 256))
+    centers, scales = bbox_to_center_scale(boxes, (256, 256))
     rng = np.random.default_rng(1)
     pts = rng.uniform(0, 255, size=(2, 17, 2))
     in_image = keypoints_crop_to_image(pts, centers, scales, (256, 256))

@@ -181,7 +181,7 @@ def test_geometry_warp_matrix_and_center_scale():
 def test_crops_equal_mmpose_topdown_affine(size):
     g = npz("pipeline.npz")
     tag = f"{size[0]}x{size[1]}"
-    centers, scales = geometry.box_to_center_scale(g["bboxes_xyxy"], size)
+    centers, scales = geometry.bbox_to_center_scale(g["bboxes_xyxy"], size)
     report(
         f"center/scale {tag}",
         max(maxdev(centers, g[f"input_center_{tag}"]), maxdev(scales, g[f"input_scale_{tag}"])),
@@ -238,7 +238,7 @@ def test_full_model_matches_mmpose(name, dtype):
     dev = maxdev(keypoints / [w, h], g["keypoints_crop_flip" + sfx] / [w, h])
     report(f"{name} {dtype} flip test keypoints (normalised)", dev, tol)
     report(f"{name} {dtype} flip test scores", maxdev(scores, g["scores_flip" + sfx]), tol)
-    centers, scales = geometry.box_to_center_scale(p["bboxes_xyxy"], (w, h))
+    centers, scales = geometry.bbox_to_center_scale(p["bboxes_xyxy"], (w, h))
     image_kp = geometry.keypoints_crop_to_image(keypoints, centers, scales, (w, h))
     # image pixels -> units of the crop box, comparable to the normalised tolerance
     dev = maxdev(image_kp / scales[:, None, :], g["keypoints_image_flip" + sfx] / scales[:, None, :])

@@ -200,7 +200,7 @@ def _compare_model(name: str, dtype: str, small: bool) -> None:
         tol,
     )
     report(f"{what} flip-test scores (relative)", reldev(scores, g["scores_flip" + sfx]), tol)
-    centers, scales = geometry.box_to_center_scale(p["bboxes_xyxy"], (w, h))
+    centers, scales = geometry.bbox_to_center_scale(p["bboxes_xyxy"], (w, h))
     image_kp = geometry.keypoints_crop_to_image(keypoints, centers, scales, (w, h))
     dev = reldev(image_kp / scales[:, None, :], g["keypoints_image_flip" + sfx] / scales[:, None, :])
     report(f"{what} image keypoints (normalised by box scale, relative)", dev, tol)

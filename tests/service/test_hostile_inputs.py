@@ -21,7 +21,7 @@ from core.errors import ImageDecodeError, InvalidParameterError, PayloadTooLarge
 from core.settings import Settings
 from inference.imageio import decode_image
 from service.app import create_app
-from service.parsing import parse_boxes
+from service.parsing import parse_bboxes
 from tests.fakes import fake_pipeline
 
 MAX_BYTES, MAX_PIXELS = 2_000_000, 20_000_000
@@ -264,7 +264,7 @@ def test_box_parsing_either_returns_valid_boxes_or_names_the_problem(value):
     except ValueError:
         return
     try:
-        boxes = parse_boxes(text, max_boxes=50)
+        boxes = parse_bboxes(text, max_boxes=50)
     except InvalidParameterError as exc:
         assert str(exc)
         return

@@ -15,7 +15,7 @@ def test_joints_limbs_and_box_are_drawn_where_the_keypoints_are():
     kpts[0, 5] = [100, 50, 0.9]  # left shoulder
     kpts[0, 6] = [200, 50, 0.9]  # right shoulder: the 5-6 limb is drawn between them
     kpts[0, 0] = [20, 180, 0.1]  # below the threshold: not drawn
-    out = render_poses(image, np.array([[80, 30, 220, 190]], np.float32), kpts, keypoint_threshold=0.3)
+    out = render_poses(image, np.array([[80, 30, 220, 190]], np.float32), kpts, kpt_score_thr=0.3)
     assert out.shape == image.shape and out is not image and image.max() == 0  # a copy; the input is untouched
     assert tuple(out[50, 100]) == (255, 0, 0)  # joint colour (RGB red)
     assert out[50, 150].max() > 0  # on the limb between the shoulders

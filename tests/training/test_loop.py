@@ -74,7 +74,7 @@ def test_overfit_then_export_and_serve_same_keypoints(coco_tiny, yolo_onnx, tmp_
 
     from core.settings import Settings
     from inference.imageio import decode_image
-    from models.geometry import box_to_center_scale, crop_batch, keypoints_crop_to_image
+    from models.geometry import bbox_to_center_scale, crop_batch, keypoints_crop_to_image
     from service.default_models import resolve_pose_checkpoint
     from service.launcher import ServerProcess
 
@@ -105,7 +105,7 @@ def test_overfit_then_export_and_serve_same_keypoints(coco_tiny, yolo_onnx, tmp_
             served = np.array([p["keypoints"] for p in r.json()["persons"]], dtype=np.float64)
             # the torch model on the crops the service cuts (its decode, its geometry), in crop pixels
             rgb = decode_image(data)
-            centers, scales = box_to_center_scale(np.array(boxes, np.float32), size)
+            centers, scales = bbox_to_center_scale(np.array(boxes, np.float32), size)
             kp = model.predict_keypoints(crop_batch(rgb, centers, scales, size), flip_test=False)
             assert max_abs_diff(keypoints_crop_to_image(kp[..., :2], centers, scales, size), served[..., :2]) < 1.0
             # served keypoints back to crop pixels (inverse of keypoints_crop_to_image) for the crop-pixel policy
