@@ -309,7 +309,10 @@ def test_unknown_classes_in_meta_are_inert(tmp_path):
     torch.save({"state_dict": model.state_dict(), "meta": {"message_hub": HistoryBuffer(), "seed": 3}}, path)
     loaded, meta = load_pose_checkpoint(path, config=model.config)
     assert not HistoryBuffer.restored
-    assert meta["meta"]["message_hub"] == f"<opaque {HistoryBuffer.__module__}.HistoryBuffer>" and meta["meta"]["seed"] == 3
+    assert (
+        meta["meta"]["message_hub"] == f"<opaque {HistoryBuffer.__module__}.HistoryBuffer>"
+        and meta["meta"]["seed"] == 3
+    )
     assert torch.equal(loaded.state_dict()["backbone.conv1.weight"], model.state_dict()["backbone.conv1.weight"])
 
 
