@@ -72,7 +72,24 @@ def test_the_representative_set_covers_every_head_kind_schema_and_size():
         ("regression", "coco17")
     }
     assert {get_config(n).input_size for n in REPRESENTATIVE} == {c.input_size for c in ZOO.values()}
-    assert len(EXPORTED) == len(ZOO)
+
+
+def _parametrized(test) -> dict[str, set[str]]:
+    """The zoo names a test is parametrised over, each with the names of its marks."""
+    (mark,) = [m for m in test.pytestmark if m.name == "parametrize"]
+    return {p if isinstance(p, str) else p.values[0]: set() if isinstance(p, str) else {m.name for m in p.marks}
+            for p in mark.args[1]}  # fmt: skip
+
+
+def test_every_zoo_entry_is_exported_and_served_once_and_only_the_representative_set_always_runs():
+    for test in (
+        test_zoo_config_round_trips_through_onnxruntime,
+        test_every_entry_serves_through_the_pipeline_with_flip_test,
+    ):
+        names = _parametrized(test)
+        assert sorted(names) == sorted(ZOO), test.__name__
+        assert {n for n, marks in names.items() if not marks} == set(REPRESENTATIVE), test.__name__
+        assert all(marks == {"slow", "zoo_breadth"} for n, marks in names.items() if n not in REPRESENTATIVE)
 
 
 class _Exports(dict):
