@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if "bf16" in cases:
         settings = Settings(**base, cache_dir=tmp / "cache")
         runs = evaluate_precisions(
-            settings, coco, ann, images, ["fp32", "bf16"], box_source="detector", same_boxes=True
+            settings, coco, ann, images, ["fp32", "bf16"], box_source="detector", same_bboxes=True
         )
         keep(runs, compare_precision_runs(coco, runs)[0], "bf16")
     for name, depth in (("int8", None), ("int8-full", 0)):

@@ -332,7 +332,7 @@ def _main_coco(args: argparse.Namespace, settings: Settings, out_dir: Path, scor
         args.ann,
         args.images,
         precisions,
-        same_boxes=True,
+        same_bboxes=True,
         box_source=args.boxes,
         detections=detections,
         max_images=args.max_images,

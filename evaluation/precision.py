@@ -162,10 +162,10 @@ def _bootstrap_ci(n_images: int, statistic, seed: int, n_resamples: int, confide
     return np.stack([np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)], axis=1)
 
 
-def same_box_agreement(
+def same_bbox_agreement(
     coco_gt,
     reference: dict[int, np.ndarray],
-    same_boxes: dict[int, np.ndarray],
+    same_bboxes: dict[int, np.ndarray],
     image_ids: Iterable[int],
     sigmas: np.ndarray | None = None,
     found_oks: float = REDUCED_PRECISION_FOUND_OKS,
@@ -178,7 +178,7 @@ def same_box_agreement(
         coco_gt: COCO object of the annotations.
         reference: image id -> float [N, K, 3] reference keypoints (x, y, score; original-image pixels), one row per
             box, before rescoring and NMS (``evaluation.runner.Predictions.per_image``).
-        same_boxes: image id -> float [N, K, 3], the reduced-precision pose model on the same N boxes, same order.
+        same_bboxes: image id -> float [N, K, 3], the reduced-precision pose model on the same N boxes, same order.
         image_ids: the images compared.
         sigmas: float [K] (default COCO-17).
         found_oks: the OKS at which the reference counts as having found a person (COCO's loosest threshold, 0.5).
@@ -195,7 +195,7 @@ def same_box_agreement(
         ref = reference.get(ann["image_id"])
         if ref is None or len(ref) == 0:
             continue
-        red = same_boxes.get(ann["image_id"])
+        red = same_bboxes.get(ann["image_id"])
         if red is None or len(red) != len(ref):
             raise ValueError(f"image {ann['image_id']}: the same-box run has other boxes than the reference")
         oks = keypoint_similarity(ref, g, ann["area"], sig)[:, vis].mean(axis=1)
@@ -216,7 +216,7 @@ class PrecisionComparison:
         images, persons: images evaluated; annotated persons (non-crowd, labelled keypoints).
         found_persons: persons the reference run found (best-match OKS >= ``REDUCED_PRECISION_FOUND_OKS``), over
             which ``agreement_oks`` is taken; None without a same-box run.
-        agreement_oks: mean keypoint agreement of the pose model on identical crops (:func:`same_box_agreement`);
+        agreement_oks: mean keypoint agreement of the pose model on identical crops (:func:`same_bbox_agreement`);
             ``agreement_oks_ci`` its interval; None without a same-box run.
         oks_reference, oks: mean best-match OKS against ground truth of each whole-pipeline run (0 for a person
             without prediction).
@@ -355,7 +355,7 @@ def compare_runs(
     *,
     precision: str,
     reference: str = "fp32",
-    same_boxes: tuple[dict, dict] | None = None,
+    same_bboxes: tuple[dict, dict] | None = None,
     sigmas: np.ndarray | None = None,
     use_area: bool = True,
     backend: str = "auto",
@@ -371,8 +371,8 @@ def compare_runs(
             OKS-NMS, as ``evaluation.metric.CocoKeypointMetric.coco_results`` gives them), original-image pixels.
         image_ids: the images both runs evaluated.
         precision, reference: names for the report.
-        same_boxes: (reference keypoints, reduced-precision keypoints on the reference's boxes), each image id ->
-            float [N, K, 3] (:func:`same_box_agreement`); None: no pose-model agreement figure or check.
+        same_bboxes: (reference keypoints, reduced-precision keypoints on the reference's boxes), each image id ->
+            float [N, K, 3] (:func:`same_bbox_agreement`); None: no pose-model agreement figure or check.
         sigmas: float [K] OKS sigmas (default COCO-17).
         use_area, backend: as :func:`evaluation.metric.run_cocoeval`.
         n_resamples, confidence_level, seed: of the bootstrap (fixed seed: the same inputs give the same intervals).
@@ -392,8 +392,8 @@ def compare_runs(
         raise ValueError("no annotated person in the evaluated images: nothing to compare")
     delta = red.oks - ref.oks
     agree = agree_image = None
-    if same_boxes is not None:
-        agree, agree_image = same_box_agreement(coco_gt, *same_boxes, ids, sig)
+    if same_bboxes is not None:
+        agree, agree_image = same_bbox_agreement(coco_gt, *same_bboxes, ids, sig)
 
     cocoeval_kwargs = {"sigmas": sig, "use_area": use_area, "backend": backend}
     ev_ref = evaluate_images(coco_gt, reference_results, ids, **cocoeval_kwargs)

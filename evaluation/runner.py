@@ -368,8 +368,8 @@ class PrecisionRun:
         records: the COCO result records.
         predictions: the raw pipeline outputs.
         describe: ``PosePipeline.describe()`` of the pipeline that ran (runtimes, precisions, devices).
-        same_boxes: the pose model alone at this precision on the reference run's boxes (identical crops), or None
-            (the reference run itself, or ``same_boxes=False``).
+        same_bboxes: the pose model alone at this precision on the reference run's boxes (identical crops), or None
+            (the reference run itself, or ``same_bboxes=False``).
     """
 
     precision: str
@@ -377,7 +377,7 @@ class PrecisionRun:
     records: list[dict]
     predictions: Predictions
     describe: dict
-    same_boxes: Predictions | None = None
+    same_bboxes: Predictions | None = None
 
 
 def evaluate_precisions(
@@ -391,7 +391,7 @@ def evaluate_precisions(
     detections: DetectionFile | None = None,
     max_images: int | None = None,
     progress: bool = False,
-    same_boxes: bool = False,
+    same_bboxes: bool = False,
     **metric_kwargs,
 ) -> list[PrecisionRun]:
     """Run the served pipeline over the same images once per precision (both models at that precision) and score
@@ -404,8 +404,8 @@ def evaluate_precisions(
         image_dir: the images' folder.
         precisions: e.g. ``["fp32", "bf16"]`` (the first is the reference of :func:`format_precision_table`).
         box_source, detections, max_images, progress: as :func:`run_pipeline`.
-        same_boxes: also run the pose model alone at each later precision on the first run's boxes
-            (:attr:`PrecisionRun.same_boxes`: the pose model's own precision loss, on identical crops).
+        same_bboxes: also run the pose model alone at each later precision on the first run's boxes
+            (:attr:`PrecisionRun.same_bboxes`: the pose model's own precision loss, on identical crops).
         **metric_kwargs: as :func:`score_predictions` (``score_mode``, ``nms``, ``backend``, ...).
 
     Returns:
@@ -432,11 +432,11 @@ def evaluate_precisions(
             runs.append(PrecisionRun(precision, result, records, preds, pipeline.describe()))
         finally:
             pipeline.close()
-        if same_boxes and len(runs) > 1:
+        if same_bboxes and len(runs) > 1:
             pose_only = settings.model_copy(update={"precision": precision, "detector_model": None})
             pipeline = PosePipeline.from_settings(pose_only, batching=False)
             try:
-                runs[-1].same_boxes = run_pipeline(
+                runs[-1].same_bboxes = run_pipeline(
                     coco,
                     image_dir,
                     pipeline,
@@ -473,11 +473,11 @@ def compare_precision_runs(coco, runs: list[PrecisionRun], backend: str = "auto"
             precision=r.precision,
             reference=ref.precision,
             backend=backend,
-            same_boxes=None
-            if r.same_boxes is None
+            same_bboxes=None
+            if r.same_bboxes is None
             else (
                 {i: v[0] for i, v in ref.predictions.per_image.items()},
-                {i: v[0] for i, v in r.same_boxes.per_image.items()},
+                {i: v[0] for i, v in r.same_bboxes.per_image.items()},
             ),
         )
         for r in runs[1:]

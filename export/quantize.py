@@ -305,7 +305,7 @@ def _measure_ap(
         eval_images,
         ["fp32", "int8"],
         box_source=boxes,
-        same_boxes=True,
+        same_bboxes=True,
     )
     gate = compare_precision_runs(eval_coco, runs)[0]
     ap = {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from evaluation.metric import coco_backend, load_coco, match_persons, run_cocoeval
-from evaluation.precision import compare_runs, evaluate_images, resampled_ap, same_box_agreement
+from evaluation.precision import compare_runs, evaluate_images, resampled_ap, same_bbox_agreement
 from models.tolerance import (
     METRIC_ABS,
     REDUCED_PRECISION_AGREEMENT_OKS,
@@ -101,7 +101,7 @@ def mini(coco_mini):
 
 def test_identical_runs_agree_exactly_and_pass(mini):
     coco, records, kp = mini
-    c = compare_runs(coco, records, records, coco.getImgIds(), precision="bf16", same_boxes=(kp, kp), n_resamples=200)
+    c = compare_runs(coco, records, records, coco.getImgIds(), precision="bf16", same_bboxes=(kp, kp), n_resamples=200)
     assert c.passed and not c.reasons
     assert c.agreement_oks == 1.0 and c.agreement_oks_ci == (1.0, 1.0)
     assert c.oks_delta == 0.0 and c.ap_delta == 0.0 and c.ap_delta_ci == (0.0, 0.0)
@@ -137,12 +137,12 @@ def test_bf16_sized_noise_passes_and_decode_sized_error_fails(mini):
     coco, records, kp = mini
     rng = np.random.default_rng(1)
     ok_records, ok_kp = _reduced(kp, rng, 0.2, coco=coco)
-    ok = compare_runs(coco, records, ok_records, coco.getImgIds(), precision="bf16", same_boxes=(kp, ok_kp))
+    ok = compare_runs(coco, records, ok_records, coco.getImgIds(), precision="bf16", same_bboxes=(kp, ok_kp))
     assert ok.passed, ok.describe()
     assert ok.agreement_oks > 0.99 and abs(ok.oks_delta) < REDUCED_PRECISION_OKS_DROP / 2
     assert ok.ap_delta_ci[0] <= ok.ap_delta <= ok.ap_delta_ci[1]
     bad_records, bad_kp = _reduced(kp, rng, 2.0, shift=(3.0, 3.0), coco=coco)
-    bad = compare_runs(coco, records, bad_records, coco.getImgIds(), precision="int8", same_boxes=(kp, bad_kp))
+    bad = compare_runs(coco, records, bad_records, coco.getImgIds(), precision="int8", same_bboxes=(kp, bad_kp))
     assert not bad.passed
     assert bad.agreement_oks < REDUCED_PRECISION_AGREEMENT_OKS
     assert any("agreement" in r for r in bad.reasons) and any("OKS change" in r for r in bad.reasons)
@@ -165,13 +165,13 @@ def test_same_box_runs_must_share_their_boxes(mini):
     image_id = next(iter(kp))
     other = {**kp, image_id: kp[image_id][:0]}
     with pytest.raises(ValueError, match="other boxes"):
-        same_box_agreement(coco, kp, other, coco.getImgIds())
+        same_bbox_agreement(coco, kp, other, coco.getImgIds())
 
 
 def test_intervals_are_reproducible(mini):
     coco, records, kp = mini
     noisy, noisy_kp = _reduced(kp, np.random.default_rng(3), 1.0, coco=coco)
-    a = compare_runs(coco, records, noisy, coco.getImgIds(), precision="bf16", same_boxes=(kp, noisy_kp))
-    b = compare_runs(coco, records, noisy, coco.getImgIds(), precision="bf16", same_boxes=(kp, noisy_kp))
+    a = compare_runs(coco, records, noisy, coco.getImgIds(), precision="bf16", same_bboxes=(kp, noisy_kp))
+    b = compare_runs(coco, records, noisy, coco.getImgIds(), precision="bf16", same_bboxes=(kp, noisy_kp))
     assert a.to_dict() == b.to_dict()
     assert a.oks_delta_ci[0] < a.oks_delta_ci[1] and a.ap_delta_ci[0] < a.ap_delta_ci[1]
