@@ -63,7 +63,7 @@ def main() -> None:
     from service.launcher import ServerProcess
 
     images = sorted((assets / "coco-mini" / "val2017").glob("*.jpg"))
-    env = {"POSE_CACHE_DIR": str(cache), "POSE_PREPARE_DEFAULTS": "false", "POSE_DET_SCORE_THRESHOLD": "1.0"}
+    env = {"POSE_CACHE_DIR": str(cache), "POSE_PREPARE_DEFAULTS": "false", "POSE_DET_SCORE_THR": "1.0"}
     rows = []
     for run in args.runs:
         runtime, precision = run.split(":")

@@ -12,17 +12,38 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import sys
 import typing
 from collections.abc import Iterable
 from typing import Literal
 
-from core.settings import ENV_PREFIX, Settings
+from core.settings import DEPRECATED_NAMES, ENV_PREFIX, Settings, deprecation_message
+
+_log = logging.getLogger(__name__)
 
 
 def _flag(name: str) -> str:
     extra = Settings.model_fields[name].json_schema_extra or {}
     return extra.get("cli") or "--" + name.replace("_", "-")
+
+
+def _deprecated_flags(name: str) -> list[str]:
+    """The deprecated options of field ``name`` (``--<old>`` of its :data:`~core.settings.DEPRECATED_NAMES`)."""
+    return ["--" + old.replace("_", "-") for old, new in DEPRECATED_NAMES.items() if new == name]
+
+
+class _StoreWarningDeprecated(argparse.Action):
+    """Store the value, with a deprecation warning when the option given is a deprecated spelling."""
+
+    def __init__(self, option_strings, dest, deprecated: tuple[str, ...] = (), **kw) -> None:
+        super().__init__(option_strings, dest, **kw)
+        self.deprecated = deprecated
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if option_string in self.deprecated:
+            _log.warning(deprecation_message(option_string, self.option_strings[0]))
+        setattr(namespace, self.dest, values)
 
 
 def _default_text(name: str) -> str:
@@ -67,7 +88,13 @@ def add_settings_options(parser: argparse.ArgumentParser, names: Iterable[str]) 
             kw["type"] = typ
         elif choices:
             kw["choices"] = choices
-        parser.add_argument(_flag(name), **kw)
+        old_flags = _deprecated_flags(name)
+        if old_flags:
+            if typ is bool:
+                raise NotImplementedError(f"deprecated spelling of the boolean option {name}")
+            kw.update(action=_StoreWarningDeprecated, deprecated=tuple(old_flags))
+            kw["help"] += f"; deprecated spelling: {', '.join(old_flags)}"
+        parser.add_argument(_flag(name), *old_flags, **kw)
     parser.set_defaults(_settings_fields=names)
 
 
@@ -83,12 +110,18 @@ def settings_from_args(args: argparse.Namespace, **overrides) -> Settings:
 
 
 def settings_table() -> str:
-    """The README's configuration table (Markdown), generated from the fields."""
+    """The README's configuration table (Markdown), generated from the fields, and the deprecated spellings."""
     lines = ["| variable | pose-serve option | default | meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
         lines.append(
             f"| `{ENV_PREFIX}{name.upper()}` | `{_flag(name)}` | {_default_text(name)} | {field.description} |"
         )
+    if DEPRECATED_NAMES:
+        renamed = ", ".join(
+            f"`{ENV_PREFIX}{old.upper()}` / `--{old.replace('_', '-')}` (now `{ENV_PREFIX}{new.upper()}` / `{_flag(new)}`)"
+            for old, new in DEPRECATED_NAMES.items()
+        )
+        lines += ["", f"Deprecated spellings, still accepted with a warning: {renamed}."]
     return "\n".join(lines) + "\n"
 
 

@@ -17,16 +17,72 @@ Torch-free (pydantic-settings only).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.cache import CacheLayout
 
 #: Every setting is an environment variable ``POSE_<FIELD>``.
 ENV_PREFIX = "POSE_"
+
+#: Deprecated spellings of renamed fields, old -> new: the old ``POSE_<OLD>`` variable and ``--<old>`` option still
+#: work (the new spelling wins where both are given) and log a deprecation warning naming the new one. The one
+#: mapping that the environment (:class:`_DeprecatedEnvSource`), the command-line options
+#: (:func:`core.cli_options.add_settings_options`) and the README table (:func:`core.cli_options.settings_table`) read.
+DEPRECATED_NAMES: dict[str, str] = {
+    "det_score_threshold": "det_score_thr",
+    "det_nms_iou": "det_iou_thr",
+}
+
+_log = logging.getLogger(__name__)
+
+
+def deprecation_message(old: str, new: str) -> str:
+    """The warning logged when a deprecated spelling (variable or option) ``old`` is used instead of ``new``."""
+    return f"{old} is deprecated: use {new}"
+
+
+class _DeprecatedEnvSource(PydanticBaseSettingsSource):
+    """The ``POSE_<OLD>`` variables of :data:`DEPRECATED_NAMES` (environment, then ``.env``), read as their new field
+    where the new variable is not set, each with a deprecation warning."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *sources: EnvSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._sources = sources
+
+    def _lookup(self, name: str) -> str | None:
+        for source in self._sources:
+            for key in (name, name.lower()):
+                if source.env_vars.get(key) is not None:
+                    return source.env_vars[key]
+        return None
+
+    def get_field_value(self, field, field_name: str) -> tuple[Any, str, bool]:  # abstract; __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for old, new in DEPRECATED_NAMES.items():
+            old_env, new_env = ENV_PREFIX + old.upper(), ENV_PREFIX + new.upper()
+            value = self._lookup(old_env)
+            if value is None:
+                continue
+            if self._lookup(new_env) is None:
+                values[new] = value
+                _log.warning(deprecation_message(old_env, new_env))
+            else:
+                _log.warning(deprecation_message(old_env, new_env) + f" (ignored: {new_env} is set)")
+        return values
 
 
 def _cli(flag: str) -> dict:
@@ -94,8 +150,8 @@ class Settings(BaseSettings):
     )
 
     # detector
-    det_score_threshold: float = Field(0.25, ge=0.0, le=1.0, description="detector person score threshold")
-    det_nms_iou: float = Field(0.45, gt=0.0, le=1.0, description="detector NMS IoU threshold (OpenCV NMS)")
+    det_score_thr: float = Field(0.25, ge=0.0, le=1.0, description="detector person score threshold")
+    det_iou_thr: float = Field(0.45, gt=0.0, le=1.0, description="detector NMS IoU threshold (OpenCV NMS)")
     det_max_detections: int = Field(100, ge=1, description="at most this many people per image")
     det_max_batch_size: int = Field(
         4,
@@ -212,6 +268,25 @@ class Settings(BaseSettings):
         "the TensorRT profile's min/opt/max (auto on TensorRT), or one (auto on CPU)",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, plus the deprecated variables of :data:`DEPRECATED_NAMES` below the current ones."""
+        old = [s for s in (env_settings, dotenv_settings) if isinstance(s, EnvSettingsSource)]
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            _DeprecatedEnvSource(settings_cls, *old),
+            file_secret_settings,
+        )
+
     @field_validator("cache_dir", mode="after")
     @classmethod
     def _expand_user(cls, v: Path) -> Path:
@@ -293,7 +368,7 @@ RUNTIME_FIELDS: tuple[str, ...] = (
 #: How the pipeline crops and batches people for the pose model.
 PIPELINE_FIELDS: tuple[str, ...] = ("max_batch_size", "flip_test", "bbox_padding")
 #: The person detector's thresholds.
-DETECTOR_FIELDS: tuple[str, ...] = ("det_score_threshold", "det_nms_iou", "det_max_detections")
+DETECTOR_FIELDS: tuple[str, ...] = ("det_score_thr", "det_iou_thr", "det_max_detections")
 #: The TensorRT batch profile an engine is built for (``pose-export engine``: min 1, opt, max).
 ENGINE_PROFILE_FIELDS: tuple[str, ...] = ("max_batch_size", "trt_opt_batch_size")
 #: Logging.

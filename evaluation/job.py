@@ -22,7 +22,7 @@ Boxes (``--boxes``):
   ``score >= --det-file-score-thr`` (default 0.0: MMPose's configs set no ``bbox_score_thr``); detections of
   images that are not in the annotation file are skipped and counted.
 * ``detector``: the live YOLO person detector of the service (``--detector yolov8n.onnx``, with the
-  service's ``--det-score-threshold`` / ``--det-nms-iou`` settings).
+  service's ``--det-score-thr`` / ``--det-iou-thr`` settings).
 
 Runtime and pipeline options are the service's settings (``core.settings.Settings``: the same flags
 and ``POSE_*`` variables as ``pose-serve``).
@@ -302,7 +302,7 @@ def _coco_run_settings(
         "det_file": args.det_file,
         "det_file_score_thr": args.det_file_score_thr if args.boxes == "file" else None,
         "detector": str(settings.detector_model) if settings.detector_model else None,
-        "det_score_threshold": settings.det_score_threshold if args.boxes == "detector" else None,
+        "det_score_threshold": settings.det_score_thr if args.boxes == "detector" else None,
         "flip_test": preds.notes["flip_test"],
         "score_mode": score_mode,
         "oks_nms": None if args.no_nms else args.nms_thr,

@@ -46,8 +46,8 @@ _QUANTIZE_SETTINGS = (
     "allow_unsupported_precision",
     "bbox_padding",
     "flip_test",
-    "det_score_threshold",
-    "det_nms_iou",
+    "det_score_thr",
+    "det_iou_thr",
     *LOG_FIELDS,
 )
 

@@ -123,8 +123,8 @@ class PosePipeline:
         if settings.detector_model is not None:
             detector = PersonDetector(
                 create_runtime(settings.detector_model, settings, batch_size=settings.det_max_batch_size),
-                score_thr=settings.det_score_threshold,
-                iou_thr=settings.det_nms_iou,
+                score_thr=settings.det_score_thr,
+                iou_thr=settings.det_iou_thr,
                 max_detections=settings.det_max_detections,
                 name=settings.detector_model.stem,
                 max_batch_size=settings.det_max_batch_size,
