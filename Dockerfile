@@ -7,7 +7,7 @@
 # Every image installs from its constraints file (docker/constraints/<image>.txt: every package pinned; the CUDA
 # stack is one consistent set, see docker/constraints/compile.py), runs as the non-root user "pose" (uid 10001)
 # that owns /models, and the GPU images fail their build when onnxruntime-gpu's CUDA build does not match the
-# base image's CUDA or a CUDA / cuDNN / TensorRT library it needs is missing (python -m service.cuda_stack).
+# base image's CUDA or a CUDA / cuDNN / TensorRT library it needs is missing (python -m inference.cuda_stack).
 
 # NVIDIA's CUDA 12.6.3 + cuDNN 9 runtime image (Ubuntu 24.04, Python 3.12); the CPU images use the same Ubuntu
 # release, so one set of pins serves all of them.
@@ -17,7 +17,9 @@ ARG CPU_IMAGE=ubuntu:24.04
 # The sources, in a stage of their own: the export and CPU targets copy them without building the CUDA image.
 FROM scratch AS source
 COPY pyproject.toml README.md /app/
+COPY core /app/core
 COPY models /app/models
+COPY inference /app/inference
 COPY service /app/service
 COPY export /app/export
 COPY evaluation /app/evaluation
@@ -70,7 +72,7 @@ RUN pip install -c docker/constraints/serve-gpu.txt ".[serve-gpu]" \
 # onnxruntime's TensorRT EP loads libnvinfer.so.10 by name: the pip TensorRT libraries must be on the loader's path
 ENV LD_LIBRARY_PATH=/opt/venv/lib/python3.12/site-packages/tensorrt_libs:${LD_LIBRARY_PATH}
 # fail the build, not the first start on a GPU, when the CUDA stack is not one consistent set
-RUN python -m service.cuda_stack --cuda "${CUDA_VERSION}" $([ "$WITH_TENSORRT" = "1" ] && echo --tensorrt)
+RUN python -m inference.cuda_stack --cuda "${CUDA_VERSION}" $([ "$WITH_TENSORRT" = "1" ] && echo --tensorrt)
 ENV POSE_HOST=0.0.0.0 POSE_PORT=8000 POSE_CACHE_DIR=/models \
     POSE_PROVIDERS='["CUDAExecutionProvider","CPUExecutionProvider"]'
 USER pose

@@ -53,8 +53,8 @@ def main() -> None:
         ).save(card)
     cache = work / "cache"
     if any(r.endswith(":int8") for r in args.runs):
+        from core.settings import Settings
         from export.quantize import quantize_models
-        from service.settings import Settings
 
         mini = assets / "coco-mini"
         settings = Settings(pose_model=card, detector_model=detector, cache_dir=cache)
@@ -63,7 +63,7 @@ def main() -> None:
     from service.launcher import ServerProcess
 
     images = sorted((assets / "coco-mini" / "val2017").glob("*.jpg"))
-    env = {"POSE_CACHE_DIR": str(cache), "POSE_PREPARE_DEFAULTS": "false", "POSE_DET_SCORE_THRESHOLD": "1.0"}
+    env = {"POSE_CACHE_DIR": str(cache), "POSE_PREPARE_DEFAULTS": "false", "POSE_DET_SCORE_THR": "1.0"}
     rows = []
     for run in args.runs:
         runtime, precision = run.split(":")

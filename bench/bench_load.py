@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from core.settings import Settings  # noqa: E402
 from service.launcher import ServerProcess  # noqa: E402
-from service.settings import Settings  # noqa: E402
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:

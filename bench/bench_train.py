@@ -5,7 +5,7 @@ the CPU; fp16 + GradScaler on CUDA when there is a GPU), and the epoch time that
 
     python bench/bench_train.py [--config ipr_res50_debias] [--batch 16] [--steps 5] [--threads N] [--device cpu]
 
-The model, loss and step are the loop's own (``training.engine.TrainForward``: the forward and the config's loss);
+The model, loss and step are the loop's own (``training.loop.TrainForward``: the forward and the config's loss);
 data loading is left out (crops are random uint8; the DataLoader workers decode and warp in parallel).
 Figures, not assertions: this is never part of the test pass.
 """
@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from models.heads import head_kind  # noqa: E402
 from models.pose_model import TopdownPoseModel  # noqa: E402
 from training.configs import CONFIGS, get_train_config  # noqa: E402
-from training.engine import TrainForward  # noqa: E402
+from training.loop import TrainForward  # noqa: E402
 
 COCO_TRAIN_PERSONS = 149_813
 
@@ -33,7 +34,7 @@ def targets_for(cfg, batch: int) -> dict:
     w, h = cfg.model.heatmap_size
     hm = torch.rand(batch, k, h, w)
     out = {"heatmaps": hm / hm.sum(dim=(2, 3), keepdim=True), "keypoint_weights": torch.ones(batch, k)}
-    if cfg.model.head_kind != "heatmap":
+    if "coords" in head_kind(cfg.model.head_kind).train_outputs:
         out["keypoint_labels"] = torch.rand(batch, k, 2)
     return out
 

@@ -8,7 +8,7 @@
    ``tests/mmpose_golden/recipe.py``. No trained checkpoint can be downloaded here, so the weights are random and the
    AP of this model means nothing; speed and agreement with MMPose are what this measures.
 2. MMPose 1.3.2 ``inference_topdown`` (torch fp32, the config's flip test) runs the coco-tiny images with their
-   ground-truth boxes (MMPose's rule, ``evaluation.boxes.gt_boxes``): persons/s of the best round, keypoints. It runs
+   ground-truth boxes (MMPose's rule, ``evaluation.boxes.gt_bboxes``): persons/s of the best round, keypoints. It runs
    once per torch thread count of ``--threads`` (default 1 and 2) and the fastest counts: on 2 cores shared with other
    jobs, torch's 2 OpenMP threads can be several times slower than 1 (each barrier waits for a descheduled thread).
 3. The same checkpoint is exported by ``pose-export pose`` (ONNX + card, verified against torch) and quantised by
@@ -21,7 +21,7 @@
    precision), ``--clients`` concurrent clients over the coco-mini images: images/s and persons/s.
 
 Prints a Markdown table. Figures, not assertions: never part of the test pass. The AP gates of reduced precision are
-measured on trained models (``tests/test_precision_gate.py``), not here.
+measured on trained models (``tests/export/test_quantize_gate.py``), not here.
 """
 
 from __future__ import annotations
@@ -57,13 +57,13 @@ def mmpose_config(python: str) -> str:
 
 def coco_jobs(assets: Path) -> list[dict]:
     """coco-tiny images with their ground-truth person boxes (xyxy), MMPose's rule."""
-    from evaluation.boxes import gt_boxes
+    from evaluation.boxes import gt_bboxes
     from evaluation.metric import load_coco
 
     coco = load_coco(assets / "coco-tiny" / "test_coco.json")
     jobs = []
     for i in coco.getImgIds():
-        boxes = gt_boxes(coco, i)[0]
+        boxes = gt_bboxes(coco, i)[0]
         if len(boxes):
             jobs.append({"image": str(assets / "coco-tiny" / coco.imgs[i]["file_name"]), "bboxes": boxes.tolist()})
     return jobs
@@ -157,9 +157,9 @@ def main() -> None:
             mm_rate, mm, mm_threads = rate, res, threads
 
     # 3. export and quantise the same checkpoint
+    from core.settings import Settings
     from export.pose import export_pose
     from export.quantize import describe_report, quantize_models
-    from service.settings import Settings
 
     card = work / "model" / "ipr_res50_dsnt.json"
     if not card.is_file():

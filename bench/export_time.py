@@ -57,7 +57,7 @@ def main() -> None:
         else:
             crops, what = synthetic_crops(size, args.crops), "synthetic crops"
         if args.logit_std > 0:
-            coords = cfg.head_kind in ("regression", "rle")
+            coords = model.kind.raw_is_coordinates  # fc outputs coordinates: std in crop widths
             scale_head_logits(model, crops[:2], args.logit_std / 10 if coords else args.logit_std)
         t0 = time.perf_counter()
         r = export_pose_model(model, out, crops, what)

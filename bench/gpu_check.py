@@ -56,7 +56,7 @@ DEFAULT_CONFIGS = (
 def _require_gpu_stack() -> None:
     import onnxruntime as ort
 
-    from service.runtime_trt import import_cudart, import_tensorrt
+    from inference.runtime_trt import import_cudart, import_tensorrt
 
     import_tensorrt()
     import_cudart()
@@ -66,8 +66,8 @@ def _require_gpu_stack() -> None:
 
 def person_crops(coco_dir: Path, input_size: tuple[int, int]) -> np.ndarray:
     """uint8 [N, h, w, 3] crops of every annotated person of coco-tiny, cut as the service cuts them."""
-    from models.geometry import bbox_xywh2xyxy, box_to_center_scale, crop_batch
-    from service.imageio import decode_image
+    from inference.imageio import decode_image
+    from models.geometry import bbox_to_center_scale, bbox_xywh2xyxy, crop_batch
 
     gt = json.loads((coco_dir / "test_coco.json").read_text())
     crops = []
@@ -77,7 +77,7 @@ def person_crops(coco_dir: Path, input_size: tuple[int, int]) -> np.ndarray:
             continue
         rgb = decode_image((coco_dir / image["file_name"]).read_bytes())
         boxes = bbox_xywh2xyxy(np.asarray([a["bbox"] for a in anns], np.float32))
-        centers, scales = box_to_center_scale(boxes, input_size)
+        centers, scales = bbox_to_center_scale(boxes, input_size)
         crops.append(crop_batch(rgb, centers, scales, input_size))
     return np.concatenate(crops)
 
@@ -102,7 +102,7 @@ def export_models(args, settings) -> tuple[list[Path], Path]:
             model, _ = load_pose_checkpoint(name, cache_dir=settings.cache.checkpoints, offline=True)
         else:
             torch.manual_seed(0)
-            model = scale_head_logits(build_pose_model(cfg), crops)  # TRAINED_OUTPUT_STD of the head kind
+            model = scale_head_logits(build_pose_model(cfg), crops)  # the head kind's trained_output_std
         r = export_pose_model(model, args.out / "pose", crops, "4 coco-tiny crops", name=name)
         check_graph(r.onnx_path, "error")
         print(f"[export] {name}: {r.verdict.describe()}; lint ok")
@@ -116,9 +116,9 @@ def export_models(args, settings) -> tuple[list[Path], Path]:
 def build_engines(onnx_files: list[Path], settings, max_batch: int) -> dict[tuple[str, str], Path]:
     """Step 2: fp32 and fp16 engines of each ONNX file into the engine cache."""
     from export.tensorrt import EngineCache, EngineSpec
-    from service.runtime_trt import read_sidecar
+    from inference.runtime_trt import read_sidecar
 
-    cache = EngineCache(settings.cache.engines, settings.device)
+    cache = EngineCache(settings.cache, settings.device)
     engines = {}
     for onnx_path in onnx_files:
         hi = settings.det_max_batch_size if "detector" in onnx_path.parts else max_batch  # detector: batched images
@@ -132,10 +132,10 @@ def build_engines(onnx_files: list[Path], settings, max_batch: int) -> dict[tupl
 
 def accuracy(cards, engines, settings, coco_dir: Path) -> list[str]:
     """Step 3: keypoints of the fp32 / fp16 engines and the CUDA EP vs onnxruntime CPU; returns failures."""
+    from inference.runtime import OrtRuntime, provider_options
+    from inference.runtime_trt import TrtRuntime
     from models.card import ModelCard
     from models.tolerance import EXPORT_TOLERANCE_PX, FP16_SMOKE_PX, max_abs_diff
-    from service.runtime import OrtRuntime, provider_options
-    from service.runtime_trt import TrtRuntime
 
     failures = []
     for card_path in cards:
@@ -163,9 +163,9 @@ def accuracy(cards, engines, settings, coco_dir: Path) -> list[str]:
 
 def throughput(cards, engines, settings, batches: list[int], repeats: int) -> None:
     """Step 4: crops/s per batch size."""
+    from inference.runtime import OrtRuntime, provider_options
+    from inference.runtime_trt import TrtRuntime
     from models.card import ModelCard
-    from service.runtime import OrtRuntime, provider_options
-    from service.runtime_trt import TrtRuntime
 
     for card_path in cards:
         card = ModelCard.load(card_path)
@@ -244,7 +244,7 @@ def main() -> int:
     ap.add_argument("--device", type=int, default=0)
     args = ap.parse_args()
     _require_gpu_stack()
-    from service.settings import Settings
+    from core.settings import Settings
 
     settings = Settings(cache_dir=args.out / "cache", device=args.device, max_batch_size=max(args.batches))
     cards, detector = export_models(args, settings)

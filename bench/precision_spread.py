@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", help="another run's --out file: compare run by run")
     args = p.parse_args(argv)
 
-    from evaluation.job import compare_precision_runs, evaluate_precisions
+    from core.settings import Settings
     from evaluation.metric import load_coco
     from evaluation.precision import compare_runs
+    from evaluation.runner import compare_precision_runs, evaluate_precisions
     from export.quantize import quantize_models
     from models.card import InputSpec, ModelCard, OutputSpec
-    from service.settings import Settings
 
     assets = Path(args.assets)
     ann = assets / "coco-mini" / "annotations" / "person_keypoints_val2017.json"
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if "bf16" in cases:
         settings = Settings(**base, cache_dir=tmp / "cache")
         runs = evaluate_precisions(
-            settings, coco, ann, images, ["fp32", "bf16"], box_source="detector", same_boxes=True
+            settings, coco, ann, images, ["fp32", "bf16"], box_source="detector", same_bboxes=True
         )
         keep(runs, compare_precision_runs(coco, runs)[0], "bf16")
     for name, depth in (("int8", None), ("int8-full", 0)):

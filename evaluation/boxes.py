@@ -1,9 +1,9 @@
 """Person boxes for top-down evaluation and training: COCO ground truth as MMPose's top-down dataset takes it, and
 detection-results files (``COCO_val2017_detections_AP_H_56_person.json``).
 
-Light on purpose (numpy and :mod:`models.geometry` only): ``pose-eval`` (:mod:`evaluation.job`) and the training
+Light on purpose (numpy and :mod:`models.geometry` only): ``pose-eval`` (:mod:`evaluation.runner`) and the training
 datasets (:mod:`training.data`) share these rules, and a ``train``-only install must import them without the serving
-stack (onnxruntime, Pillow) that :mod:`evaluation.job` pulls in.
+stack (onnxruntime, Pillow) that :mod:`evaluation.runner` pulls in.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def coco_person_instance(ann: dict, img_w: int, img_h: int) -> tuple[np.ndarray,
     (``mmpose/datasets/datasets/base/base_coco_style_dataset.py``): skip ``iscrowd``, annotations without
     ``bbox`` or ``keypoints``, ``num_keypoints == 0`` (or all-zero keypoints); clip the xywh box to
     ``[0, W-1] x [0, H-1]`` and skip it if it is empty after clipping. The training dataset and
-    :func:`gt_boxes` both use this rule.
+    :func:`gt_bboxes` both use this rule.
 
     Args:
         ann: a COCO annotation dict (``bbox`` xywh, ``keypoints`` 3K numbers, ...).
@@ -52,7 +52,7 @@ def coco_person_instance(ann: dict, img_w: int, img_h: int) -> tuple[np.ndarray,
     return np.array([x1, y1, x2, y2], dtype=np.float32), kpts
 
 
-def gt_boxes(coco, image_id: int) -> tuple[np.ndarray, np.ndarray]:
+def gt_bboxes(coco, image_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth person boxes of one image, as MMPose's top-down COCO dataset takes them
     (:func:`coco_person_instance`).
 
@@ -64,12 +64,12 @@ def gt_boxes(coco, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         (bboxes float32 [N, 4] xyxy in original-image pixels, bbox scores float32 [N] = 1).
     """
     info = coco.imgs[image_id]
-    boxes = []
+    bboxes = []
     for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
         inst = coco_person_instance(ann, info["width"], info["height"])
         if inst is not None:
-            boxes.append(inst[0])
-    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+            bboxes.append(inst[0])
+    b = np.asarray(bboxes, dtype=np.float32).reshape(-1, 4)
     return b, np.ones(len(b), dtype=np.float32)
 
 
@@ -78,13 +78,13 @@ class DetectionFile:
     """Person boxes from a detection-results file, grouped by image.
 
     Attributes:
-        boxes: image id -> (bboxes float32 [N, 4] xyxy original-image pixels, scores float32 [N]), in file order.
+        bboxes: image id -> (bboxes float32 [N, 4] xyxy original-image pixels, scores float32 [N]), in file order.
         num_kept: boxes kept (category 1, score >= threshold, image in the annotation file).
         num_below_thr: person boxes dropped by the score threshold.
         num_unknown_image: person boxes of images absent from the annotation file.
     """
 
-    boxes: dict[int, tuple[np.ndarray, np.ndarray]]
+    bboxes: dict[int, tuple[np.ndarray, np.ndarray]]
     num_kept: int
     num_below_thr: int
     num_unknown_image: int
@@ -130,9 +130,9 @@ def load_detection_file(path: str | Path, image_ids: set[int], score_thr: float 
         b, s = grouped.setdefault(img_id, ([], []))
         b.append(bbox[:4])
         s.append(score)
-    boxes = {
+    bboxes = {
         k: (bbox_xywh2xyxy(np.asarray(b, dtype=np.float32).reshape(-1, 4)), np.asarray(s, dtype=np.float32))
         for k, (b, s) in grouped.items()
     }
-    kept = sum(len(s) for _, s in boxes.values())
-    return DetectionFile(boxes, kept, below, unknown)
+    kept = sum(len(s) for _, s in bboxes.values())
+    return DetectionFile(bboxes, kept, below, unknown)

@@ -162,10 +162,10 @@ def _bootstrap_ci(n_images: int, statistic, seed: int, n_resamples: int, confide
     return np.stack([np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)], axis=1)
 
 
-def same_box_agreement(
+def same_bbox_agreement(
     coco_gt,
     reference: dict[int, np.ndarray],
-    same_boxes: dict[int, np.ndarray],
+    same_bboxes: dict[int, np.ndarray],
     image_ids: Iterable[int],
     sigmas: np.ndarray | None = None,
     found_oks: float = REDUCED_PRECISION_FOUND_OKS,
@@ -177,8 +177,8 @@ def same_box_agreement(
     Args:
         coco_gt: COCO object of the annotations.
         reference: image id -> float [N, K, 3] reference keypoints (x, y, score; original-image pixels), one row per
-            box, before rescoring and NMS (``evaluation.job.Predictions.per_image``).
-        same_boxes: image id -> float [N, K, 3], the reduced-precision pose model on the same N boxes, same order.
+            box, before rescoring and NMS (``evaluation.runner.Predictions.per_image``).
+        same_bboxes: image id -> float [N, K, 3], the reduced-precision pose model on the same N boxes, same order.
         image_ids: the images compared.
         sigmas: float [K] (default COCO-17).
         found_oks: the OKS at which the reference counts as having found a person (COCO's loosest threshold, 0.5).
@@ -195,7 +195,7 @@ def same_box_agreement(
         ref = reference.get(ann["image_id"])
         if ref is None or len(ref) == 0:
             continue
-        red = same_boxes.get(ann["image_id"])
+        red = same_bboxes.get(ann["image_id"])
         if red is None or len(red) != len(ref):
             raise ValueError(f"image {ann['image_id']}: the same-box run has other boxes than the reference")
         oks = keypoint_similarity(ref, g, ann["area"], sig)[:, vis].mean(axis=1)
@@ -216,7 +216,7 @@ class PrecisionComparison:
         images, persons: images evaluated; annotated persons (non-crowd, labelled keypoints).
         found_persons: persons the reference run found (best-match OKS >= ``REDUCED_PRECISION_FOUND_OKS``), over
             which ``agreement_oks`` is taken; None without a same-box run.
-        agreement_oks: mean keypoint agreement of the pose model on identical crops (:func:`same_box_agreement`);
+        agreement_oks: mean keypoint agreement of the pose model on identical crops (:func:`same_bbox_agreement`);
             ``agreement_oks_ci`` its interval; None without a same-box run.
         oks_reference, oks: mean best-match OKS against ground truth of each whole-pipeline run (0 for a person
             without prediction).
@@ -318,6 +318,35 @@ def judge(c: PrecisionComparison) -> PrecisionComparison:
     return c
 
 
+def _comparison_ci(
+    ids: list[int],
+    person_image_ids: np.ndarray,
+    agree: np.ndarray | None,
+    agree_image: np.ndarray | None,
+    delta: np.ndarray,
+    ev_ref,
+    ev_red,
+    seed: int,
+    n_resamples: int,
+    confidence_level: float,
+) -> np.ndarray:
+    """Bootstrap intervals over images of :func:`compare_runs`' three figures: same-box agreement OKS, per-person OKS
+    change, AP change (rows 0, 1, 2; columns low, high)."""
+    persons_of = [np.flatnonzero(person_image_ids == i) for i in ids]
+    found_of = [np.flatnonzero(agree_image == i) for i in ids] if agree is not None else None
+
+    def statistic(sample: np.ndarray) -> list[float]:
+        people = np.concatenate([persons_of[i] for i in sample])
+        found = np.concatenate([found_of[i] for i in sample]) if found_of is not None else np.zeros(0, np.int64)
+        return [
+            agree[found].mean() if len(found) else 1.0,
+            delta[people].mean() if len(people) else 0.0,
+            resampled_ap(ev_red, sample) - resampled_ap(ev_ref, sample),
+        ]
+
+    return _bootstrap_ci(len(ids), statistic, seed, n_resamples, confidence_level)
+
+
 def compare_runs(
     coco_gt,
     reference_results: list[dict],
@@ -326,7 +355,7 @@ def compare_runs(
     *,
     precision: str,
     reference: str = "fp32",
-    same_boxes: tuple[dict, dict] | None = None,
+    same_bboxes: tuple[dict, dict] | None = None,
     sigmas: np.ndarray | None = None,
     use_area: bool = True,
     backend: str = "auto",
@@ -342,8 +371,8 @@ def compare_runs(
             OKS-NMS, as ``evaluation.metric.CocoKeypointMetric.coco_results`` gives them), original-image pixels.
         image_ids: the images both runs evaluated.
         precision, reference: names for the report.
-        same_boxes: (reference keypoints, reduced-precision keypoints on the reference's boxes), each image id ->
-            float [N, K, 3] (:func:`same_box_agreement`); None: no pose-model agreement figure or check.
+        same_bboxes: (reference keypoints, reduced-precision keypoints on the reference's boxes), each image id ->
+            float [N, K, 3] (:func:`same_bbox_agreement`); None: no pose-model agreement figure or check.
         sigmas: float [K] OKS sigmas (default COCO-17).
         use_area, backend: as :func:`evaluation.metric.run_cocoeval`.
         n_resamples, confidence_level, seed: of the bootstrap (fixed seed: the same inputs give the same intervals).
@@ -363,25 +392,15 @@ def compare_runs(
         raise ValueError("no annotated person in the evaluated images: nothing to compare")
     delta = red.oks - ref.oks
     agree = agree_image = None
-    if same_boxes is not None:
-        agree, agree_image = same_box_agreement(coco_gt, *same_boxes, ids, sig)
+    if same_bboxes is not None:
+        agree, agree_image = same_bbox_agreement(coco_gt, *same_bboxes, ids, sig)
 
     cocoeval_kwargs = {"sigmas": sig, "use_area": use_area, "backend": backend}
     ev_ref = evaluate_images(coco_gt, reference_results, ids, **cocoeval_kwargs)
     ev_red = evaluate_images(coco_gt, results, ids, **cocoeval_kwargs)
-    persons_of = [np.flatnonzero(ref.image_ids == i) for i in ids]
-    found_of = [np.flatnonzero(agree_image == i) for i in ids] if agree is not None else None
-
-    def statistic(sample: np.ndarray) -> list[float]:
-        people = np.concatenate([persons_of[i] for i in sample])
-        found = np.concatenate([found_of[i] for i in sample]) if found_of is not None else np.zeros(0, np.int64)
-        return [
-            agree[found].mean() if len(found) else 1.0,
-            delta[people].mean() if len(people) else 0.0,
-            resampled_ap(ev_red, sample) - resampled_ap(ev_ref, sample),
-        ]
-
-    ci = _bootstrap_ci(len(ids), statistic, seed, n_resamples, confidence_level)
+    ci = _comparison_ci(
+        ids, ref.image_ids, agree, agree_image, delta, ev_ref, ev_red, seed, n_resamples, confidence_level
+    )
     ap_ref, ap = resampled_ap(ev_ref), resampled_ap(ev_red)
     has_agree = agree is not None and len(agree) > 0
     comparison = PrecisionComparison(

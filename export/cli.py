@@ -16,7 +16,7 @@ Every ONNX file ``pose``, ``detector`` and ``defaults`` write, and every one ``e
 TensorRT 10 (``export.lint``; ``--lint error`` fails, ``warn`` logs, ``off`` skips).
 
 Options that are settings (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``,
-``--max-batch-size``, ``--trt-opt-batch-size``) come from :class:`service.settings.Settings` (``POSE_*``
+``--max-batch-size``, ``--trt-opt-batch-size``) come from :class:`core.settings.Settings` (``POSE_*``
 variables; options override them): an engine's default profile is 1 / ``trt_opt_batch_size`` /
 ``max_batch_size``, the batch sizes the service will run. Exit status 0 on success, 2 with a one-line
 message on a failure it understands (missing file, missing dependency, failed verification or lint),
@@ -30,28 +30,30 @@ import logging
 import sys
 from pathlib import Path
 
-from service.settings import Settings, add_settings_options, settings_from_args
+from core.cli_options import add_settings_options, settings_from_args
+from core.precision import ENGINE_PRECISIONS
+from core.settings import CACHE_FIELDS, ENGINE_PROFILE_FIELDS, HOST_FIELDS, LOG_FIELDS, MODEL_FIELDS, Settings
 
 #: Settings every pose-export subcommand takes (but quantize).
-_SETTINGS = ("cache_dir", "offline", "intra_op_threads", "device", "log_level", "max_batch_size", "trt_opt_batch_size")
-#: Settings of pose-export quantize: the models, and how the pipeline that measures their AP runs.
+_SETTINGS = (*CACHE_FIELDS, *HOST_FIELDS, *LOG_FIELDS, *ENGINE_PROFILE_FIELDS)
+#: Settings of pose-export quantize: the models, and how the pipeline that measures their AP runs (the fp32 OpenVINO
+#: runtime on the CPU: a subset of ``RUNTIME_FIELDS``, ``PIPELINE_FIELDS`` and ``DETECTOR_FIELDS``).
 _QUANTIZE_SETTINGS = (
-    "pose_model",
-    "detector_model",
+    *MODEL_FIELDS,
     "cache_dir",
     "ov_device",
     "intra_op_threads",
     "allow_unsupported_precision",
     "bbox_padding",
     "flip_test",
-    "det_score_threshold",
-    "det_nms_iou",
-    "log_level",
+    "det_score_thr",
+    "det_iou_thr",
+    *LOG_FIELDS,
 )
 
 
 def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16") -> None:
-    p.add_argument("--precision", choices=["fp32", "fp16"], default=default_precision, help="engine precision")
+    p.add_argument("--precision", choices=list(ENGINE_PRECISIONS), default=default_precision, help="engine precision")
     p.add_argument(
         "--batch",
         type=int,
@@ -162,7 +164,7 @@ def _spec(args, settings: Settings):
 def _engine(onnx_path: Path, args, settings: Settings) -> Path:
     from export.tensorrt import EngineCache
 
-    cache = EngineCache(settings.cache.engines, settings.device)
+    cache = EngineCache(settings.cache, settings.device)
     path = cache.get_or_build(onnx_path, _spec(args, settings), rebuild=getattr(args, "rebuild", False))
     print(f"engine: {path}")
     return path
@@ -178,126 +180,159 @@ def _lint(onnx_path: Path, mode: str) -> None:
         print(f"lint {Path(onnx_path).name}: {verdict}, {sum(report.op_counts.values())} nodes, opset {report.opset}")
 
 
+def export_pose_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export pose``: checkpoint -> ONNX + card, verified; lint; optionally the engine."""
+    from export.pose import export_pose
+
+    r = export_pose(
+        args.model,
+        args.out,
+        check_images=args.check_images,
+        num_check_crops=args.check_crops,
+        config=args.config,
+        cache_dir=settings.cache.checkpoints,
+        offline=settings.offline,
+        name=args.name,
+        opset=args.opset,
+        threads=settings.intra_op_threads,
+    )
+    print(f"onnx: {r.onnx_path}\ncard: {r.card_path}")
+    print(f"{r.verdict.describe()} px on {r.crops}; export {r.export_seconds:.1f} s")
+    _lint(r.onnx_path, args.lint)
+    if args.engine:
+        _engine(r.onnx_path, args, settings)
+
+
+def export_detector_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export detector``: Ultralytics weights -> ONNX; lint; optionally the engine."""
+    from export.detector import export_detector
+
+    r = export_detector(args.weights, args.out, imgsz=args.imgsz, opset=args.opset)
+    print(f"onnx: {r.onnx_path} ({r.num_classes} classes, input {r.imgsz}x{r.imgsz}, dynamic batch)")
+    print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e}; export {r.seconds:.1f} s")
+    _lint(r.onnx_path, args.lint)
+    if args.engine:
+        _engine(r.onnx_path, args, settings)
+
+
+def engine_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export engine``: ONNX -> TensorRT engine (cached, or at ``--output``); optionally compared with onnxruntime."""
+    onnx_path = Path(args.onnx)
+    spec = _spec(args, settings)  # validates the profile before anything else
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    _lint(onnx_path, args.lint)
+    if args.output:
+        from export.tensorrt import build_engine
+
+        path = build_engine(onnx_path, args.output, spec, settings.device)
+        print(f"engine: {path}")
+    else:
+        path = _engine(onnx_path, args, settings)
+    if args.check:
+        _check_engine(path, onnx_path, spec.profile[1], settings.device)
+
+
+def triton_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export triton``: write the pose and / or detector model into a Triton model repository."""
+    from export.triton import write_triton_model
+
+    if not args.pose_card and not args.detector:
+        raise ValueError("give --pose-card and/or --detector")
+    common = dict(
+        platform=args.platform,
+        max_batch_size=settings.max_batch_size,  # the same largest batch as the service's
+        max_queue_delay_us=args.max_queue_delay_us,
+        instance_kind=args.kind,
+    )
+    if args.pose_card:
+        card = Path(args.pose_card)
+        folder = write_triton_model(
+            args.repository,
+            "pose",
+            card.with_suffix(".onnx"),
+            engine_path=args.pose_engine,
+            card_path=card,
+            **common,
+        )
+        print(f"triton model: {folder}")
+    if args.detector:
+        folder = write_triton_model(
+            args.repository, "detector", args.detector, engine_path=args.detector_engine, **common
+        )
+        print(f"triton model: {folder}")
+
+
+def defaults_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export defaults``: download + export the default models; lint them."""
+    from export.defaults import prepare_defaults
+
+    det, card = prepare_defaults(settings, force=args.force)
+    print(f"detector: {det}\npose card: {card}")
+    _lint(det, args.lint)
+    _lint(card.with_suffix(".onnx"), args.lint)
+
+
+def quantize_command(args: argparse.Namespace, settings: Settings) -> int | None:
+    """``pose-export quantize``: int8 models into the cache; 1 when they fail the accuracy gate."""
+    from export.quantize import describe_report, quantize_models
+
+    report = quantize_models(
+        settings,
+        args.calib_images,
+        calib_ann=args.calib_ann,
+        eval_ann=args.eval_ann,
+        eval_images=args.eval_images,
+        max_calib_images=args.calib_max_images,
+        max_calib_crops=args.calib_max_crops,
+        pose_tail_depth=args.pose_tail_depth,
+    )
+    print(describe_report(report))
+    if report.gate is not None and not report.gate.passed:
+        print("pose-export quantize: the int8 models failed the accuracy gate (see above)", file=sys.stderr)
+        return 1
+    print("serve them with: pose-serve --runtime openvino --precision int8 (same --pose / --detector)")
+    return None
+
+
+def lint_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export lint``: lint ONNX files, print the reports (text or JSON); GraphLintError if any fails."""
+    import json
+
+    from export.lint import GraphLintError, lint_onnx
+
+    reports = [lint_onnx(path, dynamic_batch=not args.fixed_batch) for path in args.onnx]
+    print(
+        json.dumps([r.to_dict() for r in reports], indent=2) if args.json else "\n".join(r.describe() for r in reports)
+    )
+    failed = [r.model for r in reports if not r.ok]
+    if failed:
+        raise GraphLintError(f"{len(failed)} of {len(reports)} file(s) would not build with TensorRT 10: {failed}")
+
+
+#: ``pose-export`` subcommand -> the function that carries it out.
+COMMANDS = {
+    "pose": export_pose_command,
+    "detector": export_detector_command,
+    "engine": engine_command,
+    "triton": triton_command,
+    "defaults": defaults_command,
+    "quantize": quantize_command,
+    "lint": lint_command,
+}
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int | None:
-    """Carry out one subcommand; returns an exit status other than 0 where the subcommand ran but failed a check
-    (``quantize``: the accuracy gate), else None."""
-    if args.command == "pose":
-        from export.pose import export_pose
-
-        r = export_pose(
-            args.model,
-            args.out,
-            check_images=args.check_images,
-            num_check_crops=args.check_crops,
-            config=args.config,
-            cache_dir=settings.cache.checkpoints,
-            offline=settings.offline,
-            name=args.name,
-            opset=args.opset,
-            threads=settings.intra_op_threads,
-        )
-        print(f"onnx: {r.onnx_path}\ncard: {r.card_path}")
-        print(f"{r.verdict.describe()} px on {r.crops}; export {r.export_seconds:.1f} s")
-        _lint(r.onnx_path, args.lint)
-        if args.engine:
-            _engine(r.onnx_path, args, settings)
-    elif args.command == "detector":
-        from export.detector import export_detector
-
-        r = export_detector(args.weights, args.out, imgsz=args.imgsz, opset=args.opset)
-        print(f"onnx: {r.onnx_path} ({r.num_classes} classes, input {r.imgsz}x{r.imgsz}, dynamic batch)")
-        print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e}; export {r.seconds:.1f} s")
-        _lint(r.onnx_path, args.lint)
-        if args.engine:
-            _engine(r.onnx_path, args, settings)
-    elif args.command == "engine":
-        onnx_path = Path(args.onnx)
-        spec = _spec(args, settings)  # validates the profile before anything else
-        if not onnx_path.is_file():
-            raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
-        _lint(onnx_path, args.lint)
-        if args.output:
-            from export.tensorrt import build_engine
-
-            path = build_engine(onnx_path, args.output, spec, settings.device)
-            print(f"engine: {path}")
-        else:
-            path = _engine(onnx_path, args, settings)
-        if args.check:
-            _check_engine(path, onnx_path, spec.profile[1], settings.device)
-    elif args.command == "triton":
-        from export.triton import write_triton_model
-
-        if not args.pose_card and not args.detector:
-            raise ValueError("give --pose-card and/or --detector")
-        common = dict(
-            platform=args.platform,
-            max_batch_size=settings.max_batch_size,  # the same largest batch as the service's
-            max_queue_delay_us=args.max_queue_delay_us,
-            instance_kind=args.kind,
-        )
-        if args.pose_card:
-            card = Path(args.pose_card)
-            folder = write_triton_model(
-                args.repository,
-                "pose",
-                card.with_suffix(".onnx"),
-                engine_path=args.pose_engine,
-                card_path=card,
-                **common,
-            )
-            print(f"triton model: {folder}")
-        if args.detector:
-            folder = write_triton_model(
-                args.repository, "detector", args.detector, engine_path=args.detector_engine, **common
-            )
-            print(f"triton model: {folder}")
-    elif args.command == "defaults":
-        from export.defaults import prepare_defaults
-
-        det, card = prepare_defaults(settings, force=args.force)
-        print(f"detector: {det}\npose card: {card}")
-        _lint(det, args.lint)
-        _lint(card.with_suffix(".onnx"), args.lint)
-    elif args.command == "quantize":
-        from export.quantize import describe_report, quantize_models
-
-        report = quantize_models(
-            settings,
-            args.calib_images,
-            calib_ann=args.calib_ann,
-            eval_ann=args.eval_ann,
-            eval_images=args.eval_images,
-            max_calib_images=args.calib_max_images,
-            max_calib_crops=args.calib_max_crops,
-            pose_tail_depth=args.pose_tail_depth,
-        )
-        print(describe_report(report))
-        if report.gate is not None and not report.gate.passed:
-            print("pose-export quantize: the int8 models failed the accuracy gate (see above)", file=sys.stderr)
-            return 1
-        print("serve them with: pose-serve --runtime openvino --precision int8 (same --pose / --detector)")
-    elif args.command == "lint":
-        import json
-
-        from export.lint import GraphLintError, lint_onnx
-
-        reports = [lint_onnx(path, dynamic_batch=not args.fixed_batch) for path in args.onnx]
-        print(
-            json.dumps([r.to_dict() for r in reports], indent=2)
-            if args.json
-            else "\n".join(r.describe() for r in reports)
-        )
-        failed = [r.model for r in reports if not r.ok]
-        if failed:
-            raise GraphLintError(f"{len(failed)} of {len(reports)} file(s) would not build with TensorRT 10: {failed}")
+    """Carry out one subcommand (:data:`COMMANDS`); returns an exit status other than 0 where the subcommand ran but
+    failed a check (``quantize``: the accuracy gate), else None."""
+    return COMMANDS[args.command](args, settings)
 
 
 def _check_engine(engine_path: Path, onnx_path: Path, batch: int, device: int) -> None:
     import numpy as np
 
     from export.tensorrt import compare_engine_to_onnx
-    from service.runtime import OrtRuntime
+    from inference.runtime import OrtRuntime
 
     ort_rt = OrtRuntime(onnx_path, ["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
@@ -323,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pose-export: invalid settings: {exc}", file=sys.stderr)
         return 2
     _configure_logging(settings)
+    from core.errors import ModelLoadError
     from export.tensorrt import EngineBuildError
-    from service.errors import ModelLoadError
 
     known: tuple[type[BaseException], ...] = (EngineBuildError, ModelLoadError, FileNotFoundError, ValueError)
     # GraphLintError is a ValueError: lint failures are one-line messages with exit status 2 as well
@@ -367,7 +402,7 @@ def zoo_main(argv: list[str] | None = None) -> int:
     )
     dl = sub.add_parser("download", help="download (or verify the cached) published checkpoint")
     dl.add_argument("name", choices=sorted(ZOO))
-    add_settings_options(dl, ("cache_dir", "offline"))
+    add_settings_options(dl, CACHE_FIELDS)
     args = ap.parse_args(argv)
     if args.cmd == "list":
         print(zoo_table())

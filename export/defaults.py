@@ -7,14 +7,15 @@
 * Pose ``ipr_res50_debias``: MMPose's published checkpoint, downloaded and verified by
   ``models.checkpoints.load_pretrained``, exported with :func:`export.pose.export_pose`.
 
-Where the files go is :class:`service.settings.CacheLayout` (``downloads/``, ``checkpoints/``,
+Where the files go is :class:`core.cache.CacheLayout` (``downloads/``, ``checkpoints/``,
 ``default_detector``, ``default_pose_card``), the layout the service reads. ``Settings.offline``
 forbids downloads: missing files then raise :class:`DefaultsError` naming the URL and where to put the file.
 """
 
 from __future__ import annotations
 
-from service.settings import DEFAULT_DETECTOR, DEFAULT_POSE, CacheLayout, Settings
+from core.cache import DEFAULT_DETECTOR, DEFAULT_POSE, CacheLayout
+from core.settings import Settings
 
 YOLO11N_URL = "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11n.pt"
 YOLO11N_SHA256 = "0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1"

@@ -6,7 +6,7 @@ float32 [B, 3, S, S] (RGB, 0..1, letterboxed), output ``output0`` float32 [B, 4 
 in input pixels, then C sigmoid class scores; N = 8400 at S = 640), no NMS inside. Ultralytics'
 ``dynamic=True`` makes batch, height and width dynamic; we then fix height and width to S in the
 graph's input/output declarations so only the batch axis is dynamic (what TensorRT profiles and
-``service/detector.py`` expect). Every export is checked: onnxruntime vs the PyTorch model on the
+``inference/person_detector.py`` expect). Every export is checked: onnxruntime vs the PyTorch model on the
 same letterboxed input, batch 2.
 
 Ultralytics needs its own install (it is not in the ``export`` extra, see the README): importing it
@@ -96,11 +96,41 @@ def _fix_spatial_dims(onnx_path: Path, imgsz: int, num_outputs_ch: int, num_anch
 
 def _check_batch(imgsz: int, images: list[np.ndarray] | None) -> np.ndarray:
     """float32 [B, 3, S, S] in 0..1: real images letterboxed by the service's preprocessing, else a fixed-seed random batch."""
-    from service.detector import letterbox_batch
+    from inference.person_detector import letterbox_batch
 
     if images:
         return letterbox_batch(images, imgsz)[0]
     return np.random.default_rng(0).random((2, 3, imgsz, imgsz), dtype=np.float32)
+
+
+def _ultralytics_export(yolo, weights_str: str, output: Path, imgsz: int, opset: int, simplify: bool) -> None:
+    """Ultralytics' ONNX export (dynamic batch, no NMS, fp32 on the CPU) in a temporary working directory, moved to
+    ``output``.
+
+    Raises:
+        DetectorExportError: the export failed.
+    """
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="yolo-export-") as tmp:
+        os.chdir(tmp)  # a .yaml model is written to the working directory
+        try:
+            produced = yolo.export(
+                format="onnx",
+                imgsz=imgsz,
+                dynamic=True,
+                opset=opset,
+                simplify=simplify,
+                half=False,
+                nms=False,
+                device="cpu",
+                batch=1,
+            )
+        except Exception as exc:
+            raise DetectorExportError(f"Ultralytics export of {weights_str} failed: {exc}") from exc
+        finally:
+            os.chdir(cwd)
+        produced = Path(produced) if Path(produced).is_absolute() else Path(tmp) / produced
+        shutil.move(str(produced), output)
 
 
 def export_detector(
@@ -145,27 +175,7 @@ def export_detector(
     if yolo.task != "detect":
         raise DetectorExportError(f"{weights_str} is a {yolo.task!r} model; the person detector needs a 'detect' model")
     num_classes = len(yolo.names)
-    cwd = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="yolo-export-") as tmp:
-        os.chdir(tmp)  # a .yaml model is written to the working directory
-        try:
-            produced = yolo.export(
-                format="onnx",
-                imgsz=imgsz,
-                dynamic=True,
-                opset=opset,
-                simplify=simplify,
-                half=False,
-                nms=False,
-                device="cpu",
-                batch=1,
-            )
-        except Exception as exc:
-            raise DetectorExportError(f"Ultralytics export of {weights_str} failed: {exc}") from exc
-        finally:
-            os.chdir(cwd)
-        produced = Path(produced) if Path(produced).is_absolute() else Path(tmp) / produced
-        shutil.move(str(produced), output)
+    _ultralytics_export(yolo, weights_str, output, imgsz, opset, simplify)
     num_anchors = sum((imgsz // s) ** 2 for s in (8, 16, 32))
     _fix_spatial_dims(output, imgsz, 4 + num_classes, num_anchors)
     seconds = time.perf_counter() - t0

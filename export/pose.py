@@ -93,8 +93,8 @@ def crops_from_images(paths: list[str | Path], input_size: tuple[int, int], n: i
     Raises:
         PoseExportError: no readable image among ``paths``.
     """
-    from models.geometry import box_to_center_scale, crop_batch
-    from service.imageio import decode_image
+    from inference.imageio import decode_image
+    from models.geometry import bbox_to_center_scale, crop_batch
 
     files: list[Path] = []
     for p in map(Path, paths):
@@ -103,7 +103,7 @@ def crops_from_images(paths: list[str | Path], input_size: tuple[int, int], n: i
     for f in files[:n]:
         rgb = decode_image(f.read_bytes())
         h, w = rgb.shape[:2]
-        center, scale = box_to_center_scale(np.array([[0, 0, w - 1, h - 1]], np.float32), input_size)
+        center, scale = bbox_to_center_scale(np.array([[0, 0, w - 1, h - 1]], np.float32), input_size)
         crops.append(crop_batch(rgb, center, scale, input_size)[0])
     if not crops:
         raise PoseExportError(f"no images found in {[str(p) for p in paths]} for the export verification")
@@ -148,8 +148,8 @@ def _torch_onnx_export(graph: nn.Module, example: Tensor, onnx_path: Path, opset
 
 
 def run_onnx(onnx_path: Path, crops: np.ndarray, threads: int = 0) -> np.ndarray:
-    """The graph's output for ``crops`` from onnxruntime's CPU provider (``service.runtime.OrtRuntime``)."""
-    from service.runtime import OrtRuntime
+    """The graph's output for ``crops`` from onnxruntime's CPU provider (``inference.runtime.OrtRuntime``)."""
+    from inference.runtime import OrtRuntime
 
     rt = OrtRuntime(onnx_path, ["CPUExecutionProvider"], intra_op_threads=threads)
     return rt.run({INPUT_NAME: crops})[0]

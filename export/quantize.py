@@ -6,10 +6,10 @@
 
 The calibration data is what the service feeds the models, made by the service's own code:
 
-* detector: whole images letterboxed by ``service.detector.PersonDetector.preprocess``;
-* pose model: person crops cut by ``service.pose.PoseEstimator.crops_for`` (``models.geometry``: MMPose's padding,
+* detector: whole images letterboxed by ``inference.person_detector.PersonDetector.preprocess``;
+* pose model: person crops cut by ``inference.pose_estimator.PoseEstimator.crops_for`` (``models.geometry``: MMPose's padding,
   aspect fix and affine warp) around ground-truth boxes (``--calib-ann``, MMPose's rule
-  ``evaluation.boxes.gt_boxes``) or around the boxes the fp32 detector finds, each with its mirror image (what the flip
+  ``evaluation.boxes.gt_bboxes``) or around the boxes the fp32 detector finds, each with its mirror image (what the flip
   test feeds), prepared by the card (``InputSpec.prepare``).
 
 Images named by the evaluation annotations are left out of the calibration set, so the AP the card records is
@@ -21,13 +21,13 @@ Flow": min-max statistics of the activations on the calibration samples, then fa
 weights, asymmetric activations). The detector's score sigmoids stay in float (Ultralytics' own OpenVINO int8 export
 leaves them out the same way, ``ultralytics/utils/export/openvino.py``). The result is saved as OpenVINO IR
 (``openvino.save_model``, no fp16 weight compression) into ``Settings.cache.int8(<sha256 of the fp32 file>)``, where
-``POSE_PRECISION=int8`` finds it (``service.runtime_ov.int8_model_path``), with:
+``POSE_PRECISION=int8`` finds it (``inference.runtime_ov.int8_model_path``), with:
 
 * the pose model's int8 card (``precision: int8``; ``extra.quantization``: tool versions, calibration set, and the
   AP at fp32 and int8 on the evaluation set with their difference);
 * ``<detector stem>.json``: the same record for the detector.
 
-Then the served pipeline runs the evaluation images at fp32 and at int8 (``evaluation.job.evaluate_precisions``,
+Then the served pipeline runs the evaluation images at fp32 and at int8 (``evaluation.runner.evaluate_precisions``,
 both models at each precision, the live detector's boxes when a detector is given, else ground truth) and the
 reduced-precision gate judges the pair (``evaluation.precision.compare_runs``: keypoint agreement with fp32, the
 paired OKS change against ground truth, the AP change with its bootstrap interval; bounds in ``models/tolerance.py``).
@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.hashing import sha256_file
+from core.settings import Settings
 from evaluation.precision import PrecisionComparison
+from inference.imageio import decode_image
 from models.card import ModelCard, card_path_for
-from models.zoo import sha256_file
-from service.imageio import decode_image
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class QuantizeReport:
         calibration: the calibration set as recorded in the card.
         ap: ``{"fp32": AP, "int8": AP, "delta": AP(int8) - AP(fp32), ...}``, or None when no evaluation set was given.
         gate: the judged comparison of the int8 run with the fp32 run (``evaluation.precision``), or None likewise.
-        runs: the fp32 and int8 ``evaluation.job.PrecisionRun`` behind them (empty likewise).
+        runs: the fp32 and int8 ``evaluation.runner.PrecisionRun`` behind them (empty likewise).
     """
 
     pose_card: Path
@@ -132,7 +132,10 @@ def graph_tail(model, depth: int = 1) -> list[str]:
     while stack:
         node, left = stack.pop()
         name = node.get_friendly_name()
-        if seen.get(name, -1) >= left or node.get_type_name() in ("Parameter", "Constant"):
+        if seen.get(name, -1) >= left or node.get_type_name() in (
+            "Parameter",
+            "Constant",
+        ):
             continue
         if name not in seen:
             names.append(name)
@@ -198,6 +201,210 @@ def _tool_versions() -> dict:
     return {"nncf": nncf.__version__, "openvino": ov.__version__.split("-")[0]}
 
 
+def _calibration_samples(
+    settings: Settings,
+    card: ModelCard,
+    files: list[Path],
+    calib_coco,
+    max_calib_crops: int,
+) -> tuple[list[dict], list[dict], int]:
+    """The calibration data, made by the fp32 pipeline's own preprocessing: detector inputs of each image, pose
+    inputs of the persons' crops (ground-truth boxes of ``calib_coco``, else the detector's) and their mirror images.
+
+    Returns:
+        (detector samples, pose samples, pose batch size).
+
+    Raises:
+        QuantizeError: no person in the images.
+    """
+    from evaluation.boxes import gt_bboxes
+    from inference.pipeline import PosePipeline
+
+    by_name = {im["file_name"]: i for i, im in calib_coco.imgs.items()} if calib_coco is not None else {}
+    pipeline = PosePipeline.from_settings(settings, batching=False)
+    det_samples: list[dict] = []
+    crops: list[np.ndarray] = []
+    try:
+        for f in files:
+            image = decode_image(f.read_bytes())
+            if pipeline.detector is not None:
+                x, _ = pipeline.detector.preprocess(image)
+                det_samples.append({pipeline.detector.input_name: x})
+            if calib_coco is not None:
+                boxes = gt_bboxes(calib_coco, by_name[f.name])[0] if f.name in by_name else np.zeros((0, 4), np.float32)
+            else:
+                boxes = pipeline.detector.detect(image)[0]
+            if len(boxes):
+                c = pipeline.pose.crops_for(image, boxes)[0]
+                crops += [*c, *c[:, :, ::-1]]
+    finally:
+        pipeline.close()
+    if not crops:
+        raise QuantizeError(f"no persons in the {len(files)} calibration images")
+    crops = crops[:max_calib_crops]
+    batch = pipeline.pose.fixed_batch or 1
+    pose_samples = []
+    for start in range(0, len(crops) - len(crops) % batch, batch):
+        chunk = np.stack(crops[start : start + batch])
+        pose_samples.append({card.input.name: card.input.prepare(np.ascontiguousarray(chunk))})
+
+    return det_samples, pose_samples, batch
+
+
+def _quantize_detector(
+    settings: Settings, det_samples: list[dict], quantization: dict
+) -> tuple[Path | None, Path | None]:
+    """Quantise ``settings.detector_model`` (when set) into the cache with its record (``<xml>.json``); (None, None)
+    without a detector."""
+    if settings.detector_model is None:
+        return None, None
+    det_source = Path(settings.detector_model)
+    det_xml = quantize_ir(
+        det_source,
+        det_samples,
+        settings.cache.int8_model(det_source, sha256_file(det_source)),
+        DETECTOR_PRESET,
+        DETECTOR_TAIL_DEPTH,
+        ignore_sigmoid=True,
+    )
+    det_record = det_xml.with_suffix(".json")
+    det_record.write_text(
+        json.dumps(
+            {
+                "quantized_from": {
+                    "file": det_source.name,
+                    "sha256": sha256_file(det_source),
+                },
+                **quantization,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return det_xml, det_record
+
+
+def _measure_ap(
+    settings: Settings,
+    eval_coco,
+    eval_ann,
+    eval_images,
+    int8_card: ModelCard,
+    card_path: Path,
+    det_record: Path | None,
+) -> tuple[dict, PrecisionComparison, list]:
+    """AP of the fp32 and int8 pipelines on the evaluation set and the accuracy gate; recorded in the int8 card and
+    the detector's record. Returns (the AP record, the gate, the runs)."""
+    from evaluation.runner import compare_precision_runs, evaluate_precisions
+
+    boxes = "detector" if settings.detector_model is not None else "gt"
+    runs = evaluate_precisions(
+        settings,
+        eval_coco,
+        eval_ann,
+        eval_images,
+        ["fp32", "int8"],
+        box_source=boxes,
+        same_bboxes=True,
+    )
+    gate = compare_precision_runs(eval_coco, runs)[0]
+    ap = {
+        "fp32": round(gate.ap_reference, 4),
+        "int8": round(gate.ap, 4),
+        "delta": round(gate.ap_delta, 4),
+        "delta_ci": [round(x, 4) for x in gate.ap_delta_ci],
+        "evaluation": f"{len(runs[0].predictions.image_ids)} images of {Path(eval_ann).name}",
+        "boxes": "the detector at the same precision" if boxes == "detector" else "ground truth",
+        "flip_test": settings.flip_test,
+        "metric": "COCO keypoint AP (evaluation.runner: rescoring, OKS-NMS)",
+    }
+    int8_card.extra["quantization"].update(ap=ap, gate=gate.to_dict())
+    int8_card.save(card_path)
+    if det_record is not None:
+        record = json.loads(det_record.read_text())
+        det_record.write_text(json.dumps({**record, "ap": ap, "gate": gate.to_dict()}, indent=2) + "\n")
+    return ap, gate, runs
+
+
+def _fp32_card(settings: Settings, calib_ann, eval_ann, eval_images) -> ModelCard:
+    """The fp32 card to quantise, after checking the calibration and evaluation options.
+
+    Raises:
+        QuantizeError: an int8 card, no source of calibration boxes, half an evaluation set.
+    """
+    card = ModelCard.load(card_path_for(settings.pose_model))
+    if card.precision != "fp32":
+        raise QuantizeError(f"card {card.name!r} is already {card.precision}; quantise its fp32 model")
+    if calib_ann is None and settings.detector_model is None:
+        raise QuantizeError("calibration boxes need ground truth (--calib-ann) or a detector (--detector)")
+    if (eval_ann is None) != (eval_images is None):
+        raise QuantizeError("give both --eval-ann and --eval-images, or neither")
+    return card
+
+
+def _quantize_pose(
+    settings: Settings,
+    card: ModelCard,
+    pose_samples: list[dict],
+    pose_tail_depth: int,
+    quantization: dict,
+) -> tuple[ModelCard, Path]:
+    """Quantise the card's model into the cache and write its int8 card (AP not yet measured): (card, its path)."""
+    pose_source = card.model_path()
+    pose_xml = quantize_ir(
+        pose_source,
+        pose_samples,
+        settings.cache.int8_model(pose_source, sha256_file(pose_source)),
+        POSE_PRESET,
+        pose_tail_depth,
+    )
+    int8_card = ModelCard.from_dict({**card.to_dict(), "model_file": pose_xml.name, "precision": "int8"})
+    int8_card.source = {
+        **card.source,
+        "quantized_from": {
+            "file": pose_source.name,
+            "sha256": sha256_file(pose_source),
+        },
+    }
+    int8_card.extra = {**card.extra, "quantization": {**quantization, "ap": None}}
+    card_path = int8_card.save(pose_xml.with_suffix(".json"))
+    return int8_card, card_path
+
+
+def _calibration_record(
+    settings: Settings,
+    files: list[Path],
+    exclude: set,
+    calib_images,
+    calib_ann,
+    eval_ann,
+    pose_crops: int,
+    detector_images: int,
+) -> dict:
+    """What the int8 card and the detector's record say about the calibration data."""
+    return {
+        "images": f"{len(files)} images of {Path(calib_images).name}/ (sorted by name"
+        + (f", leaving out the {len(exclude)} images of {Path(eval_ann).name}" if exclude else "")
+        + ")",
+        "image_files": [f.name for f in files],
+        "pose_crops": pose_crops,
+        "pose_boxes": f"ground truth of {Path(calib_ann).name}" if calib_ann else "the fp32 detector's boxes",
+        "pose_crop_geometry": f"models.geometry, padding {settings.bbox_padding}, each crop and its mirror image",
+        "detector_images": detector_images,
+    }
+
+
+def _quantization_record(pose_tail_depth: int, calibration: dict) -> dict:
+    """What the int8 card and the detector's record say about the quantisation (tools, method, calibration)."""
+    return {
+        "tool": _tool_versions(),
+        "method": f"nncf.quantize (OpenVINO backend), fast bias correction, all samples; preset {POSE_PRESET} (pose), "
+        f"{DETECTOR_PRESET} (detector); float output tail (export.quantize.graph_tail) of {pose_tail_depth} (pose) "
+        f"and {DETECTOR_TAIL_DEPTH} (detector) compute layers, detector sigmoids in float",
+        "calibration": calibration,
+    }
+
+
 def quantize_models(
     settings: Settings,
     calib_images: str | Path,
@@ -233,9 +440,7 @@ def quantize_models(
         QuantizeError: NNCF missing, no calibration data, an int8 card given, quantisation failed.
         ModelLoadError: a model cannot be opened.
     """
-    from evaluation.job import compare_precision_runs, evaluate_precisions, gt_boxes
     from evaluation.metric import load_coco
-    from service.pipeline import PosePipeline
 
     if settings.pose_model is None:
         raise QuantizeError("no pose model given (--pose CARD)")
@@ -244,120 +449,35 @@ def quantize_models(
         raise QuantizeError(f"the pose tail depth must be >= 0, got {pose_tail_depth}")
     _import_nncf()
     settings = settings.model_copy(update={"runtime": "openvino", "precision": "fp32"})
-    card = ModelCard.load(card_path_for(settings.pose_model))
-    if card.precision != "fp32":
-        raise QuantizeError(f"card {card.name!r} is already {card.precision}; quantise its fp32 model")
-    if calib_ann is None and settings.detector_model is None:
-        raise QuantizeError("calibration boxes need ground truth (--calib-ann) or a detector (--detector)")
-    if (eval_ann is None) != (eval_images is None):
-        raise QuantizeError("give both --eval-ann and --eval-images, or neither")
+    card = _fp32_card(settings, calib_ann, eval_ann, eval_images)
 
     eval_coco = load_coco(eval_ann) if eval_ann is not None else None
     exclude = {im["file_name"] for im in eval_coco.imgs.values()} if eval_coco is not None else set()
     files = calibration_files(calib_images, exclude, max_calib_images)
     calib_coco = load_coco(calib_ann) if calib_ann is not None else None
-    by_name = {im["file_name"]: i for i, im in calib_coco.imgs.items()} if calib_coco is not None else {}
 
-    # the fp32 pipeline's own preprocessing makes the calibration data
-    pipeline = PosePipeline.from_settings(settings, batching=False)
-    det_samples: list[dict] = []
-    crops: list[np.ndarray] = []
-    try:
-        for f in files:
-            image = decode_image(f.read_bytes())
-            if pipeline.detector is not None:
-                x, _ = pipeline.detector.preprocess(image)
-                det_samples.append({pipeline.detector.input_name: x})
-            if calib_coco is not None:
-                boxes = gt_boxes(calib_coco, by_name[f.name])[0] if f.name in by_name else np.zeros((0, 4), np.float32)
-            else:
-                boxes = pipeline.detector.detect(image)[0]
-            if len(boxes):
-                c = pipeline.pose.crops_for(image, boxes)[0]
-                crops += [*c, *c[:, :, ::-1]]
-    finally:
-        pipeline.close()
-    if not crops:
-        raise QuantizeError(f"no persons in the {len(files)} calibration images")
-    crops = crops[:max_calib_crops]
-    batch = pipeline.pose.fixed_batch or 1
-    pose_samples = []
-    for start in range(0, len(crops) - len(crops) % batch, batch):
-        chunk = np.stack(crops[start : start + batch])
-        pose_samples.append({card.input.name: card.input.prepare(np.ascontiguousarray(chunk))})
-
-    calibration = {
-        "images": f"{len(files)} images of {Path(calib_images).name}/ (sorted by name"
-        + (f", leaving out the {len(exclude)} images of {Path(eval_ann).name}" if exclude else "")
-        + ")",
-        "image_files": [f.name for f in files],
-        "pose_crops": len(pose_samples) * batch,
-        "pose_boxes": f"ground truth of {Path(calib_ann).name}" if calib_ann else "the fp32 detector's boxes",
-        "pose_crop_geometry": f"models.geometry, padding {settings.bbox_padding}, each crop and its mirror image",
-        "detector_images": len(det_samples),
-    }
-    quantization = {
-        "tool": _tool_versions(),
-        "method": f"nncf.quantize (OpenVINO backend), fast bias correction, all samples; preset {POSE_PRESET} (pose), "
-        f"{DETECTOR_PRESET} (detector); float output tail (export.quantize.graph_tail) of {pose_tail_depth} (pose) "
-        f"and {DETECTOR_TAIL_DEPTH} (detector) compute layers, detector sigmoids in float",
-        "calibration": calibration,
-    }
-
-    pose_source = card.model_path()
-    pose_dir = settings.cache.int8(sha256_file(pose_source))
-    pose_xml = quantize_ir(
-        pose_source, pose_samples, pose_dir / f"{pose_source.stem}.xml", POSE_PRESET, pose_tail_depth
+    det_samples, pose_samples, batch = _calibration_samples(settings, card, files, calib_coco, max_calib_crops)
+    calibration = _calibration_record(
+        settings,
+        files,
+        exclude,
+        calib_images,
+        calib_ann,
+        eval_ann,
+        len(pose_samples) * batch,
+        len(det_samples),
     )
-    int8_card = ModelCard.from_dict({**card.to_dict(), "model_file": pose_xml.name, "precision": "int8"})
-    int8_card.source = {**card.source, "quantized_from": {"file": pose_source.name, "sha256": sha256_file(pose_source)}}
-    int8_card.extra = {**card.extra, "quantization": {**quantization, "ap": None}}
-    card_path = int8_card.save(pose_xml.with_suffix(".json"))
+    quantization = _quantization_record(pose_tail_depth, calibration)
 
-    det_xml = det_record = None
-    if settings.detector_model is not None:
-        det_source = Path(settings.detector_model)
-        det_xml = quantize_ir(
-            det_source,
-            det_samples,
-            settings.cache.int8(sha256_file(det_source)) / f"{det_source.stem}.xml",
-            DETECTOR_PRESET,
-            DETECTOR_TAIL_DEPTH,
-            ignore_sigmoid=True,
-        )
-        det_record = det_xml.with_suffix(".json")
-        det_record.write_text(
-            json.dumps(
-                {"quantized_from": {"file": det_source.name, "sha256": sha256_file(det_source)}, **quantization},
-                indent=2,
-            )
-            + "\n"
-        )
+    int8_card, card_path = _quantize_pose(settings, card, pose_samples, pose_tail_depth, quantization)
+
+    det_xml, det_record = _quantize_detector(settings, det_samples, quantization)
     log.info("int8 models written: %s%s", card_path, f", {det_xml}" if det_xml else "")
 
     ap = gate = None
     runs = []
     if eval_coco is not None:
-        boxes = "detector" if settings.detector_model is not None else "gt"
-        runs = evaluate_precisions(
-            settings, eval_coco, eval_ann, eval_images, ["fp32", "int8"], box_source=boxes, same_boxes=True
-        )
-        gate = compare_precision_runs(eval_coco, runs)[0]
-        ap = {
-            "fp32": round(gate.ap_reference, 4),
-            "int8": round(gate.ap, 4),
-            "delta": round(gate.ap_delta, 4),
-            "delta_ci": [round(x, 4) for x in gate.ap_delta_ci],
-            "evaluation": f"{len(runs[0].predictions.image_ids)} images of {Path(eval_ann).name}",
-            "boxes": "the detector at the same precision" if boxes == "detector" else "ground truth",
-            "flip_test": settings.flip_test,
-            "metric": "COCO keypoint AP (evaluation.job: rescoring, OKS-NMS)",
-        }
-        int8_card.extra["quantization"].update(ap=ap, gate=gate.to_dict())
-        int8_card.save(card_path)
-        if det_record is not None:
-            record = json.loads(det_record.read_text())
-            det_record.write_text(json.dumps({**record, "ap": ap, "gate": gate.to_dict()}, indent=2) + "\n")
+        ap, gate, runs = _measure_ap(settings, eval_coco, eval_ann, eval_images, int8_card, card_path, det_record)
     return QuantizeReport(card_path, det_xml, calibration, ap, gate, runs)
 
 

@@ -5,7 +5,7 @@ Build (TensorRT 10 developer guide, "The Python API" / "Working with Dynamic Sha
 ``OnnxParser.parse_from_file`` -> ``BuilderConfig`` (workspace pool limit, ``BuilderFlag.FP16`` for
 fp16) -> one optimisation profile whose batch axis runs min / opt / max and whose other axes are the
 ONNX file's fixed sizes -> ``build_serialized_network`` -> bytes written to the ``.engine`` file, and a
-JSON sidecar beside it (``service.runtime_trt.sidecar_path``: TensorRT version, GPU, ONNX SHA-256,
+JSON sidecar beside it (``core.cache.sidecar_path``: TensorRT version, GPU, ONNX SHA-256,
 precision, builder flags, profile) that the runtime, ``find_cached_engine`` and the Triton writer read.
 
 Precision: TensorRT enables TF32 for float32 layers by default on Ampere and later ("Reduced Precision",
@@ -20,7 +20,7 @@ with a calibration set of real crops first and build with ``BuilderFlag.INT8``. 
 
 Engines are not portable between GPU models or TensorRT versions: :class:`EngineCache` keys them
 by GPU name, TensorRT version and the ONNX file's SHA-256 (plus precision and profile); the layout
-is defined in ``service/runtime_trt.py`` so the service can find engines without importing export.
+is defined in ``inference/runtime_trt.py`` so the service can find engines without importing export.
 
 This module is torch-free; it needs ``tensorrt`` (and cuda-python for the GPU name) only when an
 engine is built. Where TensorRT is missing every entry point raises :class:`EngineBuildError`.
@@ -35,17 +35,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.zoo import sha256_file
-from service.errors import ModelLoadError
-from service.runtime_trt import (
-    PRECISIONS,
-    check_profile,
-    current_gpu_name,
-    engine_cache_path,
-    import_tensorrt,
-    read_sidecar,
-    sidecar_path,
-)
+from core.cache import CacheLayout, check_profile, sidecar_path
+from core.errors import ModelLoadError
+from core.hashing import sha256_file
+from core.precision import ENGINE_PRECISIONS
+from inference.runtime_trt import current_gpu_name, import_tensorrt, read_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +72,42 @@ class EngineSpec:
     workspace_gib: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} must be one of {list(PRECISIONS)} (int8: not yet)")
+        if self.precision not in ENGINE_PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} must be one of {list(ENGINE_PRECISIONS)} (int8: not yet)")
         object.__setattr__(self, "profile", check_profile(self.profile))
         if self.workspace_gib <= 0:
             raise ValueError(f"workspace_gib must be > 0, got {self.workspace_gib}")
+
+
+def _add_batch_profile(builder, config, network, spec: EngineSpec, onnx_path: Path) -> bool:
+    """Give a dynamic batch axis 0 the spec's (min, opt, max) profile; True when some input has one.
+
+    Raises:
+        EngineBuildError: an input with a dynamic axis besides batch, or a fixed batch outside the profile.
+    """
+    lo, opt, hi = spec.profile
+    profile = builder.create_optimization_profile()
+    dynamic = False
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(int(d) for d in tensor.shape)
+        if any(d < 0 for d in shape[1:]):
+            raise EngineBuildError(
+                f"input {tensor.name!r} of {onnx_path.name} has dynamic axes besides batch {list(shape)}; "
+                "export it with fixed spatial sizes"
+            )
+        if shape[0] < 0:
+            dynamic = True
+            rest = shape[1:]
+            profile.set_shape(tensor.name, (lo, *rest), (opt, *rest), (hi, *rest))
+        elif not lo <= shape[0] <= hi:
+            raise EngineBuildError(
+                f"input {tensor.name!r} of {onnx_path.name} has a fixed batch of {shape[0]}, outside the profile "
+                f"{spec.profile}; export the ONNX with a dynamic batch axis"
+            )
+    if dynamic:
+        config.add_optimization_profile(profile)
+    return dynamic
 
 
 def build_engine(
@@ -124,28 +149,7 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
     elif hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default: an fp32 engine must compute in float32
-    lo, opt, hi = spec.profile
-    profile = builder.create_optimization_profile()
-    dynamic = False
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        shape = tuple(int(d) for d in tensor.shape)
-        if any(d < 0 for d in shape[1:]):
-            raise EngineBuildError(
-                f"input {tensor.name!r} of {onnx_path.name} has dynamic axes besides batch {list(shape)}; "
-                "export it with fixed spatial sizes"
-            )
-        if shape[0] < 0:
-            dynamic = True
-            rest = shape[1:]
-            profile.set_shape(tensor.name, (lo, *rest), (opt, *rest), (hi, *rest))
-        elif not lo <= shape[0] <= hi:
-            raise EngineBuildError(
-                f"input {tensor.name!r} of {onnx_path.name} has a fixed batch of {shape[0]}, outside the profile "
-                f"{spec.profile}; export the ONNX with a dynamic batch axis"
-            )
-    if dynamic:
-        config.add_optimization_profile(profile)
+    dynamic = _add_batch_profile(builder, config, network, spec, onnx_path)
     flags = {
         name.lower(): bool(config.get_flag(getattr(trt.BuilderFlag, name)))
         for name in ("FP16", "TF32")
@@ -184,12 +188,13 @@ class EngineCache:
     """Engines keyed by GPU name, TensorRT version and ONNX SHA-256 (plus precision and profile).
 
     Args:
-        root: the engine folder (``Settings.cache.engines``).
+        cache: the cache layout (``Settings.cache``: engines below ``cache.engines``, named by
+            ``CacheLayout.engine_path``).
         device: CUDA device whose name keys the cache.
     """
 
-    def __init__(self, root: str | Path, device: int = 0) -> None:
-        self.root = Path(root)
+    def __init__(self, cache: CacheLayout, device: int = 0) -> None:
+        self.cache = cache
         self.device = device
 
     def _key(self, onnx_path: str | Path) -> tuple[str, str, str]:
@@ -211,7 +216,7 @@ class EngineCache:
             EngineBuildError: as :func:`build_engine`.
         """
         gpu, version, sha = self._key(onnx_path)
-        path = engine_cache_path(self.root, onnx_path, sha, spec.precision, spec.profile, gpu, version)
+        path = self.cache.engine_path(onnx_path, sha, spec.precision, spec.profile, gpu, version)
         if path.is_file() and read_sidecar(path) is not None and not rebuild:
             log.info("engine cache hit: %s", path)
             return path
@@ -229,8 +234,8 @@ def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds
     """
     import numpy as np
 
-    from service.runtime import OrtRuntime
-    from service.runtime_trt import TrtRuntime
+    from inference.runtime import OrtRuntime
+    from inference.runtime_trt import TrtRuntime
 
     trt_out = TrtRuntime(engine_path, device).run(feeds)
     ort_out = OrtRuntime(onnx_path, ["CPUExecutionProvider"]).run(feeds)

@@ -28,7 +28,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from service.runtime_trt import read_sidecar, sidecar_path
+from core.cache import sidecar_path
+from inference.runtime_trt import read_sidecar
 
 log = logging.getLogger(__name__)
 

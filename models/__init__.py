@@ -3,5 +3,5 @@
 The torch-free modules (``keypoints``, ``geometry``, ``card``, ``codecs``, ``zoo``, ``tolerance``) are
 imported by the service; the network modules (``resnet``, ``heads``, ``flow``, ``pose_model``, ``checkpoints``) import
 torch and are used by training and export only. Nothing here reads settings or the environment: callers
-pass paths (``service.settings.Settings``) in.
+pass paths (``core.settings.Settings``) in.
 """

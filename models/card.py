@@ -41,7 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.precision import CARD_PRECISIONS
 from models.codecs import decode_heatmaps, flip_back_heatmaps, flip_back_keypoints
+from models.heads import head_kind
 from models.keypoints import COCO17_NAMES, KeypointSchema, flip_indices, get_schema, schema_for_names
 
 CARD_SCHEMA_VERSION = 1
@@ -51,9 +53,6 @@ _COLORS = ("RGB", "BGR")
 _KINDS = ("keypoints", "heatmap")
 _ORDERS = ("xy", "yx")
 _UNITS = ("input_pixels", "normalized")
-#: Weight precision of the model file: fp32, or int8 (quantised; ``extra.quantization`` holds the calibration set and
-#: the measured AP change). bf16 is a runtime setting, not a model file, and is stated by ``/v1/models``.
-_PRECISIONS = ("fp32", "int8")
 
 
 class ModelCardError(ValueError):
@@ -242,7 +241,7 @@ class ModelCard:
             ("output.kind", self.output.kind, _KINDS),
             ("output.coord_order", self.output.coord_order, _ORDERS),
             ("output.coord_units", self.output.coord_units, _UNITS),
-            ("precision", self.precision, _PRECISIONS),
+            ("precision", self.precision, CARD_PRECISIONS),
         ]
         for name, value, allowed in checks:
             if value not in allowed:
@@ -329,7 +328,8 @@ def card_for_config(config, model_file: str = "", **fields) -> ModelCard:
     Input ``crops`` uint8 NHWC RGB (normalisation inside the graph). Output ``coords`` for the coordinate heads
     (integral and DeepPose regression: [B, K, 2] xy normalised to the crop; RLE: [B, K, 3], the third value the
     keypoint score) or ``heatmaps`` (heatmap head: [B, K, H, W]); ``flip_shift`` from the config
-    (``shift_coords`` / ``shift_heatmap``). Keypoint names and flip pairs from the config's ``keypoint_schema``
+    (``shift_coords`` / ``shift_heatmap``): the head kind's ``output_spec`` (``models.heads``; this imports the head's
+    module, and torch with it). Keypoint names and flip pairs from the config's ``keypoint_schema``
     (``models.keypoints``: COCO-17, MPII-16); a config without a schema gets generic names and no flip pairs
     (no flip test).
 
@@ -351,10 +351,9 @@ def card_for_config(config, model_file: str = "", **fields) -> ModelCard:
             "names": [f"keypoint_{i}" for i in range(config.num_keypoints)],
         }
     w, h = config.input_size
-    if config.head_kind == "heatmap":
-        output = OutputSpec(name="heatmaps", kind="heatmap", flip_shift=config.shift_heatmap)
-    else:
-        output = OutputSpec(name="coords", kind="keypoints", coord_units="normalized", flip_shift=config.shift_coords)
+    kind = head_kind(config.head_kind)
+    kind.check_config(config)
+    output = kind.output_spec(config)
     fields.setdefault("name", config.name)
     return ModelCard(
         model_file=model_file,

@@ -2,7 +2,7 @@
 
 * :class:`RegressionLabel` — the coordinate codec of the DeepPose and RLE configs: encode = normalised coordinates +
   keypoint weights; decode = normalised coordinates -> crop pixels. Follows ``mmpose/codecs/regression_label.py``.
-  (RLE's score, ``mean(1 - sigma)``, is computed in the network's graph: ``models.heads.RLEHead``.)
+  (RLE's score, ``mean(1 - sigma)``, is computed in the network's graph: ``models.heads.rle.RLEHead``.)
 * :class:`IntegralRegressionLabel` — the integral-regression codec of the IPR / DSNT / Debias
   configs: encode = normalised coordinates + keypoint weights + an MSRA Gaussian heatmap normalised to
   sum 1; decode = normalised coordinates -> crop pixels with all scores 1.

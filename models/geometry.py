@@ -121,14 +121,6 @@ def bbox_xywh2xyxy(bboxes: np.ndarray) -> np.ndarray:
     return b
 
 
-def bbox_xyxy2xywh(bboxes: np.ndarray) -> np.ndarray:
-    """xyxy [N, 4] to COCO xywh [N, 4] (same units and dtype)."""
-    b = np.array(bboxes, copy=True)
-    b[..., 2] = b[..., 2] - b[..., 0]
-    b[..., 3] = b[..., 3] - b[..., 1]
-    return b
-
-
 def fix_aspect_ratio(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
     """Grow the shorter side of ``scale`` so that w / h == aspect_ratio (MMPose TopdownAffine).
 
@@ -148,7 +140,7 @@ def fix_aspect_ratio(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
     return out[0] if single else out
 
 
-def box_to_center_scale(
+def bbox_to_center_scale(
     bboxes: np.ndarray, input_size: tuple[int, int], padding: float = DEFAULT_PADDING
 ) -> tuple[np.ndarray, np.ndarray]:
     """xyxy boxes to (center, scale) ready for the warp: padded, then aspect-fixed to the input.
@@ -239,7 +231,7 @@ def crop_image(
 
     Args:
         image: HxWxC uint8 (any channel order; it is kept).
-        center, scale: [2] each from :func:`box_to_center_scale`, original-image pixels.
+        center, scale: [2] each from :func:`bbox_to_center_scale`, original-image pixels.
         input_size: (w, h) of the crop.
         rot: rotation in degrees (training augmentation; 0 at inference), see :func:`get_warp_matrix`.
 

@@ -251,8 +251,3 @@ def schema_for_names(names) -> KeypointSchema | None:
     """The schema whose keypoint names are exactly ``names`` (in order), or None."""
     names = tuple(names)
     return next((s for s in SCHEMAS.values() if s.names == names), None)
-
-
-def schema_dict(schema: KeypointSchema = COCO17) -> dict:
-    """A schema as plain JSON-serialisable data (used by ``GET /v1/models``); COCO-17 by default."""
-    return schema.to_dict()

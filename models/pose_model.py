@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from models.card import ModelCard, card_for_config
-from models.heads import HeatmapHead, IntegralRegressionHead, RegressionHead, RLEHead
+from models.heads import head_kind
 from models.resnet import ResNet
 from models.zoo import PoseModelConfig, get_config
 
@@ -43,33 +43,18 @@ class TopdownPoseModel(nn.Module):
         returns, RLE head: float32 [B, K, 3]: normalised coordinates and the keypoint score (1 - mean sigma).
 
     :meth:`predict_keypoints` runs uint8 crops to keypoints in crop pixels, with or without flip test.
+
+    ``kind`` is the config's :class:`~models.heads.base.HeadKind` (``models.heads.head_kind``): it built ``head``
+    and knows how to train and scale it.
     """
 
     def __init__(self, config: PoseModelConfig):
         super().__init__()
         self.config = config
         self.backbone = ResNet(depth=config.backbone_depth, base_channels=config.backbone_base_channels)
-        if config.head_kind == "integral":
-            self.head: nn.Module = IntegralRegressionHead(
-                in_channels=self.backbone.out_channels,
-                in_featuremap_size=config.feature_size,
-                num_joints=config.num_keypoints,
-                beta=config.beta,
-                debias=config.debias,
-                deconv_out_channels=config.deconv_out_channels,
-                deconv_kernel_sizes=config.deconv_kernel_sizes,
-            )
-        elif config.head_kind == "heatmap":
-            self.head = HeatmapHead(
-                in_channels=self.backbone.out_channels,
-                out_channels=config.num_keypoints,
-                deconv_out_channels=config.deconv_out_channels,
-                deconv_kernel_sizes=config.deconv_kernel_sizes,
-            )
-        elif config.head_kind == "regression":
-            self.head = RegressionHead(self.backbone.out_channels, config.num_keypoints)
-        else:
-            self.head = RLEHead(self.backbone.out_channels, config.num_keypoints)
+        self.kind = head_kind(config.head_kind)
+        self.kind.check_config(config)
+        self.head: nn.Module = self.kind.build(config, self.backbone.out_channels)
         self.register_buffer("mean", torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self._card: ModelCard | None = None
@@ -145,11 +130,6 @@ class TopdownPoseModel(nn.Module):
         return (x - self.mean) / self.std
 
 
-#: A trained model's output spread by head kind, what :func:`scale_head_logits` gives by default: heatmap and integral
-#: logits ~2 (peaked heatmaps); regression and RLE outputs are crop-normalised coordinates, ~0.2 crop widths.
-TRAINED_OUTPUT_STD: dict[str, float] = {"heatmap": 2.0, "integral": 2.0, "regression": 0.2, "rle": 0.2}
-
-
 def scale_head_logits(model: TopdownPoseModel, crops: np.ndarray, std: float | None = None) -> TopdownPoseModel:
     """Scale the head's last layer so its outputs on ``crops`` have standard deviation ``std``.
 
@@ -162,22 +142,16 @@ def scale_head_logits(model: TopdownPoseModel, crops: np.ndarray, std: float | N
     Args:
         model: a :class:`TopdownPoseModel` (modified in place).
         crops: uint8 RGB crops [B, h, w, 3] to measure the outputs on.
-        std: the target standard deviation (default: :data:`TRAINED_OUTPUT_STD` of the head kind).
+        std: the target standard deviation (default: the head kind's ``trained_output_std``,
+            ``models.heads.base.HeadKind``).
 
     Returns:
         ``model``.
     """
-    kind = model.config.head_kind
-    std = TRAINED_OUTPUT_STD[kind] if std is None else std
+    std = model.kind.trained_output_std if std is None else std
     with torch.no_grad():
         feats = model.backbone(model.preprocess(torch.as_tensor(np.asarray(crops))))
-        if kind in ("regression", "rle"):
-            final, out = model.head.fc, model.head.forward_raw(feats)
-        elif kind == "heatmap":
-            final, out = model.head.final_layer, model.head(feats)
-        else:
-            final, out = model.head.simplebaseline_head.final_layer, model.head.logits(feats)
-        final.weight.mul_(std / float(out.std()))
+        model.kind.scale_last_layer(model.head, feats, std)
     return model
 
 

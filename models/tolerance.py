@@ -22,7 +22,7 @@ below), never by pixels on random weights.
   model, not an accuracy claim (that is AP on trained models, above). An fp32 engine must meet
   :data:`EXPORT_TOLERANCE_PX` (TF32 off).
 * The reduced-precision gate (bf16, int8 on CPU: ``evaluation.precision.judge``, used by ``pose-export quantize``,
-  ``pose-eval --compare-precision`` and ``tests/test_precision_gate.py``). The served pipeline (YOLOv8n + MoveNet
+  ``pose-eval --compare-precision`` and ``tests/export/test_quantize_gate.py``). The served pipeline (YOLOv8n + MoveNet
   Thunder, detector boxes) runs the same images at fp32 and at the reduced precision. AP itself is *not* the gate: on
   coco-mini's 68 people one person's OKS crossing one of COCOeval's ten thresholds moves AP by ~0.0015, a sub-pixel
   crop move (another OpenCV release) moves several people at once, and the AP change of the *same* int8 recipe

@@ -6,10 +6,10 @@ crops. A request takes a slot when its body starts arriving (:meth:`Admission.ad
 a connection that sends headers and no body holds none), its pixels
 once the image header is parsed and before the pixels are decoded, its crops once the boxes are known; over any
 budget it gets
-:class:`~service.errors.OverloadedError` (503 + ``Retry-After``) at once, never a wait in a queue.
+:class:`~core.errors.OverloadedError` (503 + ``Retry-After``) at once, never a wait in a queue.
 
-:class:`RequestContext` is the admitted request: its deadline and cancellation (deadline passed, client
-gone). The pipeline checks it between stages and the batcher drops the crops of a cancelled request, so an
+:class:`~inference.context.RequestContext` is the admitted request: its deadline and cancellation (deadline
+passed, client gone). The pipeline checks it between stages and the batcher drops the crops of a cancelled request, so an
 abandoned request costs no further inference. The budgets are returned when both the HTTP handler and the
 worker thread are done with the request: work that is still running after a 504 keeps its pixels counted.
 """
@@ -19,7 +19,8 @@ from __future__ import annotations
 import threading
 import time
 
-from service.errors import ClientDisconnectedError, DeadlineExceededError, OverloadedError
+from core.errors import OverloadedError
+from inference.context import RequestContext
 
 
 class Admission:
@@ -68,72 +69,3 @@ class Admission:
             self.requests -= 1
             self.pixels -= pixels
             self.crops -= crops
-
-
-class RequestContext:
-    """An admitted request: its deadline, its cancellation and the budget it holds.
-
-    Two holders share it, the HTTP handler and the worker thread running the pipeline; the budget goes back
-    when both have called :meth:`release` (:meth:`start_work` registers the worker).
-    """
-
-    def __init__(self, admission: Admission | None, deadline: float):
-        self.admission = admission
-        self.deadline = deadline
-        self.pixels = self.crops = 0
-        self.cancelled: str | None = None  # "deadline" or "disconnected"
-        self._holders = 1
-        self._lock = threading.Lock()
-
-    @classmethod
-    def unbounded(cls) -> RequestContext:
-        """A context with no budget and no deadline (library use: evaluation, tests)."""
-        return cls(None, float("inf"))
-
-    @property
-    def remaining_s(self) -> float:
-        """Seconds until the deadline (negative once passed)."""
-        return self.deadline - time.monotonic()
-
-    def cancel(self, reason: str) -> None:
-        """Mark the request abandoned (``deadline`` or ``disconnected``): :meth:`check` raises from now on."""
-        self.cancelled = self.cancelled or reason
-
-    def check(self) -> None:
-        """Raise if the request was abandoned or its deadline passed.
-
-        Raises:
-            ClientDisconnectedError: the client went away.
-            DeadlineExceededError: the deadline passed.
-        """
-        if self.cancelled is None and time.monotonic() > self.deadline:
-            self.cancel("deadline")
-        if self.cancelled == "disconnected":
-            raise ClientDisconnectedError("the client disconnected; its work was dropped")
-        if self.cancelled == "deadline":
-            raise DeadlineExceededError("the request did not finish within its deadline; its work was dropped")
-
-    def reserve_pixels(self, n: int) -> None:
-        """Take ``n`` decoded pixels from the budget (before decoding). Raises OverloadedError."""
-        if self.admission is not None:
-            self.admission._take("pixels", int(n))
-        self.pixels += int(n)
-
-    def reserve_crops(self, n: int) -> None:
-        """Take ``n`` pose crops from the budget (once the boxes are known). Raises OverloadedError."""
-        if self.admission is not None:
-            self.admission._take("crops", int(n))
-        self.crops += int(n)
-
-    def start_work(self) -> None:
-        """Register the worker thread as a second holder (call before handing the request to it)."""
-        with self._lock:
-            self._holders += 1
-
-    def release(self) -> None:
-        """One holder is done; the last one returns the request slot, pixels and crops."""
-        with self._lock:
-            self._holders -= 1
-            last = self._holders == 0
-        if last and self.admission is not None:
-            self.admission._give_back(self.pixels, self.crops)

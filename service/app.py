@@ -3,7 +3,7 @@
 
 Models load in a background thread when the app starts (``/readyz`` answers 503 until they are loaded
 and warmed up). Every error is JSON ``{"error", "message"}``: the service's exceptions carry their
-status and headers (``service/errors.py``), FastAPI's validation errors are 422, anything unexpected is a
+status and headers (``core/errors.py``), FastAPI's validation errors are 422, anything unexpected is a
 500 logged with its traceback. Expected faults are counted, not logged as errors: client errors (4xx),
 overload (503), deadlines (504) and disconnects.
 """
@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import (
+from core.errors import (
     ClientDisconnectedError,
     DeadlineExceededError,
     InvalidParameterError,
@@ -28,11 +28,11 @@ from service.errors import (
     PoseServiceError,
     ShuttingDownError,
 )
+from core.settings import Settings
+from inference.pipeline import PosePipeline
 from service.middleware import RequestGuard
 from service.parsing import MULTIPART_SLACK
-from service.pipeline import PosePipeline
 from service.routes import error_response, router
-from service.settings import Settings
 from service.state import ServiceState
 
 log = logging.getLogger("service")

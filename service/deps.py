@@ -9,9 +9,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.errors import NotReadyError, UnauthorizedError
-from service.pipeline import PosePipeline
-from service.settings import Settings
+from core.errors import NotReadyError, UnauthorizedError
+from core.settings import Settings
+from inference.pipeline import PosePipeline
 from service.state import ServiceState
 
 

@@ -3,14 +3,14 @@
 * Head size: the request line and headers beyond ``max_header_bytes`` get 431 (uvicorn's h11 limit only
   bounds a head that is still incomplete in its buffer; one that arrives in a single read passes it).
 * Body size: bytes are counted as they arrive (chunked and multipart uploads included); past the limit the
-  read stops with :class:`~service.errors.PayloadTooLargeError` (413): nothing beyond it is read or spooled.
+  read stops with :class:`~core.errors.PayloadTooLargeError` (413): nothing beyond it is read or spooled.
 * Slow clients: each wait for the next body chunk is bounded by ``read_timeout_s``
-  (:class:`~service.errors.RequestTimeoutError`, 408). Once the body is complete, receiving is left alone
+  (:class:`~core.errors.RequestTimeoutError`, 408). Once the body is complete, receiving is left alone
   (it then only reports a disconnect).
 * ``POST /pose`` metrics: answers by status and latency, whatever the answer.
 
 Errors raised while the app reads the body reach the app's exception handlers (``service/app.py``) as any
-other :class:`~service.errors.PoseServiceError`.
+other :class:`~core.errors.PoseServiceError`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from service.errors import HeadersTooLargeError, PayloadTooLargeError, RequestTimeoutError
+from core.errors import HeadersTooLargeError, PayloadTooLargeError, RequestTimeoutError
 from service.state import ServiceState
 
 

@@ -14,15 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from models.geometry import validate_bboxes
-from service.errors import (
+from core.errors import (
     ClientDisconnectedError,
     ImageDecodeError,
     InvalidParameterError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from service.imageio import SUPPORTED_CONTENT_TYPES
+from inference.imageio import SUPPORTED_CONTENT_TYPES
+from models.geometry import validate_bboxes
 
 #: Extra bytes allowed on top of the image limit for multipart framing and form fields.
 MULTIPART_SLACK = 64 * 1024
@@ -34,10 +34,10 @@ class Upload:
     """What a ``POST /pose`` body carries: the encoded image and, for multipart, a ``boxes`` form field."""
 
     data: bytes
-    form_boxes: str | None = None
+    form_bboxes: str | None = None
 
 
-def parse_boxes(text: str | None, max_boxes: int) -> np.ndarray | None:
+def parse_bboxes(text: str | None, max_boxes: int) -> np.ndarray | None:
     """Caller boxes from JSON text: ``[[x1, y1, x2, y2], ...]`` or one ``[x1, y1, x2, y2]``.
 
     Args:
@@ -60,12 +60,12 @@ def parse_boxes(text: str | None, max_boxes: int) -> np.ndarray | None:
     except RecursionError:
         raise InvalidParameterError(f"{BOXES_HELP}: nested too deeply") from None
     try:
-        boxes = validate_bboxes(value)
+        bboxes = validate_bboxes(value)
     except ValueError as exc:
         raise InvalidParameterError(f"{BOXES_HELP}: {exc}") from exc
-    if len(boxes) > max_boxes:
-        raise InvalidParameterError(f"{len(boxes)} boxes given, at most {max_boxes} accepted")
-    return boxes
+    if len(bboxes) > max_boxes:
+        raise InvalidParameterError(f"{len(bboxes)} boxes given, at most {max_boxes} accepted")
+    return bboxes
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

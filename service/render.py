@@ -12,7 +12,7 @@ def render_poses(
     image: np.ndarray,
     bboxes: np.ndarray,
     keypoints: np.ndarray,
-    keypoint_threshold: float = 0.3,
+    kpt_score_thr: float = 0.3,
     skeleton=COCO17_SKELETON,
 ) -> np.ndarray:
     """Return a copy of ``image`` with boxes, limbs and joints drawn.
@@ -21,7 +21,7 @@ def render_poses(
         image: uint8 [H, W, 3] RGB.
         bboxes: float [N, 4] xyxy, original-image pixels.
         keypoints: float [N, K, 3] x, y (original-image pixels), score.
-        keypoint_threshold: joints and limbs with a lower score are not drawn.
+        kpt_score_thr: joints and limbs with a lower score are not drawn.
         skeleton: limbs as 0-based index pairs.
 
     Returns:
@@ -33,12 +33,12 @@ def render_poses(
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), (0, 200, 0), t)
         for a, b in skeleton:
-            if kpts[a, 2] >= keypoint_threshold and kpts[b, 2] >= keypoint_threshold:
+            if kpts[a, 2] >= kpt_score_thr and kpts[b, 2] >= kpt_score_thr:
                 pa = (int(round(kpts[a, 0])), int(round(kpts[a, 1])))
                 pb = (int(round(kpts[b, 0])), int(round(kpts[b, 1])))
                 cv2.line(out, pa, pb, (255, 128, 0), t, cv2.LINE_AA)
         for x, y, s in kpts:
-            if s >= keypoint_threshold:
+            if s >= kpt_score_thr:
                 cv2.circle(out, (int(round(x)), int(round(y))), t + 2, (255, 0, 0), -1, cv2.LINE_AA)
     return out
 

@@ -5,7 +5,7 @@ slot when the body starts arriving, before the rest of it is read; request parsi
 in the thread pool (pose crops of concurrent requests meet in its batcher), watched for the deadline and for
 the client going away; the answer is ``PoseResponse.from_result`` (or a rendered JPEG). Health, readiness and
 metrics are ``async`` and touch no model, so they never wait behind inference. Errors are raised as the
-exceptions of ``service/errors.py`` and answered by the handlers in ``service/app.py``.
+exceptions of ``core/errors.py`` and answered by the handlers in ``service/app.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from service.admission import RequestContext
-from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
-from service.errors import (
+from core.errors import (
     ModelLoadError,
     NotReadyError,
     RequestTimeoutError,
@@ -29,7 +27,9 @@ from service.errors import (
     public_facts,
     public_message,
 )
-from service.parsing import check_declared_size, parse_boxes, read_upload
+from inference.context import RequestContext
+from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
+from service.parsing import check_declared_size, parse_bboxes, read_upload
 from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
 
@@ -40,7 +40,7 @@ WATCH_INTERVAL_S = 0.05
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    """``{"error": code, "message": text}`` with the exception's HTTP status and headers (``service/errors.py``);
+    """``{"error": code, "message": text}`` with the exception's HTTP status and headers (``core/errors.py``);
     absolute server paths are cut from the message (``public_message``)."""
     status, code = getattr(exc, "status", 500), getattr(exc, "code", "internal_error")
     body = ErrorResponse(error=code, message=public_message(str(exc))).model_dump()
@@ -185,8 +185,8 @@ async def pose(
             upload = await asyncio.wait_for(read_upload(request, settings.max_upload_bytes), ctx.remaining_s)
         except TimeoutError:
             raise RequestTimeoutError("the request body did not arrive within the request deadline") from None
-        caller_boxes = parse_boxes(boxes if boxes is not None else upload.form_boxes, settings.max_boxes)
-        result = await run_watched(request, ctx, pipeline.run, upload.data, caller_boxes, ctx)
+        caller_bboxes = parse_bboxes(boxes if boxes is not None else upload.form_bboxes, settings.max_boxes)
+        result = await run_watched(request, ctx, pipeline.run, upload.data, caller_bboxes, ctx)
         state.persons.inc(len(result.scores))
         if render:
             schema = pipeline.pose.card.schema

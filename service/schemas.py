@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, Field
 
-from service.pipeline import PoseResult
+from inference.pipeline import PoseResult
 
 
 class Person(BaseModel):

@@ -16,7 +16,7 @@
 
 Body read timeouts and the body size limit are in ``service/middleware.py``. The protocol is uvicorn's h11
 implementation (``uvicorn.protocols.http.h11_impl.H11Protocol``) with the header timer added; the tests in
-``tests/test_server.py`` check it against the uvicorn version installed.
+``tests/service/test_server.py`` check it against the uvicorn version installed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("service")
 

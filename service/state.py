@@ -13,10 +13,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from core.errors import InferenceError
+from core.settings import Settings
+from inference.pipeline import PosePipeline
 from service.admission import Admission
-from service.errors import InferenceError
-from service.pipeline import PosePipeline, runtime_precision
-from service.settings import Settings
 
 log = logging.getLogger("service")
 
@@ -164,10 +164,10 @@ class ServiceState:
                 time.perf_counter() - t0,
                 det.name if det else None,
                 ",".join(det.runtime.active_providers) if det else "-",
-                runtime_precision(det.runtime) if det else "-",
+                det.runtime.precision if det else "-",
                 self.pipeline.pose.name,
                 ",".join(self.pipeline.pose.runtime.active_providers),
-                runtime_precision(self.pipeline.pose.runtime),
+                self.pipeline.pose.runtime.precision,
             )
         except Exception as exc:  # reported by /readyz and the log; ends the process unless configured otherwise
             self.error = f"{type(exc).__name__}: {exc}"

@@ -20,7 +20,7 @@ def assets_dir() -> Path:
 def cpu_settings():
     """Settings from the environment on the CPU provider: ``POSE_INTRA_OP_THREADS`` reaches every onnxruntime
     session the numerics tests open (``.ci/run`` runs them again with one thread)."""
-    from service.settings import Settings
+    from core.settings import Settings
 
     return Settings(providers=["CPUExecutionProvider"])
 

@@ -1,5 +1,5 @@
 """Stand-ins for ``tensorrt`` (10.x Python API) and cuda-python's ``cuda.bindings.runtime``, for the machines
-without a GPU: they let the real ``service.runtime_trt.TrtRuntime`` and ``export.tensorrt.build_engine`` run.
+without a GPU: they let the real ``inference.runtime_trt.TrtRuntime`` and ``export.tensorrt.build_engine`` run.
 
 Only the calls those modules make exist, with the documented return conventions (cuda-python: ``(err, value)``
 tuples; ``IExecutionContext.set_input_shape`` / ``set_tensor_address`` / ``execute_async_v3``: bool;

@@ -1,18 +1,20 @@
-"""Fast stand-ins for the two models behind the real runtime interface (``service/runtime.py``), so the
+"""Fast stand-ins for the two models behind the real runtime interface (``inference.runtime_base.Runtime``), so the
 request flow (parsing, pipeline, batcher, encoding, errors) runs in-process in milliseconds."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
+from inference.person_detector import PersonDetector
+from inference.pipeline import PosePipeline, make_batchers
+from inference.pose_estimator import PoseEstimator
+from inference.runtime_base import Runtime
 from models.card import card_for_config
 from models.zoo import get_config
-from service.detector import PersonDetector
-from service.pipeline import PosePipeline, make_batchers
-from service.pose import PoseEstimator
 
 #: The fake detector's person, xyxy in letterboxed 640x640 input pixels, and its score.
 DETECTED_BOX = (100.0, 150.0, 300.0, 500.0)
@@ -36,7 +38,7 @@ class Overlap:
             self.active -= 1
 
 
-class FakeDetectorRuntime:
+class FakeDetectorRuntime(Runtime):
     """An NMS-ed YOLO export ([B, M, 6]: x1, y1, x2, y2, score, class) that finds one person and one car per image.
 
     Args:
@@ -44,6 +46,7 @@ class FakeDetectorRuntime:
         delay: seconds each call sleeps. overlap: an :class:`Overlap` shared with other fakes.
     """
 
+    model_path = Path("fake_detector.onnx")
     input_names, input_dtypes = ["images"], [np.dtype(np.float32)]
     output_names = ["output0"]
     active_providers = ["FakeProvider"]
@@ -69,7 +72,7 @@ class FakeDetectorRuntime:
         return {"backend": "fake", "active_providers": self.active_providers}
 
 
-class FakePoseRuntime:
+class FakePoseRuntime(Runtime):
     """The integral-model contract (uint8 crops [B, 256, 256, 3] -> normalised coords [B, 17, 2]): keypoint k sits
     at x = mean red level / 255 and y = k / K of the crop, so answers depend on the image. With ``k=16, scores=True``
     it is an MPII RLE model's ([B, 16, 3]: x, y normalised, score 0.8).
@@ -79,6 +82,7 @@ class FakePoseRuntime:
         k: keypoints. scores: add the score channel.
     """
 
+    model_path = Path("fake_pose.onnx")
     input_names, input_shapes, input_dtypes = ["crops"], [[None, 256, 256, 3]], [np.dtype(np.uint8)]
     output_names = ["coords"]
     active_providers = ["FakeProvider"]

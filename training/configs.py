@@ -50,12 +50,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from models.heads import head_kind
 from models.zoo import ZOO, PoseModelConfig, get_config
-from training.losses import LOSSES
+from training.losses import LOSS_INPUTS, LOSSES
 from training.transforms import MPII_AUGMENT, AugmentConfig
 
 #: ``init`` values besides a zoo name / checkpoint path.
 INIT_IMAGENET = "imagenet"
+#: Head outputs (``training.losses.LOSS_INPUTS``) in validation messages.
+_OUTPUT_WORDS = {"coords": "coordinates", "heatmaps": "heatmaps", "sigma": "sigmas"}
 
 
 @dataclass(frozen=True)
@@ -106,12 +109,15 @@ class TrainConfig:
         unknown = [x for x in self.losses if x not in LOSSES]
         if not self.losses or unknown:
             raise ValueError(f"config {self.name!r}: losses must be a non-empty subset of {LOSSES}, got {self.losses}")
-        if self.model.head_kind == "heatmap" and {"smooth_l1", "rle"} & set(self.losses):
-            raise ValueError(f"config {self.name!r}: a heatmap head has no coordinates for smooth_l1 / rle")
-        if ("rle" in self.losses) != (self.model.head_kind == "rle"):
-            raise ValueError(f"config {self.name!r}: the rle loss goes with the RLE head (and it needs that loss)")
-        if self.model.head_kind in ("regression", "rle") and {"js_discrete", "keypoint_mse"} & set(self.losses):
-            raise ValueError(f"config {self.name!r}: a regression head has no heatmaps for js_discrete / keypoint_mse")
+        kind = head_kind(self.model.head_kind)
+        kind.check_config(self.model)
+        for loss in self.losses:  # each loss takes outputs the head must give in training
+            missing = LOSS_INPUTS[loss] - kind.train_outputs
+            if missing:
+                what = " and ".join(_OUTPUT_WORDS.get(m, m) for m in sorted(missing))
+                raise ValueError(f"config {self.name!r}: {kind.name} heads have no {what} for {loss}")
+        for loss in sorted(kind.required_losses - set(self.losses)):
+            raise ValueError(f"config {self.name!r}: the {loss} loss goes with the {kind.name} head, which needs it")
         for k in ("epochs", "batch_size", "base_batch_size", "val_interval", "checkpoint_interval", "log_interval"):
             if getattr(self, k) < 1:
                 raise ValueError(f"config {self.name!r}: {k} must be >= 1, got {getattr(self, k)}")
@@ -223,6 +229,12 @@ def simplebaseline(name: str) -> TrainConfig:
     )
 
 
+def default_recipe(name: str) -> TrainConfig:
+    """A zoo entry of a collection without a recipe here: its head kind's default loss (``HeadKind.default_losses``,
+    ``models.heads``), ImageNet backbone, the shared schedule."""
+    return _zoo_config(name, head_kind(get_config(name).head_kind).default_losses, init=INIT_IMAGENET)
+
+
 def quick() -> TrainConfig:
     """A small config for local runs and tests: ResNet-18, 128x128 input, three 64-channel deconvolutions
     (32x32 heatmap), Debias-IPR head and loss, 10 epochs of batch 16 at lr 1e-3 (not scaled), MMPose's
@@ -277,10 +289,12 @@ CONFIGS = {
     "quick": quick,
     "quick-rle": quick_rle,
 }
+#: MMPose's recipe of each model-zoo collection (``PoseModelConfig.collection``) without a hand-written config above.
+RECIPES = {"DeepPose": deeppose, "RLE": rle, "SimpleBaseline2D": simplebaseline}
 for _name, _cfg in ZOO.items():
     if _name not in CONFIGS:
-        _kind = {"regression": deeppose, "rle": rle, "heatmap": simplebaseline}[_cfg.head_kind]
-        CONFIGS[_name] = lambda _n=_name, _f=_kind: _f(_n)
+        _recipe = RECIPES.get(_cfg.collection, default_recipe)
+        CONFIGS[_name] = lambda _n=_name, _f=_recipe: _f(_n)
 
 
 def get_train_config(name: str) -> TrainConfig:

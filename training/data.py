@@ -37,7 +37,8 @@ from evaluation.boxes import coco_person_instance, load_detection_file
 from evaluation.metric import load_coco
 from evaluation.mpii import MpiiDataError, read_mpii
 from models.codecs import IntegralRegressionLabel, MSRAHeatmap, RegressionLabel
-from models.geometry import box_to_center_scale, crop_image, validate_bboxes
+from models.geometry import bbox_to_center_scale, crop_image, validate_bboxes
+from models.heads import head_kind
 from models.keypoints import COCO17, get_schema
 from models.zoo import PoseModelConfig
 from training.transforms import NO_DRAWS, AugmentConfig, apply_topdown, sample_draws
@@ -64,14 +65,10 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
 
 
 def make_codec(model: PoseModelConfig) -> IntegralRegressionLabel | MSRAHeatmap | RegressionLabel:
-    """The config's target encoder: ``IntegralRegressionLabel`` (normalised heatmaps) for integral heads,
-    ``MSRAHeatmap`` for heatmap heads, ``RegressionLabel`` for DeepPose and RLE heads, with the model's input /
-    heatmap size and sigma."""
-    if model.head_kind == "integral":
-        return IntegralRegressionLabel(model.input_size, model.heatmap_size, model.sigma, normalize=True)
-    if model.head_kind in ("regression", "rle"):
-        return RegressionLabel(model.input_size)
-    return MSRAHeatmap(model.input_size, model.heatmap_size, model.sigma)
+    """The config's target encoder, chosen by its head kind (``models.heads``, ``HeadKind.codec``):
+    ``IntegralRegressionLabel`` (normalised heatmaps) for integral heads, ``MSRAHeatmap`` for heatmap heads,
+    ``RegressionLabel`` for DeepPose and RLE heads, with the model's input / heatmap size and sigma."""
+    return head_kind(model.head_kind).codec(model)
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,7 @@ class TopDownData(Dataset):
         image = read_image_rgb(inst.file)
         w, h = self.model.input_size
         if not self.train:
-            centers, scales = box_to_center_scale(inst.bbox[None], (w, h))
+            centers, scales = bbox_to_center_scale(inst.bbox[None], (w, h))
             return {
                 "inputs": crop_image(image, centers[0], scales[0], (w, h)),
                 "center": centers[0],
@@ -235,7 +232,7 @@ class CocoTopDown(TopDownData):
         self.image_ids = image_ids
         if det_file is not None and train:
             raise ValueError("a detection file gives validation boxes; training uses the annotations")
-        dets = load_detection_file(det_file, set(image_ids), det_score_thr).boxes if det_file else None
+        dets = load_detection_file(det_file, set(image_ids), det_score_thr).bboxes if det_file else None
         k = model.num_keypoints
         instances: list[Instance] = []
         for image_id in image_ids:

@@ -33,6 +33,13 @@ from torch import Tensor, nn
 
 #: Loss names a config may list (see :func:`pose_loss`).
 LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse", "rle")
+#: The head outputs each loss takes (``HeadKind.train_outputs`` of ``models.heads`` names what a head gives).
+LOSS_INPUTS: dict[str, frozenset[str]] = {
+    "smooth_l1": frozenset({"coords"}),
+    "js_discrete": frozenset({"heatmaps"}),
+    "keypoint_mse": frozenset({"heatmaps"}),
+    "rle": frozenset({"coords", "sigma"}),
+}
 #: RLE's identity distributions Q (MMPose ``q_distribution``).
 Q_DISTRIBUTIONS = ("laplace", "gaussian")
 

@@ -5,10 +5,11 @@
     pose-train ipr_res50 ... --resume                                              # continue from work/last.pth
     pose-train td-reg_res50_rle_mpii --data-root mpii/ --work-dir work/rle_mpii      # MPII (PCKh validation)
 
-Read top to bottom: parse options -> set up the process (torchrun / DDP, device, seeds, threads) -> datasets and
-loaders (``training.data``) -> model and its initialisation (``models.checkpoints``) -> Adam, the warm-up +
-multi-step schedule, GradScaler -> resume -> for each epoch: ``engine.train_one_epoch``, ``engine.evaluate`` every
-``val_interval`` epochs, checkpoints. Only rank 0 writes (checkpoints, ``log.jsonl``, TensorBoard, progress bars).
+Read top to bottom (:func:`run`): parse options -> set up the process (torchrun / DDP, device, seeds, threads) ->
+datasets and loaders (``training.loaders``) -> model and its initialisation (``models.checkpoints``) -> Adam, the
+warm-up + multi-step schedule, GradScaler -> resume (``training.resume``) -> :func:`fit`, for each epoch:
+``loop.train_one_epoch``, ``loop.evaluate`` every ``val_interval`` epochs, checkpoints (``training.resume.save``).
+Only rank 0 writes (checkpoints, ``log.jsonl`` and TensorBoard via ``training.run_log``, progress bars).
 
 Files in ``--work-dir``: ``last.pth`` (weights + optimizer / scheduler / scaler / sampler state, for ``--resume``;
 written every ``checkpoint_interval`` epochs, at the end and when ``--max-iters`` stops the run),
@@ -17,7 +18,7 @@ written every ``checkpoint_interval`` epochs, at the end and when ``--max-iters`
 (``models.checkpoints.save_pose_checkpoint``; MMPose's layout: ``state_dict``, ``meta`` with the config name, epoch
 and AP / PCK, ``optimizer``, ``param_schedulers``) and loads with ``pose-export pose`` / ``load_pose_checkpoint``.
 
-Settings-like options (``--cache-dir``, ``--offline``, ``--log-level``) come from ``service.settings.Settings``;
+Settings-like options (``--cache-dir``, ``--offline``, ``--log-level``) come from ``core.settings.Settings``;
 the hyper-parameters are the config's (``training.configs``), overridable on the command line.
 """
 
@@ -30,15 +31,17 @@ import math
 import os
 import random
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 
+from core.cli_options import add_settings_options, settings_from_args
+from core.precision import AMP_PRECISIONS
+from core.settings import CACHE_FIELDS, LOG_FIELDS, Settings
 from models.checkpoints import (
     CheckpointError,
     ChecksumError,
@@ -47,21 +50,21 @@ from models.checkpoints import (
     load_pose_checkpoint,
     load_pretrained,
     load_state_dict_strict,
-    read_checkpoint,
-    save_pose_checkpoint,
 )
 from models.pose_model import TopdownPoseModel
-from service.settings import Settings, add_settings_options, settings_from_args
 from training.configs import CONFIGS, INIT_IMAGENET, TrainConfig, get_train_config
-from training.data import CocoTopDown, DataError, EpochIndices, MpiiTopDown, worker_init
-from training.engine import BEST_METRIC, TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
+from training.data import DataError
+from training.loaders import Loaders, build_loaders, data_paths
+from training.loop import BEST_METRIC, TrainForward, TrainState, WarmupMultiStep, evaluate, train_one_epoch
+from training.resume import resume, save, training_state
+from training.run_log import RunLog
 from training.transforms import AugmentConfig
 
 log = logging.getLogger("pose-train")
 
 #: Settings fields pose-train takes.
-_SETTINGS = ("cache_dir", "offline", "log_level")
-AMP_MODES = ("auto", "off", "fp16", "bf16")
+_SETTINGS = (*CACHE_FIELDS, *LOG_FIELDS)
+AMP_MODES = ("auto", "off", *AMP_PRECISIONS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -145,44 +148,6 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     return cfg.replace(**changes)
 
 
-#: Files below ``--data-root`` by data set (MMPose's ``data/coco`` and ``data/mpii`` layouts).
-DATA_LAYOUT = {
-    "coco": {
-        "train_ann": "annotations/person_keypoints_train2017.json",
-        "train_images": "train2017",
-        "val_ann": "annotations/person_keypoints_val2017.json",
-        "val_images": "val2017",
-    },
-    "mpii": {
-        "train_ann": "annotations/mpii_train.json",
-        "train_images": "images",
-        "val_ann": "annotations/mpii_val.json",
-        "val_images": "images",
-        "val_headboxes": "annotations/mpii_gt_val.mat",
-    },
-}
-
-
-def data_paths(args: argparse.Namespace, dataset: str = "coco") -> dict[str, Path | None]:
-    """Annotation / image paths from ``--data-root`` (MMPose's layout of ``dataset``: :data:`DATA_LAYOUT`) and the
-    per-path options.
-
-    Raises:
-        ValueError: a path is neither given nor derivable from ``--data-root``.
-    """
-    root = Path(args.data_root) if args.data_root else None
-    out: dict[str, Path | None] = {}
-    for k, rel in DATA_LAYOUT[dataset].items():
-        v = getattr(args, k)
-        if v is None and root is None:
-            if k.startswith("val") and args.no_val:
-                out[k] = None
-                continue
-            raise ValueError(f"give --data-root or --{k.replace('_', '-')}")
-        out[k] = Path(v) if v is not None else root / rel
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # process set-up
 
@@ -261,49 +226,6 @@ def initialise(model: TopdownPoseModel, init: str | None, settings: Settings, ba
 
 
 # --------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def save(
-    path: Path, model: TopdownPoseModel, cfg: TrainConfig, state: TrainState, value: float | None, full: dict | None
-) -> None:
-    """Write a checkpoint; ``meta`` names the validation figure by its metric (``AP``: COCO, ``PCK``: MPII)."""
-    metric = BEST_METRIC[cfg.model.dataset or "coco"]
-    meta = {
-        "config_name": cfg.name,
-        "epoch": state.epoch,
-        "iter": state.global_iter,
-        metric: value,
-        f"best_{metric}": state.best_ap if state.best_ap >= 0 else None,
-        "train_config": cfg.to_dict(),
-        "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    save_pose_checkpoint(path, model, meta, extra=full)
-
-
-def training_state(optimizer, scheduler, scaler, state: TrainState, world: int, batch: int, accumulate: int) -> dict:
-    """What ``--resume`` restores, in MMPose's checkpoint keys (``optimizer``, ``param_schedulers``) plus the
-    GradScaler, the position (epoch, step in the epoch: the sampler skips what was done) and torch's RNG state."""
-    return {
-        "optimizer": optimizer.state_dict(),
-        "param_schedulers": [scheduler.state_dict()],
-        "scaler": scaler.state_dict(),
-        "train_state": {
-            "epoch": state.epoch,
-            "iter_in_epoch": state.iter_in_epoch,
-            "global_iter": state.global_iter,
-            "best_ap": state.best_ap,
-            "best_epoch": state.best_epoch,
-            "history": state.history,
-            "world_size": world,
-            "batch_size": batch,
-            "accumulate": accumulate,
-        },
-        "torch_rng": torch.get_rng_state(),
-    }
-
-
-# --------------------------------------------------------------------------------------------------
 # main
 
 
@@ -323,6 +245,172 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
+@dataclass
+class TrainRun:
+    """The parts of one training run that the epoch loop (:func:`fit`) drives."""
+
+    cfg: TrainConfig
+    args: argparse.Namespace
+    work: Path
+    model: TopdownPoseModel
+    forward: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    state: TrainState
+    loaders: Loaders
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    world: int
+    main_proc: bool
+    iters_per_epoch: int
+    log: RunLog
+
+    def save_last(self, ap: float | None) -> None:
+        """``last.pth``: the weights and everything ``--resume`` needs."""
+        full = training_state(
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.state,
+            self.world,
+            self.cfg.batch_size,
+            self.args.accumulate,
+        )
+        save(self.work / "last.pth", self.model, self.cfg, self.state, ap, full)
+
+
+def _train_epoch(r: TrainRun) -> bool:
+    """One epoch (the rest of it when resumed mid-epoch) with its progress bar; True when ``--max-iters`` stopped it."""
+    cfg, args, state = r.cfg, r.args, r.state
+    skip = state.iter_in_epoch * args.accumulate * cfg.batch_size
+    r.loaders.sampler.set_epoch(state.epoch, skip)
+    bar = None
+    if r.main_proc and not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=len(r.loaders.train),
+            desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            file=sys.stderr,
+            leave=False,
+        )
+    try:
+        return train_one_epoch(
+            r.forward,
+            r.loaders.train,
+            r.optimizer,
+            r.scheduler,
+            r.scaler,
+            state,
+            r.device,
+            r.amp_dtype,
+            args.accumulate,
+            cfg.log_interval,
+            r.log.write,
+            args.max_iters,
+            bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _validate(r: TrainRun) -> float | None:
+    """Validate when the epoch is due (``val_interval``, the last epoch); log, keep ``best.pth``; the figure on rank 0."""
+    cfg, state = r.cfg, r.state
+    if r.loaders.val is None or not (state.epoch % cfg.val_interval == 0 or state.epoch == cfg.epochs):
+        return None
+    flip = cfg.model.flip_test and not r.args.no_flip_test
+    stats = evaluate(r.model, r.loaders.val, r.loaders.val_set, r.device, flip)
+    if not r.main_proc:
+        return None
+    ap = stats[BEST_METRIC[cfg.model.dataset or "coco"]]
+    record = {"mode": "val", "epoch": state.epoch, "iter": state.global_iter, **stats}
+    state.history.append(record)
+    r.log.write(record)
+    log.info("epoch %d: %s", state.epoch, ", ".join(f"{k} {v:.4f}" for k, v in list(stats.items())[:6]))
+    if ap > state.best_ap:
+        state.best_ap, state.best_epoch = ap, state.epoch
+        save(r.work / "best.pth", r.model, cfg, state, ap, None)
+    return ap
+
+
+def fit(r: TrainRun) -> None:
+    """The epoch loop: train, average BatchNorm statistics across processes, validate, write checkpoints; a
+    ``--max-iters`` stop mid-epoch writes ``last.pth`` with the position in the epoch."""
+    cfg, state = r.cfg, r.state
+    stopped = False
+    while state.epoch < cfg.epochs and not stopped:
+        stopped = _train_epoch(r)
+        if stopped and state.iter_in_epoch < r.iters_per_epoch:
+            if r.main_proc:  # mid-epoch stop: last.pth keeps the position in the epoch
+                r.save_last(None)
+            break
+        state.epoch += 1
+        state.iter_in_epoch = 0
+        if r.world > 1:  # MMPose SyncBuffersHook: average BatchNorm statistics at the end of each epoch
+            for buf in r.model.buffers():
+                if buf.is_floating_point():
+                    dist.all_reduce(buf)
+                    buf /= r.world
+        ap = _validate(r)
+        last_epoch = state.epoch == cfg.epochs or stopped
+        if r.main_proc and (state.epoch % cfg.checkpoint_interval == 0 or last_epoch):
+            r.save_last(ap)
+            if state.epoch % cfg.checkpoint_interval == 0:
+                save(r.work / f"epoch_{state.epoch}.pth", r.model, cfg, state, ap, None)
+
+
+def _log_start(r: TrainRun, lr: float, how: str) -> None:
+    total_batch = r.cfg.batch_size * r.world * r.args.accumulate
+    log.info(
+        "%s: %d train instances, %d processes x batch %d x accumulate %d, lr %.3g, %d steps/epoch, amp %s, %s, device %s",
+        r.cfg.name,
+        len(r.loaders.train_set),
+        r.world,
+        r.cfg.batch_size,
+        r.args.accumulate,
+        lr,
+        r.iters_per_epoch,
+        r.amp_dtype or "off",
+        how,
+        r.device,
+    )
+    r.log.write(
+        {
+            "mode": "start",
+            "iter": r.state.global_iter,
+            "config": r.cfg.name,
+            "instances": len(r.loaders.train_set),
+            "world_size": r.world,
+            "total_batch": total_batch,
+            "lr": lr,
+            "init": how,
+            "amp": str(r.amp_dtype),
+        }
+    )
+
+
+def _set_up_process(args: argparse.Namespace, settings: Settings, cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """torchrun / DDP, logging, threads, seeds, the work folder with ``config.json``: (rank, world size, device)."""
+    rank, world, _, device = setup_distributed(args.device)
+    logging.basicConfig(
+        level=settings.log_level.upper() if rank == 0 else "WARNING",
+        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    torch.backends.cudnn.benchmark = False  # MMPose env_cfg cudnn_benchmark=False
+    if rank == 0:
+        work = Path(args.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    return rank, world, device
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """The training run of ``pose-train`` (see the module docstring); returns 0.
 
@@ -333,67 +421,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     cfg = build_config(args)
     dataset = cfg.model.dataset or "coco"
     paths = data_paths(args, dataset)
-    rank, world, _, device = setup_distributed(args.device)
-    main_proc = rank == 0
-    logging.basicConfig(
-        level=settings.log_level.upper() if main_proc else "WARNING",
-        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
-    )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    torch.backends.cudnn.benchmark = False  # MMPose env_cfg cudnn_benchmark=False
-    work = Path(args.work_dir)
-    if main_proc:
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    rank, world, device = _set_up_process(args, settings, cfg)
+    main_proc, work = rank == 0, Path(args.work_dir)
     amp_dtype = amp_dtype_for(args.amp, device)
     if args.accumulate < 1:
         raise ValueError("--accumulate must be >= 1")
+    loaders = build_loaders(args, cfg, paths, rank, world, device)
 
-    # data
-    data_cls = MpiiTopDown if dataset == "mpii" else CocoTopDown
-    train_set = data_cls(
-        paths["train_ann"],
-        paths["train_images"],
-        cfg.model,
-        train=True,
-        augment=cfg.augment,
-        seed=args.seed,
-        max_images=args.max_images,
-    )
-    sampler = EpochIndices(DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed))
-    loader_kw = dict(num_workers=cfg.workers, worker_init_fn=worker_init, pin_memory=device.type == "cuda")
-    if cfg.workers > 0:
-        loader_kw["persistent_workers"] = True
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=False, **loader_kw)
-    val_loader = None
-    if not args.no_val:
-        if dataset == "mpii":
-            if args.det_file:
-                raise ValueError("MPII is validated on its annotations' boxes (no --det-file)")
-            val_set = MpiiTopDown(
-                paths["val_ann"],
-                paths["val_images"],
-                cfg.model,
-                train=False,
-                headbox_file=paths["val_headboxes"],
-                max_images=args.max_images,
-            )
-        else:
-            val_set = CocoTopDown(
-                paths["val_ann"],
-                paths["val_images"],
-                cfg.model,
-                train=False,
-                det_file=args.det_file,
-                max_images=args.max_images,
-            )
-        val_loader = DataLoader(
-            Subset(val_set, range(rank, len(val_set), world)), batch_size=cfg.batch_size, **loader_kw
-        )
-
-    # model
     model = TopdownPoseModel(cfg.model)
     how = initialise(model, cfg.init, settings, cfg.init_backbone_only)
     model.to(device)
@@ -407,149 +441,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     total_batch = cfg.batch_size * world * args.accumulate
     lr = cfg.lr if args.no_scale_lr else cfg.lr * total_batch / cfg.base_batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    iters_per_epoch = math.ceil(len(train_loader) / args.accumulate)
+    iters_per_epoch = math.ceil(len(loaders.train) / args.accumulate)
     schedule = WarmupMultiStep(iters_per_epoch, cfg.warmup_iters, cfg.warmup_factor, cfg.milestones, cfg.gamma)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     state = TrainState()
-
     if args.resume:
         path = work / "last.pth" if args.resume == "auto" else Path(args.resume)
-        ckpt = read_checkpoint(path)
-        if "train_state" not in ckpt:
-            raise CheckpointError(f"{path} holds no training state (optimizer, schedule): cannot resume from it")
-        ts = ckpt["train_state"]
-        if (ts["world_size"], ts["batch_size"], ts["accumulate"]) != (world, cfg.batch_size, args.accumulate):
-            raise ValueError(
-                f"{path} was written by {ts['world_size']} processes x batch {ts['batch_size']} x accumulate "
-                f"{ts['accumulate']}; resuming needs the same (got {world} x {cfg.batch_size} x {args.accumulate})"
-            )
-        load_state_dict_strict(model, ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["param_schedulers"][0])
-        scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = TrainState(
-            ts["epoch"], ts["iter_in_epoch"], ts["global_iter"], ts["best_ap"], ts["best_epoch"], list(ts["history"])
-        )
+        state = resume(path, model, optimizer, scheduler, scaler, world, cfg.batch_size, args.accumulate)
         how = f"resumed from {path} at epoch {state.epoch + 1}, step {state.global_iter}"
 
-    writer = None
-    if main_proc and args.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise ValueError(f"--tensorboard needs the tensorboard package ({exc})") from None
-        writer = SummaryWriter(str(work / "tensorboard"))
-    log_file = (work / "log.jsonl").open("a") if main_proc else None
-
-    def write_log(record: dict) -> None:
-        if log_file is None:
-            return
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
-        if writer is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "iter"):
-                    writer.add_scalar(f"{record['mode']}/{k}", v, record["iter"])
-
-    log.info(
-        "%s: %d train instances, %d processes x batch %d x accumulate %d, lr %.3g, %d steps/epoch, amp %s, %s, device %s",
-        cfg.name,
-        len(train_set),
-        world,
-        cfg.batch_size,
-        args.accumulate,
-        lr,
-        iters_per_epoch,
-        amp_dtype or "off",
-        how,
-        device,
-    )
-    write_log(
-        {
-            "mode": "start",
-            "iter": state.global_iter,
-            "config": cfg.name,
-            "instances": len(train_set),
-            "world_size": world,
-            "total_batch": total_batch,
-            "lr": lr,
-            "init": how,
-            "amp": str(amp_dtype),
-        }
-    )
-
-    stopped = False
+    run_log = RunLog(work, main_proc, args.tensorboard)
+    parts = TrainRun(
+        cfg, args, work, model, forward, optimizer, scheduler, scaler, state, loaders, device, amp_dtype, world,
+        main_proc, iters_per_epoch, run_log,
+    )  # fmt: skip
     try:
-        while state.epoch < cfg.epochs and not stopped:
-            skip = state.iter_in_epoch * args.accumulate * cfg.batch_size
-            sampler.set_epoch(state.epoch, skip)
-            bar = None
-            if main_proc and not args.no_progress:
-                from tqdm import tqdm
-
-                bar = tqdm(
-                    total=len(train_loader),
-                    desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-                    unit="batch",
-                    file=sys.stderr,
-                    leave=False,
-                )
-            try:
-                stopped = train_one_epoch(
-                    forward,
-                    train_loader,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    state,
-                    device,
-                    amp_dtype,
-                    args.accumulate,
-                    cfg.log_interval,
-                    write_log,
-                    args.max_iters,
-                    bar,
-                )
-            finally:
-                if bar is not None:
-                    bar.close()
-            if stopped and state.iter_in_epoch < iters_per_epoch:
-                if main_proc:  # mid-epoch stop: last.pth keeps the position in the epoch
-                    full = training_state(optimizer, scheduler, scaler, state, world, cfg.batch_size, args.accumulate)
-                    save(work / "last.pth", model, cfg, state, None, full)
-                break
-            state.epoch += 1
-            state.iter_in_epoch = 0
-            if world > 1:  # MMPose SyncBuffersHook: average BatchNorm statistics at the end of each epoch
-                for buf in model.buffers():
-                    if buf.is_floating_point():
-                        dist.all_reduce(buf)
-                        buf /= world
-            ap = None
-            if val_loader is not None and (state.epoch % cfg.val_interval == 0 or state.epoch == cfg.epochs):
-                stats = evaluate(model, val_loader, val_set, device, cfg.model.flip_test and not args.no_flip_test)
-                if main_proc:
-                    ap = stats[BEST_METRIC[dataset]]
-                    record = {"mode": "val", "epoch": state.epoch, "iter": state.global_iter, **stats}
-                    state.history.append(record)
-                    write_log(record)
-                    log.info("epoch %d: %s", state.epoch, ", ".join(f"{k} {v:.4f}" for k, v in list(stats.items())[:6]))
-                    if ap > state.best_ap:
-                        state.best_ap, state.best_epoch = ap, state.epoch
-                        save(work / "best.pth", model, cfg, state, ap, None)
-            last_epoch = state.epoch == cfg.epochs or stopped
-            if main_proc and (state.epoch % cfg.checkpoint_interval == 0 or last_epoch):
-                full = training_state(optimizer, scheduler, scaler, state, world, cfg.batch_size, args.accumulate)
-                save(work / "last.pth", model, cfg, state, ap, full)
-                if state.epoch % cfg.checkpoint_interval == 0:
-                    save(work / f"epoch_{state.epoch}.pth", model, cfg, state, ap, None)
+        _log_start(parts, lr, how)
+        fit(parts)
     finally:
-        if log_file is not None:
-            log_file.close()
-        if writer is not None:
-            writer.close()
+        run_log.close()
     if main_proc:
         best = (
             f"best {BEST_METRIC[dataset]} {state.best_ap:.4f} at epoch {state.best_epoch} ({work / 'best.pth'})"

@@ -17,7 +17,7 @@ Runs in a SEPARATE venv with MMPose installed (never in the project venv). Exact
 ``mmpose.evaluation`` imports fine with mmcv-lite here (no ``mmcv._ext`` stub was needed); should a later
 mmcv-lite need one, :func:`_stub_mmcv_ext` installs an empty module before the import.
 
-What it writes (all small, committed; read by ``tests/test_eval_metric.py``):
+What it writes (all small, committed; read by ``tests/evaluation/test_metric.py``):
 
 * ``ann.json``: a synthetic COCO keypoint annotation file (6 images, 14 people, one with no labelled
   keypoint, random visibilities), generated from a fixed seed.

@@ -5,7 +5,7 @@ Run in the SEPARATE MMPose virtual environment of ``make_golden.py`` (same impor
 
     cd <repo root> && /work/mmpose-venv/bin/python tests/mmpose_golden/make_train_golden.py
 
-What is written (``tests/test_training_golden.py`` compares ``training/`` with it):
+What is written (``tests/training/test_mmpose_golden.py`` compares ``training/`` with it):
 
 * ``losses.npz``: named random inputs (coordinates, softmax heatmaps, normalised Gaussian targets, keypoint weights
   with zeros) in float64 and float32, and the values of MMPose's ``SmoothL1Loss``, ``JSDiscretLoss`` and

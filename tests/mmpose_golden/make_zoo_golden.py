@@ -5,8 +5,8 @@ Run in the SEPARATE MMPose virtual environment of ``make_golden.py`` (same impor
 
     cd <repo root> && /work/mmpose-venv/bin/python tests/mmpose_golden/make_zoo_golden.py   # ~1 minute, 2 CPUs
 
-The zoo entries come from ``models/zoo.py`` (only their names and MMPose config paths are read; every value below
-is computed by MMPose 1.3.2). What is written (read by ``tests/test_zoo_parity.py``):
+The zoo entries come from ``models/zoo/entries.py`` (only their names and MMPose config paths are read; every value below
+is computed by MMPose 1.3.2). What is written (read by ``tests/models/test_zoo_parity.py``):
 
 * ``versions.json``: mmpose / mmengine / torch / numpy / scipy / OpenCV versions, recipe version.
 * ``metafiles.json``: for each MMPose config of the zoo, its row of MMPose's model-zoo metafiles (``*.yml``):

@@ -1,0 +1,39 @@
+"""Key maps from other checkpoints' state dicts to our model's: MMPose 0.x -> 1.x (:func:`mmpose_v1_keys`),
+torchvision ResNet -> our backbone (:func:`imagenet_to_backbone_keys`). The head kinds' own filters live with them
+(``models.heads``: ``remap_state_dict``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+
+def mmpose_v1_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """MMPose 0.x checkpoint keys -> MMPose 1.x keys, as MMPose 1.3.2's load hooks rename them.
+
+    * ``BasePoseEstimator._load_state_dict_pre_hook`` (``mmpose/models/pose_estimators/base.py``): drops
+      ``data_preprocessor.mean`` / ``.std`` and renames ``keypoint_head`` -> ``head`` (0.x ``TopdownHeatmapSimpleHead``
+      and ``DeepposeRegressionHead`` keep their layer names: ``deconv_layers``, ``final_layer``, ``fc``);
+    * ``RLEHead._load_state_dict_pre_hook`` (``mmpose/models/heads/regression_heads/rle_head.py``):
+      ``head.loss.*`` (0.x's ``RLELoss`` with its flow) -> ``head.loss_module.*``.
+
+    1.x keys pass unchanged, so the function applies to any MMPose file.
+    """
+    out = {}
+    for k, v in state_dict.items():
+        if k in ("data_preprocessor.mean", "data_preprocessor.std"):
+            continue
+        k = k.replace("keypoint_head", "head")
+        if k.startswith("head.loss."):
+            k = "head.loss_module." + k[len("head.loss.") :]
+        out[k] = v
+    return out
+
+
+def imagenet_to_backbone_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision ResNet keys -> our backbone's: ``conv1.weight`` -> ``backbone.conv1.weight`` etc.; the
+    classifier ``fc.*`` is dropped (MMPose loads ``torchvision://resnet50`` into the backbone the same way and
+    reports ``fc`` as unexpected)."""
+    return {"backbone." + k: v for k, v in state_dict.items() if not k.startswith("fc.")}

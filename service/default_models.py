@@ -1,0 +1,133 @@
+"""Default models: what ``pose-serve`` serves when started without model paths (torch-free).
+
+The defaults are the Ultralytics ``yolo11n`` person detector and the ``ipr_res50_debias`` pose model
+(MMPose's published Debias-IPR ResNet-50 checkpoint), exported by ``pose-export defaults`` into the
+cache (:class:`core.cache.CacheLayout`: ``default_detector``, ``default_pose_card``).
+
+A pose checkpoint given as the pose model (``pose-serve --pose run/best.pth``, e.g. from ``pose-train``) is
+exported the same way on first start by :func:`resolve_pose_checkpoint` (``python -m export.cli pose``) and cached
+by the checkpoint's SHA-256 (``CacheLayout.trained_pose``).
+
+When they are missing, :func:`resolve_default_models` runs the preparation in a subprocess
+(``python -m export.cli defaults``, so torch never enters the server process) if the export extra is
+installed and ``Settings.prepare_defaults`` is on; otherwise, or if preparation fails (e.g. no network),
+it raises :class:`DefaultModelsMissing` whose message names the files it looked for and the command
+that prepares them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from core.cache import CacheLayout
+from core.cli_options import export_command, export_extra_installed
+from core.errors import ModelLoadError
+from core.hashing import sha256_file
+from core.settings import Settings
+
+PREPARE_COMMAND = "pose-export defaults"
+#: File suffixes of pose checkpoints that ``pose-serve --pose`` exports before serving.
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
+
+
+class DefaultModelsMissing(ModelLoadError):
+    """The default models are not in the cache and could not be prepared."""
+
+
+def defaults_present(cache: CacheLayout) -> bool:
+    """Whether the default detector ONNX, pose card and the pose ONNX beside it all exist."""
+    card = cache.default_pose_card
+    return cache.default_detector.is_file() and card.is_file() and card.with_suffix(".onnx").is_file()
+
+
+def resolve_default_models(settings: Settings) -> tuple[Path, Path]:
+    """The default detector ONNX and pose card, preparing them first if possible.
+
+    Args:
+        settings: ``cache_dir`` (where they live) and ``prepare_defaults`` (run ``python -m export.cli
+            defaults --cache-dir ...`` in a subprocess when they are missing and the export extra is
+            installed; its download / export progress goes to this process's stderr; ``offline``, the cache and
+            thread settings reach it as flags, :func:`export_command`).
+
+    Returns:
+        (detector ONNX path, pose model card JSON path).
+
+    Raises:
+        DefaultModelsMissing: the files are absent and could not be prepared; the message lists the
+            paths looked for and the command that prepares them.
+    """
+    cache = settings.cache
+    detector, card = cache.default_detector, cache.default_pose_card
+    if defaults_present(cache):
+        return detector, card
+    why = ""
+    if settings.prepare_defaults and export_extra_installed():
+        print(f"default models missing in {cache.root}; preparing them ({PREPARE_COMMAND})", file=sys.stderr)
+        cmd = export_command(["defaults"], settings)
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc == 0 and defaults_present(cache):
+            return detector, card
+        why = f"preparing them failed (`{' '.join(cmd)}` exited with {rc}; see its messages above). "
+    elif settings.prepare_defaults:
+        why = "the export extra (torch, onnx) is not installed, so they cannot be prepared here. "
+    raise DefaultModelsMissing(
+        f"default models not found: looked for\n  {detector}\n  {card} (and {card.with_suffix('.onnx').name} beside it)\n"
+        f"{why}Prepare them with `{PREPARE_COMMAND} --cache-dir {cache.root}` (needs `pip install 'poseserve[export]'` "
+        "and network access to GitHub and download.openmmlab.com), or pass --detector and --pose."
+    )
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether a pose model path is a checkpoint (``.pth`` / ``.pt``) rather than a card or an ONNX file."""
+    return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def _cached_card(folder: Path) -> Path | None:
+    cards = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return cards[0] if len(cards) == 1 and cards[0].with_suffix(".onnx").is_file() else None
+
+
+def resolve_pose_checkpoint(checkpoint: str | Path, settings: Settings) -> Path:
+    """The model card of a pose checkpoint, exporting it first if its SHA-256 is not in the cache yet.
+
+    The export runs ``python -m export.cli pose CHECKPOINT --out <tmp> --cache-dir ...`` in a subprocess (torch never
+    enters the server process; the export is verified against torch there), into a temporary folder renamed to
+    ``settings.cache.trained_pose(sha256)`` when it succeeded, so a failed or interrupted export leaves nothing behind.
+
+    Args:
+        checkpoint: a ``.pth`` of ours (``pose-train``) or MMPose's.
+        settings: the cache root and ``offline`` (passed on to the export).
+
+    Returns:
+        The card JSON path (its ONNX beside it).
+
+    Raises:
+        ModelLoadError: the file is missing, the export extra is not installed, or the export failed (the message
+            names the command to run by hand).
+    """
+    checkpoint = Path(checkpoint).expanduser()
+    if not checkpoint.is_file():
+        raise ModelLoadError(f"pose checkpoint not found: {checkpoint}")
+    folder = settings.cache.trained_pose(sha256_file(checkpoint))
+    card = _cached_card(folder)
+    if card is not None:
+        return card
+    hint = f"export it by hand (`pose-export pose {checkpoint} --out DIR`) and pass --pose DIR/<name>.json"
+    if not export_extra_installed():
+        raise ModelLoadError(
+            f"{checkpoint} is a checkpoint: serving it needs the export extra (torch, onnx) to convert it once; {hint}"
+        )
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = export_command(["pose", str(checkpoint), "--out", str(tmp)], settings)
+    print(f"exporting {checkpoint} to ONNX for serving (once; cached in {folder})", file=sys.stderr)
+    rc = subprocess.run(cmd, check=False).returncode
+    card = _cached_card(tmp)
+    if rc != 0 or card is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelLoadError(f"exporting {checkpoint} failed (`{' '.join(cmd)}` exited with {rc}); {hint}")
+    tmp.rename(folder)
+    return folder / card.name

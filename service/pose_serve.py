@@ -1,0 +1,83 @@
+"""``pose-serve``: start the HTTP service with uvicorn.
+
+    pose-serve --detector yolov8n.onnx --pose movenet.json --port 8000
+
+Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the environment;
+options override it). With no model paths, the default models are looked up in the cache, and
+prepared there when missing (``service/default_models.py``: ``pose-export defaults`` run as a subprocess, at the command
+line level only; the server never imports ``export``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from core.cli_options import add_settings_options, settings_from_args
+from core.errors import ModelLoadError
+from core.settings import SERVE_FIELDS, Settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="pose-serve",
+        description="Serve top-down pose estimation over HTTP.",
+        epilog="With no --detector / --pose, the default models are taken from the cache; missing ones are prepared "
+        "by running `pose-export defaults` as a subprocess (needs the export extra; --no-prepare-defaults: never), "
+        "and a checkpoint given as --pose (.pth) is converted once by `pose-export pose` the same way. The server "
+        "process itself never imports the export package or torch.",
+    )
+    add_settings_options(p, SERVE_FIELDS)
+    return p.parse_args(argv)
+
+
+def resolve_models(settings: Settings) -> Settings:
+    """Turn a pose checkpoint (``.pth``) into its exported card (``service.default_models.resolve_pose_checkpoint``), then
+    fill unset model paths with the default models from the cache (preparing them if allowed).
+
+    Raises:
+        ModelLoadError: defaults are missing (the message names the files and the command that prepares them), or
+            the checkpoint cannot be exported.
+    """
+    from service.default_models import is_checkpoint, resolve_default_models, resolve_pose_checkpoint
+
+    if settings.pose_model is not None and is_checkpoint(settings.pose_model):
+        settings = settings.model_copy(update={"pose_model": resolve_pose_checkpoint(settings.pose_model, settings)})
+    if settings.detector_model is not None and settings.pose_model is not None:
+        return settings
+
+    det, pose = resolve_default_models(settings)
+    return settings.model_copy(
+        update={"detector_model": settings.detector_model or det, "pose_model": settings.pose_model or pose}
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"pose-serve: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = resolve_models(settings)
+    except ModelLoadError as exc:
+        print(f"pose-serve: {exc}", file=sys.stderr)
+        return 2
+    from service.app import create_app
+    from service.server import serve
+
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # the API key file
+        print(f"pose-serve: {exc}", file=sys.stderr)
+        return 2
+    return serve(app, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

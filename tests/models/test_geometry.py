@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from models.geometry import (
+    bbox_to_center_scale,
+    bbox_xyxy2cs,
+    crop_image,
+    fix_aspect_ratio,
+    get_warp_matrix,
+    keypoints_crop_to_image,
+    transform_points,
+    validate_bboxes,
+)
+
+
+def test_bbox_to_center_scale_pads_and_squares():
+    c, s = bbox_to_center_scale(np.array([[10, 20, 110, 220]]), (256, 256), padding=1.25)
+    np.testing.assert_allclose(c, [[60, 120]])
+    np.testing.assert_allclose(s, [[250, 250]])  # h*1.25 = 250, w grown to match
+    c, s = bbox_to_center_scale(np.array([[0, 0, 192, 100]]), (192, 256))
+    np.testing.assert_allclose(s[0, 0] / s[0, 1], 192 / 256, rtol=1e-6)
+
+
+def test_fix_aspect_ratio_grows_the_short_side_only():
+    np.testing.assert_allclose(fix_aspect_ratio(np.array([300.0, 100.0]), 1.0), [300, 300])
+    np.testing.assert_allclose(fix_aspect_ratio(np.array([100.0, 300.0]), 0.75), [225, 300])
+
+
+@pytest.mark.parametrize("rot", [0.0, 17.0])
+def test_warp_then_inverse_round_trip(rot):
+    rng = np.random.default_rng(0)
+    center, scale = np.array([321.5, 207.25]), np.array([180.0, 180.0])
+    m = get_warp_matrix(center, scale, rot, (256, 256))
+    inv = get_warp_matrix(center, scale, rot, (256, 256), inv=True)
+    pts = rng.uniform(100, 400, size=(50, 2))
+    back = transform_points(transform_points(pts, m), inv)
+    assert np.abs(back - pts).max() < 1e-3
+
+
+def test_crop_then_keypoints_back_to_image_round_trip():
+    boxes = np.array([[50.3, 40.1, 210.7, 380.9], [300, 10, 420, 90]], np.float32)
+    centers, scales = bbox_to_center_scale(boxes, (256, 256))
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(0, 255, size=(2, 17, 2))
+    in_image = keypoints_crop_to_image(pts, centers, scales, (256, 256))
+    for i in range(2):
+        m = get_warp_matrix(centers[i], scales[i], 0.0, (256, 256))
+        np.testing.assert_allclose(transform_points(in_image[i], m), pts[i], atol=1e-3)
+
+
+def test_crop_samples_the_right_pixels():
+    # a bright square in the image must land at the crop's centre
+    img = np.zeros((400, 600, 3), np.uint8)
+    img[190:211, 290:311] = 255
+    center, scale = bbox_xyxy2cs(np.array([250.0, 150.0, 350.0, 250.0]), padding=1.0)
+    crop = crop_image(img, center, scale, (256, 256))
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    assert abs(xs.mean() - 127.5) < 2 and abs(ys.mean() - 127.5) < 2
+    assert crop[0, 0].tolist() == [0, 0, 0]  # constant-0 border region
+
+
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        ([[10, 10, 5, 20]], "empty"),
+        ([[0, 0, np.nan, 10]], "non-finite"),
+        ([[1, 2, 3]], "shape"),
+    ],
+)
+def test_validate_bboxes_names_the_problem(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        validate_bboxes(np.array(bad, dtype=np.float64))
