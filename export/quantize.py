@@ -27,7 +27,7 @@ leaves them out the same way, ``ultralytics/utils/export/openvino.py``). The res
   AP at fp32 and int8 on the evaluation set with their difference);
 * ``<detector stem>.json``: the same record for the detector.
 
-Then the served pipeline runs the evaluation images at fp32 and at int8 (``evaluation.runner.evaluate_precisions``,
+Then the served pipeline runs the evaluation images at fp32 and at int8 (``evaluation.precision_runs.evaluate_precisions``,
 both models at each precision, the live detector's boxes when a detector is given, else ground truth) and the
 reduced-precision gate judges the pair (``evaluation.precision.compare_runs``: keypoint agreement with fp32, the
 paired OKS change against ground truth, the AP change with its bootstrap interval; bounds in ``models/tolerance.py``).
@@ -79,7 +79,7 @@ class QuantizeReport:
         calibration: the calibration set as recorded in the card.
         ap: ``{"fp32": AP, "int8": AP, "delta": AP(int8) - AP(fp32), ...}``, or None when no evaluation set was given.
         gate: the judged comparison of the int8 run with the fp32 run (``evaluation.precision``), or None likewise.
-        runs: the fp32 and int8 ``evaluation.runner.PrecisionRun`` behind them (empty likewise).
+        runs: the fp32 and int8 ``evaluation.precision_runs.PrecisionRun`` behind them (empty likewise).
     """
 
     pose_card: Path
@@ -259,28 +259,18 @@ def _quantize_detector(
     if settings.detector_model is None:
         return None, None
     det_source = Path(settings.detector_model)
+    det_sha256 = sha256_file(det_source)
     det_xml = quantize_ir(
         det_source,
         det_samples,
-        settings.cache.int8_model(det_source, sha256_file(det_source)),
+        settings.cache.int8_model(det_source, det_sha256),
         DETECTOR_PRESET,
         DETECTOR_TAIL_DEPTH,
         ignore_sigmoid=True,
     )
     det_record = det_xml.with_suffix(".json")
-    det_record.write_text(
-        json.dumps(
-            {
-                "quantized_from": {
-                    "file": det_source.name,
-                    "sha256": sha256_file(det_source),
-                },
-                **quantization,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    record = {"quantized_from": {"file": det_source.name, "sha256": det_sha256}, **quantization}
+    det_record.write_text(json.dumps(record, indent=2) + "\n")
     return det_xml, det_record
 
 
@@ -295,7 +285,7 @@ def _measure_ap(
 ) -> tuple[dict, PrecisionComparison, list]:
     """AP of the fp32 and int8 pipelines on the evaluation set and the accuracy gate; recorded in the int8 card and
     the detector's record. Returns (the AP record, the gate, the runs)."""
-    from evaluation.runner import compare_precision_runs, evaluate_precisions
+    from evaluation.precision_runs import compare_precision_runs, evaluate_precisions
 
     boxes = "detector" if settings.detector_model is not None else "gt"
     runs = evaluate_precisions(
@@ -351,10 +341,11 @@ def _quantize_pose(
 ) -> tuple[ModelCard, Path]:
     """Quantise the card's model into the cache and write its int8 card (AP not yet measured): (card, its path)."""
     pose_source = card.model_path()
+    pose_sha256 = sha256_file(pose_source)
     pose_xml = quantize_ir(
         pose_source,
         pose_samples,
-        settings.cache.int8_model(pose_source, sha256_file(pose_source)),
+        settings.cache.int8_model(pose_source, pose_sha256),
         POSE_PRESET,
         pose_tail_depth,
     )
@@ -363,7 +354,7 @@ def _quantize_pose(
         **card.source,
         "quantized_from": {
             "file": pose_source.name,
-            "sha256": sha256_file(pose_source),
+            "sha256": pose_sha256,
         },
     }
     int8_card.extra = {**card.extra, "quantization": {**quantization, "ap": None}}
