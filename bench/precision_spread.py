@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.settings import Settings
     from evaluation.metric import load_coco
     from evaluation.precision import compare_runs
-    from evaluation.runner import compare_precision_runs, evaluate_precisions
+    from evaluation.precision_runs import compare_precision_runs, evaluate_precisions
     from export.quantize import quantize_models
     from models.card import InputSpec, ModelCard, OutputSpec
 

@@ -68,15 +68,9 @@ from core.settings import (
 from evaluation.boxes import load_detection_file
 from evaluation.metric import DEFAULT_KPT_SCORE_THR, DEFAULT_NMS_THR, write_results_json
 from evaluation.mpii import read_mpii, zoo_columns
+from evaluation.precision_runs import compare_precision_runs, evaluate_precisions
 from evaluation.report import format_ap_table, format_precision_table, plot_per_keypoint
-from evaluation.runner import (
-    BOX_SOURCES,
-    card_evaluation,
-    compare_precision_runs,
-    evaluate_precisions,
-    run_pipeline_mpii,
-    score_mpii,
-)
+from evaluation.runner import BOX_SOURCES, card_evaluation, run_pipeline_mpii, score_mpii
 from inference.pipeline import PosePipeline
 from models.card import ModelCard, ModelCardError, card_path_for
 from models.scoring import SCORE_MODES

@@ -10,7 +10,7 @@ import numpy as np
 from models.zoo import model_zoo_table
 
 if TYPE_CHECKING:
-    from evaluation.runner import PrecisionRun
+    from evaluation.precision_runs import PrecisionRun
 
 
 def format_precision_table(runs: list[PrecisionRun]) -> str:
