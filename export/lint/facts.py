@@ -36,6 +36,11 @@ def _data_constraint(schema, bound) -> str | None:
     return None
 
 
+def in_onnx_domain(node) -> bool:
+    """An onnx-graphsurgeon node of the default ONNX domain (``""`` / ``"ai.onnx"``)."""
+    return node.domain in (None, "", "ai.onnx")
+
+
 @dataclass(frozen=True)
 class NodeFacts:
     """One node of the graph as the operator rules see it.
@@ -54,6 +59,11 @@ class NodeFacts:
     row: dict | None
     schema: Any
     data: tuple
+
+    @property
+    def onnx_domain(self) -> bool:
+        """The node is an ONNX operator (default domain), not a custom one TensorRT would need a plugin for."""
+        return in_onnx_domain(self.node)
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ def _node_facts(graph, opset: int, matrix: SupportMatrix) -> tuple[NodeFacts, ..
         label = node.name or f"{node.op}#{i}"
         row = matrix.operators.get(node.op)
         schema, data = None, []
-        if node.domain in (None, "", "ai.onnx") and row is not None and row["supported"]:
+        if in_onnx_domain(node) and row is not None and row["supported"]:
             try:
                 schema = onnx.defs.get_schema(node.op, opset, "")
             except Exception:  # an op newer than the opset: the checker has said so

@@ -109,7 +109,7 @@ def rule_domain(facts: GraphFacts, matrix: SupportMatrix) -> list[Finding]:
             node=n.label,
         )
         for n in facts.nodes
-        if n.node.domain not in (None, "", "ai.onnx")
+        if not n.onnx_domain
     ]
 
 
@@ -117,7 +117,7 @@ def rule_op_unsupported(facts: GraphFacts, matrix: SupportMatrix) -> list[Findin
     """``op-unsupported``: an operator the table marks unsupported or does not list."""
     out = []
     for n in facts.nodes:
-        if n.node.domain not in (None, "", "ai.onnx") or (n.row is not None and n.row["supported"]):
+        if not n.onnx_domain or (n.row is not None and n.row["supported"]):
             continue
         why = "marked unsupported" if n.row else "not listed"
         message = f"node {n.label!r}: {n.node.op} is {why} in onnx-tensorrt's operator table"
