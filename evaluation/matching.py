@@ -36,11 +36,6 @@ class PersonMatches:
     keypoint_oks: np.ndarray
     oks: np.ndarray
 
-    @property
-    def matched(self) -> np.ndarray:
-        """bool [P]: the person's image has a prediction."""
-        return ~np.isnan(self.keypoints[:, 0, 0])
-
 
 def annotated_persons(coco_gt, num_keypoints: int, image_ids: Iterable[int] | None = None):
     """The persons every per-person figure is taken over: non-crowd annotations with at least one labelled keypoint,
