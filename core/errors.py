@@ -27,6 +27,12 @@ class ImageDecodeError(PoseServiceError):
     status, code = 400, "undecodable_image"
 
 
+class VideoDecodeError(PoseServiceError):
+    """The bytes are not a decodable video: corrupt, truncated, empty, no video stream (audio only). HTTP 400."""
+
+    status, code = 400, "undecodable_video"
+
+
 class PayloadTooLargeError(PoseServiceError):
     """The upload exceeds the byte limit, or the image exceeds the pixel limit. HTTP 413."""
 

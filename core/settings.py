@@ -197,6 +197,69 @@ class Settings(BaseSettings):
         3, ge=1, description="/readyz answers 503 while this many model calls in a row ran past inference_timeout_s"
     )
 
+    # video and live streams (POST /pose/video, the /pose/stream WebSocket, pose-predict)
+    video_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1,
+        description="largest accepted video upload (bytes; spooled to a temporary file, never held in memory)",
+    )
+    video_max_pixels: int = Field(
+        3840 * 2160,
+        ge=1,
+        description="largest video or stream frame (width x height), checked on the stream header before decoding",
+    )
+    video_max_frames: int = Field(
+        20_000, ge=1, description="most frames of one video (declared in its header, or decoded so far)"
+    )
+    video_max_duration_s: float = Field(900.0, gt=0, description="longest accepted video (seconds, header or decoded)")
+    video_max_decode_s: float = Field(
+        300.0, gt=0, description="wall time one video's decoding may take in all (seconds)"
+    )
+    video_timeout_s: float = Field(
+        1800.0, gt=0, description="deadline of one POST /pose/video request or pose-predict video (seconds)"
+    )
+    video_containers: Annotated[list[str], NoDecode] = Field(
+        ["mp4", "mov", "matroska", "webm", "avi", "mpegts"],
+        description="accepted video containers (FFmpeg demuxer names; comma-separated or JSON)",
+    )
+    video_codecs: Annotated[list[str], NoDecode] = Field(
+        ["h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg"],
+        description="accepted video codecs (FFmpeg decoder names; comma-separated or JSON)",
+    )
+    det_interval: int = Field(
+        1,
+        ge=1,
+        description="video / streams: the detector runs every N-th frame; in between, each track's box comes from "
+        "its previous keypoints (at once when a track is lost or a scene cut is seen)",
+    )
+    track_max_missed: int = Field(30, ge=0, description="a track not matched for this many frames ends")
+    track_min_similarity: float = Field(
+        0.3, gt=0.0, le=1.0, description="least OKS (IoU for track_method iou) that continues a track"
+    )
+    track_method: Literal["oks", "iou"] = Field(
+        "oks", description="pose tracking: association by keypoint OKS (boxes' IoU where keypoints are missing) or by IoU"
+    )
+    smooth_min_cutoff: float = Field(
+        1.0, gt=0.0, description="One-Euro filter: minimum cutoff frequency (Hz); lower smooths more when still"
+    )
+    smooth_beta: float = Field(
+        0.05, ge=0.0, description="One-Euro filter: speed coefficient (per pixel/s); higher lags less when moving"
+    )
+    smooth_d_cutoff: float = Field(1.0, gt=0.0, description="One-Euro filter: cutoff of the speed estimate (Hz)")
+    scene_cut_threshold: float = Field(
+        27.0,
+        gt=0.0,
+        description="a frame whose HSV content differs from the previous one's by more than this starts a scene "
+        "(new tracks, the detector runs)",
+    )
+    stream_frames_in_flight: int = Field(
+        2, ge=1, description="frames of one video or stream decoded or queued ahead of its processing"
+    )
+    max_streams: int = Field(8, ge=1, description="videos and WebSocket streams served at once (more get 503)")
+    stream_idle_timeout_s: float = Field(
+        60.0, gt=0, description="a WebSocket stream that sends nothing for this long is closed"
+    )
+
     # connections (uvicorn)
     max_connections: int = Field(256, ge=1, description="open connections (more are closed / get 503)")
     max_header_bytes: int = Field(16384, ge=1024, description="largest request head (request line + headers)")
@@ -292,7 +355,7 @@ class Settings(BaseSettings):
     def _expand_user(cls, v: Path) -> Path:
         return v.expanduser()
 
-    @field_validator("providers", "api_keys", "cors_allow_origins", mode="before")
+    @field_validator("providers", "api_keys", "cors_allow_origins", "video_containers", "video_codecs", mode="before")
     @classmethod
     def _split_list(cls, v, info):
         """A list field given as text: a JSON list, or comma-separated values."""
@@ -371,6 +434,26 @@ PIPELINE_FIELDS: tuple[str, ...] = ("max_batch_size", "flip_test", "bbox_padding
 DETECTOR_FIELDS: tuple[str, ...] = ("det_score_thr", "det_iou_thr", "det_max_detections")
 #: The TensorRT batch profile an engine is built for (``pose-export engine``: min 1, opt, max).
 ENGINE_PROFILE_FIELDS: tuple[str, ...] = ("max_batch_size", "trt_opt_batch_size")
+#: Video and streams: decode limits, the detection interval, tracking and smoothing (``pose-predict``).
+VIDEO_FIELDS: tuple[str, ...] = (
+    "video_max_bytes",
+    "video_max_pixels",
+    "video_max_frames",
+    "video_max_duration_s",
+    "video_max_decode_s",
+    "video_timeout_s",
+    "video_containers",
+    "video_codecs",
+    "det_interval",
+    "track_max_missed",
+    "track_min_similarity",
+    "track_method",
+    "smooth_min_cutoff",
+    "smooth_beta",
+    "smooth_d_cutoff",
+    "scene_cut_threshold",
+    "stream_frames_in_flight",
+)
 #: Logging.
 LOG_FIELDS: tuple[str, ...] = ("log_level",)
 #: Every field: ``pose-serve`` takes them all.
