@@ -25,6 +25,8 @@ class Budgets(Protocol):
 
     def _give_back(self, pixels: int, crops: int) -> None: ...
 
+    def _return(self, pixels: int, crops: int) -> None: ...
+
 
 class RequestContext:
     """An admitted request: its deadline, its cancellation and the budget it holds.
@@ -80,6 +82,17 @@ class RequestContext:
         if self.admission is not None:
             self.admission._take("crops", int(n))
         self.crops += int(n)
+
+    def return_budget(self, pixels: int | None = None, crops: int | None = None) -> None:
+        """Give pixels and crops back before the request ends (a video or stream frame once it is done; the request
+        keeps its slot). None: all of that kind held now; 0: none."""
+        px = self.pixels if pixels is None else min(int(pixels), self.pixels)
+        cr = self.crops if crops is None else min(int(crops), self.crops)
+        if px or cr:
+            if self.admission is not None:
+                self.admission._return(px, cr)
+            self.pixels -= px
+            self.crops -= cr
 
     def start_work(self) -> None:
         """Register the worker thread as a second holder (call before handing the request to it)."""

@@ -64,6 +64,12 @@ class Admission:
                 )
             setattr(self, kind, held + n)
 
+    def _return(self, pixels: int, crops: int) -> None:
+        """Pixels and crops back from a request that goes on (``RequestContext.return_budget``)."""
+        with self._lock:
+            self.pixels -= pixels
+            self.crops -= crops
+
     def _give_back(self, pixels: int, crops: int) -> None:
         with self._lock:
             self.requests -= 1
