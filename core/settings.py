@@ -237,7 +237,8 @@ class Settings(BaseSettings):
         0.3, gt=0.0, le=1.0, description="least OKS (IoU for track_method iou) that continues a track"
     )
     track_method: Literal["oks", "iou"] = Field(
-        "oks", description="pose tracking: association by keypoint OKS (boxes' IoU where keypoints are missing) or by IoU"
+        "oks",
+        description="pose tracking: association by keypoint OKS (boxes' IoU where keypoints are missing) or by IoU",
     )
     smooth_min_cutoff: float = Field(
         1.0, gt=0.0, description="One-Euro filter: minimum cutoff frequency (Hz); lower smooths more when still"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from core.errors import ClientDisconnectedError, DeadlineExceededError
@@ -42,6 +43,8 @@ class RequestContext:
         self.cancelled: str | None = None  # "deadline" or "disconnected"
         self._holders = 1
         self._lock = threading.Lock()
+        #: called once after the budgets went back (a stream slot's release)
+        self.on_release: Callable[[], None] | None = None
 
     @classmethod
     def unbounded(cls) -> RequestContext:
@@ -70,6 +73,13 @@ class RequestContext:
             raise ClientDisconnectedError("the client disconnected; its work was dropped")
         if self.cancelled == "deadline":
             raise DeadlineExceededError("the request did not finish within its deadline; its work was dropped")
+
+    def renew(self, timeout_s: float) -> None:
+        """A new deadline ``timeout_s`` from now for the next piece of work of a long request (a live stream's next
+        frame): a passed deadline is forgiven, a disconnect is not."""
+        self.deadline = time.monotonic() + float(timeout_s)
+        if self.cancelled == "deadline":
+            self.cancelled = None
 
     def reserve_pixels(self, n: int) -> None:
         """Take ``n`` decoded pixels from the budget (before decoding). Raises OverloadedError."""
@@ -106,3 +116,5 @@ class RequestContext:
             last = self._holders == 0
         if last and self.admission is not None:
             self.admission._give_back(self.pixels, self.crops)
+        if last and self.on_release is not None:
+            self.on_release()

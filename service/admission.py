@@ -30,13 +30,17 @@ class Admission:
         max_requests: requests admitted at once (from arrival to the end of their work).
         max_pixels: decoded pixels (width x height summed over admitted images).
         max_crops: pose crops of admitted requests not yet finished.
+        max_streams: videos and WebSocket streams at once (each also holds a request slot for its whole length).
         retry_after_s: the ``Retry-After`` a rejection carries.
     """
 
-    def __init__(self, max_requests: int, max_pixels: int, max_crops: int, retry_after_s: int = 1):
+    def __init__(
+        self, max_requests: int, max_pixels: int, max_crops: int, retry_after_s: int = 1, max_streams: int = 8
+    ):
         self.max_requests, self.max_pixels, self.max_crops = int(max_requests), int(max_pixels), int(max_crops)
+        self.max_streams = int(max_streams)
         self.retry_after_s = int(retry_after_s)
-        self.requests = self.pixels = self.crops = 0
+        self.requests = self.pixels = self.crops = self.streams = 0
         self._lock = threading.Lock()
 
     def _refuse(self, reason: str, message: str) -> OverloadedError:
@@ -53,6 +57,30 @@ class Admission:
                 raise self._refuse("requests", f"server busy: {self.requests} requests in flight; retry shortly")
             self.requests += 1
         return RequestContext(self, time.monotonic() + float(timeout_s))
+
+    def admit_stream(self, timeout_s: float) -> RequestContext:
+        """A slot for a video or a live stream (a request slot and a stream slot) with a deadline ``timeout_s`` from
+        now; both go back when the context is released.
+
+        Raises:
+            OverloadedError: ``max_streams`` streams (reason ``streams``) or ``max_requests`` requests are in flight.
+        """
+        with self._lock:
+            if self.streams >= self.max_streams:
+                raise self._refuse("streams", f"server busy: {self.streams} video streams in flight; retry shortly")
+            self.streams += 1
+        try:
+            ctx = self.admit(timeout_s)
+        except Exception:
+            with self._lock:
+                self.streams -= 1
+            raise
+        ctx.on_release = self._close_stream
+        return ctx
+
+    def _close_stream(self) -> None:
+        with self._lock:
+            self.streams -= 1
 
     def _take(self, kind: str, n: int) -> None:
         limit = self.max_pixels if kind == "pixels" else self.max_crops

@@ -34,6 +34,8 @@ from service.middleware import RequestGuard
 from service.parsing import MULTIPART_SLACK
 from service.routes import error_response, router
 from service.state import ServiceState
+from service.stream import router as stream_router
+from service.video import router as video_router
 
 log = logging.getLogger("service")
 
@@ -68,12 +70,20 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
     )
     app.state.service = state
     app.include_router(router)
-    app.add_middleware(RequestGuard, state=state, max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    app.include_router(video_router)
+    app.include_router(stream_router)
+    app.add_middleware(
+        RequestGuard,
+        state=state,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
+        body_limits={"/pose/video": settings.video_max_bytes + MULTIPART_SLACK},
+    )
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_methods=["GET", "POST"],
+            expose_headers=["Content-Disposition"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
 

@@ -41,8 +41,9 @@ async def get_pipeline(state: StateDep) -> PosePipeline:
     return state.pipeline
 
 
-async def require_api_key(request: Request, state: StateDep) -> None:
-    """With API keys configured, the request must carry one: ``Authorization: Bearer <key>`` or ``X-API-Key``.
+def check_api_key(state: ServiceState, headers, query_key: str | None = None) -> None:
+    """With API keys configured, the request must carry one: ``Authorization: Bearer <key>`` or ``X-API-Key`` (or,
+    for a WebSocket from a browser, which cannot set headers, ``query_key``: the ``api_key`` query parameter).
 
     Every configured key is compared in constant time (``hmac.compare_digest``), all of them, so the time taken
     does not tell which key came closest.
@@ -52,8 +53,8 @@ async def require_api_key(request: Request, state: StateDep) -> None:
     """
     if not state.api_keys:
         return
-    auth = request.headers.get("authorization", "")
-    given = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
+    auth = headers.get("authorization", "")
+    given = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "") or (query_key or "")
     if not given:
         raise UnauthorizedError("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
     matched = False
@@ -61,6 +62,15 @@ async def require_api_key(request: Request, state: StateDep) -> None:
         matched |= hmac.compare_digest(given.encode(), key.encode())
     if not matched:
         raise UnauthorizedError("the API key is not valid")
+
+
+async def require_api_key(request: Request, state: StateDep) -> None:
+    """:func:`check_api_key` on an HTTP request's headers.
+
+    Raises:
+        UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
+    """
+    check_api_key(state, request.headers)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -27,12 +27,14 @@ class RequestGuard:
     app: the ASGI app.
     state: the service state (settings: ``read_timeout_s``; the metrics).
     max_body_bytes: the body limit (the upload limit plus multipart framing).
+    body_limits: other limits by path (``/pose/video``: the video limit).
     """
 
-    def __init__(self, app, state: ServiceState, max_body_bytes: int):
+    def __init__(self, app, state: ServiceState, max_body_bytes: int, body_limits: dict[str, int] | None = None):
         self.app = app
         self.state = state
         self.max_body_bytes = int(max_body_bytes)
+        self.body_limits = {k: int(v) for k, v in (body_limits or {}).items()}
         self.read_timeout_s = float(state.settings.read_timeout_s)
         self.max_header_bytes = int(state.settings.max_header_bytes)
 
@@ -50,6 +52,7 @@ class RequestGuard:
             return
         received = 0
         body_done = False
+        max_body_bytes = self.body_limits.get(scope["path"], self.max_body_bytes)
 
         async def guarded_receive():
             nonlocal received, body_done
@@ -63,8 +66,8 @@ class RequestGuard:
                 ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise PayloadTooLargeError(f"request body exceeds the limit of {self.max_body_bytes} bytes")
+                if received > max_body_bytes:
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {max_body_bytes} bytes")
                 body_done = not message.get("more_body", False)
             else:
                 body_done = True

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 from pydantic import BaseModel, Field
 
+from inference.encoding import person_dicts
 from inference.pipeline import PoseResult
 
 
@@ -42,18 +42,7 @@ class PoseResponse(BaseModel):
     @classmethod
     def from_result(cls, result: PoseResult, pose_name: str, keypoint_names: list[str]) -> PoseResponse:
         """Encode a pipeline result: people by descending person score, pixels rounded to 0.01, scores to 1e-5."""
-        order = np.argsort(-result.scores, kind="stable")
-        persons = [
-            Person(
-                bbox=[round(float(v), 2) for v in result.bboxes[i]],
-                bbox_score=round(float(result.bbox_scores[i]), 5),
-                keypoints=[
-                    [round(float(x), 2), round(float(y), 2), round(float(s), 5)] for x, y, s in result.keypoints[i]
-                ],
-                score=round(float(result.scores[i]), 5),
-            )
-            for i in order
-        ]
+        persons = [Person(**p) for p in person_dicts(result)]
         return cls(
             width=result.width,
             height=result.height,

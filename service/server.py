@@ -108,6 +108,8 @@ def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
         http=protocol,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.max_connections,
+        # a WebSocket stream's frame is an image upload (service/stream.py)
+        ws_max_size=settings.max_upload_bytes + 64 * 1024,
         timeout_keep_alive=settings.keepalive_timeout_s,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         log_level=settings.log_level,

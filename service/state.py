@@ -43,6 +43,7 @@ class ServiceState:
             settings.max_inflight_pixels,
             settings.max_inflight_crops,
             settings.retry_after_s,
+            settings.max_streams,
         )
         r = self.registry = CollectorRegistry()
         self.requests = Counter("pose_requests_total", "POST /pose answers by status", ["status"], registry=r)
@@ -86,6 +87,34 @@ class ServiceState:
         self.on_fatal = None
         self.fatal = False
         a = self.admission
+        # video and live streams (service/video.py, service/stream.py)
+        #: the PoseStream of every video / WebSocket stream being served (active tracks)
+        self.live_streams: set = set()
+        self.video_frames = Counter(
+            "pose_video_frames_total",
+            "video and stream frames processed, by source (video, stream)",
+            ["source"],
+            registry=r,
+        )
+        self.video_frames_dropped = Counter(
+            "pose_video_frames_dropped_total",
+            "live-stream frames dropped unprocessed because a newer one arrived first (latest-frame semantics)",
+            ["source"],
+            registry=r,
+        )
+        self.video_decode = Histogram(
+            "pose_video_decode_seconds",
+            "decode time of one video or stream frame",
+            ["source"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        Gauge("pose_active_streams", "videos and WebSocket streams being served", registry=r).set_function(
+            lambda: a.streams
+        )
+        Gauge("pose_active_tracks", "live tracks of the streams being served", registry=r).set_function(
+            lambda: sum(s.active_tracks for s in list(self.live_streams))
+        )
         Gauge("pose_inflight_requests", "admitted requests", registry=r).set_function(lambda: a.requests)
         Gauge("pose_inflight_pixels", "decoded pixels of admitted requests", registry=r).set_function(lambda: a.pixels)
         Gauge("pose_inflight_crops", "pose crops of admitted requests", registry=r).set_function(lambda: a.crops)

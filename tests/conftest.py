@@ -84,3 +84,25 @@ def pose_server(yolo_onnx, movenet_card):
     with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(movenet_card)], env=env) as srv:
         srv.wait_ready()
         yield srv
+
+
+@pytest.fixture(scope="session")
+def bikes_mp4(assets: Path) -> Path:
+    """The real street clip (640x272, 25 fps, H.264, 250 frames, scene cuts at 30, 76, 137, 187, 242)."""
+    p = assets / "video" / "bikes.mp4"
+    if not p.is_file():
+        pytest.skip(f"video asset missing: {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def real_pipeline(yolo_onnx, movenet_card):
+    """The real pipeline (YOLOv8n + MoveNet Thunder on onnxruntime's CPU provider) with its batchers, shared by the
+    session's engine tests."""
+    from core.settings import Settings
+    from inference.pipeline import PosePipeline
+
+    settings = Settings(detector_model=yolo_onnx, pose_model=movenet_card, providers=["CPUExecutionProvider"])
+    pipeline = PosePipeline.from_settings(settings)
+    yield pipeline
+    pipeline.close()
