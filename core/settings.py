@@ -232,7 +232,7 @@ class Settings(BaseSettings):
         description="video / streams: the detector runs every N-th frame; in between, each track's box comes from "
         "its previous keypoints (at once when a track is lost or a scene cut is seen)",
     )
-    track_max_missed: int = Field(30, ge=0, description="a track not matched for this many frames ends")
+    track_max_missed: int = Field(30, ge=0, description="a track ends when it goes unmatched in more than this many frames in a row")
     track_min_similarity: float = Field(
         0.3, gt=0.0, le=1.0, description="least OKS (IoU for track_method iou) that continues a track"
     )

@@ -141,7 +141,7 @@ class PoseStream:
         self.smoother = PoseSmoother(min_cutoff=o.smooth_min_cutoff, beta=o.smooth_beta, d_cutoff=o.smooth_d_cutoff)
         self.cuts = SceneCutDetector(threshold=o.scene_cut_threshold)
         self.stats = StreamStats()
-        self._since_detect = 0
+        self._since_detect = self.options.det_interval  # the first frame runs the detector
         self._prev: tuple[np.ndarray, np.ndarray] | None = None  # raw (bbox_scores [N], keypoints [N, K, 3])
 
     @property

@@ -22,7 +22,7 @@ extra, imported by the first update that matches).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -149,6 +149,8 @@ class Track:
         missed: consecutive updates it went unmatched (0: matched by the last update).
         age: updates since it started, the first included.
         hits: updates that matched it, the first included.
+        velocity: float64 [4], the box's motion per update (xyxy pixels; the mean of the last two matched steps, as
+            a constant-velocity model: SORT's Kalman state reduced to its mean).
     """
 
     track_id: int
@@ -158,6 +160,24 @@ class Track:
     missed: int = 0
     age: int = 1
     hits: int = 1
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+
+    def predicted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the track should be at the next update: its last box and keypoints moved by ``velocity`` times
+        the updates since it was last matched. Returns (bbox [4], keypoints [K, 3])."""
+        steps = self.missed + 1
+        shift = self.velocity * steps
+        kp = self.keypoints.copy()
+        kp[:, 0] += 0.5 * (shift[0] + shift[2])
+        kp[:, 1] += 0.5 * (shift[1] + shift[3])
+        return self.bbox + shift, kp
+
+    def observe(self, bbox: np.ndarray, keypoints: np.ndarray, score: float) -> None:
+        """Matched by an update: take the detection and update the velocity."""
+        step = (bbox - self.bbox) / (self.missed + 1)
+        self.velocity = step if self.hits == 1 else 0.5 * (self.velocity + step)
+        self.bbox, self.keypoints, self.score = bbox.copy(), keypoints.copy(), float(score)
+        self.missed, self.hits = 0, self.hits + 1
 
 
 class PoseTracker:
@@ -171,6 +191,11 @@ class PoseTracker:
       OKS area (MMPose 0.x ``_get_area`` / ``_track_by_oks``). A pair with fewer than ``min_keypoints`` such
       keypoints falls back to the IoU of the boxes;
     * ``"iou"``: IoU of the track's last box and the detection's (MMPose 0.x ``_track_by_iou``).
+
+    With ``oks`` the similarity is the larger of the two (OKS tells apart people whose boxes overlap; IoU keeps a
+    small or blurred person, whose keypoints are few or noisy, on its track). A track is compared where it should
+    be now: its last box and keypoints moved at its constant velocity (:meth:`Track.predicted`), so a person who
+    moves on while missed for a frame or two is still matched (MMPose 0.x compared the last position only).
 
     The pairs are assigned globally (``scipy.optimize.linear_sum_assignment``, maximising the summed similarity
     over the pairs with similarity >= ``min_similarity``); the other pairs never match. A detection without a
@@ -250,18 +275,22 @@ class PoseTracker:
             keypoints: float [N, K, 3] (x, y, score).
 
         Returns:
-            float64 [T, N] in [0, 1]: OKS (IoU where too few keypoints are confident) or IoU, per ``method``.
+            float64 [T, N] in [0, 1]: ``oks``: the larger of OKS (where enough keypoints are confident in both) and box
+            IoU; ``iou``: IoU.
         """
         tracks = self.tracks
-        t_boxes = np.array([t.bbox for t in tracks]).reshape(-1, 4)
+        predicted = [t.predicted() for t in tracks]
+        t_boxes = np.array([b for b, _ in predicted]).reshape(-1, 4)
         iou = box_iou_matrix(t_boxes, bboxes)
         if self.method == "iou" or not tracks or not len(bboxes):
             return iou
-        t_kpts = np.stack([t.keypoints for t in tracks])
+        t_kpts = np.stack([k for _, k in predicted])
         oks, counts = oks_matrix(
             t_kpts, keypoints, _box_areas(t_boxes), _box_areas(bboxes), self.sigmas, self.kpt_score_thr
         )
-        return np.where(counts >= self.min_keypoints, oks, iou)
+        # the larger of OKS and IoU: OKS tells apart people whose boxes overlap; IoU keeps a small or blurred
+        # person (few or noisy keypoints: OKS near 0 after a missed frame or two) on its track
+        return np.maximum(np.where(counts >= self.min_keypoints, oks, iou), iou)
 
     def update(self, bboxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
         """Assign the poses of the next frame to tracks.
@@ -309,8 +338,7 @@ class PoseTracker:
                 if sim[r, c] < self.min_similarity:
                     continue
                 t = tracks[r]
-                t.bbox, t.keypoints, t.score = b[c].copy(), kp[c].copy(), float(sc[c])
-                t.missed, t.hits = 0, t.hits + 1
+                t.observe(b[c], kp[c], sc[c])
                 ids[c] = t.track_id
                 matched_tracks.add(t.track_id)
 

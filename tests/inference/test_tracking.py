@@ -182,7 +182,9 @@ def test_too_few_confident_keypoints_fall_back_to_box_iou():
     # two confident keypoints are still too few: the IoU decides
     two = unsure.copy()
     two[:2, 2] = 0.9
-    assert tracker.similarity(shifted, two[None])[0, 0] == pytest.approx(1.0)
+    # (the track now moves 30 px per update: it is compared where it should be next)
+    ahead = shifted + [30, 0, 30, 0]
+    assert tracker.similarity(ahead, two[None])[0, 0] == pytest.approx(1.0)
 
 
 def test_iou_method_ignores_keypoints():
@@ -359,3 +361,18 @@ def test_scene_cuts_of_bikes_mp4(bikes_frames):
     # measured at width 160: largest non-cut score 19.7, smallest cut score 35.8; the default 27 sits between
     assert np.nanmax(non_cut) < 21.0 and scores[BIKES_CUTS].min() > 34.0
     assert np.nanmax(non_cut) * 1.3 < det.threshold < scores[BIKES_CUTS].min() / 1.3
+
+
+def test_a_moving_person_missed_for_two_frames_keeps_its_track():
+    """Constant-velocity prediction: a small person (20 px wide) moving 6 px per frame and missed for three frames is
+    matched where it should be, not where it was last seen (IoU 0 there)."""
+    tracker = PoseTracker(method="iou")
+    box = np.array([[100.0, 100.0, 120.0, 160.0]])
+    kp = np.zeros((1, 17, 3))
+    for t in range(3):
+        assert tracker.update(box + [6 * t, 0, 6 * t, 0], kp).tolist() == [1]
+    for _ in range(3):
+        tracker.update(np.zeros((0, 4)), np.zeros((0, 17, 3)))
+    later = box + [6 * 6, 0, 6 * 6, 0]
+    assert box_iou_matrix(box + [12, 0, 12, 0], later)[0, 0] == 0.0
+    assert tracker.update(later, kp).tolist() == [1]
