@@ -84,3 +84,12 @@ def pose_server(yolo_onnx, movenet_card):
     with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(movenet_card)], env=env) as srv:
         srv.wait_ready()
         yield srv
+
+
+@pytest.fixture(scope="session")
+def bikes_mp4() -> Path:
+    """The real clip ``video/bikes.mp4`` (640x272, 25 fps, H.264, 250 frames), or skip."""
+    p = assets_dir() / "video" / "bikes.mp4"
+    if not p.is_file():
+        pytest.skip(f"video asset missing: {p} (set POSE_ASSETS_DIR)")
+    return p
