@@ -87,11 +87,11 @@ def pose_server(yolo_onnx, movenet_card):
 
 
 @pytest.fixture(scope="session")
-def bikes_mp4(assets: Path) -> Path:
-    """The real street clip (640x272, 25 fps, H.264, 250 frames, scene cuts at 30, 76, 137, 187, 242)."""
-    p = assets / "video" / "bikes.mp4"
+def bikes_mp4() -> Path:
+    """The real clip ``video/bikes.mp4`` (640x272, 25 fps, H.264, 250 frames), or skip."""
+    p = assets_dir() / "video" / "bikes.mp4"
     if not p.is_file():
-        pytest.skip(f"video asset missing: {p}")
+        pytest.skip(f"video asset missing: {p} (set POSE_ASSETS_DIR)")
     return p
 
 
