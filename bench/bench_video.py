@@ -109,7 +109,9 @@ def ws_sessions(url: str, frames: list[bytes], sessions: int, fps: float) -> dic
             done.set()
             reader.join(30)
             wall = time.perf_counter() - t0
-        results.append({"replies": replies, "wall": wall, "latencies": latencies, "dropped": last.get("dropped_frames", 0)})
+        results.append(
+            {"replies": replies, "wall": wall, "latencies": latencies, "dropped": last.get("dropped_frames", 0)}
+        )
 
     threads = [threading.Thread(target=one) for _ in range(sessions)]
     for t in threads:
@@ -165,7 +167,9 @@ def main() -> None:
     for r in rows:
         lat = f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}" if "p50_ms" in r else ""
         drop = f"{r['dropped']} / {r['sent']}" if "sent" in r else ""
-        print(f"| {r['row']} | {r['fps']:.2f} | {r.get('detector_runs', '')} | {r.get('tracks', '')} | {lat} | {drop} |")
+        print(
+            f"| {r['row']} | {r['fps']:.2f} | {r.get('detector_runs', '')} | {r.get('tracks', '')} | {lat} | {drop} |"
+        )
 
 
 if __name__ == "__main__":

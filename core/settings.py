@@ -232,7 +232,16 @@ class Settings(BaseSettings):
         description="video / streams: the detector runs every N-th frame; in between, each track's box comes from "
         "its previous keypoints (at once when a track is lost or a scene cut is seen)",
     )
-    track_max_missed: int = Field(30, ge=0, description="a track ends when it goes unmatched in more than this many frames in a row")
+    pose_nms_thr: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="video / streams: a person whose keypoints match a higher-scoring person's with OKS above this "
+        "is a duplicate (two boxes around one person) and is dropped (MMDeploy PoseTracker's pose_nms_thr; 1: keep all)",
+    )
+    track_max_missed: int = Field(
+        30, ge=0, description="a track ends when it goes unmatched in more than this many frames in a row"
+    )
     track_min_similarity: float = Field(
         0.3, gt=0.0, le=1.0, description="least OKS (IoU for track_method iou) that continues a track"
     )
@@ -446,6 +455,7 @@ VIDEO_FIELDS: tuple[str, ...] = (
     "video_containers",
     "video_codecs",
     "det_interval",
+    "pose_nms_thr",
     "track_max_missed",
     "track_min_similarity",
     "track_method",

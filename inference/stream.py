@@ -31,6 +31,7 @@ from inference.context import RequestContext
 from inference.pipeline import PosePipeline, PoseResult
 from inference.smoothing import PoseSmoother
 from inference.tracking import PoseTracker, SceneCutDetector, bbox_from_keypoints
+from models.keypoints import oks_nms
 from models.scoring import person_scores
 
 #: Keypoints with at least this score count as found (boxes from keypoints; a propagated person with too few is lost).
@@ -45,6 +46,8 @@ class StreamOptions:
         track: report a ``track_id`` per person (and keep tracks across frames).
         smooth: One-Euro smoothing of each track's keypoints and box (needs ``track``: ignored without it).
         det_interval: the detector runs every N-th frame (1: every frame).
+        pose_nms_thr: duplicate poses (OKS above this with a higher-scoring person) are dropped
+            (:func:`models.keypoints.oks_nms`; 1: none).
         track_method, track_min_similarity, track_max_missed: :class:`inference.tracking.PoseTracker`'s.
         smooth_min_cutoff, smooth_beta, smooth_d_cutoff: :class:`inference.smoothing.PoseSmoother`'s (Hz, per
             pixel/s, Hz).
@@ -54,6 +57,7 @@ class StreamOptions:
     track: bool = True
     smooth: bool = True
     det_interval: int = 1
+    pose_nms_thr: float = 0.5
     track_method: str = "oks"
     track_min_similarity: float = 0.3
     track_max_missed: int = 30
@@ -113,6 +117,7 @@ class StreamStats:
     detector_runs: int = 0
     scene_cuts: int = 0
     lost_redetections: int = 0
+    duplicates: int = 0
     persons: int = 0
     dropped_persons: int = 0
     track_ids: set[int] = field(default_factory=set)
@@ -180,6 +185,7 @@ class PoseStream:
             result, detected = self._pose(image, ctx, force_detect=cut)
         finally:
             ctx.return_budget(pixels=0)  # this frame's crops
+        result = self._dedup(result)
         self._prev = (result.bbox_scores, result.keypoints)
         track_ids = None
         if o.track:
@@ -199,6 +205,20 @@ class PoseStream:
             if stage in result.timings_ms:
                 stats.add_time(stage, result.timings_ms[stage])
         return FrameResult(int(frame), float(time_s), result, track_ids, detected, cut)
+
+    def _dedup(self, result: PoseResult) -> PoseResult:
+        """Drop duplicate poses (:func:`models.keypoints.oks_nms` at ``pose_nms_thr``): a box around part of a person
+        already found gives that person's keypoints again, which would take the person's track."""
+        if len(result.scores) < 2 or self.options.pose_nms_thr >= 1.0:
+            return result
+        b = result.bboxes
+        areas = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+        keep = np.sort(oks_nms(result.keypoints, result.scores, areas, self.options.pose_nms_thr))
+        if len(keep) == len(result.scores):
+            return result
+        self.stats.duplicates += len(result.scores) - len(keep)
+        return replace(result, bboxes=b[keep], bbox_scores=result.bbox_scores[keep], centers=result.centers[keep],
+                       scales=result.scales[keep], keypoints=result.keypoints[keep], scores=result.scores[keep])  # fmt: skip
 
     def _pose(self, image: np.ndarray, ctx: RequestContext, force_detect: bool) -> tuple[PoseResult, bool]:
         """The pipeline on one frame: on propagated boxes when the interval allows and every person can be followed,
@@ -235,7 +255,8 @@ class PoseStream:
 
     def summary(self) -> dict:
         """The stream's figures: ``frames``, ``tracks`` (distinct track IDs), ``detector_runs``, ``scene_cuts``,
-        ``lost_redetections`` (frames the detector ran at once for a lost person), ``persons``, ``dropped_persons``
+        ``lost_redetections`` (frames the detector ran at once for a lost person), ``duplicates`` (poses dropped by the
+        pose NMS), ``persons``, ``dropped_persons``
         and ``timings_ms`` (summed per stage: scene_cut, detect, crop, pose, track, smooth)."""
         s = self.stats
         return {
@@ -244,6 +265,7 @@ class PoseStream:
             "detector_runs": s.detector_runs,
             "scene_cuts": s.scene_cuts,
             "lost_redetections": s.lost_redetections,
+            "duplicates": s.duplicates,
             "persons": s.persons,
             "dropped_persons": s.dropped_persons,
             "timings_ms": {k: round(v, 3) for k, v in s.timings_ms.items()},

@@ -149,8 +149,8 @@ class Track:
         missed: consecutive updates it went unmatched (0: matched by the last update).
         age: updates since it started, the first included.
         hits: updates that matched it, the first included.
-        velocity: float64 [4], the box's motion per update (xyxy pixels; the mean of the last two matched steps, as
-            a constant-velocity model: SORT's Kalman state reduced to its mean).
+        velocity: float64 [2], the box centre's motion per update (pixels; the mean of the last two matched steps:
+            a constant-velocity model, SORT's Kalman state reduced to its mean; the box keeps its last size).
     """
 
     track_id: int
@@ -160,21 +160,19 @@ class Track:
     missed: int = 0
     age: int = 1
     hits: int = 1
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
     def predicted(self) -> tuple[np.ndarray, np.ndarray]:
         """Where the track should be at the next update: its last box and keypoints moved by ``velocity`` times
         the updates since it was last matched. Returns (bbox [4], keypoints [K, 3])."""
-        steps = self.missed + 1
-        shift = self.velocity * steps
+        shift = self.velocity * (self.missed + 1)
         kp = self.keypoints.copy()
-        kp[:, 0] += 0.5 * (shift[0] + shift[2])
-        kp[:, 1] += 0.5 * (shift[1] + shift[3])
-        return self.bbox + shift, kp
+        kp[:, :2] += shift
+        return self.bbox + np.tile(shift, 2), kp
 
     def observe(self, bbox: np.ndarray, keypoints: np.ndarray, score: float) -> None:
         """Matched by an update: take the detection and update the velocity."""
-        step = (bbox - self.bbox) / (self.missed + 1)
+        step = (_centre(bbox) - _centre(self.bbox)) / (self.missed + 1)
         self.velocity = step if self.hits == 1 else 0.5 * (self.velocity + step)
         self.bbox, self.keypoints, self.score = bbox.copy(), keypoints.copy(), float(score)
         self.missed, self.hits = 0, self.hits + 1
@@ -198,7 +196,8 @@ class PoseTracker:
     moves on while missed for a frame or two is still matched (MMPose 0.x compared the last position only).
 
     The pairs are assigned globally (``scipy.optimize.linear_sum_assignment``, maximising the summed similarity
-    over the pairs with similarity >= ``min_similarity``); the other pairs never match. A detection without a
+    over the pairs with similarity >= ``min_similarity``), persons with a score >= ``high_score`` first, then the
+    others to the tracks left; the other pairs never match. A detection without a
     track starts a new one. A track unmatched in more than ``max_missed`` consecutive updates ends. IDs start at
     1 and only grow: an ended track's ID is never given again by this tracker (:meth:`reset` included).
     Deterministic: the same inputs give the same IDs.
@@ -210,6 +209,9 @@ class PoseTracker:
         sigmas: float [K] OKS sigmas; None: COCO-17 (:data:`models.keypoints.COCO17_SIGMAS`).
         kpt_score_thr: least keypoint score for a keypoint to count in the OKS.
         min_keypoints: fewest keypoints (confident in both poses) for OKS; fewer: the pair's box IoU.
+        high_score: persons with at least this score are matched first, the others to the tracks left (ByteTrack's
+            two-stage association, Zhang et al. 2022): a low-score box around part of a person already followed
+            (a top-down model finds that person's keypoints in it too) cannot take the person's track.
 
     Attributes:
         lost_ids: int64 [L], live tracks the last :meth:`update` did not match (ascending; their ``missed`` is
@@ -230,6 +232,7 @@ class PoseTracker:
         sigmas: np.ndarray | None = None,
         kpt_score_thr: float = 0.3,
         min_keypoints: int = 3,
+        high_score: float = 0.5,
     ) -> None:
         if method not in ("oks", "iou"):
             raise ValueError(f"track method must be 'oks' or 'iou', got {method!r}")
@@ -243,6 +246,7 @@ class PoseTracker:
         self.sigmas = COCO17_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64).reshape(-1)
         self.kpt_score_thr = float(kpt_score_thr)
         self.min_keypoints = int(min_keypoints)
+        self.high_score = float(high_score)
         self._tracks: dict[int, Track] = {}
         self._next_id = 1
         self.lost_ids = np.zeros(0, dtype=np.int64)
@@ -332,15 +336,24 @@ class PoseTracker:
             from scipy.optimize import linear_sum_assignment  # the video extra's; only a tracker needs it
 
             sim = self.similarity(b, kp)
-            gain = np.where(sim >= self.min_similarity, sim, 0.0)
-            rows, cols = linear_sum_assignment(gain, maximize=True)
-            for r, c in zip(rows.tolist(), cols.tolist()):
-                if sim[r, c] < self.min_similarity:
+            high = ~(sc < self.high_score)  # NaN (no score given): high
+            free_rows = list(range(len(tracks)))
+            for cols_stage in (np.flatnonzero(high), np.flatnonzero(~high)):
+                if not len(cols_stage) or not free_rows:
                     continue
-                t = tracks[r]
-                t.observe(b[c], kp[c], sc[c])
-                ids[c] = t.track_id
-                matched_tracks.add(t.track_id)
+                sub = sim[np.ix_(free_rows, cols_stage)]
+                gain = np.where(sub >= self.min_similarity, sub, 0.0)
+                rows, cols = linear_sum_assignment(gain, maximize=True)
+                taken = set()
+                for r, c in zip(rows.tolist(), cols.tolist()):
+                    if sub[r, c] < self.min_similarity:
+                        continue
+                    t, col = tracks[free_rows[r]], int(cols_stage[c])
+                    t.observe(b[col], kp[col], sc[col])
+                    ids[col] = t.track_id
+                    matched_tracks.add(t.track_id)
+                    taken.add(free_rows[r])
+                free_rows = [r for r in free_rows if r not in taken]
 
         lost, ended = [], []
         for t in tracks:
@@ -361,6 +374,10 @@ class PoseTracker:
         self.lost_ids = np.asarray(lost, dtype=np.int64)
         self.ended_ids = np.asarray(ended, dtype=np.int64)
         return ids
+
+
+def _centre(bbox: np.ndarray) -> np.ndarray:
+    return 0.5 * (bbox[:2] + bbox[2:])
 
 
 def _box_areas(bboxes: np.ndarray) -> np.ndarray:

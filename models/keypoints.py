@@ -304,3 +304,42 @@ def oks_matrix(
     counts = used.sum(-1)
     total = np.where(used, sim, 0.0).sum(-1)
     return np.divide(total, counts, out=np.zeros(counts.shape), where=counts > 0), counts.astype(np.int64)
+
+
+def oks_nms(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    thr: float,
+    sigmas: np.ndarray | None = None,
+    score_thr: float | None = None,
+) -> np.ndarray:
+    """Greedy non-maximum suppression of duplicate poses by OKS: MMPose's ``oks_nms``
+    (``mmpose/evaluation/functional/nms.py``), the ``pose_nms_thr`` step of MMDeploy's ``PoseTracker``.
+
+    Poses are visited by descending score; a pose whose OKS with a kept one exceeds ``thr`` is dropped (two boxes
+    around one person give a top-down model that person's keypoints twice).
+
+    Args:
+        keypoints: float [N, K, 3] (x, y, score), original-image pixels.
+        scores: float [N] person scores.
+        areas: float [N] OKS areas (pixels squared; the box areas).
+        thr: OKS above which the lower-scoring pose is dropped (>= 1: none is).
+        sigmas, score_thr: as :func:`oks_matrix`.
+
+    Returns:
+        int64 [M] indices of the kept poses, by descending score (ties: input order).
+
+    Raises:
+        ValueError: shapes that do not match.
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    order = np.argsort(-s, kind="stable")
+    if len(s) < 2 or thr >= 1.0:
+        return order.astype(np.int64)
+    oks, _ = oks_matrix(keypoints, keypoints, areas, areas, sigmas, score_thr)
+    keep: list[int] = []
+    for i in order.tolist():
+        if all(oks[i, j] <= thr for j in keep):
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)

@@ -26,8 +26,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
-from inference.render import render_poses
-from inference.video import VideoLimits, VideoReader, VideoWriter, open_video
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -47,7 +45,9 @@ from core.errors import (
 )
 from inference.context import RequestContext
 from inference.encoding import frame_line, summary_line, video_header
+from inference.render import render_poses
 from inference.stream import PoseStream, StreamOptions
+from inference.video import VideoLimits, VideoReader, VideoWriter, open_video
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
 from service.parsing import check_declared_size
 from service.routes import body_started

@@ -107,7 +107,9 @@ def test_det_interval_5_stays_close_to_every_frame(real_pipeline, four_people):
     sparse, stream = run(real_pipeline, frames, smooth=False, det_interval=5)
     summary = stream.summary()
     assert summary["detector_runs"] <= 8  # 6 by the interval, a few more for lost people
-    assert [fr.detected for fr in sparse[:6]] == [True, False, False, False, False, True] or summary["lost_redetections"]
+    assert [fr.detected for fr in sparse[:6]] == [True, False, False, False, False, True] or summary[
+        "lost_redetections"
+    ]
     diffs = []
     for a, b in zip(every, sparse):
         idx, dist = _match(b.result.keypoints, a.result.keypoints)

@@ -40,7 +40,9 @@ def frames(coco_tiny) -> list[bytes]:
 
 def _metric(url: str, name: str) -> float:
     text = httpx.get(url + "/metrics").text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#")
+    )
 
 
 def test_replies_per_frame_with_track_ids(pose_server, frames):

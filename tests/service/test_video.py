@@ -46,14 +46,25 @@ def test_bikes_streams_one_line_per_frame(bikes_lines):
 
 
 def test_bikes_people_where_there_are_people(bikes_lines):
+    """What the clip shows (looked at frame by frame; the assets README's description is off): a road marking [0, 30),
+    no people; a man in a suit cycling through traffic [30, ~46), then traffic; a police cyclist standing [76, 137) (a
+    car passing in front hides him in ~[83, 102): YOLOv8n finds nobody there); a parked bicycle with tiny people far
+    behind [137, 187); a pedestrian's legs crossing [187, ~212), then the parked bicycle alone [~212, 250)."""
     frames = bikes_lines[1:-1]
-    cyclist = [f for f in frames if 140 <= f["frame"] < 185]  # the standing cyclist, away from the cuts
-    assert sum(bool(f["persons"]) for f in cyclist) >= 0.9 * len(cyclist)
-    empty = [f for f in frames if f["frame"] < CUTS[1]]  # README: no people before the legs and the cyclist
+
+    def found(lo, hi):
+        part = [f for f in frames if lo <= f["frame"] < hi]
+        return sum(bool(f["persons"]) for f in part) / len(part)
+
+    assert found(30, 45) >= 0.9 and found(103, 137) >= 0.9 and found(189, 208) >= 0.8
+    empty = [f for f in frames if f["frame"] < CUTS[0] or f["frame"] >= 216]
     assert sum(len(f["persons"]) for f in empty) == 0
+    cyclist = [f for f in frames if 103 <= f["frame"] < 137]
     p = cyclist[0]["persons"][0]
     assert set(p) == {"track_id", "bbox", "bbox_score", "keypoints", "score"}
     assert len(p["keypoints"]) == 17 and isinstance(p["track_id"], int)
+    ids = {q["track_id"] for f in cyclist for q in f["persons"] if q["score"] > 0.5}
+    assert len(ids) == 1  # the cyclist keeps one track ID for the whole scene
 
 
 def test_bikes_track_ids_change_at_scene_cuts(bikes_lines):
@@ -61,7 +72,7 @@ def test_bikes_track_ids_change_at_scene_cuts(bikes_lines):
     for f in bikes_lines[1:-1]:
         ids_by_scene.setdefault(_scene(f["frame"]), set()).update(p["track_id"] for p in f["persons"])
     scenes = [s for s, ids in ids_by_scene.items() if ids]
-    assert len(scenes) >= 2  # the cyclist's scene and the pedestrian's
+    assert {1, 2, 4} <= set(scenes)  # the suited cyclist's, the police cyclist's and the pedestrian's
     for a in scenes:
         for b in scenes:
             if a != b:
@@ -69,7 +80,9 @@ def test_bikes_track_ids_change_at_scene_cuts(bikes_lines):
 
 
 def test_options_stride_max_frames_and_no_tracking(pose_server, bikes_mp4):
-    lines = _stream_lines(pose_server.url, bikes_mp4.read_bytes(), {"frame_stride": 5, "max_frames": 12, "track": "false"})
+    lines = _stream_lines(
+        pose_server.url, bikes_mp4.read_bytes(), {"frame_stride": 5, "max_frames": 12, "track": "false"}
+    )
     frames = [f for f in lines if f["type"] == "frame"]
     assert [f["frame"] for f in frames] == list(range(0, 60, 5))
     assert all("track_id" not in p for f in frames for p in f["persons"])
@@ -99,14 +112,16 @@ def test_render_returns_a_playable_mp4_with_the_same_frame_count(pose_server, bi
 
 def _metric(url: str, name: str) -> float:
     text = httpx.get(url + "/metrics").text
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#")
+    )
 
 
 def test_client_gone_stops_decoding(pose_server, coco_tiny):
     from inference.imageio import decode_image
 
     image = decode_image((coco_tiny / "000000196141.jpg").read_bytes())
-    clip = encode_clip([image] * 400, fps=25.0)
+    clip = encode_clip([image[:428]] * 400, fps=25.0)  # libx264 yuv420p: even sizes
     before = _metric(pose_server.url, 'pose_video_frames_total{source="video"}')
     with httpx.stream("POST", pose_server.url + "/pose/video", files={"file": ("c.mp4", clip, "video/mp4")},
                       timeout=60) as r:  # fmt: skip
