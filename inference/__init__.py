@@ -1,8 +1,8 @@
 """The engine, without HTTP and without torch: runtimes behind one interface (``runtime_base.Runtime``; onnxruntime
 and the factory ``create_runtime`` in ``runtime``, OpenVINO ``runtime_ov``, TensorRT ``runtime_trt``; ``cuda_stack``:
 the build-time CUDA stack check), image decode (``imageio``), the person detector (``person_detector``), the
-card-driven pose estimator (``pose_estimator``), the batcher (``batcher``), the pipeline (``pipeline``) and the
-deadline / cancellation token of a request (``context``).
+card-driven pose estimator (``pose_estimator``), the batcher (``batcher``), the pipeline (``pipeline``), the
+deadline / cancellation token of a request (``context``) and drawing (``render``).
 
 The server (``service``), evaluation and quantisation use it; it never imports them, torch, FastAPI or uvicorn
 (``tests/service/test_layers_no_torch.py`` and the import-linter contracts in ``pyproject.toml`` check it).
