@@ -1,10 +1,11 @@
-"""The HTTP API's response models, and the one encoding of a pipeline result into them."""
+"""The HTTP API's response models; a pipeline result is encoded by ``inference.encoding`` (shared with ``pose-predict``)
+and validated into them."""
 
 from __future__ import annotations
 
-import numpy as np
 from pydantic import BaseModel, Field
 
+from inference.encoding import image_answer
 from inference.pipeline import PoseResult
 
 
@@ -41,28 +42,9 @@ class PoseResponse(BaseModel):
 
     @classmethod
     def from_result(cls, result: PoseResult, pose_name: str, keypoint_names: list[str]) -> PoseResponse:
-        """Encode a pipeline result: people by descending person score, pixels rounded to 0.01, scores to 1e-5."""
-        order = np.argsort(-result.scores, kind="stable")
-        persons = [
-            Person(
-                bbox=[round(float(v), 2) for v in result.bboxes[i]],
-                bbox_score=round(float(result.bbox_scores[i]), 5),
-                keypoints=[
-                    [round(float(x), 2), round(float(y), 2), round(float(s), 5)] for x, y, s in result.keypoints[i]
-                ],
-                score=round(float(result.scores[i]), 5),
-            )
-            for i in order
-        ]
-        return cls(
-            width=result.width,
-            height=result.height,
-            persons=persons,
-            keypoint_names=keypoint_names,
-            models=ModelsUsed(detector=result.detector, pose=pose_name),
-            timings_ms={k: round(v, 2) for k, v in result.timings_ms.items()},
-            dropped_persons=result.dropped,
-        )
+        """Encode a pipeline result: people by descending person score, pixels rounded to 0.01, scores to 1e-5
+        (``inference.encoding.image_answer``, which ``pose-predict`` writes too)."""
+        return cls.model_validate(image_answer(result, pose_name, keypoint_names))
 
 
 class ErrorResponse(BaseModel):
