@@ -57,6 +57,15 @@ def coco_mini(assets: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def bikes_mp4(assets: Path) -> Path:
+    """A real 10 s street clip: 640x272, 25 fps, H.264, 250 frames, 5 scene cuts; people in frames ~137-241."""
+    p = assets / "video" / "bikes.mp4"
+    if not p.is_file():
+        pytest.skip(f"video asset missing: {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
 def movenet_card(movenet_onnx: Path, tmp_path_factory) -> Path:
     """A model card for the MoveNet Thunder asset, written to a temp dir (assets stay read-only).
 
