@@ -3,7 +3,8 @@
     pose-predict photo.jpg 'data/*.png' clips/ match.mp4 rtsp://camera/1 --out runs/pose/predict --render
 
 As Ultralytics' ``yolo predict source=...``: each source's poses are written to ``--out`` (default
-``runs/pose/predict``), in the encoding of the service (:mod:`inference.encoding`):
+``runs/pose/predict``; the images first, under one progress bar, then each video with its own), in the encoding of
+the service (:mod:`inference.encoding`):
 
 * an image ``<stem>.json``: the fields of ``POST /pose``'s answer; with ``--render``, ``<stem>.jpg`` drawn;
 * a video or URL ``<stem>.ndjson``: a ``video`` header line, one ``frame`` line per processed frame (people with
