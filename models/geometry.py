@@ -348,3 +348,34 @@ def half_body_center_scale(keypoints: np.ndarray, ids, padding: float = 1.5) -> 
     wh = sel.max(axis=0) - sel.min(axis=0)
     scale = np.array([wh[0], wh[1]], dtype=center.dtype) * padding
     return center, scale
+
+
+def box_iou_matrix(bboxes_a: np.ndarray, bboxes_b: np.ndarray) -> np.ndarray:
+    """IoU between every box of one set and every box of another (intersection over union of the areas).
+
+    The boxes' areas are ``(x2 - x1) * (y2 - y1)`` (no +1: a pixel's index is its coordinate, as MMPose's
+    ``_compute_iou`` in ``mmpose/apis/inference_tracking.py`` of 0.x and MMDeploy's pose tracker
+    ``intersection_over_union``). A pair whose union is 0 (two empty boxes) has IoU 0.
+
+    Args:
+        bboxes_a: float [N, 4] xyxy in original-image pixels.
+        bboxes_b: float [M, 4] xyxy in the same pixels.
+
+    Returns:
+        float64 [N, M] in [0, 1].
+
+    Raises:
+        ValueError: an input is not [*, 4].
+    """
+    a, b = np.asarray(bboxes_a, dtype=np.float64), np.asarray(bboxes_b, dtype=np.float64)
+    a, b = (x.reshape(0, 4) if x.size == 0 else x for x in (a, b))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != 4 or b.shape[1] != 4:
+        raise ValueError(f"boxes must be [N, 4] xyxy, got {list(a.shape)} and {list(b.shape)}")
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

@@ -251,3 +251,56 @@ def schema_for_names(names) -> KeypointSchema | None:
     """The schema whose keypoint names are exactly ``names`` (in order), or None."""
     names = tuple(names)
     return next((s for s in SCHEMAS.values() if s.names == names), None)
+
+
+def oks_matrix(
+    keypoints_a: np.ndarray,
+    keypoints_b: np.ndarray,
+    areas_a: np.ndarray,
+    areas_b: np.ndarray,
+    sigmas: np.ndarray | None = None,
+    score_thr: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """OKS between every pose of one set and every pose of another (both predictions, e.g. a track and a detection).
+
+    Follows ``oks_iou`` of MMPose (``mmpose/core/post_processing/nms.py`` in 0.x, ``evaluation/functional/nms.py``
+    in 1.x), which pose tracking by OKS (``_track_by_oks`` in 0.x ``mmpose/apis/inference_tracking.py``) uses:
+    ``mean_k exp(-d_k^2 / (2 * (2 sigma_k)^2 * ((a + b) / 2 + eps)))``. With ``score_thr`` the mean runs over the
+    keypoints whose score is >= ``score_thr`` in both poses (MMPose's ``vis_thr``); a pair with no such keypoint
+    has OKS 0.
+
+    Args:
+        keypoints_a: float [N, K, 3] (x, y, score), original-image pixels.
+        keypoints_b: float [M, K, 3].
+        areas_a: float [N] OKS areas (pixels squared; MMPose's tracking uses the box area w * h).
+        areas_b: float [M].
+        sigmas: float [K]; default :data:`COCO17_SIGMAS`.
+        score_thr: least keypoint score (both poses) for a keypoint to count; None: all K count.
+
+    Returns:
+        (oks, counts): float64 [N, M] in [0, 1] and int64 [N, M], the number of keypoints each OKS averages.
+
+    Raises:
+        ValueError: shapes that do not match (K of the poses and of ``sigmas``, N / M of the areas).
+    """
+    sig = COCO17_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    k = len(sig)
+    a = np.asarray(keypoints_a, dtype=np.float64)
+    b = np.asarray(keypoints_b, dtype=np.float64)
+    a = a.reshape(0, k, 3) if a.size == 0 else a
+    b = b.reshape(0, k, 3) if b.size == 0 else b
+    if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != (k, 3) or b.shape[1:] != (k, 3):
+        raise ValueError(f"keypoints must be [N, {k}, 3] (x, y, score), got {list(a.shape)} and {list(b.shape)}")
+    area_a = np.asarray(areas_a, dtype=np.float64).reshape(-1)
+    area_b = np.asarray(areas_b, dtype=np.float64).reshape(-1)
+    if len(area_a) != len(a) or len(area_b) != len(b):
+        raise ValueError(f"{len(a)} and {len(b)} poses but {len(area_a)} and {len(area_b)} areas")
+    sq = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # [N, M, K]
+    scale = (area_a[:, None] + area_b[None, :]) / 2 + np.spacing(1)  # [N, M]
+    sim = np.exp(-sq / ((2 * sig) ** 2)[None, None, :] / scale[:, :, None] / 2)
+    if score_thr is None:
+        return sim.mean(-1), np.full(sim.shape[:2], k, dtype=np.int64)
+    used = (a[:, None, :, 2] >= score_thr) & (b[None, :, :, 2] >= score_thr)
+    counts = used.sum(-1)
+    total = np.where(used, sim, 0.0).sum(-1)
+    return np.divide(total, counts, out=np.zeros(counts.shape), where=counts > 0), counts.astype(np.int64)

@@ -70,3 +70,16 @@ def test_crop_samples_the_right_pixels():
 def test_validate_bboxes_names_the_problem(bad, msg):
     with pytest.raises(ValueError, match=msg):
         validate_bboxes(np.array(bad, dtype=np.float64))
+
+
+def test_box_iou_matrix():
+    from models.geometry import box_iou_matrix
+
+    a = np.array([[0, 0, 100, 100], [0, 0, 0, 0]], float)
+    b = np.array([[50, 0, 150, 100], [0, 0, 100, 100], [200, 200, 300, 300], [0, 0, 0, 0]], float)
+    got = box_iou_matrix(a, b)
+    np.testing.assert_allclose(got, [[50 / 150, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])  # empty boxes: 0, no NaN
+    np.testing.assert_allclose(box_iou_matrix(b, a), got.T)
+    assert box_iou_matrix(np.zeros((0, 4)), b).shape == (0, 4)
+    with pytest.raises(ValueError):
+        box_iou_matrix(np.zeros((2, 3)), b)
