@@ -47,3 +47,27 @@ def test_the_service_answer_is_this_encoding():
     assert PoseResponse.from_result(result, "movenet", names).model_dump() == answer
     assert answer["models"] == {"detector": "yolo", "pose": "movenet"} and answer["dropped_persons"] == 1
     assert (answer["width"], answer["height"]) == (64, 48) and answer["timings_ms"] == {"detect": 1.23, "total": 9.88}
+
+
+def test_video_lines():
+    from types import SimpleNamespace
+
+    from inference.encoding import frame_line, summary_line, video_header
+    from inference.stream import FrameResult
+
+    frame = FrameResult(7, 0.28000001, _result(), np.array([4, 9]), detected=True, scene_cut=False)
+    line = frame_line(frame)
+    assert (line["type"], line["frame"], line["time_s"]) == ("frame", 7, 0.28)
+    assert [p["track_id"] for p in line["persons"]] == [9, 4]
+    untracked = frame_line(FrameResult(8, 0.32, _result(1), None, detected=False, scene_cut=False))
+    assert "track_id" not in untracked["persons"][0]
+
+    card = SimpleNamespace(keypoint_names=["a", "b"])
+    pipeline = SimpleNamespace(detector=SimpleNamespace(name="yolo"), pose=SimpleNamespace(name="mn", card=card))
+    info = SimpleNamespace(width=640, height=272, fps=25.0, frames=None)
+    assert video_header(info, pipeline) == {
+        "type": "video", "width": 640, "height": 272, "fps": 25.0, "frames": None,
+        "models": {"detector": "yolo", "pose": "mn"}, "keypoint_names": ["a", "b"],
+    }  # fmt: skip
+    stream = SimpleNamespace(summary=lambda: {"frames": 2, "tracks": 1})
+    assert summary_line(stream, wall_s=1.5) == {"type": "summary", "frames": 2, "tracks": 1, "wall_s": 1.5}
