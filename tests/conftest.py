@@ -57,15 +57,6 @@ def coco_mini(assets: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bikes_mp4(assets: Path) -> Path:
-    """A real 10 s street clip: 640x272, 25 fps, H.264, 250 frames, 5 scene cuts; people in frames ~137-241."""
-    p = assets / "video" / "bikes.mp4"
-    if not p.is_file():
-        pytest.skip(f"video asset missing: {p}")
-    return p
-
-
-@pytest.fixture(scope="session")
 def movenet_card(movenet_onnx: Path, tmp_path_factory) -> Path:
     """A model card for the MoveNet Thunder asset, written to a temp dir (assets stay read-only).
 
@@ -93,3 +84,12 @@ def pose_server(yolo_onnx, movenet_card):
     with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(movenet_card)], env=env) as srv:
         srv.wait_ready()
         yield srv
+
+
+@pytest.fixture(scope="session")
+def bikes_mp4() -> Path:
+    """The real clip ``video/bikes.mp4`` (640x272, 25 fps, H.264, 250 frames), or skip."""
+    p = assets_dir() / "video" / "bikes.mp4"
+    if not p.is_file():
+        pytest.skip(f"video asset missing: {p} (set POSE_ASSETS_DIR)")
+    return p
