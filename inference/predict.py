@@ -368,7 +368,10 @@ class Predictor:
             if bar is not None:
                 bar.close()
             if writer is not None:
-                writer.close()
+                try:
+                    writer.close()
+                except PoseServiceError as exc:
+                    error = error or exc
             if ndjson is not None:
                 extra = {"wall_s": round(time.perf_counter() - t0, 3)}
                 if error is not None:
@@ -413,15 +416,19 @@ def main(argv: list[str] | None = None) -> int:
     from inference.pipeline import PosePipeline
 
     try:
-        settings = resolve_models(settings)
-    except ModelLoadError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        pipeline = PosePipeline.from_settings(settings)
-    except ModelLoadError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_LOAD
+        try:
+            settings = resolve_models(settings)
+        except ModelLoadError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            pipeline = PosePipeline.from_settings(settings)
+        except ModelLoadError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_LOAD
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted while loading the models; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     args.out.mkdir(parents=True, exist_ok=True)
     with StopRequest() as stop:
         predictor = Predictor(pipeline, settings, args, stop)

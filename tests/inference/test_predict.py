@@ -3,7 +3,6 @@ a whole video with its rendering, a loopback http:// URL, missing and corrupt so
 
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import os
@@ -41,6 +40,16 @@ def _mp4_frames(path: Path) -> tuple[int, tuple[int, int]]:
     return len(frames), (frames[0].width, frames[0].height)
 
 
+def _mp4_frame(path: Path, index: int) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i == index:
+                return frame.to_ndarray(format="rgb24")
+    raise IndexError(index)
+
+
 def test_a_folder_of_images_gives_one_json_each_with_the_service_fields(coco_tiny, model_args, tmp_path):
     from service.schemas import PoseResponse
 
@@ -73,10 +82,10 @@ def test_a_glob(coco_tiny, model_args, tmp_path):
 
 
 def test_a_whole_video_with_tracks_and_its_rendering(bikes_mp4, model_args, tmp_path):
-    """All 250 frames of bikes.mp4: one NDJSON line per frame between the header and the summary, tracked people in
-    the frames that have some, and an MP4 of as many frames as the source."""
+    """All 250 frames of bikes.mp4, the detector every 5th frame (and on its scene cuts): one NDJSON line per frame
+    between the header and the summary, tracks that end at a scene cut, and an MP4 of as many frames as the source."""
     out = tmp_path / "out"
-    assert main([str(bikes_mp4), "--out", str(out), "--render", *model_args]) == 0
+    assert main([str(bikes_mp4), "--out", str(out), "--render", "--det-interval", "5", *model_args]) == 0
     lines = _ndjson(out / "bikes.ndjson")
     header, frames, summary = lines[0], lines[1:-1], lines[-1]
     assert header["type"] == "video" and (header["width"], header["height"], header["frames"]) == (640, 272, 250)
@@ -86,23 +95,53 @@ def test_a_whole_video_with_tracks_and_its_rendering(bikes_mp4, model_args, tmp_
     assert frames[100]["time_s"] == pytest.approx(4.0)
     persons = [p for f in frames for p in f["persons"]]
     assert persons and all(isinstance(p["track_id"], int) for p in persons)
-    assert not any(f["persons"] for f in frames[:120])  # nobody before the cyclist's scene
-    assert summary["type"] == "summary" and summary["frames"] == 250 and summary["tracks"] >= 1
-    assert summary["scene_cuts"] >= 3 and summary["persons"] == len(persons) and "interrupted" not in summary
+    ids = [{p["track_id"] for p in f["persons"]} for f in frames]
+    walker = set().union(*ids[187:242])  # the scene between the cuts at frames 187 and 242: a pedestrian
+    assert walker and not walker & set().union(*ids[:187])  # a scene cut ends every track
+    assert max(sum(i in s for s in ids) for i in walker) >= 20  # and the pedestrian keeps one ID for 20+ frames
+    assert summary["type"] == "summary" and summary["frames"] == 250 and summary["scene_cuts"] == 5
+    assert summary["tracks"] == len({p["track_id"] for p in persons}) and summary["persons"] == len(persons)
+    assert summary["detector_runs"] < 125 and "interrupted" not in summary and "error" not in summary
     assert _mp4_frames(out / "bikes.mp4") == (250, (640, 272))
+    drawn, source = _mp4_frame(out / "bikes.mp4", 190), _mp4_frame(bikes_mp4, 190)
+    x1, y1, x2, y2 = (int(v) for v in frames[190]["persons"][0]["bbox"])
+    change = np.abs(drawn.astype(int) - source.astype(int)).sum(-1)
+    assert change[y1:y2, x1:x2].mean() > 3 * change[:, : max(1, x1 - 10)].mean()  # skeleton drawn, not re-encoding
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+def _serve_with_ranges(data: bytes) -> http.server.ThreadingHTTPServer:
+    """A loopback HTTP server of ``data`` at any path, answering byte ranges as file servers do (FFmpeg seeks to an
+    MP4's index at the end with a Range request)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            start, end = 0, len(data) - 1
+            ranged = self.headers.get("Range", "").startswith("bytes=")
+            if ranged:
+                first, _, last = self.headers["Range"][6:].partition("-")
+                start, end = int(first or 0), min(int(last) if last else len(data) - 1, len(data) - 1)
+            self.send_response(206 if ranged else 200)
+            if ranged:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            try:
+                self.wfile.write(data[start : end + 1])
+            except (BrokenPipeError, ConnectionResetError):  # FFmpeg closes a connection once it has seen enough
+                pass
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def test_a_loopback_http_url_without_tracking(bikes_mp4, model_args, tmp_path):
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(bikes_mp4.parent))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = _serve_with_ranges(bikes_mp4.read_bytes())
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{bikes_mp4.name}"
         out = tmp_path / "out"
@@ -124,6 +163,14 @@ def test_a_missing_source_fails_fast_with_its_name(coco_tiny, model_args, tmp_pa
     err = capsys.readouterr().err
     assert status == 2 and f"{missing}: no such file or folder" in err and f"{empty_glob}: matches no image" in err
     assert not out.exists()  # checked before any model loads or anything is written
+
+
+def test_a_model_that_fails_to_load_exits_3(coco_tiny, yolo_onnx, tmp_path, capsys):
+    card = tmp_path / "broken.json"
+    card.write_text("{not json")
+    args = [str(coco_tiny / "000000000785.jpg"), "--out", str(tmp_path / "out"), "--quiet", "--offline"]
+    assert main([*args, "--detector", str(yolo_onnx), "--pose", str(card), "--cache-dir", str(tmp_path)]) == 3
+    assert "broken.json" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_a_corrupt_video_among_good_images(coco_tiny, model_args, tmp_path, capsys):
