@@ -308,7 +308,7 @@ class Predictor:
                     bar.update()
                     continue
                 answer = image_answer(result, self.pipeline.pose.name, self.keypoint_names)
-                _write_text(self.out / f"{source.stem}.json", json.dumps(answer, separators=(",", ":")) + "\n")
+                (self.out / f"{source.stem}.json").write_text(_line(answer), encoding="utf-8")
                 if self.args.render:
                     (self.out / f"{source.stem}.jpg").write_bytes(encode_jpeg(self._render(image, result)))
                 bar.update()
@@ -390,10 +390,6 @@ class Predictor:
 
 def _line(obj: dict) -> str:
     return json.dumps(obj, separators=(",", ":")) + "\n"
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
