@@ -1,87 +1,126 @@
-"""The one JSON encoding of results: persons of an image, and the lines of a video answer (NDJSON).
+"""The one JSON encoding of pose results, shared by the service and ``pose-predict`` so their answers never drift.
 
-``POST /pose`` (``service.schemas.PoseResponse``), ``POST /pose/video``, the ``/pose/stream`` WebSocket and
-``pose-predict`` all encode through these functions, so their fields and rounding never drift apart: people by
-descending person score, pixels rounded to 0.01, scores to 1e-5.
+* :func:`person_dicts` / :func:`image_answer`: one image, the fields of ``POST /pose``'s answer
+  (``service.schemas.PoseResponse.from_result`` validates this dict; ``pose-predict`` writes it as ``<stem>.json``);
+* :func:`video_header`, :func:`frame_line`, :func:`summary_line`: the NDJSON lines of a video
+  (``POST /pose/video``'s answer and ``pose-predict``'s ``<stem>.ndjson``): one header, one line per processed frame,
+  one summary.
+
+Rounding: pixels to 0.01, scores to 1e-5, times to 0.01 ms (stage timings) or 1e-4 s (frame times). Plain dicts
+of Python numbers (``json.dumps`` takes them as they are); no pydantic, no HTTP.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from inference.pipeline import PoseResult
+if TYPE_CHECKING:  # annotations only: encoding an image needs no stream (nor its tracking's scipy)
+    from inference.pipeline import PosePipeline, PoseResult
+    from inference.stream import FrameResult, PoseStream
 
 
-def person_dicts(result: PoseResult, track_ids: np.ndarray | None = None) -> list[dict]:
-    """The persons of a result, by descending person score.
+def person_dicts(result: PoseResult, track_ids: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """The people of a result by descending person score (ties: detection order).
 
     Args:
-        result: a pipeline result (bboxes [N, 4] xyxy and keypoints [N, K, 3] in original-image pixels).
-        track_ids: int [N] per person, or None (no ``track_id`` field).
+        result: the pipeline's result (bboxes [N, 4] xyxy, keypoints [N, K, 3], original-image pixels).
+        track_ids: int [N] per person (a stream's), or None.
 
     Returns:
-        ``[{"track_id"?, "bbox": [x1, y1, x2, y2], "bbox_score", "keypoints": [[x, y, score], ...], "score"}]``.
+        ``[{"bbox": [x1, y1, x2, y2], "bbox_score", "keypoints": [[x, y, score]] * K, "score"}]``, each with
+        ``"track_id"`` first when ``track_ids`` is given (absent otherwise).
     """
     order = np.argsort(-np.asarray(result.scores), kind="stable")
     persons = []
     for i in order:
-        p = {} if track_ids is None else {"track_id": int(track_ids[i])}
-        p["bbox"] = [round(float(v), 2) for v in result.bboxes[i]]
-        p["bbox_score"] = round(float(result.bbox_scores[i]), 5)
-        p["keypoints"] = [
-            [round(float(x), 2), round(float(y), 2), round(float(s), 5)] for x, y, s in result.keypoints[i]
-        ]
-        p["score"] = round(float(result.scores[i]), 5)
-        persons.append(p)
+        person: dict[str, Any] = {} if track_ids is None else {"track_id": int(track_ids[i])}
+        person["bbox"] = [round(float(v), 2) for v in result.bboxes[i]]
+        person["bbox_score"] = round(float(result.bbox_scores[i]), 5)
+        person["keypoints"] = [[round(float(x), 2), round(float(y), 2), round(float(s), 5)]
+                               for x, y, s in result.keypoints[i]]  # fmt: skip
+        person["score"] = round(float(result.scores[i]), 5)
+        persons.append(person)
     return persons
 
 
-def video_header(info, pipeline, options=None) -> dict:
-    """The first line of a video answer: ``{"type": "video", "width", "height", "fps", "frames", "models", ...}``.
+def image_answer(result: PoseResult, pose_name: str, keypoint_names: Sequence[str]) -> dict[str, Any]:
+    """``POST /pose``'s answer for one image: ``width``, ``height`` (pixels, after EXIF orientation), ``persons``
+    (:func:`person_dicts`), ``keypoint_names``, ``models`` (``detector``: None for caller boxes, ``pose``),
+    ``timings_ms`` (per stage) and ``dropped_persons``."""
+    return {
+        "width": result.width,
+        "height": result.height,
+        "persons": person_dicts(result),
+        "keypoint_names": list(keypoint_names),
+        "models": {"detector": result.detector, "pose": pose_name},
+        "timings_ms": {k: round(float(v), 2) for k, v in result.timings_ms.items()},
+        "dropped_persons": int(result.dropped),
+    }
+
+
+def video_header(info, pipeline: PosePipeline, options=None) -> dict[str, Any]:
+    """The first line of a video's answer.
 
     Args:
-        info: the source's ``inference.video.VideoInfo`` (frames None when the container does not say).
-        pipeline: the ``PosePipeline`` (model names, keypoint names).
-        options: the stream's ``inference.stream.StreamOptions`` (reported), or None.
+        info: the video's facts (``inference.video.VideoInfo``: ``width``, ``height`` pixels, ``fps``, ``frames``
+            as declared by the container, None when unknown).
+        pipeline: the models (``detector`` may be None).
+        options: the stream's ``inference.stream.StreamOptions`` (reported as ``options``), or None.
+
+    Returns:
+        ``{"type": "video", "width", "height", "fps", "frames", "models": {"detector", "pose"}, "keypoint_names",
+        "options"?: {"track", "smooth", "det_interval"}}``.
     """
+    fps = getattr(info, "fps", None)
+    frames = getattr(info, "frames", None)
     line = {
         "type": "video",
-        "width": info.width,
-        "height": info.height,
-        "fps": None if info.fps is None else round(float(info.fps), 3),
-        "frames": info.frames,
-        "models": {"detector": pipeline.detector.name if pipeline.detector else None, "pose": pipeline.pose.name},
-        "keypoint_names": pipeline.pose.card.keypoint_names,
+        "width": int(info.width),
+        "height": int(info.height),
+        "fps": None if fps is None else round(float(fps), 4),
+        "frames": None if frames is None else int(frames),
+        "models": {
+            "detector": None if pipeline.detector is None else pipeline.detector.name,
+            "pose": pipeline.pose.name,
+        },
+        "keypoint_names": list(pipeline.pose.card.keypoint_names),
     }
     if options is not None:
         line["options"] = {"track": options.track, "smooth": options.smoothing, "det_interval": options.det_interval}
     return line
 
 
-def frame_line(fr) -> dict:
-    """A frame's line: ``{"type": "frame", "frame", "time_s", "persons": [...], "detected", "scene_cut"}``
-    (``fr``: an ``inference.stream.FrameResult``; persons carry ``track_id`` when tracking is on)."""
+def frame_line(frame: FrameResult) -> dict[str, Any]:
+    """One processed frame: ``{"type": "frame", "frame": index in the source, "time_s": presentation time (s),
+    "persons": [...], "detected": the detector ran on it, "scene_cut": it starts a scene}`` (:func:`person_dicts`,
+    with ``track_id`` when the stream tracks; ``dropped_persons`` when the pose model gave NaN for some)."""
     line = {
         "type": "frame",
-        "frame": fr.frame,
-        "time_s": round(fr.time_s, 6),
-        "persons": person_dicts(fr.result, fr.track_ids),
+        "frame": int(frame.frame),
+        "time_s": round(float(frame.time_s), 4),
+        "persons": person_dicts(frame.result, frame.track_ids),
+        "detected": bool(frame.detected),
+        "scene_cut": bool(frame.scene_cut),
     }
-    line["detected"] = fr.detected
-    line["scene_cut"] = fr.scene_cut
-    if fr.result.dropped:
-        line["dropped_persons"] = fr.result.dropped
+    if frame.result.dropped:
+        line["dropped_persons"] = int(frame.result.dropped)
     return line
 
 
-def summary_line(stream, reader=None, elapsed_s: float | None = None) -> dict:
-    """The last line: ``{"type": "summary", **stream.summary()}`` plus ``frames_decoded`` and decode time (from the
-    ``inference.video.VideoReader``) and the wall time and frames/s of the whole video."""
+def summary_line(stream: PoseStream, reader=None, elapsed_s: float | None = None, **extra: Any) -> dict[str, Any]:
+    """The last line: ``{"type": "summary", **stream.summary(), **extra}``; with the ``inference.video.VideoReader``,
+    ``frames_decoded`` and the decode time (``timings_ms.decode``); with ``elapsed_s``, the wall time
+    (``timings_ms.total``) and ``fps`` (processed frames per wall second). ``extra``: what the caller adds, such as
+    ``wall_s`` or ``interrupted``."""
     line = {"type": "summary", **stream.summary()}
     if reader is not None:
-        line["frames_decoded"] = reader.frames_decoded
-        line["timings_ms"]["decode"] = round(reader.decode_s * 1000.0, 3)
+        line["frames_decoded"] = int(reader.frames_decoded)
+        line["timings_ms"]["decode"] = round(float(reader.decode_s) * 1000.0, 3)
     if elapsed_s is not None:
         line["timings_ms"]["total"] = round(elapsed_s * 1000.0, 3)
         line["fps"] = round(line["frames"] / elapsed_s, 3) if elapsed_s > 0 else None
+    line.update(extra)
     return line

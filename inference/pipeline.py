@@ -3,7 +3,7 @@
 One readable path, in LitServe's hook order: :meth:`PosePipeline.from_settings` (setup),
 :meth:`PosePipeline.run` (decode the bytes, then :meth:`PosePipeline.predict`: detect, crop, the
 batched pose model, map back) and its per-stage timings. Encoding the answer is
-``service.schemas.PoseResponse.from_result``. Evaluation runs this same object, so what is measured is
+``inference.encoding`` (the service's JSON and ``pose-predict``'s files). Evaluation runs this same object, so what is measured is
 what is served.
 """
 

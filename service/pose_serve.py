@@ -4,8 +4,8 @@
 
 Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the environment;
 options override it). With no model paths, the default models are looked up in the cache, and
-prepared there when missing (``service/default_models.py``: ``pose-export defaults`` run as a subprocess, at the command
-line level only; the server never imports ``export``).
+prepared there when missing (``inference.default_models.resolve_models``: ``pose-export defaults`` run as a subprocess,
+at the command line level only; the server never imports ``export``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from core.cli_options import add_settings_options, settings_from_args
 from core.errors import ModelLoadError
-from core.settings import SERVE_FIELDS, Settings
+from core.settings import SERVE_FIELDS
+from inference.default_models import resolve_models
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,27 +33,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_settings_options(p, SERVE_FIELDS)
     return p.parse_args(argv)
-
-
-def resolve_models(settings: Settings) -> Settings:
-    """Turn a pose checkpoint (``.pth``) into its exported card (``service.default_models.resolve_pose_checkpoint``), then
-    fill unset model paths with the default models from the cache (preparing them if allowed).
-
-    Raises:
-        ModelLoadError: defaults are missing (the message names the files and the command that prepares them), or
-            the checkpoint cannot be exported.
-    """
-    from service.default_models import is_checkpoint, resolve_default_models, resolve_pose_checkpoint
-
-    if settings.pose_model is not None and is_checkpoint(settings.pose_model):
-        settings = settings.model_copy(update={"pose_model": resolve_pose_checkpoint(settings.pose_model, settings)})
-    if settings.detector_model is not None and settings.pose_model is not None:
-        return settings
-
-    det, pose = resolve_default_models(settings)
-    return settings.model_copy(
-        update={"detector_model": settings.detector_model or det, "pose_model": settings.pose_model or pose}
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

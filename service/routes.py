@@ -28,9 +28,9 @@ from core.errors import (
     public_message,
 )
 from inference.context import RequestContext
+from inference.render import render_jpeg
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
 from service.parsing import check_declared_size, parse_bboxes, read_upload
-from service.render import render_jpeg
 from service.schemas import ErrorResponse, PoseResponse
 
 router = APIRouter()
@@ -191,7 +191,7 @@ async def pose(
         if render:
             schema = pipeline.pose.card.schema
             args = (result.image, result.bboxes, result.keypoints, settings.max_render_pixels)
-            args += (schema.skeleton if schema is not None else (),)
+            args += (schema.skeleton if schema is not None else (), pipeline.pose.card.keypoint_names)
             return Response(await run_watched(request, ctx, render_jpeg, *args), media_type="image/jpeg")
         return PoseResponse.from_result(result, pipeline.pose.name, pipeline.pose.card.keypoint_names)
     finally:

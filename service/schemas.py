@@ -1,10 +1,11 @@
-"""The HTTP API's response models, and the one encoding of a pipeline result into them."""
+"""The HTTP API's response models; a pipeline result is encoded by ``inference.encoding`` (shared with ``pose-predict``)
+and validated into them."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from inference.encoding import person_dicts
+from inference.encoding import image_answer
 from inference.pipeline import PoseResult
 
 
@@ -41,17 +42,9 @@ class PoseResponse(BaseModel):
 
     @classmethod
     def from_result(cls, result: PoseResult, pose_name: str, keypoint_names: list[str]) -> PoseResponse:
-        """Encode a pipeline result: people by descending person score, pixels rounded to 0.01, scores to 1e-5."""
-        persons = [Person(**p) for p in person_dicts(result)]
-        return cls(
-            width=result.width,
-            height=result.height,
-            persons=persons,
-            keypoint_names=keypoint_names,
-            models=ModelsUsed(detector=result.detector, pose=pose_name),
-            timings_ms={k: round(v, 2) for k, v in result.timings_ms.items()},
-            dropped_persons=result.dropped,
-        )
+        """Encode a pipeline result: people by descending person score, pixels rounded to 0.01, scores to 1e-5
+        (``inference.encoding.image_answer``, which ``pose-predict`` writes too)."""
+        return cls.model_validate(image_answer(result, pose_name, keypoint_names))
 
 
 class ErrorResponse(BaseModel):

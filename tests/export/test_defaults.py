@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from core.settings import Settings
-from service.default_models import DefaultModelsMissing, resolve_default_models
+from inference.default_models import DefaultModelsMissing, resolve_default_models
 
 
 def test_present_defaults_are_resolved(tmp_path):
@@ -35,7 +35,7 @@ def test_missing_defaults_name_the_files_and_the_command(tmp_path):
 def test_pose_serve_flags_reach_the_export_subprocess(tmp_path, monkeypatch):
     """``pose-serve --offline --intra-op-threads 1`` prepares the defaults offline with one thread: the flags travel
     as flags (the environment says otherwise here)."""
-    import service.default_models as defaults
+    import inference.default_models as defaults
     from export.cli import main as export_main  # the subprocess's parser reads the command line
 
     calls = []

@@ -119,9 +119,7 @@ def test_without_tensorrt_the_runtime_and_builder_fail_clearly(tmp_path, monkeyp
 def test_runtime_trt_module_is_torch_free():
     import subprocess
 
-    code = (
-        "import sys, inference.runtime_trt, service.default_models; assert 'torch' not in sys.modules, 'torch imported'"
-    )
+    code = "import sys, inference.runtime_trt, inference.default_models; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import ModelLoadError
 from core.settings import Settings
-from service.default_models import is_checkpoint, resolve_pose_checkpoint
+from inference.default_models import is_checkpoint, resolve_pose_checkpoint
 
 
 def test_checkpoint_suffixes():
@@ -47,7 +47,7 @@ def test_a_half_written_export_is_removed(tmp_path, monkeypatch, rc, files):
     removed and nothing appears under the hash's folder. A stand-in export command writes the partial output."""
     import sys
 
-    import service.default_models as defaults
+    import inference.default_models as defaults
 
     script = "import pathlib, sys; d = pathlib.Path(sys.argv[1]); d.mkdir(parents=True)\n"
     script += f"for f in {files!r}: (d / f).write_bytes(b'partial')\nsys.exit({rc})"

@@ -73,9 +73,9 @@ def test_overfit_then_export_and_serve_same_keypoints(coco_tiny, yolo_onnx, tmp_
     assert meta["meta"]["config_name"] == "quick" and meta["meta"]["AP"] == pytest.approx(best)
 
     from core.settings import Settings
+    from inference.default_models import resolve_pose_checkpoint
     from inference.imageio import decode_image
     from models.geometry import bbox_to_center_scale, crop_batch, keypoints_crop_to_image
-    from service.default_models import resolve_pose_checkpoint
     from service.launcher import ServerProcess
 
     cache = tmp_path / "cache"

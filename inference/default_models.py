@@ -1,4 +1,7 @@
-"""Default models: what ``pose-serve`` serves when started without model paths (torch-free).
+"""Default models: what ``pose-serve`` and ``pose-predict`` run when started without model paths (torch-free, HTTP-free).
+
+:func:`resolve_models` is the one entry point of both commands: a checkpoint becomes its exported card, unset model
+paths become the defaults.
 
 The defaults are the Ultralytics ``yolo11n`` person detector and the ``ipr_res50_debias`` pose model
 (MMPose's published Debias-IPR ResNet-50 checkpoint), exported by ``pose-export defaults`` into the
@@ -131,3 +134,23 @@ def resolve_pose_checkpoint(checkpoint: str | Path, settings: Settings) -> Path:
         raise ModelLoadError(f"exporting {checkpoint} failed (`{' '.join(cmd)}` exited with {rc}); {hint}")
     tmp.rename(folder)
     return folder / card.name
+
+
+def resolve_models(settings: Settings) -> Settings:
+    """The settings with runnable model paths: a pose checkpoint (``.pth``) turned into its exported card
+    (:func:`resolve_pose_checkpoint`), then unset model paths filled with the default models from the cache
+    (:func:`resolve_default_models`, preparing them if allowed). ``pose-serve`` and ``pose-predict`` call it.
+
+    Raises:
+        ModelLoadError: defaults are missing (the message names the files and the command that prepares them), or
+            the checkpoint cannot be exported.
+    """
+    if settings.pose_model is not None and is_checkpoint(settings.pose_model):
+        settings = settings.model_copy(update={"pose_model": resolve_pose_checkpoint(settings.pose_model, settings)})
+    if settings.detector_model is not None and settings.pose_model is not None:
+        return settings
+
+    det, pose = resolve_default_models(settings)
+    return settings.model_copy(
+        update={"detector_model": settings.detector_model or det, "pose_model": settings.pose_model or pose}
+    )

@@ -1,0 +1,452 @@
+"""``pose-predict``: the engine in-process on images, folders, globs, videos and stream URLs; no server.
+
+    pose-predict photo.jpg 'data/*.png' clips/ match.mp4 rtsp://camera/1 --out runs/pose/predict --render
+
+As Ultralytics' ``yolo predict source=...``: each source's poses are written to ``--out`` (default
+``runs/pose/predict``; the images first, under one progress bar, then each video with its own), in the encoding of
+the service (:mod:`inference.encoding`):
+
+* an image ``<stem>.json``: the fields of ``POST /pose``'s answer; with ``--render``, ``<stem>.jpg`` drawn;
+* a video or URL ``<stem>.ndjson``: a ``video`` header line, one ``frame`` line per processed frame (people with
+  their ``track_id``), a ``summary`` line (:meth:`inference.stream.PoseStream.summary`); with ``--render``,
+  ``<stem>.mp4`` (H.264, every processed frame drawn: with ``--frame-stride 1`` as many frames as the source).
+
+Videos run through :class:`~inference.stream.PoseStream` (detection interval, scene cuts, tracking, One-Euro
+smoothing) over the same :class:`~inference.pipeline.PosePipeline` as the server's, models resolved as ``pose-serve``
+resolves them (:func:`inference.default_models.resolve_models`). Every setting of the models, the runtime, the pipeline,
+the detector and video is an option (``core.cli_options``), ``POSE_*`` in the environment.
+
+Exit status: 0 all done; 1 some source failed (named on stderr; the others are written); 2 bad options or a source
+that does not exist or matches nothing (checked for all sources before any model loads), or models that cannot be
+resolved; 3 a model that fails to load; 130 interrupted (Ctrl-C: the frame in progress finishes, the files are closed
+— the MP4 playable, the NDJSON with its summary — and nothing more is read; a second Ctrl-C stops at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import ValidationError
+
+from core.cli_options import add_settings_options, settings_from_args
+from core.errors import ModelLoadError, PoseServiceError
+from core.settings import (
+    CACHE_FIELDS,
+    DETECTOR_FIELDS,
+    LOG_FIELDS,
+    MODEL_FIELDS,
+    PIPELINE_FIELDS,
+    RUNTIME_FIELDS,
+    VIDEO_FIELDS,
+    Settings,
+)
+
+PROG = "pose-predict"
+#: The settings ``pose-predict`` takes as options.
+FIELDS: tuple[str, ...] = (
+    MODEL_FIELDS + CACHE_FIELDS + RUNTIME_FIELDS + PIPELINE_FIELDS + DETECTOR_FIELDS + VIDEO_FIELDS + LOG_FIELDS
+) + ("prepare_defaults",)
+#: File suffixes read as images (decoded by ``inference.imageio``) and as videos (``inference.video``, PyAV).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
+)
+#: URL schemes opened as video streams.
+URL_SCHEMES = ("http", "https", "rtsp", "rtsps")
+#: Output frame rate of a rendered video whose source declares none.
+FALLBACK_FPS = 25.0
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOAD, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: an image or video file, or a stream URL.
+
+    Attributes:
+        kind: ``"image"`` or ``"video"`` (URLs are videos).
+        location: the file path or the URL, as given to the reader.
+        stem: the name of its outputs in ``--out`` (made unique among the sources).
+    """
+
+    kind: str
+    location: str
+    stem: str
+
+    @property
+    def name(self) -> str:
+        """How messages name it."""
+        return self.location
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Pose estimation on images, folders, globs, videos and http(s) / rtsp URLs, in this process "
+        "(no server). Writes <stem>.json per image and <stem>.ndjson per video in --out (with --render, "
+        "<stem>.jpg / <stem>.mp4 drawn).",
+        epilog="Exit status: 0 done, 1 some source failed (the others are written), 2 bad options or missing "
+        "sources (checked before any model loads), 3 a model failed to load, 130 interrupted (outputs closed). "
+        "With no --detector / --pose, the default models are used as by pose-serve.",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="image or video file, folder (its images and videos, sorted, not recursive), quoted glob "
+                   "('data/*.jpg'), or http(s):// / rtsp:// URL (read as a video)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("runs/pose/predict"),
+                   help="output folder, created (default runs/pose/predict)")  # fmt: skip
+    p.add_argument("--render", action="store_true", help="also write the poses drawn: <stem>.jpg, <stem>.mp4")
+    p.add_argument("--track", action=argparse.BooleanOptionalAction, default=None,
+                   help="videos: a track_id per person, kept across frames (default on)")  # fmt: skip
+    p.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                   help="videos: One-Euro smoothing of each track's keypoints and box (default on; needs tracks)")  # fmt: skip
+    p.add_argument("--frame-stride", type=_positive, default=1, metavar="N",
+                   help="videos: process every N-th decoded frame (default 1: all)")  # fmt: skip
+    p.add_argument("--max-frames", type=_positive, default=None, metavar="N",
+                   help="videos: stop after N processed frames (default: the whole video)")  # fmt: skip
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bars, per-source lines or info logs on stderr (errors still)")  # fmt: skip
+    add_settings_options(p, FIELDS)
+    return p.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Sources
+
+
+def _is_url(text: str) -> bool:
+    return urlparse(text).scheme.lower() in URL_SCHEMES and "://" in text
+
+
+def _kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else None
+
+
+def _media_files(paths) -> list[Path]:
+    return sorted((p for p in paths if p.is_file() and _kind(p) is not None), key=lambda p: str(p))
+
+
+def expand_sources(args: list[str]) -> tuple[list[Source], list[str]]:
+    """The inputs named by the command line, in order (a folder's and a glob's files sorted by name), each file once.
+
+    Args:
+        args: file paths, folders (their image and video files, not recursive), glob patterns (``*``, ``?``, ``[``)
+            and ``http(s)://`` / ``rtsp://`` URLs.
+
+    Returns:
+        (sources, problems): one message per argument that does not exist, matches no image or video, or is a file
+        of another type. URLs are not checked here (they are opened when their turn comes).
+    """
+    found: list[tuple[str, str, str]] = []  # kind, location, stem
+    problems: list[str] = []
+    for arg in args:
+        if _is_url(arg):
+            found.append(("video", arg, Path(urlparse(arg).path).stem or "stream"))
+            continue
+        path = Path(arg).expanduser()
+        if path.is_dir():
+            files = _media_files(path.iterdir())
+            if not files:
+                problems.append(f"{arg}: folder has no image or video files")
+        elif path.is_file():
+            files = [path] if _kind(path) is not None else []
+            if not files:
+                problems.append(
+                    f"{arg}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a video "
+                    f"({', '.join(sorted(VIDEO_SUFFIXES))}) by its name"
+                )
+        elif glob.has_magic(arg):
+            files = _media_files(Path(p) for p in glob.glob(str(path)))
+            if not files:
+                problems.append(f"{arg}: matches no image or video file")
+        else:
+            problems.append(f"{arg}: no such file or folder")
+            files = []
+        found += [(_kind(f), str(f), f.stem) for f in files]
+    sources, seen, stems = [], set(), set()
+    for kind, location, stem in found:
+        key = location if kind == "video" and _is_url(location) else str(Path(location).resolve())
+        if key in seen:
+            continue
+        seen.add(key)
+        unique, n = stem, 1
+        while (kind, unique) in stems:
+            unique, n = f"{stem}_{n}", n + 1
+        stems.add((kind, unique))
+        sources.append(Source(kind, location, unique))
+    return sources, problems
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Ctrl-C and progress
+
+
+class StopRequest:
+    """Ctrl-C as a request: the first SIGINT sets :attr:`requested` (the loops stop after the frame in progress), a
+    second raises ``KeyboardInterrupt`` at once. Installed only in the main thread (elsewhere SIGINT stays as it is)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._installed = False
+        self._previous = None
+
+    def __enter__(self) -> StopRequest:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{PROG}: stopping after the current frame (Ctrl-C again to stop at once)", file=sys.stderr)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int | None, desc: str, unit: str, quiet: bool):
+    """A tqdm progress bar on stderr (rate in ``unit``/s), hidden with ``--quiet`` or when stderr is not a terminal."""
+    if quiet:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the video extra is not installed
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True, leave=True)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Work
+
+
+class Predictor:
+    """Runs the sources through one pipeline and writes their outputs.
+
+    Args:
+        pipeline: the shared :class:`~inference.pipeline.PosePipeline` (with a detector).
+        settings: image and video limits, the video deadline, the stream options.
+        args: the parsed command line (``out``, ``render``, ``track``, ``smooth``, ``frame_stride``, ``max_frames``,
+            ``quiet``).
+        stop: the Ctrl-C request, checked between images and between frames.
+    """
+
+    def __init__(self, pipeline, settings: Settings, args: argparse.Namespace, stop: StopRequest):
+        self.pipeline, self.settings, self.args, self.stop = pipeline, settings, args, stop
+        self.out: Path = args.out
+        schema = pipeline.pose.card.schema
+        self.skeleton = schema.skeleton if schema is not None else ()
+        self.keypoint_names = list(pipeline.pose.card.keypoint_names)
+        self.failures: list[str] = []
+
+    def _fail(self, source: Source, exc: BaseException) -> None:
+        message = f"{source.name}: {exc}"
+        self.failures.append(message)
+        print(f"{PROG}: {message}", file=sys.stderr)
+
+    def _note(self, text: str) -> None:
+        if not self.args.quiet:
+            print(text, file=sys.stderr)
+
+    def _render(self, image, result, track_ids=None):
+        from inference.render import render_poses
+
+        return render_poses(image, result.bboxes, result.keypoints, skeleton=self.skeleton,
+                            keypoint_names=self.keypoint_names, track_ids=track_ids)  # fmt: skip
+
+    def images(self, sources: list[Source]) -> None:
+        """Each image: ``<stem>.json`` (and ``<stem>.jpg`` with ``--render``); one progress bar over them all."""
+        from inference.encoding import image_answer
+        from inference.imageio import decode_image
+        from inference.render import encode_jpeg
+
+        bar = _bar(len(sources), "images", "img", self.args.quiet)
+        try:
+            for source in sources:
+                if self.stop():
+                    break
+                try:
+                    t0 = time.perf_counter()
+                    image = decode_image(Path(source.location).read_bytes(), None, self.settings.max_image_pixels)
+                    decode_ms = (time.perf_counter() - t0) * 1000.0
+                    result = self.pipeline.predict(image)
+                    result.timings_ms = {"decode": decode_ms, **result.timings_ms}
+                    result.timings_ms["total"] = (time.perf_counter() - t0) * 1000.0
+                except (OSError, PoseServiceError) as exc:
+                    self._fail(source, exc)
+                    bar.update()
+                    continue
+                answer = image_answer(result, self.pipeline.pose.name, self.keypoint_names)
+                (self.out / f"{source.stem}.json").write_text(_line(answer), encoding="utf-8")
+                if self.args.render:
+                    (self.out / f"{source.stem}.jpg").write_bytes(encode_jpeg(self._render(image, result)))
+                bar.update()
+        finally:
+            bar.close()
+
+    def video(self, source: Source) -> None:
+        """One video or stream: ``<stem>.ndjson`` (and ``<stem>.mp4`` with ``--render``), both closed whatever
+        happens (an error or Ctrl-C ends the NDJSON with its summary line, ``error`` / ``interrupted`` set)."""
+        from inference.context import RequestContext
+        from inference.encoding import frame_line, summary_line, video_header
+        from inference.stream import PoseStream, StreamOptions
+        from inference.video import VideoLimits, VideoWriter, open_video
+
+        args, settings = self.args, self.settings
+        options = StreamOptions.from_settings(settings, track=args.track, smooth=args.smooth)
+        ctx = RequestContext(None, time.monotonic() + settings.video_timeout_s)
+        t0 = time.perf_counter()
+        try:
+            reader = open_video(source.location, VideoLimits.from_settings(settings))
+        except (OSError, PoseServiceError) as exc:
+            self._fail(source, exc)
+            return
+        stream = PoseStream(self.pipeline, options)
+        writer = ndjson = bar = None
+        error: BaseException | None = None
+        interrupted = False
+        try:
+            with reader:
+                info = reader.info
+                ndjson = (self.out / f"{source.stem}.ndjson").open("w", encoding="utf-8")
+                ndjson.write(_line(video_header(info, self.pipeline, options)))
+                if args.render:
+                    fps = (info.fps or FALLBACK_FPS) / args.frame_stride
+                    writer = VideoWriter(self.out / f"{source.stem}.mp4", info.width, info.height, fps)
+                total = None if not info.frames else -(-int(info.frames) // args.frame_stride)
+                if args.max_frames is not None:
+                    total = args.max_frames if total is None else min(total, args.max_frames)
+                bar = _bar(total, source.stem, "frame", args.quiet)
+                frames = reader.frames(stride=args.frame_stride, max_frames=args.max_frames, should_stop=self.stop)
+                for frame in frames:
+                    result = stream.process(frame.image, frame.time_s, frame.index, ctx)
+                    ndjson.write(_line(frame_line(result)))
+                    if writer is not None:
+                        writer.write(self._render(frame.image, result.result, result.track_ids))
+                    bar.update()
+                    if self.stop():
+                        break
+        except KeyboardInterrupt:
+            ctx.cancel("disconnected")  # the batchers drop what this video still has queued
+            interrupted = True
+            raise
+        except (OSError, PoseServiceError) as exc:
+            error = exc
+        finally:
+            interrupted = interrupted or self.stop()
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                try:
+                    writer.close()
+                except PoseServiceError as exc:
+                    error = error or exc
+            if ndjson is not None:
+                extra = {}
+                if error is not None:
+                    extra["error"] = str(error)
+                if interrupted:
+                    extra["interrupted"] = True
+                ndjson.write(_line(summary_line(stream, reader, time.perf_counter() - t0, **extra)))
+                ndjson.close()
+        if error is not None:
+            self._fail(source, error)
+            return
+        n, wall = stream.stats.frames, time.perf_counter() - t0
+        outputs = f"{source.stem}.ndjson" + (f", {source.stem}.mp4" if writer is not None else "")
+        self._note(f"{source.name}: {n} frames in {wall:.1f} s ({n / max(wall, 1e-9):.1f} frames/s) -> {outputs}")
+
+
+def _line(obj: dict) -> str:
+    return json.dumps(obj, separators=(",", ":")) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``pose-predict``; returns the exit status (see the module's docstring)."""
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"{PROG}: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    level = "WARNING" if args.quiet and args.log_level is None else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sources, problems = expand_sources(args.sources)
+    for problem in problems:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
+
+    from inference.default_models import resolve_models
+    from inference.pipeline import PosePipeline
+
+    try:
+        try:
+            settings = resolve_models(settings)
+        except ModelLoadError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            pipeline = PosePipeline.from_settings(settings)
+        except ModelLoadError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_LOAD
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted while loading the models; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    args.out.mkdir(parents=True, exist_ok=True)
+    with StopRequest() as stop:
+        predictor = Predictor(pipeline, settings, args, stop)
+        try:
+            images = [s for s in sources if s.kind == "image"]
+            if images:
+                predictor.images(images)
+            for source in (s for s in sources if s.kind == "video"):
+                if stop():
+                    break
+                predictor.video(source)
+        except KeyboardInterrupt:
+            stop.requested = True
+        finally:
+            pipeline.close()
+    if stop():
+        print(f"{PROG}: interrupted; outputs so far are in {args.out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    done = len(sources) - len(predictor.failures)
+    predictor._note(f"{done} of {len(sources)} sources -> {args.out}")
+    return EXIT_FAILED if predictor.failures else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
