@@ -1,8 +1,10 @@
 # Targets (build one with --target NAME; docker/compose.yaml wires them; README "Docker"):
 #   serve:           GPU serving image: onnxruntime-gpu (+ TensorRT 10 and cuda-python with
-#                    --build-arg WITH_TENSORRT=1), OpenCV, FastAPI; no torch.
+#                    --build-arg WITH_TENSORRT=1), OpenCV, FastAPI, the video extra (PyAV: /pose/video,
+#                    /pose/stream, pose-predict); no torch.
 #   serve-cpu:       the same service on onnxruntime's CPU provider, for machines without a GPU.
-#   eval:            the GPU serving image plus the evaluation extra, for one-shot `pose-eval` jobs (no server).
+#   eval:            the GPU serving image (video extra included) plus the evaluation extra, for one-shot
+#                    `pose-eval` jobs (no server).
 #   export:          CPU image with torch that downloads checkpoints and exports ONNX + cards into /models.
 # Every image installs from its constraints file (docker/constraints/<image>.txt: every package pinned; the CUDA
 # stack is one consistent set, see docker/constraints/compile.py), runs as the non-root user "pose" (uid 10001)
@@ -34,7 +36,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 
 FROM cpu-base AS serve-cpu
-RUN pip install -c docker/constraints/serve-cpu.txt ".[serve]"
+RUN pip install -c docker/constraints/serve-cpu.txt ".[serve,video]"
 ENV POSE_HOST=0.0.0.0 POSE_PORT=8000 POSE_CACHE_DIR=/models POSE_PROVIDERS='["CPUExecutionProvider"]'
 USER pose
 VOLUME ["/models"]
@@ -65,7 +67,7 @@ WORKDIR /app
 FROM gpu-base AS serve
 ARG WITH_TENSORRT=0
 # TensorRT's libraries come from NVIDIA's package index (PyPI holds only a stub that downloads from it)
-RUN pip install -c docker/constraints/serve-gpu.txt ".[serve-gpu]" \
+RUN pip install -c docker/constraints/serve-gpu.txt ".[serve-gpu,video]" \
  && if [ "$WITH_TENSORRT" = "1" ]; then \
       pip install -c docker/constraints/serve-gpu.txt --extra-index-url https://pypi.nvidia.com ".[tensorrt]"; \
     fi

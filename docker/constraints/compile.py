@@ -88,15 +88,16 @@ def resolve(requirements: list[str], no_deps: bool = False) -> dict[str, str]:
 
 
 def image_requirements(ex: dict[str, list[str]]) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """image -> (requirements to resolve, pins added by hand)."""
-    serve_gpu = ex["base"] + ex["serve-gpu"]
+    """image -> (requirements to resolve, pins added by hand). The serving images (and eval, built on the GPU one)
+    install the video extra with serve / serve-gpu; export does not."""
+    serve_gpu = ex["base"] + ex["serve-gpu"] + ex["video"]
     trt = [r for r in ex["tensorrt"] if not r.startswith("tensorrt-cu12")] + ["tensorrt-cu12-bindings"]
     export = ex["base"] + ex["serve"] + [r for r in ex["export"] if not r.startswith(("torch", *NEEDS_TORCH))]
     hand_trt = {k: STACK[k] for k in ("tensorrt-cu12", "tensorrt-cu12-libs")}
     cpu_torch = {"torch": STACK["torch"] + "+cpu", "torchvision": STACK["torchvision"] + "+cpu"}
     return {
         "serve-gpu": (serve_gpu + trt, hand_trt),
-        "serve-cpu": (ex["base"] + ex["serve"], {}),
+        "serve-cpu": (ex["base"] + ex["serve"] + ex["video"], {}),
         "eval": (serve_gpu + trt + ex["eval"], hand_trt),
         "export": (export + TORCH_CPU_REQUIRES, {**cpu_torch, "ultralytics": STACK["ultralytics"]}),
     }

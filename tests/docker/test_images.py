@@ -80,6 +80,13 @@ def test_every_pip_install_uses_its_images_constraints_file():
     assert pins("export")["torchvision"] == Version("0.28.0+cpu") and pins("export")["torch"] == Version("2.13.0+cpu")
 
 
+@pytest.mark.parametrize("target, extra", [("serve", "serve-gpu"), ("serve-cpu", "serve")])
+def test_the_servers_install_the_video_extra(target, extra):
+    """POST /pose/video, the /pose/stream WebSocket and pose-predict need PyAV: `docker compose up` serves them (eval
+    builds on the GPU serve stage, so it has them too)."""
+    assert re.search(rf'pip install -c docker/constraints/\S+ "\.\[{extra},video\]"', stages()[target][1])
+
+
 def test_the_gpu_images_check_the_cuda_stack_at_build_time():
     body = stages()["serve"][1]
     assert 'python -m inference.cuda_stack --cuda "${CUDA_VERSION}"' in body
@@ -97,9 +104,9 @@ def _requirements() -> dict[str, list[Requirement]]:
 @pytest.mark.parametrize(
     "image, extras",
     [
-        ("serve-gpu", ["base", "serve-gpu", "tensorrt"]),
-        ("serve-cpu", ["base", "serve"]),
-        ("eval", ["base", "serve-gpu", "tensorrt", "eval"]),
+        ("serve-gpu", ["base", "serve-gpu", "tensorrt", "video"]),
+        ("serve-cpu", ["base", "serve", "video"]),
+        ("eval", ["base", "serve-gpu", "tensorrt", "video", "eval"]),
         ("export", ["base", "serve", "export"]),
     ],
 )
