@@ -8,7 +8,8 @@ their crops. On top of the pipeline a stream keeps what only a sequence has:
 * **detection interval** (``det_interval`` N): the detector runs on every N-th frame; in between, each person's box
   comes from its previous keypoints (:func:`inference.tracking.bbox_from_keypoints`), as MMDeploy's ``PoseTracker``
   (``det_interval``) and rtmlib's ``PoseTracker`` (``det_frequency``) do. The detector runs at once, on the same
-  frame, when a person is lost on a propagated box (too few confident keypoints left) and on a scene cut;
+  frame, when a person is lost on a propagated box (fewer than 3 confident keypoints left) and on a scene cut; a
+  person seen in part (too few keypoints for a box of their own) keeps the last frame's box;
 * **scene cuts** (:class:`inference.tracking.SceneCutDetector`): a cut ends every track and runs the detector;
 * **tracking** (:class:`inference.tracking.PoseTracker`): stable ``track_id`` per person, by OKS (or IoU)
   association as MMPose 0.x did, with a global assignment;
@@ -36,6 +37,8 @@ from models.scoring import person_scores
 
 #: Keypoints with at least this score count as found (boxes from keypoints; a propagated person with too few is lost).
 KPT_SCORE_THR = 0.3
+#: A person followed on a propagated box with fewer found keypoints than this is lost (the detector runs at once).
+MIN_KEYPOINTS = 3
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ class PoseStream:
         self.cuts = SceneCutDetector(threshold=o.scene_cut_threshold)
         self.stats = StreamStats()
         self._since_detect = self.options.det_interval  # the first frame runs the detector
-        self._prev: tuple[np.ndarray, np.ndarray] | None = None  # raw (bbox_scores [N], keypoints [N, K, 3])
+        #: the last frame's raw (bboxes [N, 4], bbox_scores [N], keypoints [N, K, 3])
+        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def active_tracks(self) -> int:
@@ -186,7 +190,7 @@ class PoseStream:
         finally:
             ctx.return_budget(pixels=0)  # this frame's crops
         result = self._dedup(result)
-        self._prev = (result.bbox_scores, result.keypoints)
+        self._prev = (result.bboxes, result.bbox_scores, result.keypoints)
         track_ids = None
         if o.track:
             t = time.perf_counter()
@@ -226,16 +230,17 @@ class PoseStream:
         o = self.options
         propagate = not force_detect and o.det_interval > 1 and self._since_detect < o.det_interval
         if propagate and self._prev is not None:
-            bbox_scores, keypoints = self._prev
+            prev_boxes, bbox_scores, keypoints = self._prev
             h, w = image.shape[:2]
+            # a person seen in part (too few keypoints for a box of their own) keeps the last frame's box
             boxes = [bbox_from_keypoints(k, KPT_SCORE_THR, (w, h)) for k in keypoints]
-            if all(b is not None for b in boxes):
-                result = self._on_boxes(image, np.asarray(boxes, np.float32).reshape(-1, 4), bbox_scores, ctx)
-                lost = [bbox_from_keypoints(k, KPT_SCORE_THR, (w, h)) is None for k in result.keypoints]
-                if not any(lost) and result.dropped == 0:
-                    self._since_detect += 1
-                    return result, False
-                self.stats.lost_redetections += 1
+            boxes = np.asarray([b if b is not None else pb for b, pb in zip(boxes, prev_boxes)], np.float32)
+            result = self._on_boxes(image, boxes.reshape(-1, 4), bbox_scores, ctx)
+            found = (result.keypoints[..., 2] >= KPT_SCORE_THR).sum(-1)
+            if result.dropped == 0 and (found >= MIN_KEYPOINTS).all():
+                self._since_detect += 1
+                return result, False
+            self.stats.lost_redetections += 1
         elif propagate:  # nobody was found on the last detection: wait for the next one
             self._since_detect += 1
             return self._on_boxes(image, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), ctx), False
