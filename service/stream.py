@@ -30,7 +30,7 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from core.errors import InvalidParameterError, NotReadyError, PoseServiceError, public_message
+from core.errors import InvalidParameterError, NotReadyError, PayloadTooLargeError, PoseServiceError, public_message
 from inference.context import RequestContext
 from inference.encoding import frame_line
 from inference.imageio import decode_image
@@ -183,7 +183,7 @@ class LiveSession:
             try:
                 if data is not None:
                     if len(data) > limit:
-                        raise InvalidParameterError(f"frame of {len(data)} bytes exceeds the limit of {limit} bytes")
+                        raise PayloadTooLargeError(f"frame of {len(data)} bytes exceeds the limit of {limit} bytes")
                     self.put(data)
                 elif text is not None:
                     self.control(text)
