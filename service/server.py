@@ -85,6 +85,10 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm_header_timer()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self, event) -> None:
+        self._disarm_header_timer()  # the connection is a WebSocket session's from now on: the timer would cut it
+        super().handle_websocket_upgrade(event)
+
     def send_400_response(self, msg: str) -> None:
         """uvicorn's protocol-level 400 (malformed or oversized request head), with a JSON body."""
         body = json.dumps({"error": "bad_request", "message": f"{msg} (malformed request or head too large)"})

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from core.errors import InvalidParameterError, NotReadyError, PoseServiceError, public_message
+from core.errors import InvalidParameterError, NotReadyError, PayloadTooLargeError, PoseServiceError, public_message
 from inference.context import RequestContext
 from inference.encoding import frame_line
 from inference.imageio import decode_image
@@ -175,7 +175,7 @@ class LiveSession:
             try:
                 msg = await asyncio.wait_for(self.ws.receive(), self.settings.stream_idle_timeout_s)
             except TimeoutError:
-                await self.ws.close(CLOSE_NORMAL, "idle: no message within the idle timeout")
+                await _close(self.ws, CLOSE_NORMAL, "idle: no message within the idle timeout", self.settings)
                 return
             if msg["type"] == "websocket.disconnect":
                 return
@@ -183,7 +183,7 @@ class LiveSession:
             try:
                 if data is not None:
                     if len(data) > limit:
-                        raise InvalidParameterError(f"frame of {len(data)} bytes exceeds the limit of {limit} bytes")
+                        raise PayloadTooLargeError(f"frame of {len(data)} bytes exceeds the limit of {limit} bytes")
                     self.put(data)
                 elif text is not None:
                     self.control(text)
@@ -204,6 +204,15 @@ def _options(settings, track, smooth, det_interval) -> StreamOptions:
                                      or not 1 <= det_interval <= 1000):  # fmt: skip
         raise InvalidParameterError("det_interval must be an integer from 1 to 1000")
     return StreamOptions.from_settings(settings, track=track, smooth=smooth, det_interval=det_interval)
+
+
+async def _close(ws: WebSocket, code: int, reason: str, settings) -> None:
+    """Close the session, waiting at most ``stream_idle_timeout_s`` for room to send the close frame: a client that
+    reads nothing (its socket's buffers full) cannot hold the session, and its slots, open."""
+    try:
+        await asyncio.wait_for(ws.close(code, reason), settings.stream_idle_timeout_s)
+    except TimeoutError:
+        log.info("stream session: the close frame could not be sent (the client reads nothing)")
 
 
 async def _refuse(ws: WebSocket, exc: PoseServiceError) -> None:
@@ -248,7 +257,7 @@ async def pose_stream(
         try:
             done, _ = await asyncio.wait({worker, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if worker in done and isinstance(worker.exception(), TimeoutError):  # the client does not read its replies
-                await ws.close(CLOSE_POLICY, "replies not read within the idle timeout")
+                await _close(ws, CLOSE_POLICY, "replies not read within the idle timeout", state.settings)
         finally:
             receiver.cancel()
             worker.cancel()

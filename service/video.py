@@ -8,8 +8,8 @@ frame is decoded, so a hostile file gets its 4xx before the answer starts. Then 
 and processes its frames in order (``inference.stream.PoseStream`` over the shared pipeline: frames of concurrent
 videos and streams meet in its batchers) and hands each frame's line to the response through a queue of
 ``stream_frames_in_flight`` lines: a client that reads slowly slows its own decoding, nothing piles up. A client that
-goes away or a passed deadline stops the decoding at the next frame. An error once streaming began is a last
-``{"type": "error"}`` line.
+goes away or a passed deadline stops the decoding at the next frame; one that stops reading (a line waits
+``stream_idle_timeout_s`` to be sent) is dropped. An error once streaming began is a last ``{"type": "error"}`` line.
 """
 
 from __future__ import annotations
@@ -196,15 +196,22 @@ def _run_lines(job: VideoJob, stride: int, max_frames: int | None, emit: Callabl
 
 class _NDJSONResponse(StreamingResponse):
     """A streamed answer that runs ``on_close`` once the response ends, however it ends (the client may be gone
-    before the first line, when the body generator never starts)."""
+    before the first line, when the body generator never starts). A line that cannot be sent within
+    ``send_timeout_s`` (the client reads nothing, its socket's buffers are full) ends it."""
 
-    def __init__(self, content, on_close: Callable[[], None], **kw):
+    def __init__(self, content, on_close: Callable[[], None], send_timeout_s: float, **kw):
         super().__init__(content, **kw)
         self.on_close = on_close
+        self.send_timeout_s = send_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
+        async def send_in_time(message) -> None:
+            await asyncio.wait_for(send(message), self.send_timeout_s)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_in_time)
+        except TimeoutError:
+            log.info("POST /pose/video: the client read nothing for %g s; answer dropped", self.send_timeout_s)
         finally:
             self.on_close()
 
@@ -248,7 +255,10 @@ def _ndjson(job: VideoJob, stride: int, max_frames: int | None, in_flight: int, 
 
     job.ctx.start_work()
     threading.Thread(target=_run_lines, args=(job, stride, max_frames, emit), name="video-job", daemon=True).start()
-    return _NDJSONResponse(body(), on_close, media_type="application/x-ndjson", headers={"X-Accel-Buffering": "no"})
+    idle_s = job.state.settings.stream_idle_timeout_s
+    return _NDJSONResponse(
+        body(), on_close, idle_s, media_type="application/x-ndjson", headers={"X-Accel-Buffering": "no"}
+    )
 
 
 def _render(job: VideoJob, stride: int, max_frames: int | None, path: str, names, skeleton, thr: float) -> int:
