@@ -267,7 +267,10 @@ class Settings(BaseSettings):
     )
     max_streams: int = Field(8, ge=1, description="videos and WebSocket streams served at once (more get 503)")
     stream_idle_timeout_s: float = Field(
-        60.0, gt=0, description="a WebSocket stream that sends nothing for this long is closed"
+        60.0,
+        gt=0,
+        description="a WebSocket stream that sends nothing, or reads no reply, for this long is closed; a "
+        "POST /pose/video client that reads no line for this long loses its answer",
     )
 
     # connections (uvicorn)

@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from core.errors import (
@@ -83,9 +83,9 @@ async def spool_upload(request: Request, max_bytes: int):
             parser.spool_max_size = SPOOL_MEMORY_BYTES
             try:
                 form = await parser.parse()
-            except (MultiPartException, Exception) as exc:
-                if isinstance(exc, PoseServiceError):
-                    raise
+            except (PoseServiceError, ClientDisconnect):
+                raise
+            except Exception as exc:  # MultiPartException, starlette's HTTPException, the parser's ValueErrors
                 raise VideoDecodeError(f"malformed multipart body: {getattr(exc, 'message', exc)}") from exc
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
@@ -104,7 +104,7 @@ async def spool_upload(request: Request, max_bytes: int):
                     size += len(chunk)
                     if size > max_bytes:
                         raise PayloadTooLargeError(f"request body exceeds the video limit of {max_bytes} bytes")
-                    await run_in_threadpool(f.write, chunk) if f._rolled else f.write(chunk)
+                    f.write(chunk)
             except BaseException:
                 f.close()
                 raise
