@@ -10,7 +10,8 @@ One real ``pose-serve`` (YOLOv8n test asset + MoveNet Thunder, onnxruntime CPU) 
 * ``/pose/video det_interval N``: the clip uploaded once, NDJSON read to the end; frames/s = 250 / wall time;
 * ``/pose/stream xK``: K sessions at once, each sending the clip's frames as JPEG at ``--ws-fps`` (a live camera:
   open loop, frames are not held back for replies); frames/s = replies per second summed over the sessions, with the
-  reply latency p50 / p99 (frame sent to its reply read) and the frames dropped by the latest-frame rule.
+  reply latency p50 / p99 (frame sent to its reply read) and the frames dropped by the latest-frame rule; then the
+  same sessions in closed loop (each sends its next frame when its reply came: what K sessions reach together).
 
 Figures go to ``bench/RESULTS.md`` by hand; never part of the test pass.
 """
@@ -75,9 +76,23 @@ def pose_video(url: str, clip: Path, det_interval: int) -> tuple[float, dict]:
 
 
 def ws_sessions(url: str, frames: list[bytes], sessions: int, fps: float) -> dict:
+    """``sessions`` concurrent WebSocket clients; ``fps`` > 0: each sends at that rate (open loop); 0: each sends its
+    next frame once the last reply came (closed loop: the throughput the sessions reach together)."""
     from websockets.sync.client import connect
 
     results = []
+
+    def closed():
+        latencies = []
+        with connect(url.replace("http://", "ws://") + "/pose/stream", max_size=None) as ws:
+            t0 = time.perf_counter()
+            for data in frames:
+                t = time.perf_counter()
+                ws.send(data)
+                json.loads(ws.recv(timeout=60))
+                latencies.append(time.perf_counter() - t)
+            wall = time.perf_counter() - t0
+        results.append({"replies": len(frames), "wall": wall, "latencies": latencies, "dropped": 0})
 
     def one():
         latencies, replies = [], 0
@@ -113,7 +128,7 @@ def ws_sessions(url: str, frames: list[bytes], sessions: int, fps: float) -> dic
             {"replies": replies, "wall": wall, "latencies": latencies, "dropped": last.get("dropped_frames", 0)}
         )
 
-    threads = [threading.Thread(target=one) for _ in range(sessions)]
+    threads = [threading.Thread(target=one if fps > 0 else closed) for _ in range(sessions)]
     for t in threads:
         t.start()
     for t in threads:
@@ -156,10 +171,12 @@ def main() -> None:
             rows.append({"row": f"/pose/video det_interval {n}", "fps": fps, "detector_runs": summary["detector_runs"],
                          "tracks": summary["tracks"]})  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
-        for k in args.streams:
-            r = ws_sessions(srv.url, frames, k, args.ws_fps)
-            rows.append({"row": f"/pose/stream x{k} ({args.ws_fps:g} fps each)", **r})
-            print(json.dumps(rows[-1]), flush=True)
+        for fps in (args.ws_fps, 0.0):
+            for k in args.streams:
+                r = ws_sessions(srv.url, frames, k, fps)
+                mode = f"{fps:g} fps each" if fps else "closed loop"
+                rows.append({"row": f"/pose/stream x{k} ({mode})", **r})
+                print(json.dumps(rows[-1]), flush=True)
     load = os.getloadavg()[0]
     print(f"\nload average {load:.2f}\n")
     print("| path | frames/s | detector runs | tracks | latency p50 / p99 (ms) | dropped / sent |")
