@@ -137,6 +137,11 @@ def bbox_from_keypoints(
     return boxes[0] if valid[0] else None
 
 
+#: Updates a missed track's position is extrapolated for at most (its velocity is a guess; after a long occlusion the
+#: person is looked for near where they were last seen plus this many steps).
+MAX_PREDICTED_STEPS = 3
+
+
 @dataclass
 class Track:
     """One live track of a :class:`PoseTracker`.
@@ -164,8 +169,9 @@ class Track:
 
     def predicted(self) -> tuple[np.ndarray, np.ndarray]:
         """Where the track should be at the next update: its last box and keypoints moved by ``velocity`` times
-        the updates since it was last matched. Returns (bbox [4], keypoints [K, 3])."""
-        shift = self.velocity * (self.missed + 1)
+        the updates since it was last matched (at most :data:`MAX_PREDICTED_STEPS`). Returns (bbox [4],
+        keypoints [K, 3])."""
+        shift = self.velocity * min(self.missed + 1, MAX_PREDICTED_STEPS)
         kp = self.keypoints.copy()
         kp[:, :2] += shift
         return self.bbox + np.tile(shift, 2), kp

@@ -40,6 +40,27 @@ from service.video import router as video_router
 log = logging.getLogger("service")
 
 
+def _add_routes_and_middleware(app: FastAPI, state: ServiceState) -> None:
+    """The routes (images, video, the WebSocket stream), the request guard (body limits by path) and CORS."""
+    settings = state.settings
+    for r in (router, video_router, stream_router):
+        app.include_router(r)
+    app.add_middleware(
+        RequestGuard,
+        state=state,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
+        body_limits={"/pose/video": settings.video_max_bytes + MULTIPART_SLACK},
+    )
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            expose_headers=["Content-Disposition"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+
+
 def create_app(settings: Settings | None = None, pipeline: PosePipeline | None = None) -> FastAPI:
     """Build the app.
 
@@ -69,23 +90,7 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.service = state
-    app.include_router(router)
-    app.include_router(video_router)
-    app.include_router(stream_router)
-    app.add_middleware(
-        RequestGuard,
-        state=state,
-        max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
-        body_limits={"/pose/video": settings.video_max_bytes + MULTIPART_SLACK},
-    )
-    if settings.cors_allow_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_allow_origins,
-            allow_methods=["GET", "POST"],
-            expose_headers=["Content-Disposition"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-        )
+    _add_routes_and_middleware(app, state)
 
     @app.exception_handler(PoseServiceError)
     async def _service_error(request: Request, exc: PoseServiceError):

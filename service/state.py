@@ -87,7 +87,21 @@ class ServiceState:
         self.on_fatal = None
         self.fatal = False
         a = self.admission
-        # video and live streams (service/video.py, service/stream.py)
+        self._video_metrics(r)
+        Gauge("pose_inflight_requests", "admitted requests", registry=r).set_function(lambda: a.requests)
+        Gauge("pose_inflight_pixels", "decoded pixels of admitted requests", registry=r).set_function(lambda: a.pixels)
+        Gauge("pose_inflight_crops", "pose crops of admitted requests", registry=r).set_function(lambda: a.crops)
+        Gauge("pose_queued_crops", "crops waiting for the pose model", registry=r).set_function(
+            lambda: self._queued("batcher")
+        )
+        Gauge("pose_queued_images", "images waiting for the detector", registry=r).set_function(
+            lambda: self._queued("detector_batcher")
+        )
+
+    def _video_metrics(self, r: CollectorRegistry) -> None:
+        """The video and live-stream metrics (``service/video.py``, ``service/stream.py``) and the set of streams
+        being served."""
+        a = self.admission
         #: the PoseStream of every video / WebSocket stream being served (active tracks)
         self.live_streams: set = set()
         self.video_frames = Counter(
@@ -114,15 +128,6 @@ class ServiceState:
         )
         Gauge("pose_active_tracks", "live tracks of the streams being served", registry=r).set_function(
             lambda: sum(s.active_tracks for s in list(self.live_streams))
-        )
-        Gauge("pose_inflight_requests", "admitted requests", registry=r).set_function(lambda: a.requests)
-        Gauge("pose_inflight_pixels", "decoded pixels of admitted requests", registry=r).set_function(lambda: a.pixels)
-        Gauge("pose_inflight_crops", "pose crops of admitted requests", registry=r).set_function(lambda: a.crops)
-        Gauge("pose_queued_crops", "crops waiting for the pose model", registry=r).set_function(
-            lambda: self._queued("batcher")
-        )
-        Gauge("pose_queued_images", "images waiting for the detector", registry=r).set_function(
-            lambda: self._queued("detector_batcher")
         )
 
     def _queued(self, which: str) -> int:

@@ -1,39 +1,13 @@
-"""Video decoding and encoding with PyAV (FFmpeg), with limits checked before and while decoding.
-
-Decoding mirrors :mod:`inference.imageio`: :func:`open_video` reads the container header and the video stream's
-parameters, checks the byte size, the container and codec allow-lists, the frame size, the declared frame count and
-the declared duration, and only then does :meth:`VideoReader.frames` decode, one frame at a time, checking each
-decoded frame's size, the decoded count, the frame timestamps and the wall time spent decoding. Every failure is one of
-three errors of :mod:`core.errors` (no PyAV / FFmpeg exception escapes):
-
-- :class:`~core.errors.VideoDecodeError` (400): empty, not a container FFmpeg can read, truncated, corrupt, no video
-  stream (audio only), an unreadable frame size, a decode failure after some good frames (naming the frame index), a
-  network source that cannot be reached in time;
-- :class:`~core.errors.UnsupportedMediaTypeError` (415): a container (an image such as PNG, JPEG or GIF, a WAV, an FLV
-  ...) or a codec outside the allow-lists, naming the accepted ones;
-- :class:`~core.errors.PayloadTooLargeError` (413): bytes, frame size, frame count, duration or decode wall time over
-  its limit.
-
-Memory: FFmpeg already decodes a few frames while opening a file (``avformat_find_stream_info``), before any header
-check could run; the pixel limit is therefore also handed to FFmpeg's decoders (the ``max_pixels`` codec option), which
-then refuse to allocate a larger frame, both while opening and while decoding. A tiny H.264 file whose SPS says
-16000x16000 costs about 1.2 GB to open without it and under 100 MB with it.
-
-:class:`VideoWriter` writes the annotated output: H.264 (libx264, yuv420p, BT.601 limited range, tagged as such) in an
-MP4 with the index at the front (``faststart``), one output frame per written frame at a constant frame rate.
-"""
+"""Decoding: :func:`open_video` checks the header, :class:`VideoReader` decodes frame by frame with the limits
+(see :mod:`inference.video`)."""
 
 from __future__ import annotations
 
 import io
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from fractions import Fraction
 from typing import BinaryIO
 
 import av
@@ -41,130 +15,19 @@ import av.error
 import numpy as np
 
 from core.errors import PayloadTooLargeError, PoseServiceError, UnsupportedMediaTypeError, VideoDecodeError
-
-#: URL schemes :func:`open_video` hands to FFmpeg's network protocols; any other string is a local path, opened by
-#: Python (so FFmpeg never interprets a path as a protocol such as ``concat:`` or ``subfile:``).
-NETWORK_SCHEMES: tuple[str, ...] = ("http://", "https://", "rtsp://", "rtsps://")
-#: FFmpeg protocols a network source may use (its own, and what it nests: TLS, TCP, RTP over UDP).
-_PROTOCOLS = {
-    "http": "http,https,tcp,tls",
-    "https": "http,https,tcp,tls",
-    "rtsp": "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https",
-    "rtsps": "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https",
-}
-#: Decoder threads of one stream (the CPU is shared with model inference).
-DECODE_THREADS = 2
-#: Packets that may fail to decode before the first good frame (a stream cut mid-GOP, e.g. MPEG-TS or RTSP joined
-#: between key frames, cannot decode until its next key frame); after the first good frame any failure is an error.
-MAX_LEADING_ERRORS = 300
-#: Frame interval assumed when a stream states no frame rate and a frame has no timestamp (seconds).
-_DEFAULT_INTERVAL_S = 1 / 25
-
-
-@dataclass(frozen=True)
-class VideoLimits:
-    """Limits of one video source; ``None`` disables a limit.
-
-    Attributes:
-        max_bytes: size of a file / bytes / file-object source, checked before FFmpeg reads it (network sources are
-            not sized).
-        max_pixels: width x height of a frame, checked on the stream header and on every decoded frame (a stream may
-            change size mid-way); also FFmpeg's decoders' ``max_pixels``, so no larger frame is ever allocated.
-        max_frames: the declared frame count (``stream.frames``) at open; the decoded count while decoding.
-        max_duration_s: the declared duration (seconds) at open; the frame timestamps while decoding.
-        max_decode_s: total wall time (seconds) spent inside FFmpeg for this reader: opening, demuxing, decoding and
-            the conversion to RGB (not the time the consumer spends between frames; for a network source, waiting for
-            its data counts: leave it None for a live stream).
-        containers: accepted FFmpeg demuxer names; a container is accepted when any comma-separated part of its
-            format name is listed (``"mov,mp4,m4a,3gp,3g2,mj2"`` matches ``"mp4"``).
-        codecs: accepted decoder names (``stream.codec_context.name``, e.g. ``"h264"``).
-        open_timeout_s: network sources: FFmpeg's I/O timeout (seconds without data while opening or reading).
-    """
-
-    max_bytes: int | None = None
-    max_pixels: int | None = None
-    max_frames: int | None = None
-    max_duration_s: float | None = None
-    max_decode_s: float | None = None
-    containers: tuple[str, ...] | None = None
-    codecs: tuple[str, ...] | None = None
-    open_timeout_s: float | None = None
-
-    @classmethod
-    def from_settings(cls, settings) -> VideoLimits:
-        """The limits of :class:`core.settings.Settings`' ``video_*`` fields (``open_timeout_s`` stays ``None``)."""
-        return cls(
-            max_bytes=settings.video_max_bytes,
-            max_pixels=settings.video_max_pixels,
-            max_frames=settings.video_max_frames,
-            max_duration_s=settings.video_max_duration_s,
-            max_decode_s=settings.video_max_decode_s,
-            containers=tuple(settings.video_containers),
-            codecs=tuple(settings.video_codecs),
-        )
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What the header says about the video stream.
-
-    Attributes:
-        width, height: frame size in pixels (of the first frames; a stream may change it later).
-        fps: average frame rate (frames/s; ``stream.average_rate``, else FFmpeg's guess), ``None`` if unknown.
-        frames: declared frame count, ``None`` when the container does not say.
-        duration_s: declared duration (seconds; the stream's, else the container's), ``None`` if unknown.
-        container: the first allow-listed name the container matched (``"mp4"``), else FFmpeg's format name.
-        codec: FFmpeg decoder name (``"h264"``).
-    """
-
-    width: int
-    height: int
-    fps: float | None
-    frames: int | None
-    duration_s: float | None
-    container: str
-    codec: str
-
-
-@dataclass
-class VideoFrame:
-    """One decoded frame.
-
-    Attributes:
-        index: 0-based decode-order index in the stream; counts every decoded frame, also those skipped by ``stride``.
-        time_s: presentation time (seconds) from the first frame (pts x time_base minus the first frame's), strictly
-            increasing: a frame without a timestamp, or whose timestamp does not move forward (broken files), gets the
-            previous time plus one frame interval (1 / fps; 1/25 s when the rate is unknown).
-        image: uint8 [H, W, 3] RGB, C-contiguous, writeable, owned by the caller.
-    """
-
-    index: int
-    time_s: float
-    image: np.ndarray
-
-
-def _redact(url: str) -> str:
-    """``url`` without user information (``rtsp://user:pass@host/...`` -> ``rtsp://host/...``) for messages."""
-    scheme, sep, rest = url.partition("://")
-    host, slash, path = rest.partition("/")
-    return f"{scheme}{sep}{host.rsplit('@', 1)[-1]}{slash}{path}"
-
-
-def _av_message(exc: BaseException, timeout_s: float | None = None) -> str:
-    """A short description of a PyAV / FFmpeg error, without the file name PyAV appends."""
-    if isinstance(exc, av.error.ExitError) and timeout_s is not None:  # PyAV's I/O timeout interrupts FFmpeg
-        return f"no data within {timeout_s:g} s (timed out)"
-    if isinstance(exc, av.error.FFmpegError):
-        return exc.strerror or type(exc).__name__
-    return str(exc) or type(exc).__name__
-
-
-def _size_of(fileobj: BinaryIO) -> int:
-    pos = fileobj.tell()
-    try:
-        return fileobj.seek(0, io.SEEK_END) - pos
-    finally:
-        fileobj.seek(pos)
+from inference.video.limits import (
+    _DEFAULT_INTERVAL_S,
+    _PROTOCOLS,
+    DECODE_THREADS,
+    MAX_LEADING_ERRORS,
+    NETWORK_SCHEMES,
+    VideoFrame,
+    VideoInfo,
+    VideoLimits,
+    _av_message,
+    _redact,
+    _size_of,
+)
 
 
 class VideoReader:
@@ -525,127 +388,3 @@ def _checked_reader(container, limits: VideoLimits, decode_s: float, owned) -> V
     reader = VideoReader(container, stream, info, limits, decode_s, owned)
     reader._check_decode_time()
     return reader
-
-
-def _frame_rate(fps: float) -> Fraction:
-    """``fps`` as a fraction: NTSC rates (29.97, 59.94, 23.976 and their exact values) as n*1000/1001, others with a
-    denominator up to 1001."""
-    n = round(fps * 1.001)
-    if n > 0 and abs(fps - n / 1.001) < 0.005 and abs(fps - n) > 0.005:
-        return Fraction(n * 1000, 1001)
-    return Fraction(fps).limit_denominator(1001)
-
-
-class VideoWriter:
-    """Annotated-output writer: H.264 (libx264, yuv420p, BT.601 limited range) in an MP4 with its index first
-    (``faststart``), readable by standard players and by PyAV.
-
-    Odd widths / heights are padded to even by one black column / row at the right / bottom (yuv420p needs even
-    sizes). Every written frame is one output frame at the constant rate ``fps`` (none dropped or duplicated: reading
-    the file back gives exactly ``frames_written`` frames). A file-object ``dest`` is written through a temporary file
-    (faststart rewrites the file's start), copied into ``dest`` at :meth:`close`.
-
-    Args:
-        dest: output path, or a binary file object (written from its current position, left open).
-        width, height: size of the images given to :meth:`write` (pixels, >= 1).
-        fps: frame rate (frames/s, > 0; 29.97 is stored as 30000/1001).
-        crf: libx264 constant rate factor (0 lossless .. 51; 23 is libx264's default).
-
-    Attributes:
-        frames_written: frames written so far.
-        width, height: the output size (padded to even).
-
-    Raises:
-        ValueError: a bad size, rate or crf.
-        PoseServiceError: (500) FFmpeg cannot create or write the file.
-    """
-
-    def __init__(self, dest: str | os.PathLike | BinaryIO, width: int, height: int, fps: float, crf: int = 23):
-        if width < 1 or height < 1:
-            raise ValueError(f"video size must be positive, got {width}x{height}")
-        if not (math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be a positive number, got {fps}")
-        if not 0 <= crf <= 51:
-            raise ValueError(f"crf must be in 0..51, got {crf}")
-        self.frames_written = 0
-        self._in_size = (width, height)
-        self.width, self.height = width + width % 2, height + height % 2
-        self._dest = dest
-        self._tmpdir = None
-        self._closed = False
-        path = dest
-        if not isinstance(dest, (str, os.PathLike)):
-            self._tmpdir = tempfile.mkdtemp(prefix="pose-video-")
-            path = os.path.join(self._tmpdir, "out.mp4")
-        self._rate = _frame_rate(fps)
-        try:
-            self._container = av.open(os.fspath(path), "w", format="mp4", container_options={"movflags": "+faststart"})
-            stream = self._container.add_stream("libx264", rate=self._rate)
-            stream.width, stream.height = self.width, self.height
-            stream.pix_fmt = "yuv420p"
-            cc = stream.codec_context
-            cc.time_base = 1 / self._rate
-            cc.color_range = 1  # MPEG (limited) range, what the RGB -> yuv420p conversion produces
-            cc.colorspace = cc.color_primaries = cc.color_trc = 6  # SMPTE 170M (BT.601), swscale's default matrix
-            cc.thread_count = DECODE_THREADS
-            cc.options = {"crf": str(crf), "preset": "veryfast"}
-            self._stream = stream
-            self._container.start_encoding()  # opens the encoder and the file now: errors surface here
-        except Exception as exc:
-            self._cleanup()
-            raise PoseServiceError(f"cannot create the output video: {_av_message(exc)}") from exc
-
-    def write(self, image: np.ndarray) -> None:
-        """Append one frame.
-
-        Args:
-            image: uint8 [height, width, 3] RGB, of the size given to the constructor.
-
-        Raises:
-            ValueError: wrong shape / dtype, or a closed writer.
-            PoseServiceError: (500) encoding failed.
-        """
-        if self._closed:
-            raise ValueError("the video writer is closed")
-        w, h = self._in_size
-        if image.dtype != np.uint8 or image.shape != (h, w, 3):
-            raise ValueError(f"expected uint8 [{h}, {w}, 3] RGB, got {image.dtype} {list(image.shape)}")
-        if (w, h) != (self.width, self.height):
-            padded = np.zeros((self.height, self.width, 3), np.uint8)
-            padded[:h, :w] = image
-            image = padded
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts = self.frames_written
-        frame.time_base = 1 / self._rate
-        try:
-            self._container.mux(self._stream.encode(frame))
-        except Exception as exc:
-            raise PoseServiceError(f"cannot encode output frame {self.frames_written}: {_av_message(exc)}") from exc
-        self.frames_written += 1
-
-    def close(self) -> None:
-        """Flush the encoder, finish the file (and copy it into a file-object ``dest``); idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._container.mux(self._stream.encode(None))
-            self._container.close()
-            if self._tmpdir is not None:
-                with open(os.path.join(self._tmpdir, "out.mp4"), "rb") as f:
-                    shutil.copyfileobj(f, self._dest)
-        except Exception as exc:
-            raise PoseServiceError(f"cannot finish the output video: {_av_message(exc)}") from exc
-        finally:
-            self._cleanup()
-
-    def _cleanup(self) -> None:
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
