@@ -10,6 +10,7 @@ import av
 import httpx
 import pytest
 
+from tests.metrics import metric, wait_no_streams
 from tests.videos import encode_clip
 
 #: bikes.mp4's scenes (first frame of each), from the asset's README.
@@ -110,31 +111,21 @@ def test_render_returns_a_playable_mp4_with_the_same_frame_count(pose_server, bi
     assert n == 60
 
 
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(url + "/metrics").text
-    return sum(
-        float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#")
-    )
-
-
 def test_client_gone_stops_decoding(pose_server, coco_tiny):
     from inference.imageio import decode_image
 
     image = decode_image((coco_tiny / "000000196141.jpg").read_bytes())
     clip = encode_clip([image[:428]] * 400, fps=25.0)  # libx264 yuv420p: even sizes
-    before = _metric(pose_server.url, 'pose_video_frames_total{source="video"}')
+    before = metric(pose_server.url, 'pose_video_frames_total{source="video"}')
     with httpx.stream("POST", pose_server.url + "/pose/video", files={"file": ("c.mp4", clip, "video/mp4")},
                       timeout=60) as r:  # fmt: skip
         for i, _ in enumerate(r.iter_lines()):
             if i == 3:
                 break  # hang up after the first frames
-    deadline = time.monotonic() + 20
-    while _metric(pose_server.url, "pose_active_streams") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _metric(pose_server.url, "pose_active_streams") == 0
-    settled = _metric(pose_server.url, 'pose_video_frames_total{source="video"}')
+    assert wait_no_streams(pose_server.url, 20) == 0
+    settled = metric(pose_server.url, 'pose_video_frames_total{source="video"}')
     time.sleep(1.0)
-    after = _metric(pose_server.url, 'pose_video_frames_total{source="video"}')
+    after = metric(pose_server.url, 'pose_video_frames_total{source="video"}')
     assert after == settled and after - before < 100  # stopped, far before the 400 frames
 
 
@@ -143,4 +134,4 @@ def test_metrics_documented_names_exist(pose_server, bikes_lines):
     for name in ("pose_video_frames_total", "pose_video_frames_dropped_total", "pose_active_streams",
                  "pose_active_tracks", "pose_video_decode_seconds"):  # fmt: skip
         assert name in text
-    assert _metric(pose_server.url, 'pose_video_frames_total{source="video"}') >= 250
+    assert metric(pose_server.url, 'pose_video_frames_total{source="video"}') >= 250

@@ -30,6 +30,7 @@ from websockets.uri import parse_uri
 from core.settings import Settings
 from service.app import create_app
 from tests.fakes import FakeDetectorRuntime, ThreadedServer, fake_pipeline, wait_until
+from tests.metrics import metric
 from tests.service.test_hostile_inputs import _png_claiming
 from tests.videos import (
     HOSTILE_LIMITS,
@@ -449,11 +450,6 @@ def _ws_url(srv, query: str = "") -> str:
     return srv.url.replace("http://", "ws://") + "/pose/stream" + query
 
 
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(url + "/metrics").text
-    return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(name) and not x.startswith("#"))
-
-
 def test_a_frame_over_max_upload_bytes_is_413_and_over_ws_max_size_closes_1009(server):
     with connect(_ws_url(server), max_size=None) as ws:
         ws.send(b"\xff" * (MAX_UPLOAD + 1))  # within uvicorn's ws_max_size: the app's check answers
@@ -473,7 +469,7 @@ def test_a_flood_drops_frames_and_holds_at_most_one_waiting(server):
     """300 frames sent as fast as possible, nothing read meanwhile: every frame is answered or dropped (counted in
     the replies and the metric), and once the last frame arrived at most two replies follow (the frame being
     processed and the one waiting): the session held no queue."""
-    before = _metric(server.url, 'pose_video_frames_dropped_total{source="stream"}')
+    before = metric(server.url, 'pose_video_frames_dropped_total{source="stream"}')
     replies = []
     with connect(_ws_url(server), max_size=None) as ws:
         for _ in range(300):
@@ -489,7 +485,7 @@ def test_a_flood_drops_frames_and_holds_at_most_one_waiting(server):
     assert len(replies) + last["dropped_frames"] == 300
     assert sum(r["received_frames"] == 300 for r in replies) <= 2
     assert [r["frame"] for r in replies] == sorted({r["frame"] for r in replies})
-    assert _metric(server.url, 'pose_video_frames_dropped_total{source="stream"}') - before == last["dropped_frames"]
+    assert metric(server.url, 'pose_video_frames_dropped_total{source="stream"}') - before == last["dropped_frames"]
     assert httpx.get(server.url + "/healthz").status_code == 200
     _settled(server.app)
 
@@ -568,7 +564,7 @@ def test_a_stream_client_that_never_reads_is_closed(crowd_server):
     try:
         wait_until(lambda: a.streams == 1, 5, "the session admitted")
         wait_until(lambda: a.streams == 0, 30, "the non-reading session closed")
-        assert _metric(crowd_server.url, "pose_active_streams") == 0
+        assert metric(crowd_server.url, "pose_active_streams") == 0
     finally:
         sending.clear()
         ws.sock.close()
@@ -590,7 +586,7 @@ def test_hanging_up_mid_frame_leaves_nothing_held(server):
     time.sleep(0.1)
     raw.sock.close()
     _settled(server.app)
-    assert _metric(server.url, "pose_active_streams") == 0
+    assert metric(server.url, "pose_active_streams") == 0
     assert httpx.get(server.url + "/healthz").status_code == 200
 
 
