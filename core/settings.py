@@ -297,6 +297,7 @@ class Settings(BaseSettings):
         [], description="CORS allow-list of origins (comma-separated or JSON); none: no CORS headers"
     )
     docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
+    page_enabled: bool = Field(True, description="serve the demo page at /")
     max_render_pixels: int = Field(
         4_000_000, ge=1, description="`render=true` JPEGs larger than this are drawn downscaled"
     )

@@ -31,6 +31,7 @@ from core.errors import (
 from core.settings import Settings
 from inference.pipeline import PosePipeline
 from service.middleware import RequestGuard
+from service.page import mount_page
 from service.parsing import MULTIPART_SLACK
 from service.routes import error_response, router
 from service.state import ServiceState
@@ -41,10 +42,12 @@ log = logging.getLogger("service")
 
 
 def _add_routes_and_middleware(app: FastAPI, state: ServiceState) -> None:
-    """The routes (images, video, the WebSocket stream), the request guard (body limits by path) and CORS."""
+    """The routes (images, video, the WebSocket stream, the demo page), the request guard (body limits by path) and CORS."""
     settings = state.settings
     for r in (router, video_router, stream_router):
         app.include_router(r)
+    if settings.page_enabled:
+        mount_page(app)
     app.add_middleware(
         RequestGuard,
         state=state,
