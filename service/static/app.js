@@ -24,7 +24,7 @@
   let cam = null; // the webcam session
   const demo = (window.poseDemo = {
     last: null, header: null, summary: null, models: null, framesDrawn: 0, framesAnswered: 0, framesSent: 0,
-    persons: 0, trackIds: [], errors: 0, state: "loading",
+    persons: 0, personsTotal: 0, trackIds: [], errors: 0, state: "loading",
   });
 
   function setState(state, text) {
@@ -171,6 +171,7 @@
   function showResult(r) {
     demo.last = r;
     demo.persons = r.persons.length;
+    demo.personsTotal += r.persons.length;
     ui.persons.textContent = r.persons.length;
     const ids = new Set(demo.trackIds);
     for (const p of r.persons) if (p.track_id != null) ids.add(p.track_id);
@@ -191,7 +192,7 @@
     job++;
     stopWebcam(false);
     Object.assign(demo, { last: null, header: null, summary: null, framesDrawn: 0, framesAnswered: 0,
-      framesSent: 0, persons: 0, trackIds: [], kind });
+      framesSent: 0, persons: 0, personsTotal: 0, trackIds: [], kind });
     videoResults = [];
     ui.persons.textContent = "0";
     ui.trackIds.textContent = "–";
@@ -425,6 +426,7 @@
     if (again) again();
   });
 
+  ui.picture.addEventListener("error", () => { ui.picture.hidden = true; });
   requestAnimationFrame(followVideo);
   start();
 })();
