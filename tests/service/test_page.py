@@ -249,3 +249,36 @@ def test_bad_file_shows_server_message(driver, pose_server, tmp_path):
     _wait(driver, "document.body.dataset.state === 'error'", 30)
     assert message in _text(driver, "status")
     _snap(driver, "error")
+
+
+def test_phone_width_has_no_horizontal_scroll(driver, pose_server):
+    _open(driver, pose_server)
+    try:
+        driver.set_window_size(390, 844)
+        time.sleep(0.2)
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        _snap(driver, "phone")
+    finally:
+        driver.set_window_size(1200, 900)
+
+
+def test_api_key_asked_on_401_and_never_stored(driver, yolo_onnx, movenet_card, coco_tiny):
+    from selenium.webdriver.common.by import By
+
+    from service.launcher import ServerProcess
+
+    key = "page-test-key"
+    env = {"POSE_API_KEYS": key, "POSE_WARMUP": "false"}
+    with ServerProcess(["--detector", str(yolo_onnx), "--pose", str(movenet_card)], env=env) as srv:
+        srv.wait_ready()
+        driver.get(srv.url + "/")
+        _wait(driver, "document.body.dataset.state === 'error' && !document.getElementById('key-box').hidden", 60)
+        assert "API key" in _text(driver, "status")
+        driver.find_element(By.ID, "api-key").send_keys(key)
+        driver.find_element(By.ID, "key-apply").click()
+        _wait(driver, "document.body.dataset.state === 'ready'", 30)
+        driver.find_element(By.ID, "file").send_keys(str(coco_tiny / IMAGE))
+        _wait(driver, "window.poseDemo.last !== null && document.body.dataset.state === 'ready'", 60)
+        assert int(_text(driver, "person-count")) > 0
+        stored = driver.execute_script("return [localStorage.length, sessionStorage.length, document.cookie]")
+        assert stored == [0, 0, ""]
