@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from core.settings import DEPRECATED_NAMES, ENV_PREFIX, Settings, deprecation_message
+from core.version import __version__
 
 _log = logging.getLogger(__name__)
 
@@ -96,6 +97,11 @@ def add_settings_options(parser: argparse.ArgumentParser, names: Iterable[str]) 
             kw["help"] += f"; deprecated spelling: {', '.join(old_flags)}"
         parser.add_argument(_flag(name), *old_flags, **kw)
     parser.set_defaults(_settings_fields=names)
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """``--version``: print ``<prog> <version>`` (:data:`core.version.__version__`) and exit 0."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
 
 def settings_from_args(args: argparse.Namespace, **overrides) -> Settings:

@@ -55,7 +55,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.cli_options import add_settings_options, export_command, export_extra_installed, settings_from_args
+from core.cli_options import (
+    add_settings_options,
+    add_version_option,
+    export_command,
+    export_extra_installed,
+    settings_from_args,
+)
 from core.precision import SETTINGS_PRECISIONS
 from core.settings import (
     CACHE_FIELDS,
@@ -129,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="COCO keypoint (AP) or MPII (PCKh) evaluation of the served pipeline; prints the MMPose model-zoo "
         "table.",
     )
+    add_version_option(p)
     p.add_argument(
         "--dataset",
         choices=DATASETS,

@@ -30,7 +30,7 @@ import logging
 import sys
 from pathlib import Path
 
-from core.cli_options import add_settings_options, settings_from_args
+from core.cli_options import add_settings_options, add_version_option, settings_from_args
 from core.precision import ENGINE_PRECISIONS
 from core.settings import CACHE_FIELDS, ENGINE_PROFILE_FIELDS, HOST_FIELDS, LOG_FIELDS, MODEL_FIELDS, Settings
 
@@ -76,6 +76,7 @@ def _add_lint_arg(p: argparse.ArgumentParser) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pose-export", description=__doc__.splitlines()[0])
+    add_version_option(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("pose", help="pose checkpoint -> ONNX + model card (verified against torch)")
@@ -396,6 +397,7 @@ def zoo_main(argv: list[str] | None = None) -> int:
     from models.zoo import ZOO, zoo_table
 
     ap = argparse.ArgumentParser(prog="pose-zoo", description="Pose model zoo: list entries, fetch checkpoints.")
+    add_version_option(ap)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser(
         "list", help="list the named configs by family with their published COCO AP/AR or MPII PCKh, and checkpoints"

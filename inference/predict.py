@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 
 from pydantic import ValidationError
 
-from core.cli_options import add_settings_options, settings_from_args
+from core.cli_options import add_settings_options, add_version_option, settings_from_args
 from core.errors import ModelLoadError, PoseServiceError
 from core.settings import (
     CACHE_FIELDS,
@@ -98,6 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sources (checked before any model loads), 3 a model failed to load, 130 interrupted (outputs closed). "
         "With no --detector / --pose, the default models are used as by pose-serve.",
     )
+    add_version_option(p)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="image or video file, folder (its images and videos, sorted, not recursive), quoted glob "
                    "('data/*.jpg'), or http(s):// / rtsp:// URL (read as a video)")  # fmt: skip

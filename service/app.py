@@ -29,6 +29,7 @@ from core.errors import (
     ShuttingDownError,
 )
 from core.settings import Settings
+from core.version import __version__
 from inference.pipeline import PosePipeline
 from service.middleware import RequestGuard
 from service.page import mount_page
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
     docs = settings.docs_enabled
     app = FastAPI(
         title="poseserve",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,

@@ -16,7 +16,7 @@ import sys
 
 from pydantic import ValidationError
 
-from core.cli_options import add_settings_options, settings_from_args
+from core.cli_options import add_settings_options, add_version_option, settings_from_args
 from core.errors import ModelLoadError
 from core.settings import SERVE_FIELDS
 from inference.default_models import resolve_models
@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and a checkpoint given as --pose (.pth) is converted once by `pose-export pose` the same way. The server "
         "process itself never imports the export package or torch.",
     )
+    add_version_option(p)
     add_settings_options(p, SERVE_FIELDS)
     return p.parse_args(argv)
 

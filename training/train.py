@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from core.cli_options import add_settings_options, settings_from_args
+from core.cli_options import add_settings_options, add_version_option, settings_from_args
 from core.precision import AMP_PRECISIONS
 from core.settings import CACHE_FIELDS, LOG_FIELDS, Settings
 from models.checkpoints import (
@@ -69,6 +69,7 @@ AMP_MODES = ("auto", "off", *AMP_PRECISIONS)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="pose-train", description="Train a top-down pose model (MMPose's recipe).")
+    add_version_option(p)
     p.add_argument("config", choices=sorted(CONFIGS), help="training config (training/configs.py)")
     d = p.add_argument_group(
         "data (MMPose's layout below --data-root, or each path; COCO or MPII by the config's keypoints)"
