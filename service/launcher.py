@@ -6,17 +6,31 @@ the same command line a user runs).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-import httpx
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _get(url: str, timeout: float) -> tuple[int, dict]:
+    """(status, JSON body or {}) of a GET (the standard library's client: serving installs no HTTP client)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            status, body = r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body or b"{}")
+    except ValueError:
+        return status, {}
 
 
 def free_port() -> int:
@@ -66,9 +80,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if _get(self.url + "/healthz", timeout=2)[0] == 200:
                     return
-            except httpx.TransportError:
+            except (urllib.error.URLError, OSError):  # not listening yet (HTTPError is answered in _get)
                 time.sleep(0.2)
         raise TimeoutError("server did not start listening within 60 s")
 
@@ -77,11 +91,11 @@ class ServerProcess:
         self.wait_listening()
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
-            r = httpx.get(self.url + "/readyz", timeout=5)
-            if r.status_code == 200:
+            status, body = _get(self.url + "/readyz", timeout=5)
+            if status == 200:
                 return
-            if r.json().get("error") == "model_not_loaded":
-                raise RuntimeError(f"models failed to load: {r.json()}")
+            if body.get("error") == "model_not_loaded":
+                raise RuntimeError(f"models failed to load: {body}")
             time.sleep(0.2)
         raise TimeoutError(f"server not ready within {self.ready_timeout} s")
 
