@@ -20,7 +20,9 @@ def test_source_tree_without_metadata_reads_pyproject(tmp_path, monkeypatch):
     monkeypatch.setattr(version_module, "version", missing)
     assert package_version() == _source_tree_version(version_module.Path(__file__).parents[2] / "pyproject.toml")
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[build-system]\nversion = "9"\n\n[project]\nname = "x"\nversion = "1.2.3"\n\n[tool.x]\nversion = "4"\n')
+    pyproject.write_text(
+        '[build-system]\nversion = "9"\n\n[project]\nname = "x"\nversion = "1.2.3"\n\n[tool.x]\nversion = "4"\n'
+    )
     assert _source_tree_version(pyproject) == "1.2.3"
     pyproject.write_text('[tool.x]\nversion = "4"\n')
     assert _source_tree_version(pyproject) is None
