@@ -311,8 +311,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     exit_on_load_failure: bool = Field(
         True,
-        description="a model that fails to load at start-up (missing or corrupt file, invalid card) ends pose-serve "
-        "with exit status 3 and the reason on stderr; false: stay up with /readyz 503",
+        description="a missing model file or an invalid card ends pose-serve before the port is bound (exit status 1), "
+        "a model that fails to load at start-up (corrupt file) ends it with exit status 3, the reason on stderr; "
+        "false: stay up with /readyz 503",
     )
 
     # GPU execution (issue 11): onnxruntime CUDA / TensorRT EP options, TensorRT engine choice, warm-up.

@@ -1,7 +1,9 @@
 """Default models: what ``pose-serve`` and ``pose-predict`` run when started without model paths (torch-free, HTTP-free).
 
 :func:`resolve_models` is the one entry point of both commands: a checkpoint becomes its exported card, unset model
-paths become the defaults.
+paths become the defaults. :func:`check_model_files` then checks, in a moment and before a server binds its port, that
+the files exist and the card is valid, so a wrong path fails the command at once (``pose-serve`` exits 1) rather than
+behind a listening server whose ``/readyz`` answers 503.
 
 The defaults are the Ultralytics ``yolo11n`` person detector and the ``ipr_res50_debias`` pose model
 (MMPose's published Debias-IPR ResNet-50 checkpoint), exported by ``pose-export defaults`` into the
@@ -30,6 +32,7 @@ from core.cli_options import export_command, export_extra_installed
 from core.errors import ModelLoadError
 from core.hashing import sha256_file
 from core.settings import Settings
+from models.card import ModelCard, ModelCardError, card_path_for
 
 PREPARE_COMMAND = "pose-export defaults"
 #: File suffixes of pose checkpoints that ``pose-serve --pose`` exports before serving.
@@ -154,3 +157,30 @@ def resolve_models(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"detector_model": settings.detector_model or det, "pose_model": settings.pose_model or pose}
     )
+
+
+def check_model_files(settings: Settings) -> None:
+    """Check the models of resolved settings (:func:`resolve_models`) without loading them: the pose card parses
+    (the card itself, or ``<stem>.json`` beside a model file) and the model file it names exists, and the detector
+    file exists. Reading the weights, compiling and warming up are left to the runtimes.
+
+    Raises:
+        ModelLoadError: the first problem found, naming the path.
+    """
+    if settings.pose_model is None:
+        raise ModelLoadError("no pose model configured (POSE_POSE_MODEL or --pose)")
+    pose = Path(settings.pose_model).expanduser()
+    if not pose.exists():
+        raise ModelLoadError(f"pose model not found: {pose}")
+    card_path = card_path_for(pose)
+    try:
+        card = ModelCard.load(card_path)
+    except ModelCardError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    except OSError as exc:  # a folder, no permission
+        raise ModelLoadError(f"pose model card {card_path} cannot be read: {exc}") from exc
+    if not card.model_path().is_file():
+        raise ModelLoadError(f"the model file of the card {card_path} is not found: {card.model_path()}")
+    detector = settings.detector_model
+    if detector is not None and not Path(detector).expanduser().is_file():
+        raise ModelLoadError(f"detector model not found: {detector}")

@@ -6,6 +6,12 @@ Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the
 options override it). With no model paths, the default models are looked up in the cache, and
 prepared there when missing (``inference.default_models.resolve_models``: ``pose-export defaults`` run as a subprocess,
 at the command line level only; the server never imports ``export``).
+
+Exit status: 0 after a clean shutdown; 2 a usage error (an unknown option, an invalid setting, an unreadable API key
+file); 1 a model that cannot be found (no defaults and none prepared, a missing file, a card that does not parse or
+names a missing model file: checked by ``inference.default_models.check_model_files`` before the port is bound, unless
+``--no-exit-on-load-failure``); 3 a model that passed those checks but failed to load in the runtime at start-up
+(``service.server.EXIT_LOAD_FAILURE``, after the port was bound: loading and warm-up stay behind ``/readyz``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from pydantic import ValidationError
 from core.cli_options import add_settings_options, add_version_option, settings_from_args
 from core.errors import ModelLoadError
 from core.settings import SERVE_FIELDS
-from inference.default_models import resolve_models
+from inference.default_models import check_model_files, resolve_models
+
+#: Exit status of a usage error (argparse's own) and of a failure (a model that cannot be found).
+EXIT_USAGE, EXIT_FAILURE = 2, 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,13 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
     except ValidationError as exc:
         print(f"pose-serve: invalid settings: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = resolve_models(settings)
+        if settings.exit_on_load_failure:  # fail before the port is bound; otherwise /readyz says 503
+            check_model_files(settings)
     except ModelLoadError as exc:
         print(f"pose-serve: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     from service.app import create_app
     from service.server import serve
 
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(settings)
     except ValueError as exc:  # the API key file
         print(f"pose-serve: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return serve(app, settings)
 
 

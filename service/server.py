@@ -36,7 +36,8 @@ log = logging.getLogger("service")
 
 #: Inference still running this long before the end of the shutdown grace is cancelled (seconds).
 SHUTDOWN_MARGIN_S = 1.0
-#: ``pose-serve``'s exit status when a model failed to load at start-up.
+#: ``pose-serve``'s exit status when a model failed to load at start-up (one that passed the file checks made before the
+#: port is bound: a missing file or an invalid card exits 1 there, ``service.pose_serve``).
 EXIT_LOAD_FAILURE = 3
 
 

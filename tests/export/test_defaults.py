@@ -79,9 +79,9 @@ def _detector_offline_message(cache) -> str:
 def test_offline_default_start_fails_with_the_helpful_message_not_a_traceback(tmp_path):
     """`pose-serve` with no model paths, nothing cached and no network: it tries to prepare the defaults
     (a `python -m export.cli defaults` subprocess, which refuses to download under POSE_OFFLINE) and
-    exits 2 with a message naming the command and the files it looked for."""
+    exits 1 (a failure, not a usage error) with a message naming the command and the files it looked for."""
     proc = _run(["-m", "service.pose_serve"], tmp_path)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     cache = Settings(cache_dir=tmp_path / "cache").cache
     assert "pose-export defaults" in proc.stderr
