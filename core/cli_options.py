@@ -69,33 +69,57 @@ def _value_type(name: str):
     return base, None
 
 
-def add_settings_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+def _add_option(container, name: str) -> None:
+    """One field's option on a parser or an argument group."""
+    field = Settings.model_fields[name]
+    typ, choices = _value_type(name)
+    help_text = f"{field.description} (env {ENV_PREFIX}{name.upper()}, default {_default_text(name)})"
+    kw: dict = {"dest": name, "default": None, "help": help_text}
+    if typ is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    elif typ in (int, float):
+        kw["type"] = typ
+    elif choices:
+        kw["choices"] = choices
+    old_flags = _deprecated_flags(name)
+    if old_flags:
+        if typ is bool:
+            raise NotImplementedError(f"deprecated spelling of the boolean option {name}")
+        kw.update(action=_StoreWarningDeprecated, deprecated=tuple(old_flags))
+        kw["help"] += f"; deprecated spelling: {', '.join(old_flags)}"
+    container.add_argument(_flag(name), *old_flags, **kw)
+
+
+def add_settings_options(
+    parser: argparse.ArgumentParser, names: Iterable[str], groups: Iterable[tuple[str, Iterable[str]]] = ()
+) -> None:
     """Add one option per named :class:`Settings` field: its flag, type, choices and help come from the
     field (booleans get ``--x`` / ``--no-x``); every default is None, so an option given overrides the
     environment and one left out does not. :func:`settings_from_args` reads them back.
 
+    Args:
+        parser: the command's parser (or an argument group of it).
+        names: the fields, e.g. a sum of ``core.settings``' named groups (``MODEL_FIELDS + RUNTIME_FIELDS``).
+        groups: optional ``(title, fields)`` pairs: each becomes an argparse argument group with that title (a section
+            of ``--help``) holding those of its fields that are in ``names``, in ``names``' order; a field of ``names``
+            in no group is added to ``parser`` itself (a field in two groups goes in the first).
+
     Raises:
         KeyError: a name that is not a field.
+        ValueError: a grouped field that is not in ``names``.
     """
     names = tuple(names)
+    groups = [(title, tuple(fields)) for title, fields in groups]
+    stray = sorted({f for _, fields in groups for f in fields} - set(names))
+    if stray:
+        raise ValueError(f"grouped fields not among the options: {', '.join(stray)}")
+    container_of: dict[str, object] = {}
+    for title, fields in groups:
+        group = parser.add_argument_group(title)
+        for f in fields:
+            container_of.setdefault(f, group)
     for name in names:
-        field = Settings.model_fields[name]
-        typ, choices = _value_type(name)
-        help_text = f"{field.description} (env {ENV_PREFIX}{name.upper()}, default {_default_text(name)})"
-        kw: dict = {"dest": name, "default": None, "help": help_text}
-        if typ is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typ in (int, float):
-            kw["type"] = typ
-        elif choices:
-            kw["choices"] = choices
-        old_flags = _deprecated_flags(name)
-        if old_flags:
-            if typ is bool:
-                raise NotImplementedError(f"deprecated spelling of the boolean option {name}")
-            kw.update(action=_StoreWarningDeprecated, deprecated=tuple(old_flags))
-            kw["help"] += f"; deprecated spelling: {', '.join(old_flags)}"
-        parser.add_argument(_flag(name), *old_flags, **kw)
+        _add_option(container_of.get(name, parser), name)
     parser.set_defaults(_settings_fields=names)
 
 

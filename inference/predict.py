@@ -16,9 +16,10 @@ smoothing) over the same :class:`~inference.pipeline.PosePipeline` as the server
 resolves them (:func:`inference.default_models.resolve_models`). Every setting of the models, the runtime, the pipeline,
 the detector and video is an option (``core.cli_options``), ``POSE_*`` in the environment.
 
-Exit status: 0 all done; 1 some source failed (named on stderr; the others are written); 2 bad options or a source
-that does not exist or matches nothing (checked for all sources before any model loads), or models that cannot be
-resolved; 3 a model that fails to load; 130 interrupted (Ctrl-C: the frame in progress finishes, the files are closed
+Exit status: 0 all done; 1 some source failed (named on stderr; the others are written), or a model that cannot be
+found (no defaults, a missing file, a card that does not parse: ``check_model_files``, as ``pose-serve``); 2 bad
+options or a source that does not exist or matches nothing (checked for all sources before any model loads); 3 a
+model that passed those checks and fails to load in the runtime; 130 interrupted (Ctrl-C: the frame in progress finishes, the files are closed
 — the MP4 playable, the NDJSON with its summary — and nothing more is read; a second Ctrl-C stops at once).
 """
 
@@ -94,8 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Pose estimation on images, folders, globs, videos and http(s) / rtsp URLs, in this process "
         "(no server). Writes <stem>.json per image and <stem>.ndjson per video in --out (with --render, "
         "<stem>.jpg / <stem>.mp4 drawn).",
-        epilog="Exit status: 0 done, 1 some source failed (the others are written), 2 bad options or missing "
-        "sources (checked before any model loads), 3 a model failed to load, 130 interrupted (outputs closed). "
+        epilog="Exit status: 0 done, 1 some source failed (the others are written) or a model cannot be found, 2 bad "
+        "options or missing sources (checked before any model loads), 3 a model failed to load, 130 interrupted "
+        "(outputs closed). "
         "With no --detector / --pose, the default models are used as by pose-serve.",
     )
     add_version_option(p)
@@ -409,15 +411,16 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         return EXIT_USAGE
 
-    from inference.default_models import resolve_models
+    from inference.default_models import check_model_files, resolve_models
     from inference.pipeline import PosePipeline
 
     try:
         try:
             settings = resolve_models(settings)
+            check_model_files(settings)
         except ModelLoadError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            return EXIT_FAILED
         try:
             pipeline = PosePipeline.from_settings(settings)
         except ModelLoadError as exc:

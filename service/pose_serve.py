@@ -24,11 +24,73 @@ from pydantic import ValidationError
 
 from core.cli_options import add_settings_options, add_version_option, settings_from_args
 from core.errors import ModelLoadError
-from core.settings import SERVE_FIELDS
+from core.settings import (
+    CACHE_FIELDS,
+    DETECTOR_FIELDS,
+    MODEL_FIELDS,
+    PIPELINE_FIELDS,
+    RUNTIME_FIELDS,
+    SERVE_FIELDS,
+    VIDEO_FIELDS,
+)
 from inference.default_models import check_model_files, resolve_models
 
 #: Exit status of a usage error (argparse's own) and of a failure (a model that cannot be found).
 EXIT_USAGE, EXIT_FAILURE = 2, 1
+
+#: The sections of ``pose-serve --help``: every field of :data:`~core.settings.SERVE_FIELDS` in one (a test checks).
+SERVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("models", (*MODEL_FIELDS, *CACHE_FIELDS, "prepare_defaults")),
+    ("runtime", RUNTIME_FIELDS),
+    ("batching and pipeline", (*PIPELINE_FIELDS, "max_batch_wait_ms", "det_max_batch_size")),
+    ("detector", DETECTOR_FIELDS),
+    ("video and streams", (*VIDEO_FIELDS, "max_streams", "stream_idle_timeout_s")),
+    (
+        "limits and admission",
+        (
+            "max_upload_bytes",
+            "max_image_pixels",
+            "max_boxes",
+            "max_render_pixels",
+            "max_inflight_requests",
+            "max_inflight_pixels",
+            "max_inflight_crops",
+            "request_timeout_s",
+            "retry_after_s",
+            "inference_timeout_s",
+            "unready_after_timeouts",
+        ),
+    ),
+    ("security", ("api_keys", "api_keys_file", "cors_allow_origins", "docs_enabled", "page_enabled")),
+    (
+        "server",
+        (
+            "host",
+            "port",
+            "max_connections",
+            "max_header_bytes",
+            "header_timeout_s",
+            "read_timeout_s",
+            "keepalive_timeout_s",
+            "shutdown_timeout_s",
+            "warmup",
+            "exit_on_load_failure",
+            "log_level",
+        ),
+    ),
+    (
+        "GPU",
+        (
+            "cudnn_conv_algo_search",
+            "gpu_tf32",
+            "gpu_mem_limit",
+            "gpu_arena_extend_strategy",
+            "trt_precision",
+            "trt_opt_batch_size",
+            "warmup_batch_sizes",
+        ),
+    ),
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "process itself never imports the export package or torch.",
     )
     add_version_option(p)
-    add_settings_options(p, SERVE_FIELDS)
+    add_settings_options(p, SERVE_FIELDS, SERVE_GROUPS)
     return p.parse_args(argv)
 
 

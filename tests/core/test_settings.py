@@ -82,3 +82,16 @@ def test_field_groups_name_fields():
         assert set(fields) <= set(Settings.model_fields), name
         assert len(set(fields)) == len(fields), name
     assert set(mod.SERVE_FIELDS) == set(Settings.model_fields)
+
+
+def test_settings_options_in_titled_groups():
+    p = argparse.ArgumentParser()
+    add_settings_options(p, ("port", "host", "log_level"), [("server", ("host", "port"))])
+    titles = {g.title: [a.dest for a in g._group_actions] for g in p._action_groups}
+    assert titles["server"] == ["port", "host"]  # in the order of the names, not of the group
+    assert [a.dest for a in p._action_groups[1]._group_actions] == ["help", "log_level"]  # ungrouped: the parser's
+    args = p.parse_args(["--port", "9000", "--log-level", "debug"])
+    s = settings_from_args(args)
+    assert s.port == 9000 and s.log_level == "debug"
+    with pytest.raises(ValueError, match="max_boxes"):
+        add_settings_options(argparse.ArgumentParser(), ("port",), [("limits", ("max_boxes",))])

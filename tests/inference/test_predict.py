@@ -165,12 +165,22 @@ def test_a_missing_source_fails_fast_with_its_name(coco_tiny, model_args, tmp_pa
     assert not out.exists()  # checked before any model loads or anything is written
 
 
-def test_a_model_that_fails_to_load_exits_3(coco_tiny, yolo_onnx, tmp_path, capsys):
+def test_a_model_not_found_exits_1_and_one_that_fails_to_load_exits_3(coco_tiny, yolo_onnx, movenet_card, tmp_path,
+                                                                     capsys):  # fmt: skip
     card = tmp_path / "broken.json"
     card.write_text("{not json")
     args = [str(coco_tiny / "000000000785.jpg"), "--out", str(tmp_path / "out"), "--quiet", "--offline"]
-    assert main([*args, "--detector", str(yolo_onnx), "--pose", str(card), "--cache-dir", str(tmp_path)]) == 3
+    args += ["--detector", str(yolo_onnx), "--cache-dir", str(tmp_path)]
+    assert main([*args, "--pose", str(card)]) == 1  # the card does not parse: found wanting before any load
     assert "broken.json" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not an ONNX model" * 10)
+    from models.card import ModelCard
+
+    bad = ModelCard.load(movenet_card)
+    bad.model_file = str(garbage)
+    assert main([*args, "--pose", str(bad.save(tmp_path / "garbage.json"))]) == 3  # exists, cannot load
+    assert "garbage" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_a_corrupt_video_among_good_images(coco_tiny, model_args, tmp_path, capsys):

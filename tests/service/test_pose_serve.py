@@ -73,3 +73,28 @@ def test_bad_model_paths_exit_1_before_the_port_is_bound(kind, movenet_card, yol
     assert elapsed < 20, f"took {elapsed:.1f} s"  # an import and a file check (a few seconds on a loaded machine)
     assert expected in err and "Traceback" not in err, err
     assert not bound and "Uvicorn running" not in err + out and "Started server process" not in err + out
+
+
+def test_help_is_grouped_and_lists_every_option(capsys, monkeypatch):
+    from collections import Counter
+
+    from core.cli_options import _deprecated_flags, _flag
+    from service.pose_serve import SERVE_GROUPS, parse_args
+
+    monkeypatch.setenv("COLUMNS", "200")
+    grouped = Counter(f for _, fields in SERVE_GROUPS for f in fields)
+    assert set(grouped) == set(Settings.model_fields) and max(grouped.values()) == 1  # each field in one section
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    titles = [title for title, _ in SERVE_GROUPS]
+    assert titles == ["models", "runtime", "batching and pipeline", "detector", "video and streams",
+                      "limits and admission", "security", "server", "GPU"]  # fmt: skip
+    positions = [out.index(f"\n{title}:\n") for title in titles]
+    assert positions == sorted(positions)
+    sections = dict(zip(titles, [out[a:b] for a, b in zip(positions, [*positions[1:], len(out)])]))
+    for title, fields in SERVE_GROUPS:
+        for name in fields:
+            for flag in [_flag(name), *_deprecated_flags(name)]:
+                assert f"  {flag}" in sections[title] or f", {flag}" in sections[title], (title, flag)
