@@ -168,3 +168,9 @@ def public_facts(obj):
 
 
 _ABS_PATH = re.compile(r"(^|[\s'\"(=:])(/[^\s'\",)]+)")
+
+
+class UsageError(ValueError):
+    """A command line that cannot work (a missing or contradictory option), found after argparse accepted it. The
+    commands exit with status 2 for it, as argparse does, and 1 for a failure of the work itself (a model or file
+    that cannot be found or loaded, an export or evaluation that fails). Never raised by the service."""

@@ -62,6 +62,7 @@ from core.cli_options import (
     export_extra_installed,
     settings_from_args,
 )
+from core.errors import UsageError
 from core.precision import SETTINGS_PRECISIONS
 from core.settings import (
     CACHE_FIELDS,
@@ -190,15 +191,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the job; returns the exit status (0 ok, 1 a reduced-precision comparison failed its gate, 2 bad input)."""
+    """Run the job; returns the exit status: 0 ok; 1 a failure (a file or model that cannot be found or loaded, a failed
+    export, a reduced-precision comparison that failed its gate); 2 a usage error (an invalid setting, a missing or
+    contradictory option)."""
     args = parse_args(argv)
+    from pydantic import ValidationError
+
     from core.errors import PoseServiceError
 
     try:
         return _main(args)
     except (FileNotFoundError, ValueError, RuntimeError, PoseServiceError) as exc:
         print(f"pose-eval: {exc}", file=sys.stderr)
-        return 2
+        # a bad command line (pydantic's ValidationError: an invalid setting) is a usage error, as argparse's
+        return 2 if isinstance(exc, (UsageError, ValidationError)) else 1
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -206,11 +212,11 @@ def _main(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     n_sources = sum(x is not None for x in (settings.pose_model, args.zoo, args.checkpoint))
     if n_sources != 1:
-        raise ValueError("give exactly one of --pose, --zoo, --checkpoint")
+        raise UsageError("give exactly one of --pose, --zoo, --checkpoint")
     if args.boxes == "file" and not args.det_file:
-        raise ValueError("--boxes file needs --det-file")
+        raise UsageError("--boxes file needs --det-file")
     if args.boxes == "detector" and settings.detector_model is None:
-        raise ValueError("--boxes detector needs --detector")
+        raise UsageError("--boxes detector needs --detector")
     card_path = settings.pose_model or card_from_checkpoint(args.zoo, args.checkpoint, out_dir / "model", settings)
     settings = settings.model_copy(
         update={
@@ -225,11 +231,11 @@ def _main(args: argparse.Namespace) -> int:
     card_dataset, card_score_mode = card_evaluation(card)
     dataset = card_dataset if args.dataset == "auto" else args.dataset
     if dataset not in ("coco", "mpii"):
-        raise ValueError(f"cannot evaluate {card.name!r} on {dataset!r}: give --dataset coco or mpii")
+        raise UsageError(f"cannot evaluate {card.name!r} on {dataset!r}: give --dataset coco or mpii")
     out_dir.mkdir(parents=True, exist_ok=True)
     if dataset == "mpii":
         if args.compare_precision:
-            raise ValueError("--compare-precision is implemented for COCO keypoint AP only")
+            raise UsageError("--compare-precision is implemented for COCO keypoint AP only")
         pipeline = PosePipeline.from_settings(settings, batching=False)
         try:
             return _main_mpii(args, pipeline, settings, out_dir)
@@ -241,9 +247,9 @@ def _main(args: argparse.Namespace) -> int:
 
 def _main_mpii(args: argparse.Namespace, pipeline: PosePipeline, settings: Settings, out_dir: Path) -> int:
     if args.boxes != "gt":
-        raise ValueError("MPII is evaluated on its annotations' boxes (--boxes gt)")
+        raise UsageError("MPII is evaluated on its annotations' boxes (--boxes gt)")
     if not args.headboxes:
-        raise ValueError("--dataset mpii needs --headboxes (mpii_gt_val.mat) for PCKh")
+        raise UsageError("--dataset mpii needs --headboxes (mpii_gt_val.mat) for PCKh")
     instances = read_mpii(args.ann, args.headboxes)
     preds = run_pipeline_mpii(
         instances, args.images, pipeline, max_images=args.max_images, progress=not args.no_progress

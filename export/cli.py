@@ -18,9 +18,9 @@ TensorRT 10 (``export.lint``; ``--lint error`` fails, ``warn`` logs, ``off`` ski
 Options that are settings (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``,
 ``--max-batch-size``, ``--trt-opt-batch-size``) come from :class:`core.settings.Settings` (``POSE_*``
 variables; options override them): an engine's default profile is 1 / ``trt_opt_batch_size`` /
-``max_batch_size``, the batch sizes the service will run. Exit status 0 on success, 2 with a one-line
-message on a failure it understands (missing file, missing dependency, failed verification or lint),
-never a traceback for those.
+``max_batch_size``, the batch sizes the service will run. Exit status 0 on success; 2 on a usage error (argparse's,
+an invalid setting, a missing or contradictory option); 1 with a one-line message on a failure it understands (missing
+file, missing dependency, failed verification, lint or accuracy gate), never a traceback for those.
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ import sys
 from pathlib import Path
 
 from core.cli_options import add_settings_options, add_version_option, settings_from_args
+from core.errors import UsageError
 from core.precision import ENGINE_PRECISIONS
 from core.settings import CACHE_FIELDS, ENGINE_PROFILE_FIELDS, HOST_FIELDS, LOG_FIELDS, MODEL_FIELDS, Settings
 
+#: Exit status of a usage error (as argparse's) and of a failure.
+EXIT_USAGE, EXIT_FAILURE = 2, 1
 #: Settings every pose-export subcommand takes (but quantize).
 _SETTINGS = (*CACHE_FIELDS, *HOST_FIELDS, *LOG_FIELDS, *ENGINE_PROFILE_FIELDS)
 #: Settings of pose-export quantize: the models, and how the pipeline that measures their AP runs (the fp32 OpenVINO
@@ -159,7 +162,10 @@ def _spec(args, settings: Settings):
 
     hi = settings.max_batch_size
     profile = tuple(args.batch) if args.batch else (1, min(settings.trt_opt_batch_size, hi), hi)
-    return EngineSpec(precision=args.precision, profile=profile, workspace_gib=args.workspace_gib)
+    try:
+        return EngineSpec(precision=args.precision, profile=profile, workspace_gib=args.workspace_gib)
+    except ValueError as exc:  # --batch, --precision, --workspace-gib
+        raise UsageError(str(exc)) from exc
 
 
 def _engine(onnx_path: Path, args, settings: Settings) -> Path:
@@ -239,7 +245,7 @@ def triton_command(args: argparse.Namespace, settings: Settings) -> None:
     from export.triton import write_triton_model
 
     if not args.pose_card and not args.detector:
-        raise ValueError("give --pose-card and/or --detector")
+        raise UsageError("give --pose-card and/or --detector")
     common = dict(
         platform=args.platform,
         max_batch_size=settings.max_batch_size,  # the same largest batch as the service's
@@ -357,13 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
     except ValueError as exc:  # pydantic's ValidationError
         print(f"pose-export: invalid settings: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     _configure_logging(settings)
     from core.errors import ModelLoadError
     from export.tensorrt import EngineBuildError
 
     known: tuple[type[BaseException], ...] = (EngineBuildError, ModelLoadError, FileNotFoundError, ValueError)
-    # GraphLintError is a ValueError: lint failures are one-line messages with exit status 2 as well
+    # GraphLintError is a ValueError: lint failures are one-line messages with exit status 1 as well
     try:
         from export.defaults import DefaultsError
         from export.detector import DetectorExportError
@@ -383,12 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ImportError as exc:  # torch / onnx missing: the export extra is not installed
         print(f"pose-export: {exc}; install the export extra: pip install 'poseserve[export]'", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     try:
         status = run(args, settings)
     except known as exc:
         print(f"pose-export {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE
     return status or 0
 
 
@@ -414,7 +420,7 @@ def zoo_main(argv: list[str] | None = None) -> int:
         from models.checkpoints import ChecksumError, load_pretrained
     except ImportError as exc:
         print(f"pose-zoo download: {exc}; install the export extra: pip install 'poseserve[export]'", file=sys.stderr)
-        return 2
+        return EXIT_FAILURE
     try:
         print(load_pretrained(args.name, settings.cache.checkpoints, offline=settings.offline))
     except (FileNotFoundError, ChecksumError) as e:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from core.errors import UsageError
 from training.configs import TrainConfig
 from training.data import CocoTopDown, EpochIndices, MpiiTopDown, worker_init
 
@@ -46,7 +47,7 @@ def data_paths(args: argparse.Namespace, dataset: str = "coco") -> dict[str, Pat
             if k.startswith("val") and args.no_val:
                 out[k] = None
                 continue
-            raise ValueError(f"give --data-root or --{k.replace('_', '-')}")
+            raise UsageError(f"give --data-root or --{k.replace('_', '-')}")
         out[k] = Path(v) if v is not None else root / rel
     return out
 
@@ -101,7 +102,7 @@ def build_loaders(
         return loaders
     if dataset == "mpii":
         if args.det_file:
-            raise ValueError("MPII is validated on its annotations' boxes (no --det-file)")
+            raise UsageError("MPII is validated on its annotations' boxes (no --det-file)")
         val_set = MpiiTopDown(
             paths["val_ann"],
             paths["val_images"],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from core.errors import UsageError
 from models.checkpoints import CheckpointError, load_state_dict_strict, read_checkpoint, save_pose_checkpoint
 from models.pose_model import TopdownPoseModel
 from training.configs import TrainConfig
@@ -68,7 +69,7 @@ def resume(
         raise CheckpointError(f"{path} holds no training state (optimizer, schedule): cannot resume from it")
     ts = ckpt["train_state"]
     if (ts["world_size"], ts["batch_size"], ts["accumulate"]) != (world, batch, accumulate):
-        raise ValueError(
+        raise UsageError(
             f"{path} was written by {ts['world_size']} processes x batch {ts['batch_size']} x accumulate "
             f"{ts['accumulate']}; resuming needs the same (got {world} x {batch} x {accumulate})"
         )

@@ -37,9 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from pydantic import ValidationError
 from torch import nn
 
 from core.cli_options import add_settings_options, add_version_option, settings_from_args
+from core.errors import UsageError
 from core.precision import AMP_PRECISIONS
 from core.settings import CACHE_FIELDS, LOG_FIELDS, Settings
 from models.checkpoints import (
@@ -180,7 +182,7 @@ def amp_dtype_for(mode: str, device: torch.device) -> torch.dtype | None:
         return None
     if mode == "fp16":
         if device.type != "cuda":
-            raise ValueError("--amp fp16 needs CUDA; use --amp bf16 on the CPU")
+            raise UsageError("--amp fp16 needs CUDA; use --amp bf16 on the CPU")
         return torch.float16
     if mode == "bf16":
         return torch.bfloat16
@@ -231,7 +233,9 @@ def initialise(model: TopdownPoseModel, init: str | None, settings: Settings, ba
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``pose-train``: exit status 0, or 2 with a one-line message for a failure it understands."""
+    """``pose-train``: exit status 0; 2 with a one-line message for a usage error (an invalid setting, a missing or
+    contradictory option, a resume with another batch layout); 1 with one for a failure it understands (data, a
+    checkpoint that cannot be found or read, a diverging loss)."""
     args = parse_args(argv)
     threads = torch.get_num_threads()
     try:
@@ -239,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, settings)
     except (DataError, CheckpointError, ChecksumError, FileNotFoundError, ValueError, FloatingPointError) as exc:
         print(f"pose-train: {exc}", file=sys.stderr)
-        return 2
+        # pydantic's ValidationError (a ValueError): an invalid setting, a usage error as argparse's
+        return 2 if isinstance(exc, (UsageError, ValidationError)) else 1
     finally:
         torch.set_num_threads(threads)  # --threads is per run (main() may be called in-process, e.g. by tests)
         if dist.is_available() and dist.is_initialized():
@@ -426,7 +431,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     main_proc, work = rank == 0, Path(args.work_dir)
     amp_dtype = amp_dtype_for(args.amp, device)
     if args.accumulate < 1:
-        raise ValueError("--accumulate must be >= 1")
+        raise UsageError("--accumulate must be >= 1")
     loaders = build_loaders(args, cfg, paths, rank, world, device)
 
     model = TopdownPoseModel(cfg.model)

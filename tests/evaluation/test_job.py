@@ -190,9 +190,11 @@ def test_cli_rejects_bad_input(coco_tiny, movenet_card, tmp_path, capsys):
     assert "exactly one of --pose" in capsys.readouterr().err
     assert main(base + ["--pose", str(movenet_card), "--boxes", "file"]) == 2
     assert "--det-file" in capsys.readouterr().err
-    assert main(base + ["--pose", str(tmp_path / "nope.json")]) == 2
+    assert main(base + ["--pose", str(movenet_card), "--det-score-thr", "7"]) == 2  # an invalid setting
+    assert "det_score_thr" in capsys.readouterr().err
+    assert main(base + ["--pose", str(tmp_path / "nope.json")]) == 1  # a failure, not a usage error
     assert "nope.json" in capsys.readouterr().err
-    assert main(["--ann", str(tmp_path / "no.json"), "--images", str(coco_tiny), "--pose", str(movenet_card)]) == 2
+    assert main(["--ann", str(tmp_path / "no.json"), "--images", str(coco_tiny), "--pose", str(movenet_card)]) == 1
     assert "annotation file not found" in capsys.readouterr().err
 
 
@@ -202,7 +204,7 @@ def test_zoo_name_needs_export_package(coco_tiny, tmp_path, capsys, monkeypatch)
         "evaluation.job.export_extra_installed", lambda: False
     )  # as if the export extra were not installed
     argv = ["--ann", str(coco_tiny / TINY_ANN), "--images", str(coco_tiny), "--zoo", "ipr_res50"]
-    assert main(argv + ["--out-dir", str(tmp_path)]) == 2
+    assert main(argv + ["--out-dir", str(tmp_path)]) == 1
     assert "export package" in capsys.readouterr().err
 
 

@@ -50,26 +50,26 @@ def test_pose_export_from_our_checkpoint_then_triton_repository(tmp_path, capsys
 
 
 def test_cli_failures_are_one_line_messages(tmp_path, capsys):
-    assert main(["pose", str(tmp_path / "missing.pth"), "--out", str(tmp_path)]) == 2
+    assert main(["pose", str(tmp_path / "missing.pth"), "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "missing.pth" in err and "Traceback" not in err
-    assert main(["pose", "ipr_res50", "--out", str(tmp_path), "--offline", "--cache-dir", str(tmp_path)]) == 2
+    assert main(["pose", "ipr_res50", "--out", str(tmp_path), "--offline", "--cache-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "offline" in err and str(tmp_path / "checkpoints") in err  # the settings reached the download
     garbage = tmp_path / "g.onnx"
     garbage.write_bytes(b"not onnx")
-    assert main(["engine", str(garbage)]) == 2
+    assert main(["engine", str(garbage)]) == 1
     assert "not an ONNX model" in capsys.readouterr().err  # the lint reads the file first
     onnx_file = tiny_pose_onnx(tmp_path / "m.onnx")
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        assert main(["engine", str(onnx_file)]) == 2
+        assert main(["engine", str(onnx_file)]) == 1
         captured = capsys.readouterr()
         assert "lint m.onnx: TensorRT-ready" in captured.out and "TensorRT is not importable" in captured.err
-    assert main(["engine", str(onnx_file), "--batch", "8", "1", "4"]) == 2
+    assert main(["engine", str(onnx_file), "--batch", "8", "1", "4"]) == 2  # a usage error
     assert "profile" in capsys.readouterr().err
-    assert main(["engine", str(tmp_path / "missing.onnx")]) == 2
+    assert main(["engine", str(tmp_path / "missing.onnx")]) == 1
     assert "not found" in capsys.readouterr().err
 
 
@@ -87,7 +87,7 @@ def test_lint_subcommand_fails_a_graph_tensorrt_cannot_parse(tmp_path, capsys):
     save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 18)]), bad)
     assert main(["lint", str(good)]) == 0
     assert "TensorRT-ready" in capsys.readouterr().out
-    assert main(["lint", str(good), str(bad), "--json"]) == 2
+    assert main(["lint", str(good), str(bad), "--json"]) == 1
     captured = capsys.readouterr()
     reports = json.loads(captured.out)
     assert [r["ok"] for r in reports] == [True, False] and "1 of 2 file(s)" in captured.err

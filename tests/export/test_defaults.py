@@ -95,7 +95,7 @@ def test_offline_default_start_fails_with_the_helpful_message_not_a_traceback(tm
 def test_offline_prepare_command_fails_cleanly(tmp_path):
     pytest.importorskip("torch")
     proc = _run(["-m", "export.cli", "defaults"], tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert _detector_offline_message(Settings(cache_dir=tmp_path / "cache").cache) in proc.stderr
     assert "offline" in proc.stderr  # the pose checkpoint is not downloaded either
     assert "ipr_res50_debias-8xb64-210e_coco-256x256-055a7699_20220913.pth" in proc.stderr  # both models tried
