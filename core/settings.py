@@ -305,6 +305,12 @@ class Settings(BaseSettings):
     # server
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in a container)")
     port: int = Field(8000, ge=0, le=65535, description="port")
+    root_path: str = Field(
+        "",
+        pattern=r"^(/[^/\s]+)*$",
+        description="the path prefix a proxy / ingress serves the app under (and strips), e.g. /pose-api (no "
+        "trailing slash; empty: none): /docs and the OpenAPI schema's server URL name it",
+    )
     warmup: bool = Field(
         True, description="warm both models up before /readyz turns 200 (pose batch sizes: `warmup_batch_sizes`)"
     )

@@ -31,6 +31,7 @@ from core.errors import (
 from core.settings import Settings
 from core.version import __version__
 from inference.pipeline import PosePipeline
+from service.docs import mount_docs
 from service.middleware import RequestGuard
 from service.page import mount_page
 from service.parsing import MULTIPART_SLACK
@@ -53,7 +54,7 @@ def _add_routes_and_middleware(app: FastAPI, state: ServiceState) -> None:
         RequestGuard,
         state=state,
         max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
-        body_limits={"/pose/video": settings.video_max_bytes + MULTIPART_SLACK},
+        body_limits={path: settings.video_max_bytes + MULTIPART_SLACK for path in ("/pose/video", "/v1/pose/video")},
     )
     if settings.cors_allow_origins:
         app.add_middleware(
@@ -89,11 +90,13 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
         title="poseserve",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        docs_url=None,  # served from local files by service/docs.py
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.service = state
+    if docs:
+        mount_docs(app, "/openapi.json")
     _add_routes_and_middleware(app, state)
 
     @app.exception_handler(PoseServiceError)

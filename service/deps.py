@@ -1,5 +1,6 @@
 """Typed FastAPI dependencies (``Annotated``): the service state, its settings, the ready pipeline and the
-API-key check. All ``async``: FastAPI would run plain functions in the thread pool, where a refusal could
+API-key check (declared with FastAPI's security classes, so the OpenAPI schema lists the schemes and Swagger UI's
+"Authorize" sends them). All ``async``: FastAPI would run plain functions in the thread pool, where a refusal could
 wait behind inference."""
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from core.errors import NotReadyError, UnauthorizedError
 from core.settings import Settings
@@ -41,9 +43,15 @@ async def get_pipeline(state: StateDep) -> PosePipeline:
     return state.pipeline
 
 
-def check_api_key(state: ServiceState, headers, query_key: str | None = None) -> None:
-    """With API keys configured, the request must carry one: ``Authorization: Bearer <key>`` or ``X-API-Key`` (or,
-    for a WebSocket from a browser, which cannot set headers, ``query_key``: the ``api_key`` query parameter).
+#: The two ways to send a key, as OpenAPI security schemes (``auto_error=False``: :func:`verify_api_key` answers).
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", scheme_name="APIKeyHeader", auto_error=False, description="one of the keys in `api_keys`"
+)
+BEARER = HTTPBearer(scheme_name="Bearer", auto_error=False, description="`Authorization: Bearer <key>`")
+
+
+def verify_api_key(state: ServiceState, given: str) -> None:
+    """With API keys configured, ``given`` must be one of them (empty: none was sent).
 
     Every configured key is compared in constant time (``hmac.compare_digest``), all of them, so the time taken
     does not tell which key came closest.
@@ -53,8 +61,6 @@ def check_api_key(state: ServiceState, headers, query_key: str | None = None) ->
     """
     if not state.api_keys:
         return
-    auth = headers.get("authorization", "")
-    given = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "") or (query_key or "")
     if not given:
         raise UnauthorizedError("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
     matched = False
@@ -64,13 +70,29 @@ def check_api_key(state: ServiceState, headers, query_key: str | None = None) ->
         raise UnauthorizedError("the API key is not valid")
 
 
-async def require_api_key(request: Request, state: StateDep) -> None:
-    """:func:`check_api_key` on an HTTP request's headers.
+def check_api_key(state: ServiceState, headers, query_key: str | None = None) -> None:
+    """:func:`verify_api_key` on ``Authorization: Bearer <key>``, else ``X-API-Key``, else (for a WebSocket from a
+    browser, which cannot set headers) ``query_key``: the ``api_key`` query parameter.
 
     Raises:
         UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
     """
-    check_api_key(state, request.headers)
+    auth = headers.get("authorization", "")
+    given = auth[7:].strip() if auth[:7].lower() == "bearer " else headers.get("x-api-key", "") or (query_key or "")
+    verify_api_key(state, given)
+
+
+async def require_api_key(
+    state: StateDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    x_api_key: Annotated[str | None, Security(API_KEY_HEADER)],
+) -> None:
+    """:func:`verify_api_key` on an HTTP request's key: the bearer token, else ``X-API-Key``.
+
+    Raises:
+        UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
+    """
+    verify_api_key(state, bearer.credentials if bearer is not None else (x_api_key or ""))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -7,7 +7,9 @@
 * Slow clients: each wait for the next body chunk is bounded by ``read_timeout_s``
   (:class:`~core.errors.RequestTimeoutError`, 408). Once the body is complete, receiving is left alone
   (it then only reports a disconnect).
-* ``POST /pose`` metrics: answers by status and latency, whatever the answer.
+* ``POST /v1/pose`` (and its alias ``/pose``) metrics: answers by status and latency, whatever the answer.
+
+Paths are matched without the ``root_path`` prefix (a proxy's, when it does not strip it).
 
 Errors raised while the app reads the body reach the app's exception handlers (``service/app.py``) as any
 other :class:`~core.errors.PoseServiceError`.
@@ -21,13 +23,24 @@ import time
 from core.errors import HeadersTooLargeError, PayloadTooLargeError, RequestTimeoutError
 from service.state import ServiceState
 
+#: The image route and its alias, whose answers are counted (``pose_requests_total``, the latency histogram).
+POSE_PATHS = frozenset({"/pose", "/v1/pose"})
+
+
+def route_path(scope) -> str:
+    """The request's path without the ``root_path`` prefix (as Starlette's router matches it)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
+
 
 class RequestGuard:
     """Args:
     app: the ASGI app.
     state: the service state (settings: ``read_timeout_s``; the metrics).
     max_body_bytes: the body limit (the upload limit plus multipart framing).
-    body_limits: other limits by path (``/pose/video``: the video limit).
+    body_limits: other limits by path (``/v1/pose/video`` and ``/pose/video``: the video limit).
     """
 
     def __init__(self, app, state: ServiceState, max_body_bytes: int, body_limits: dict[str, int] | None = None):
@@ -52,7 +65,8 @@ class RequestGuard:
             return
         received = 0
         body_done = False
-        max_body_bytes = self.body_limits.get(scope["path"], self.max_body_bytes)
+        path = route_path(scope)
+        max_body_bytes = self.body_limits.get(path, self.max_body_bytes)
 
         async def guarded_receive():
             nonlocal received, body_done
@@ -73,7 +87,7 @@ class RequestGuard:
                 body_done = True
             return message
 
-        if scope["path"] != "/pose" or scope["method"] != "POST":
+        if path not in POSE_PATHS or scope["method"] != "POST":
             await self.app(scope, guarded_receive, send)
             return
         status = 500

@@ -67,6 +67,7 @@ SERVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "host",
             "port",
+            "root_path",
             "max_connections",
             "max_header_bytes",
             "header_timeout_s",

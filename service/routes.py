@@ -1,6 +1,6 @@
-"""The HTTP routes: ``POST /pose``, ``GET /healthz``, ``GET /readyz``, ``GET /v1/models``, ``GET /metrics``.
+"""The HTTP routes: ``POST /v1/pose`` (alias ``/pose``), ``GET /healthz``, ``GET /readyz``, ``GET /v1/models``, ``GET /metrics``.
 
-``POST /pose`` is admit -> parse -> pipeline -> encode: admission control (``service/admission.py``) takes a
+``POST /v1/pose`` is admit -> parse -> pipeline -> encode: admission control (``service/admission.py``) takes a
 slot when the body starts arriving, before the rest of it is read; request parsing is ``service/parsing.py``; the work is ``PosePipeline.run``
 in the thread pool (pose crops of concurrent requests meet in its batcher), watched for the deadline and for
 the client going away; the answer is ``PoseResponse.from_result`` (or a rendered JPEG). Health, readiness and
@@ -31,7 +31,7 @@ from inference.context import RequestContext
 from inference.render import render_jpeg
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
 from service.parsing import check_declared_size, parse_bboxes, read_upload
-from service.schemas import ErrorResponse, PoseResponse
+from service.schemas import ErrorResponse, HealthResponse, ModelsResponse, PoseResponse
 
 router = APIRouter()
 
@@ -96,7 +96,7 @@ async def body_started(request: Request) -> Request:
     return Request(request.scope, receive)
 
 
-@router.get("/healthz", responses={503: {"model": ErrorResponse}})
+@router.get("/healthz", response_model=HealthResponse, responses={503: {"model": ErrorResponse}})
 async def healthz(state: StateDep):
     """200 while the process can serve (never waits for the models); 503 ``worker_stopped`` when a batcher's worker
     thread stopped (every request would wait on it: a liveness probe should restart the process)."""
@@ -106,7 +106,7 @@ async def healthz(state: StateDep):
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"model": ErrorResponse}})
+@router.get("/readyz", response_model=HealthResponse, responses={503: {"model": ErrorResponse}})
 async def readyz(state: StateDep):
     """200 once both models are loaded and warmed up; 503 while loading (with ``Retry-After``), after a failed load
     (no ``Retry-After``: retrying will not help; the message says what failed), when a batcher's worker stopped or
@@ -121,15 +121,35 @@ async def readyz(state: StateDep):
     return error_response(NotReadyError("models are loading"))
 
 
-@router.get("/v1/models", responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
-            dependencies=[APIKeyDep])  # fmt: skip
-def models(pipeline: PipelineDep) -> dict:
+@router.get(
+    "/v1/models",
+    response_model=ModelsResponse,
+    response_model_exclude_unset=True,
+    responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    dependencies=[APIKeyDep],
+)
+def models(pipeline: PipelineDep):
     """Model cards, runtimes (execution providers actually active), the pose model's keypoint schema and batching
     (file names only: no server paths)."""
     return public_facts({**pipeline.describe(), "keypoints": pipeline.pose.card.schema_dict()})
 
 
-@router.get("/metrics")
+_METRICS_EXAMPLE = """# HELP pose_requests_total POST /v1/pose answers by status
+# TYPE pose_requests_total counter
+pose_requests_total{status="200"} 42.0
+"""
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example": _METRICS_EXAMPLE}},
+        }
+    },
+)
 async def metrics(state: StateDep) -> Response:
     """Prometheus metrics."""
     state.sync_restarts()
@@ -159,13 +179,26 @@ POSE_REQUEST_BODY = {
 }
 
 
-@router.post(
-    "/pose",
-    response_model=PoseResponse,
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 408, 413, 415, 422, 431, 503, 504)},
-    dependencies=[APIKeyDep],
-    openapi_extra={"requestBody": POSE_REQUEST_BODY},
-)
+#: ``render=true``'s answer, beside the JSON.
+_JPEG_ANSWER = {
+    "image/jpeg": {
+        "schema": {"type": "string", "format": "binary"},
+        "example": "(JPEG bytes: the image with the skeletons drawn)",
+    }
+}
+_POSE_ROUTE = {
+    "response_model": PoseResponse,
+    "responses": {
+        200: {"description": "people with keypoints (JSON), or with `render=true` a JPEG", "content": _JPEG_ANSWER},
+        **{code: {"model": ErrorResponse} for code in (400, 401, 408, 413, 415, 422, 431, 503, 504)},
+    },
+    "dependencies": [APIKeyDep],
+    "openapi_extra": {"requestBody": POSE_REQUEST_BODY},
+}
+
+
+@router.post("/v1/pose", **_POSE_ROUTE)
+@router.post("/pose", include_in_schema=False, **_POSE_ROUTE)  # the unversioned alias
 async def pose(
     request: Request,
     pipeline: PipelineDep,

@@ -3,7 +3,9 @@ and validated into them."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from inference.encoding import image_answer
 from inference.pipeline import PoseResult
@@ -25,8 +27,36 @@ class ModelsUsed(BaseModel):
     pose: str
 
 
+_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+          "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+          "right_ankle"]  # fmt: skip
+
+
 class PoseResponse(BaseModel):
-    """Response of ``POST /pose``."""
+    """Response of ``POST /v1/pose``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "width": 640,
+                    "height": 429,
+                    "persons": [
+                        {
+                            "bbox": [151.2, 40.5, 398.7, 421.0],
+                            "bbox_score": 0.95,
+                            "keypoints": [[270.1, 88.4, 0.98]] * 17,
+                            "score": 0.62,
+                        }
+                    ],
+                    "keypoint_names": _NAMES,
+                    "models": {"detector": "yolo11n", "pose": "ipr_res50_debias"},
+                    "timings_ms": {"decode": 3.1, "detect": 61.0, "crop": 0.4, "pose": 48.2, "total": 113.0},
+                    "dropped_persons": 0,
+                }
+            ]
+        }
+    )
 
     width: int = Field(..., description="image width in pixels, after EXIF orientation")
     height: int = Field(..., description="image height in pixels, after EXIF orientation")
@@ -50,5 +80,47 @@ class PoseResponse(BaseModel):
 class ErrorResponse(BaseModel):
     """Every error answer: a machine-readable code and a message for a person."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": "overloaded", "message": "too many requests in flight; retry later"}]}
+    )
+
     error: str
     message: str
+
+
+class HealthResponse(BaseModel):
+    """``GET /healthz`` (``ok``) and ``GET /readyz`` (``ready``) when they answer 200."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}, {"status": "ready"}]})
+
+    status: str = Field(..., description="`ok` (/healthz) or `ready` (/readyz)")
+
+
+class ModelsResponse(BaseModel):
+    """``GET /v1/models``: the served models' facts (``PosePipeline.describe`` and the pose card's keypoint schema).
+    Loosely typed: the runtimes' and cards' own fields pass through as they are."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "detector": {"name": "yolo11n", "input_size": 640, "score_threshold": 0.25, "runtime": {}},
+                    "pose": {"name": "ipr_res50_debias", "precision": "fp32", "runtime": {}},
+                    "batching": {"max_batch_size": 32, "max_wait_ms": 5.0, "detector_max_batch_size": 4},
+                    "keypoints": {
+                        "name": "coco",
+                        "keypoint_names": _NAMES,
+                        "flip_pairs": [[1, 2], [3, 4]],
+                        "skeleton": [[15, 13], [13, 11]],
+                        "sigmas": [0.026, 0.025, 0.025],
+                    },
+                }
+            ]
+        },
+    )
+
+    detector: dict[str, Any] | None = Field(None, description="the detector's settings and runtime (None: no detector)")
+    pose: dict[str, Any] = Field(..., description="the pose model's card facts, precision and runtime")
+    batching: dict[str, Any] | None = Field(None, description="the batchers' sizes and wait")
+    keypoints: dict[str, Any] = Field(..., description="keypoint names, skeleton, flip pairs, OKS sigmas")

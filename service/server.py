@@ -110,6 +110,7 @@ def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
         app,
         host=settings.host,
         port=settings.port,
+        root_path=settings.root_path,  # a proxy's prefix: /docs and the schema's server URL name it
         http=protocol,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.max_connections,

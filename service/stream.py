@@ -1,4 +1,4 @@
-"""``GET /pose/stream``: a live pose session over a WebSocket.
+"""``GET /v1/pose/stream`` (alias ``/pose/stream``): a live pose session over a WebSocket.
 
 The client sends encoded frames as binary messages (JPEG, PNG, WebP, BMP; at most ``max_upload_bytes`` each) and,
 optionally, JSON text messages: ``{"type": "frame", "id": ..., "time_s": ...}`` names the next binary frame (its id
@@ -224,7 +224,8 @@ async def _refuse(ws: WebSocket, exc: PoseServiceError) -> None:
         await ws.close(CLOSE_TRY_AGAIN if exc.status == 503 else CLOSE_POLICY, str(exc)[:120])
 
 
-@router.websocket("/pose/stream")
+@router.websocket("/v1/pose/stream")
+@router.websocket("/pose/stream")  # the unversioned alias
 async def pose_stream(
     ws: WebSocket,
     track: Annotated[bool, Query()] = True,

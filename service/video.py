@@ -1,4 +1,4 @@
-"""``POST /pose/video``: a video upload in, pose per frame with track IDs out, streamed as NDJSON (or an annotated MP4).
+"""``POST /v1/pose/video`` (alias ``/pose/video``): a video upload in, pose per frame with track IDs out, streamed as NDJSON (or an annotated MP4).
 
 admit -> spool -> probe -> stream: the request takes a request slot and a stream slot (``Admission.admit_stream``) when
 its body starts arriving; the body (multipart field ``file`` or a raw ``video/*`` body) is spooled to a temporary file
@@ -323,15 +323,31 @@ VIDEO_REQUEST_BODY = {
 }
 
 
-@router.post(
-    "/pose/video",
-    responses={
-        200: {"content": {"application/x-ndjson": {}, "video/mp4": {}}, "description": "NDJSON lines, or an MP4"},
+_NDJSON_EXAMPLE = (
+    '{"type":"video","width":1280,"height":720,"fps":30.0,"frames":300,"models":{},"keypoint_names":[],"options":{}}\n'
+    '{"type":"frame","frame":0,"time_s":0.0,"persons":[{"track_id":1,"bbox":[10,20,200,400],"bbox_score":0.9,'
+    '"keypoints":[[50.0,60.0,0.9]],"score":0.6}],"detected":true,"scene_cut":false}\n'
+    '{"type":"summary","frames":300,"tracks":1,"detector_runs":300}\n'
+)
+_VIDEO_ROUTE = {
+    "responses": {
+        200: {
+            "description": "NDJSON lines as they are computed, or with `render=true` an annotated MP4",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}, "example": _NDJSON_EXAMPLE},
+                "video/mp4": {"schema": {"type": "string", "format": "binary"}, "example": "(MP4 bytes)"},
+            },
+        },
         **{code: {"model": ErrorResponse} for code in (400, 401, 408, 413, 415, 422, 503, 504)},
     },
-    dependencies=[APIKeyDep],
-    openapi_extra={"requestBody": VIDEO_REQUEST_BODY},
-)
+    "response_class": StreamingResponse,
+    "dependencies": [APIKeyDep],
+    "openapi_extra": {"requestBody": VIDEO_REQUEST_BODY},
+}
+
+
+@router.post("/v1/pose/video", **_VIDEO_ROUTE)
+@router.post("/pose/video", include_in_schema=False, **_VIDEO_ROUTE)  # the unversioned alias
 async def pose_video(
     request: Request,
     pipeline: PipelineDep,

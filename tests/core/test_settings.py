@@ -95,3 +95,16 @@ def test_settings_options_in_titled_groups():
     assert s.port == 9000 and s.log_level == "debug"
     with pytest.raises(ValueError, match="max_boxes"):
         add_settings_options(argparse.ArgumentParser(), ("port",), [("limits", ("max_boxes",))])
+
+
+def test_root_path_is_a_prefix_without_trailing_slash(monkeypatch):
+    """``root_path`` (a proxy's prefix) is empty or ``/a/b``; the environment and ``--root-path`` set it."""
+    assert Settings().root_path == ""
+    monkeypatch.setenv("POSE_ROOT_PATH", "/pose-api")
+    assert Settings().root_path == "/pose-api"
+    parser = argparse.ArgumentParser()
+    add_settings_options(parser, ("root_path",))
+    assert settings_from_args(parser.parse_args(["--root-path", "/a/b"])).root_path == "/a/b"
+    for bad in ("pose-api", "/pose-api/", "/a b", "//x"):
+        with pytest.raises(ValidationError):
+            Settings(root_path=bad)
