@@ -12,10 +12,13 @@ of Python numbers (``json.dumps`` takes them as they are); no pydantic, no HTTP.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from core.errors import PoseServiceError, public_message
 
 if TYPE_CHECKING:  # annotations only: encoding an image needs no stream (nor its tracking's scipy)
     from inference.pipeline import PosePipeline, PoseResult
@@ -124,3 +127,22 @@ def summary_line(stream: PoseStream, reader=None, elapsed_s: float | None = None
         line["fps"] = round(line["frames"] / elapsed_s, 3) if elapsed_s > 0 else None
     line.update(extra)
     return line
+
+
+def error_line(exc: BaseException) -> dict[str, Any]:
+    """An error as a line / message of a stream: ``{"type": "error", "status", "error", "message"}`` (the
+    :class:`~core.errors.PoseServiceError`'s status and code, server paths cut from the message; anything else is a
+    500 ``internal_error`` naming only the exception's type)."""
+    if isinstance(exc, PoseServiceError):
+        return {"type": "error", "status": exc.status, "error": exc.code, "message": public_message(str(exc))}
+    return {
+        "type": "error",
+        "status": 500,
+        "error": "internal_error",
+        "message": f"internal error: {type(exc).__name__}",
+    }
+
+
+def ndjson_line(obj: dict[str, Any]) -> str:
+    """One NDJSON line: compact JSON and a newline."""
+    return json.dumps(obj, separators=(",", ":")) + "\n"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import logging
 import signal
 import sys
@@ -290,7 +289,7 @@ class Predictor:
 
     def images(self, sources: list[Source]) -> None:
         """Each image: ``<stem>.json`` (and ``<stem>.jpg`` with ``--render``); one progress bar over them all."""
-        from inference.encoding import image_answer
+        from inference.encoding import image_answer, ndjson_line
         from inference.imageio import decode_image
         from inference.render import encode_jpeg
 
@@ -311,7 +310,7 @@ class Predictor:
                     bar.update()
                     continue
                 answer = image_answer(result, self.pipeline.pose.name, self.keypoint_names)
-                (self.out / f"{source.stem}.json").write_text(_line(answer), encoding="utf-8")
+                (self.out / f"{source.stem}.json").write_text(ndjson_line(answer), encoding="utf-8")
                 if self.args.render:
                     (self.out / f"{source.stem}.jpg").write_bytes(encode_jpeg(self._render(image, result)))
                 bar.update()
@@ -322,7 +321,7 @@ class Predictor:
         """One video or stream: ``<stem>.ndjson`` (and ``<stem>.mp4`` with ``--render``), both closed whatever
         happens (an error or Ctrl-C ends the NDJSON with its summary line, ``error`` / ``interrupted`` set)."""
         from inference.context import RequestContext
-        from inference.encoding import frame_line, summary_line, video_header
+        from inference.encoding import frame_line, ndjson_line, summary_line, video_header
         from inference.stream import PoseStream, StreamOptions
         from inference.video import VideoLimits, VideoWriter, open_video
 
@@ -343,7 +342,7 @@ class Predictor:
             with reader:
                 info = reader.info
                 ndjson = (self.out / f"{source.stem}.ndjson").open("w", encoding="utf-8")
-                ndjson.write(_line(video_header(info, self.pipeline, options)))
+                ndjson.write(ndjson_line(video_header(info, self.pipeline, options)))
                 if args.render:
                     fps = (info.fps or FALLBACK_FPS) / args.frame_stride
                     writer = VideoWriter(self.out / f"{source.stem}.mp4", info.width, info.height, fps)
@@ -354,7 +353,7 @@ class Predictor:
                 frames = reader.frames(stride=args.frame_stride, max_frames=args.max_frames, should_stop=self.stop)
                 for frame in frames:
                     result = stream.process(frame.image, frame.time_s, frame.index, ctx)
-                    ndjson.write(_line(frame_line(result)))
+                    ndjson.write(ndjson_line(frame_line(result)))
                     if writer is not None:
                         writer.write(self._render(frame.image, result.result, result.track_ids))
                     bar.update()
@@ -381,7 +380,7 @@ class Predictor:
                     extra["error"] = str(error)
                 if interrupted:
                     extra["interrupted"] = True
-                ndjson.write(_line(summary_line(stream, reader, time.perf_counter() - t0, **extra)))
+                ndjson.write(ndjson_line(summary_line(stream, reader, time.perf_counter() - t0, **extra)))
                 ndjson.close()
         if error is not None:
             self._fail(source, error)
@@ -389,10 +388,6 @@ class Predictor:
         n, wall = stream.stats.frames, time.perf_counter() - t0
         outputs = f"{source.stem}.ndjson" + (f", {source.stem}.mp4" if writer is not None else "")
         self._note(f"{source.name}: {n} frames in {wall:.1f} s ({n / max(wall, 1e-9):.1f} frames/s) -> {outputs}")
-
-
-def _line(obj: dict) -> str:
-    return json.dumps(obj, separators=(",", ":")) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,9 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from core.errors import InvalidParameterError, NotReadyError, PayloadTooLargeError, PoseServiceError, public_message
+from core.errors import InvalidParameterError, NotReadyError, PayloadTooLargeError, PoseServiceError
 from inference.context import RequestContext
-from inference.encoding import frame_line
+from inference.encoding import error_line, frame_line
 from inference.imageio import decode_image
 from inference.stream import PoseStream, StreamOptions
 from service.deps import check_api_key
@@ -78,7 +78,7 @@ class LiveSession:
             await asyncio.wait_for(self.ws.send_text(text), self.settings.stream_idle_timeout_s)
 
     async def error(self, exc: PoseServiceError, frame: _Frame | None = None) -> None:
-        msg = {"type": "error", "status": exc.status, "error": exc.code, "message": public_message(str(exc))}
+        msg = error_line(exc)
         if frame is not None:
             msg.update(frame=frame.seq, id=frame.id)
         await self.send(msg)

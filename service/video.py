@@ -15,7 +15,6 @@ goes away or a passed deadline stops the decoding at the next frame; one that st
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import tempfile
@@ -41,10 +40,9 @@ from core.errors import (
     RequestTimeoutError,
     UnsupportedMediaTypeError,
     VideoDecodeError,
-    public_message,
 )
 from inference.context import RequestContext
-from inference.encoding import frame_line, summary_line, video_header
+from inference.encoding import error_line, frame_line, ndjson_line, summary_line, video_header
 from inference.render import render_poses
 from inference.stream import PoseStream, StreamOptions
 from inference.video import VideoLimits, VideoReader, VideoWriter, open_video
@@ -160,19 +158,8 @@ class VideoJob:
         self.ctx.release()
 
 
-def _error_line(exc: BaseException) -> dict:
-    if isinstance(exc, PoseServiceError):
-        return {"type": "error", "status": exc.status, "error": exc.code, "message": public_message(str(exc))}
-    return {
-        "type": "error",
-        "status": 500,
-        "error": "internal_error",
-        "message": f"internal error: {type(exc).__name__}",
-    }
-
-
 def _line(obj: dict) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return ndjson_line(obj).encode()
 
 
 def _run_lines(job: VideoJob, stride: int, max_frames: int | None, emit: Callable[[object], bool]) -> None:
@@ -188,7 +175,7 @@ def _run_lines(job: VideoJob, stride: int, max_frames: int | None, emit: Callabl
             log.error(
                 "POST /pose/video failed while streaming: %s", exc, exc_info=not isinstance(exc, PoseServiceError)
             )
-        emit(_error_line(exc))
+        emit(error_line(exc))
     finally:
         job.close()
         emit(_END)
