@@ -22,6 +22,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_video import _card  # noqa: E402
+
 from tests.inference.test_stream import _match, panned  # noqa: E402
 
 CLIPS = {  # name: (image, per-frame offset, frames)
@@ -61,14 +65,10 @@ def main() -> None:
     from inference.pipeline import PosePipeline
     from inference.stream import PoseStream, StreamOptions
     from inference.video import open_video
-    from models.card import InputSpec, ModelCard, OutputSpec
 
-    card = ModelCard(
-        name="movenet_thunder",
-        model_file=str(assets / "pose" / "movenet_thunder.onnx"),
-        input=InputSpec(name="input:0", width=256, height=256, layout="NHWC", dtype="int32", color="RGB"),
-        output=OutputSpec(name="Identity:0", kind="keypoints", coord_order="yx", coord_units="normalized"),
-    ).save(Path("/tmp/bench-video-tracking-movenet.json"))
+    work = Path("/tmp/bench-video")
+    work.mkdir(parents=True, exist_ok=True)
+    card = _card(assets, work)
     settings = Settings(detector_model=assets / "detector" / "yolov8n.onnx", pose_model=card)
     pipeline = PosePipeline.from_settings(settings, batching=False)
     variants = {"ours": {}}

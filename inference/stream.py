@@ -6,7 +6,7 @@ streams meet in the detector's and the pose model's batchers (cross-stream batch
 their crops. On top of the pipeline a stream keeps what only a sequence has:
 
 * **detection interval** (``det_interval`` N): the detector runs on every N-th frame; in between, each person's box
-  comes from its previous keypoints (:func:`inference.tracking.bbox_from_keypoints`), as MMDeploy's ``PoseTracker``
+  comes from its previous keypoints (:func:`inference.tracking.bboxes_from_keypoints`), as MMDeploy's ``PoseTracker``
   (``det_interval``) and rtmlib's ``PoseTracker`` (``det_frequency``) do. The detector runs at once, on the same
   frame, when a person is lost on a propagated box (fewer than 3 confident keypoints left) and on a scene cut; a
   person seen in part (too few keypoints for a box of their own) keeps the last frame's box;
@@ -31,7 +31,7 @@ from core.settings import Settings
 from inference.context import RequestContext
 from inference.pipeline import PosePipeline, PoseResult
 from inference.smoothing import PoseSmoother
-from inference.tracking import PoseTracker, SceneCutDetector, bbox_from_keypoints
+from inference.tracking import PoseTracker, SceneCutDetector, bboxes_from_keypoints
 from models.keypoints import oks_nms
 from models.scoring import person_scores
 
@@ -233,8 +233,8 @@ class PoseStream:
             prev_boxes, bbox_scores, keypoints = self._prev
             h, w = image.shape[:2]
             # a person seen in part (too few keypoints for a box of their own) keeps the last frame's box
-            boxes = [bbox_from_keypoints(k, KPT_SCORE_THR, (w, h)) for k in keypoints]
-            boxes = np.asarray([b if b is not None else pb for b, pb in zip(boxes, prev_boxes)], np.float32)
+            boxes, valid = bboxes_from_keypoints(keypoints, KPT_SCORE_THR, (w, h))
+            boxes = np.where(valid[:, None], boxes, prev_boxes).astype(np.float32)
             result = self._on_boxes(image, boxes.reshape(-1, 4), bbox_scores, ctx)
             found = (result.keypoints[..., 2] >= KPT_SCORE_THR).sum(-1)
             if result.dropped == 0 and (found >= MIN_KEYPOINTS).all():
