@@ -48,7 +48,7 @@ from inference.stream import PoseStream, StreamOptions
 from inference.video import VideoLimits, VideoReader, VideoWriter, open_video
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
 from service.parsing import check_declared_size
-from service.routes import body_started
+from service.routes import body_started, run_watched
 from service.schemas import ErrorResponse
 from service.state import ServiceState
 
@@ -144,7 +144,8 @@ class VideoJob:
         ctx.check()  # stopped by a deadline or a disconnect: say so
 
     def close(self) -> None:
-        """Close the reader and the spooled upload, forget the stream, release the worker's hold on the request."""
+        """Close the reader and the spooled upload, forget the stream (the worker's hold on the request is released by
+        whoever took it)."""
         with self._lock:
             if self._closed:
                 return
@@ -155,7 +156,6 @@ class VideoJob:
                 f()
             except Exception:  # noqa: BLE001 - closing must not mask the answer
                 log.debug("closing a video job", exc_info=True)
-        self.ctx.release()
 
 
 def _line(obj: dict) -> bytes:
@@ -178,6 +178,7 @@ def _run_lines(job: VideoJob, stride: int, max_frames: int | None, emit: Callabl
         emit(error_line(exc))
     finally:
         job.close()
+        job.ctx.release()  # the worker's hold (taken in _ndjson)
         emit(_END)
 
 
@@ -267,8 +268,6 @@ async def _rendered_mp4(job: VideoJob, request: Request, stride: int, max_frames
     schema = pipeline.pose.card.schema
     skeleton = schema.skeleton if schema is not None else ()
     names = pipeline.pose.card.keypoint_names
-    ctx = job.ctx
-    ctx.start_work()
 
     def work() -> int:
         try:
@@ -276,22 +275,13 @@ async def _rendered_mp4(job: VideoJob, request: Request, stride: int, max_frames
         finally:
             job.close()
 
-    task = asyncio.ensure_future(run_in_threadpool(work))
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
     try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.05)
-            if done:
-                task.result()
-                break
-            if await request.is_disconnected():
-                ctx.cancel("disconnected")
-            ctx.check()
+        await run_watched(request, job.ctx, work)  # the worker's hold on the request, the deadline, a disconnect
     except BaseException:
         os.unlink(path)
         raise
     finally:
-        ctx.release()
+        job.ctx.release()  # the handler's hold
     return FileResponse(path, media_type="video/mp4", filename="pose.mp4", background=BackgroundTask(os.unlink, path))
 
 
