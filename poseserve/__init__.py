@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 from core.version import __version__
 
 if TYPE_CHECKING:
-    from poseserve.api import PoseEstimator, VideoPoses
+    from poseserve.api import PoseEstimator, StreamSession
     from poseserve.client import AsyncPoseClient, PoseClient
     from poseserve.results import Person, Poses
 
-__all__ = ["AsyncPoseClient", "Person", "PoseClient", "PoseEstimator", "Poses", "VideoPoses", "__version__"]
+__all__ = ["AsyncPoseClient", "Person", "PoseClient", "PoseEstimator", "Poses", "StreamSession", "__version__"]
 
 _WHERE = {
     "PoseEstimator": "poseserve.api",
-    "VideoPoses": "poseserve.api",
+    "StreamSession": "poseserve.api",
     "PoseClient": "poseserve.client",
     "AsyncPoseClient": "poseserve.client",
     "Person": "poseserve.results",
