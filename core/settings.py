@@ -315,6 +315,14 @@ class Settings(BaseSettings):
         True, description="warm both models up before /readyz turns 200 (pose batch sizes: `warmup_batch_sizes`)"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines as text or one JSON object per line; each names its request id (X-Request-ID)"
+    )
+    otel_tracing: bool = Field(
+        False,
+        description="OpenTelemetry spans: one per request (FastAPI instrumentation) and per stage (decode, detect, "
+        "crop, pose); needs the otel extra; exporter from the OTEL_* variables",
+    )
     exit_on_load_failure: bool = Field(
         True,
         description="a missing model file or an invalid card ends pose-serve before the port is bound (exit status 1), "

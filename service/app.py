@@ -33,6 +33,7 @@ from core.version import __version__
 from inference.pipeline import PosePipeline
 from service.docs import mount_docs
 from service.middleware import RequestGuard
+from service.observability import setup_tracing
 from service.page import mount_page
 from service.parsing import MULTIPART_SLACK
 from service.routes import error_response, router
@@ -61,8 +62,8 @@ def _add_routes_and_middleware(app: FastAPI, state: ServiceState) -> None:
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_methods=["GET", "POST"],
-            expose_headers=["Content-Disposition"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=["Content-Disposition", "X-Request-ID"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
         )
 
 
@@ -133,4 +134,5 @@ def create_app(settings: Settings | None = None, pipeline: PosePipeline | None =
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(PoseServiceError(f"internal error: {type(exc).__name__}"))
 
+    state.tracing = setup_tracing(app, settings)
     return app

@@ -8,6 +8,8 @@
   (:class:`~core.errors.RequestTimeoutError`, 408). Once the body is complete, receiving is left alone
   (it then only reports a disconnect).
 * ``POST /v1/pose`` (and its alias ``/pose``) metrics: answers by status and latency, whatever the answer.
+* Request id: taken from ``X-Request-ID`` or made (:func:`service.observability.request_id_for`), set for the logs
+  of the request (HTTP and WebSocket) and returned in the ``X-Request-ID`` header of every HTTP answer.
 
 Paths are matched without the ``root_path`` prefix (a proxy's, when it does not strip it).
 
@@ -21,6 +23,7 @@ import asyncio
 import time
 
 from core.errors import HeadersTooLargeError, PayloadTooLargeError, RequestTimeoutError
+from service.observability import REQUEST_ID, request_id_for
 from service.state import ServiceState
 
 #: The image route and its alias, whose answers are counted (``pose_requests_total``, the latency histogram).
@@ -52,9 +55,27 @@ class RequestGuard:
         self.max_header_bytes = int(state.settings.max_header_bytes)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        request_id = request_id_for(scope["headers"])
+        token = REQUEST_ID.set(request_id)
+        try:
+            if scope["type"] == "websocket":
+                await self.app(scope, receive, send)
+                return
+            header = (b"x-request-id", request_id.encode("latin-1"))
+
+            async def send_with_id(message):
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), header]}
+                await send(message)
+
+            await self._http(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _http(self, scope, receive, send):
         head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
         head += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
         if head > self.max_header_bytes:

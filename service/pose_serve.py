@@ -17,7 +17,6 @@ names a missing model file: checked by ``inference.default_models.check_model_fi
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from pydantic import ValidationError
@@ -34,6 +33,7 @@ from core.settings import (
     VIDEO_FIELDS,
 )
 from inference.default_models import check_model_files, resolve_models
+from service.observability import configure_logging
 
 #: Exit status of a usage error (argparse's own) and of a failure (a model that cannot be found).
 EXIT_USAGE, EXIT_FAILURE = 2, 1
@@ -77,6 +77,8 @@ SERVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "warmup",
             "exit_on_load_failure",
             "log_level",
+            "log_format",
+            "otel_tracing",
         ),
     ),
     (
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"pose-serve: invalid settings: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     try:
         settings = resolve_models(settings)
         if settings.exit_on_load_failure:  # fail before the port is bound; otherwise /readyz says 503

@@ -30,6 +30,7 @@ from core.errors import (
 from inference.context import RequestContext
 from inference.render import render_jpeg
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
+from service.observability import stage_spans
 from service.parsing import check_declared_size, parse_bboxes, read_upload
 from service.schemas import ErrorResponse, HealthResponse, ModelsResponse, PoseResponse
 
@@ -221,6 +222,8 @@ async def pose(
         caller_bboxes = parse_bboxes(boxes if boxes is not None else upload.form_bboxes, settings.max_boxes)
         result = await run_watched(request, ctx, pipeline.run, upload.data, caller_bboxes, ctx)
         state.persons.inc(len(result.scores))
+        if state.tracing:
+            stage_spans(result.timings_ms)
         if render:
             schema = pipeline.pose.card.schema
             args = (result.image, result.bboxes, result.keypoints, settings.max_render_pixels)

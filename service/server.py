@@ -119,6 +119,7 @@ def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
         timeout_keep_alive=settings.keepalive_timeout_s,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         log_level=settings.log_level,
+        log_config=None,  # pose-serve's own handlers (service.observability.configure_logging): format, request id
         workers=1,
     )
 

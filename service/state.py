@@ -11,7 +11,15 @@ from __future__ import annotations
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from core.errors import InferenceError
 from core.settings import Settings
@@ -46,6 +54,13 @@ class ServiceState:
             settings.max_streams,
         )
         r = self.registry = CollectorRegistry()
+        # prometheus_client's default collectors, on this app's registry: process_* (CPU, memory, open files),
+        # python_info, python_gc_*
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        #: OpenTelemetry on (``service.observability.setup_tracing``): the routes write stage spans
+        self.tracing = False
         self.requests = Counter("pose_requests_total", "POST /pose answers by status", ["status"], registry=r)
         deadline = settings.request_timeout_s
         buckets = sorted({0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, deadline / 2, deadline, 2 * deadline})
