@@ -32,7 +32,7 @@ from core.cli_options import export_command, export_extra_installed
 from core.errors import ModelLoadError
 from core.hashing import sha256_file
 from core.settings import Settings
-from models.card import ModelCard, ModelCardError, card_path_for
+from models.card import ModelCardError, card_path_for
 
 PREPARE_COMMAND = "pose-export defaults"
 #: File suffixes of pose checkpoints that ``pose-serve --pose`` exports before serving.
@@ -161,8 +161,9 @@ def resolve_models(settings: Settings) -> Settings:
 
 def check_model_files(settings: Settings) -> None:
     """Check the models of resolved settings (:func:`resolve_models`) without loading them: the pose card parses
-    (the card itself, or ``<stem>.json`` beside a model file) and the model file it names exists, and the detector
-    file exists. Reading the weights, compiling and warming up are left to the runtimes.
+    (the card itself, ``<stem>.json`` beside a model file, or the card embedded in an ONNX file, which onnxruntime
+    reads: ``inference.pose_estimator.load_card``) and the model file it names exists, and the detector file exists.
+    Reading the weights (but for that embedded card), compiling and warming up are left to the runtimes.
 
     Raises:
         ModelLoadError: the first problem found, naming the path.
@@ -172,9 +173,11 @@ def check_model_files(settings: Settings) -> None:
     pose = Path(settings.pose_model).expanduser()
     if not pose.exists():
         raise ModelLoadError(f"pose model not found: {pose}")
+    from inference.pose_estimator import load_card  # onnxruntime: only for an ONNX whose card is embedded
+
     card_path = card_path_for(pose)
     try:
-        card = ModelCard.load(card_path)
+        card = load_card(pose)
     except ModelCardError as exc:
         raise ModelLoadError(str(exc)) from exc
     except OSError as exc:  # a folder, no permission

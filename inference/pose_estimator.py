@@ -16,13 +16,47 @@ from core.errors import InferenceError, InvalidParameterError, ModelLoadError
 from core.settings import Settings
 from inference.runtime import create_runtime
 from inference.runtime_base import Runtime
-from models.card import ModelCard, ModelCardError, card_path_for
+from models.card import CARD_METADATA_KEY, ModelCard, ModelCardError, card_from_metadata, card_path_for
 from models.geometry import DEFAULT_PADDING, bbox_to_center_scale, crop_batch, keypoints_crop_to_image
 
 log = logging.getLogger(__name__)
 
 #: A finite keypoint coordinate farther than this many crop sizes from the crop's origin breaks the output contract.
 MAX_CROP_SPANS = 4.0
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props`` as a dict, read by onnxruntime (the serving runtime; the graph is loaded
+    on the CPU provider, no inference runs).
+
+    Raises:
+        ModelCardError: the file cannot be read as ONNX (the message names it and onnxruntime's reason).
+    """
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidProtobuf / NoSuchFile types
+        raise ModelCardError(f"cannot read {path} as ONNX to find its embedded card: {exc}") from exc
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def load_card(card_or_model_path: str | Path) -> ModelCard:
+    """The model card of a pose model: the card JSON itself, ``<stem>.json`` beside the model file, or else, for
+    an ``.onnx`` file, the card ``pose-export`` embedded in its metadata (``models.card.CARD_METADATA_KEY``).
+
+    Raises:
+        ModelCardError: no card (the message names the JSON looked for and whether the ONNX had one embedded), or
+            an invalid one.
+    """
+    path = Path(card_or_model_path)
+    json_path = card_path_for(path)
+    if json_path.is_file() or path.suffix.lower() != ".onnx" or not path.is_file():
+        return ModelCard.load(json_path)
+    text = onnx_metadata(path).get(CARD_METADATA_KEY)
+    if text is None:
+        raise ModelCardError(f"model card not found: {json_path}, and {path.name} has no card in its metadata")
+    return card_from_metadata(text, path)
 
 
 class PoseEstimator:
@@ -96,7 +130,7 @@ class PoseEstimator:
                 an int8 card under another precision.
         """
         try:
-            card = ModelCard.load(card_path_for(card_or_model_path))
+            card = load_card(card_or_model_path)
         except ModelCardError as exc:
             raise ModelLoadError(str(exc)) from exc
         if settings.precision == "int8" or card.precision == "int8":

@@ -316,6 +316,27 @@ def _as_float(a) -> np.ndarray:
     return a if a.dtype == np.float64 else a.astype(np.float32)
 
 
+#: The ONNX metadata key (``ModelProto.metadata_props``) under which ``pose-export`` embeds the card's JSON, as
+#: Ultralytics embeds its model facts in its exports: an ONNX file copied without its JSON still serves.
+CARD_METADATA_KEY = "poseserve.card"
+
+
+def card_from_metadata(text: str, model_path: Path) -> ModelCard:
+    """A card embedded in a model file (:data:`CARD_METADATA_KEY`), its ``model_file`` pointed at ``model_path``.
+
+    Raises:
+        ModelCardError: not JSON, or not a valid card.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelCardError(f"the card embedded in {model_path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelCardError(f"the card embedded in {model_path} is not a JSON object")
+    data["model_file"] = model_path.name
+    return ModelCard.from_dict(data, path=model_path.resolve().with_suffix(".json"))
+
+
 def card_path_for(model_or_card: str | Path) -> Path:
     """The card for a model path: the path itself if it is a ``.json``, else ``<stem>.json`` beside it."""
     p = Path(model_or_card)

@@ -26,7 +26,7 @@ from export.pose import (  # noqa: E402
     verify,
 )
 from inference.runtime import create_runtime  # noqa: E402
-from models.card import ModelCard  # noqa: E402
+from models.card import ModelCard, ModelCardError  # noqa: E402
 from models.heads import head_kind  # noqa: E402
 from models.heads.heatmap import KIND as HEATMAP  # noqa: E402
 from models.heads.integral import KIND as INTEGRAL  # noqa: E402
@@ -265,3 +265,35 @@ def test_synthetic_crops_and_images_give_uint8_crops(coco_tiny, tmp_path):
     assert real.shape == (2, 256, 192, 3) and real.dtype == np.uint8
     with pytest.raises(PoseExportError, match="no images"):
         crops_from_images([tmp_path], (192, 256))
+
+
+@pytest.mark.slow
+def test_the_card_is_embedded_in_the_onnx_and_serves_without_its_json(exported, tmp_path, cpu_settings):
+    """An exported ONNX copied alone (no JSON beside it) still opens: its card is in the metadata, equal to the
+    JSON's but for the model file's name; a plain ONNX without one names both places it looked."""
+    import shutil
+
+    import onnx
+
+    from inference.pose_estimator import PoseEstimator as Estimator
+    from inference.pose_estimator import load_card
+    from models.card import CARD_METADATA_KEY
+
+    _, r = exported["ipr_res50"]
+    alone = tmp_path / "renamed.onnx"
+    shutil.copy(r.onnx_path, alone)
+    props = {p.key: p.value for p in onnx.load(str(alone), load_external_data=False).metadata_props}
+    assert json.loads(props[CARD_METADATA_KEY]) == ModelCard.load(r.card_path).to_dict()
+    card = load_card(alone)
+    assert card.model_path() == alone.resolve() and card.model_file == "renamed.onnx"
+    assert {**card.to_dict(), "model_file": ""} == {**ModelCard.load(r.card_path).to_dict(), "model_file": ""}
+    est = Estimator.from_settings(alone, cpu_settings)
+    crops = np.zeros((1, *card.input_size[::-1], 3), np.uint8)
+    np.testing.assert_array_equal(
+        est.predict_crops(crops), Estimator.from_settings(r.card_path, cpu_settings).predict_crops(crops)
+    )
+    plain = onnx.load(str(alone))
+    del plain.metadata_props[:]
+    onnx.save(plain, str(alone))
+    with pytest.raises(ModelCardError, match="renamed.json, and renamed.onnx has no card in its metadata"):
+        load_card(alone)
