@@ -33,6 +33,7 @@ from core.errors import ModelLoadError
 from core.hashing import sha256_file
 from core.settings import Settings
 from models.card import ModelCardError, card_path_for
+from models.detector_card import DetectorCardError, find_detector_card
 
 PREPARE_COMMAND = "pose-export defaults"
 #: File suffixes of pose checkpoints that ``pose-serve --pose`` exports before serving.
@@ -185,5 +186,10 @@ def check_model_files(settings: Settings) -> None:
     if not card.model_path().is_file():
         raise ModelLoadError(f"the model file of the card {card_path} is not found: {card.model_path()}")
     detector = settings.detector_model
-    if detector is not None and not Path(detector).expanduser().is_file():
-        raise ModelLoadError(f"detector model not found: {detector}")
+    if detector is not None:
+        try:
+            det_model, _ = find_detector_card(detector)
+        except DetectorCardError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        if not det_model.is_file():
+            raise ModelLoadError(f"detector model not found: {det_model}")

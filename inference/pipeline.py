@@ -25,6 +25,7 @@ from inference.imageio import decode_image
 from inference.person_detector import PersonDetector
 from inference.pose_estimator import PoseEstimator
 from inference.runtime import create_runtime
+from models.detector_card import DetectorCardError, find_detector_card
 from models.geometry import validate_bboxes
 from models.scoring import person_scores
 
@@ -121,13 +122,18 @@ class PosePipeline:
         pose = PoseEstimator.from_settings(settings.pose_model, settings)
         detector = None
         if settings.detector_model is not None:
+            try:
+                det_path, det_card = find_detector_card(settings.detector_model)
+            except DetectorCardError as exc:
+                raise ModelLoadError(str(exc)) from exc
             detector = PersonDetector(
-                create_runtime(settings.detector_model, settings, batch_size=settings.det_max_batch_size),
+                create_runtime(det_path, settings, batch_size=settings.det_max_batch_size),
                 score_thr=settings.det_score_thr,
                 iou_thr=settings.det_iou_thr,
                 max_detections=settings.det_max_detections,
-                name=settings.detector_model.stem,
+                name=det_card.name if det_card is not None else det_path.stem,
                 max_batch_size=settings.det_max_batch_size,
+                card=det_card,
             )
         batcher, detector_batcher = make_batchers(
             pose, detector, settings.max_batch_size, settings.max_batch_wait_ms, settings.inference_timeout_s
@@ -282,6 +288,7 @@ class PosePipeline:
             else {
                 "name": det.name,
                 "input_size": det.input_size,
+                "contract": det.card.contract,
                 "score_threshold": det.score_thr,
                 "nms_iou": det.iou_thr,
                 "max_detections": det.max_detections,
