@@ -8,8 +8,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from inference.imageio import decode_image
-from inference.person_detector import PersonDetector, letterbox, letterbox_batch, unletterbox_bboxes
+from inference.person_detector import Letterbox, PersonDetector, letterbox, letterbox_batch, unletterbox_bboxes
 from inference.runtime import OrtRuntime
+from inference.runtime_base import Runtime
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,3 +127,53 @@ def test_wrong_input_contract_is_rejected(tmp_path, shape):
     onnx.save(m, tmp_path / "m.onnx")
     with pytest.raises(ModelLoadError, match="detector input"):
         PersonDetector(OrtRuntime(tmp_path / "m.onnx"))
+
+
+def test_a_graph_of_no_known_contract_is_refused_naming_its_outputs(tmp_path):
+    from core.errors import ModelLoadError
+
+    path = _constant_model(tmp_path / "m.onnx", np.zeros((1, 10, 4), np.float32))
+    model = onnx.load(path)
+    model.graph.node[-1].output[0] = "scores"
+    model.graph.output[0].name = "scores"
+    onnx.save(model, path)
+    with pytest.raises(ModelLoadError, match=r"cannot tell .* outputs scores \[1, 10, 4\]"):
+        PersonDetector(OrtRuntime(path))
+
+
+class _MMDeployRuntime(Runtime):
+    """MMDeploy end2end outputs whose detection count N changes from call to call (NMS in the graph): dets
+    [B, N, 5], labels int32 [B, N] (TensorRT's dtype); image i of a call gets N = 1 + (call number) detections."""
+
+    input_names, input_shapes, input_dtypes = ["input"], [[None, 3, 320, 320]], [np.dtype(np.float32)]
+    output_names, output_shapes = ["dets", "labels"], [[None, None, 5], [None, None]]
+    active_providers = ["fake"]
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, feeds):
+        self.calls += 1
+        b, n = len(feeds["input"]), self.calls
+        dets = np.tile(np.array([10, 20, 110, 220, 0.9], np.float32), (b, n, 1))
+        dets[:, :, 4] -= 0.1 * np.arange(n)  # 0.9, 0.8: the second of the second call is a person too
+        labels = np.zeros((b, n), np.int32)
+        return [dets, labels]
+
+    def describe(self):
+        return {}
+
+
+def test_mmdeploy_outputs_of_calls_with_different_counts_are_padded_to_one_batch():
+    from models.detector_card import default_card
+
+    det = PersonDetector(_MMDeployRuntime(), score_thr=0.0, max_batch_size=1, card=default_card("mmdeploy", 320))
+    assert det.card.contract == "mmdeploy" and det.batch_size == 1
+    images = [np.zeros((160, 320, 3), np.uint8)] * 2
+    x = np.concatenate([det.preprocess(im)[0] for im in images])
+    raw = det.infer(x)  # two calls: N = 1, then 2
+    assert raw.shape == (2, 2, 6) and raw[0, 1, 5] == -1  # the added row is no class
+    first, scores = det.postprocess(raw[0], Letterbox(0.5, 0, 0), (160, 320))
+    np.testing.assert_allclose(first, [[20, 40, 220, 160]])  # /0.5, clipped to the 160-px height
+    np.testing.assert_allclose(scores, [0.9], rtol=1e-6)
+    assert len(det.postprocess(raw[1], Letterbox(0.5, 0, 0), (160, 320))[0]) == 2
