@@ -2,7 +2,8 @@
 
     <cache_dir>/checkpoints/<MMPose checkpoint>.pth
     <cache_dir>/downloads/yolo11n.pt
-    <cache_dir>/detector/yolo11n.onnx
+    <cache_dir>/detector/yolo11n.onnx (+ yolo11n.json, its detector card, when exported by this version)
+    <cache_dir>/detector/rtmdet-nano.onnx + rtmdet-nano.json (``POSE_DEFAULT_DETECTOR=rtmdet-nano``)
     <cache_dir>/pose/ipr_res50_debias.onnx + ipr_res50_debias.json (the model card)
     <cache_dir>/trained/<checkpoint sha256[:16]>/<config name>.onnx + .json (``pose-serve --pose best.pth``)
     <cache_dir>/engines/<gpu>/trt-<version>/<onnx stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
@@ -28,8 +29,10 @@ from pathlib import Path
 
 from core.precision import ENGINE_PRECISIONS
 
-#: The default served models (``pose-serve`` with no model paths).
+#: The default served models (``pose-serve`` with no model paths); ``Settings.default_detector`` picks one of
+#: :data:`DEFAULT_DETECTORS`.
 DEFAULT_DETECTOR = "yolo11n"
+DEFAULT_DETECTORS = ("yolo11n", "rtmdet-nano")
 DEFAULT_POSE = "ipr_res50_debias"
 #: File suffix of an OpenVINO IR model (``<stem>.xml`` + ``<stem>.bin``).
 IR_SUFFIX = ".xml"
@@ -151,7 +154,18 @@ class CacheLayout:
     @property
     def default_detector(self) -> Path:
         """The default detector ONNX (:data:`DEFAULT_DETECTOR`)."""
-        return self.root / "detector" / f"{DEFAULT_DETECTOR}.onnx"
+        return self.detector(DEFAULT_DETECTOR)
+
+    def detector(self, name: str) -> Path:
+        """The ONNX of the default detector ``name`` (one of :data:`DEFAULT_DETECTORS`; its detector card, where
+        written, is ``<name>.json`` beside it).
+
+        Raises:
+            ValueError: an unknown name.
+        """
+        if name not in DEFAULT_DETECTORS:
+            raise ValueError(f"unknown default detector {name!r}; known: {list(DEFAULT_DETECTORS)}")
+        return self.root / "detector" / f"{name}.onnx"
 
     @property
     def default_pose_card(self) -> Path:

@@ -162,10 +162,12 @@ def export_extra_installed() -> bool:
 
 def export_command(subcommand: list[str], settings: Settings) -> list[str]:
     """The ``python -m export.cli`` command line of ``subcommand`` with the settings the export needs from the server's
-    (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``): a flag of ``pose-serve`` reaches the
+    (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``; ``defaults``: ``--default-detector``): a flag of ``pose-serve`` reaches the
     export subprocess as the flag, not only through ``POSE_*`` variables."""
     cmd = [sys.executable, "-m", "export.cli", *subcommand, "--cache-dir", str(settings.cache.root)]
     cmd += ["--intra-op-threads", str(settings.intra_op_threads), "--device", str(settings.device)]
+    if subcommand[:1] == ["defaults"]:
+        cmd += ["--default-detector", settings.default_detector]
     return cmd + (["--offline"] if settings.offline else [])
 
 

@@ -97,8 +97,15 @@ class Settings(BaseSettings):
     # models
     detector_model: Path | None = Field(
         None,
-        description="detector ONNX or TensorRT engine (Ultralytics contract); unset: the default model",
+        description="detector ONNX or TensorRT engine, or its detector card JSON (contract ultralytics, yolox or "
+        "mmdeploy; without a card told from the graph's outputs); unset: the default model",
         json_schema_extra=_cli("--detector"),
+    )
+    default_detector: Literal["yolo11n", "rtmdet-nano"] = Field(
+        "yolo11n",
+        description="the detector served when none is given, prepared into the cache by `pose-export defaults`: "
+        "yolo11n (Ultralytics YOLO11n, AGPL-3.0) or rtmdet-nano (MMPose's RTMDet-nano person detector as MMDeploy's "
+        "ONNX, Apache-2.0)",
     )
     pose_model: Path | None = Field(
         None,
@@ -443,6 +450,8 @@ class Settings(BaseSettings):
 
 #: The served models (``--pose``, ``--detector``).
 MODEL_FIELDS: tuple[str, ...] = ("pose_model", "detector_model")
+#: Which default models are prepared and served when no model path is given.
+DEFAULT_MODEL_FIELDS: tuple[str, ...] = ("default_detector", "prepare_defaults")
 #: The cache root and whether downloads are allowed.
 CACHE_FIELDS: tuple[str, ...] = ("cache_dir", "offline")
 #: The host resources a model gets: its threads and its CUDA device.

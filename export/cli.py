@@ -123,7 +123,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pt.add_argument("--max-queue-delay-us", type=int, default=2000)
     pt.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU")
 
-    pf = sub.add_parser("defaults", help="download + export the default models (yolo11n, ipr_res50_debias)")
+    pf = sub.add_parser(
+        "defaults",
+        help="download + export the default models (--default-detector yolo11n or rtmdet-nano, ipr_res50_debias)",
+    )
     pf.add_argument("--force", action="store_true", help="export again even if present")
 
     pl = sub.add_parser("lint", help="will TensorRT 10 parse these ONNX files? (no GPU needed)")
@@ -151,8 +154,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     for sp in (pp, pd, pe, pf):
         _add_lint_arg(sp)
-    for sp in (pp, pd, pe, pt, pf, pl):
+    for sp in (pp, pd, pe, pt, pl):
         add_settings_options(sp, _SETTINGS)
+    add_settings_options(pf, (*_SETTINGS, "default_detector"))
     add_settings_options(pq, _QUANTIZE_SETTINGS)
     return p.parse_args(argv)
 

@@ -5,9 +5,10 @@ paths become the defaults. :func:`check_model_files` then checks, in a moment an
 the files exist and the card is valid, so a wrong path fails the command at once (``pose-serve`` exits 1) rather than
 behind a listening server whose ``/readyz`` answers 503.
 
-The defaults are the Ultralytics ``yolo11n`` person detector and the ``ipr_res50_debias`` pose model
-(MMPose's published Debias-IPR ResNet-50 checkpoint), exported by ``pose-export defaults`` into the
-cache (:class:`core.cache.CacheLayout`: ``default_detector``, ``default_pose_card``).
+The defaults are a person detector chosen by ``Settings.default_detector`` (``POSE_DEFAULT_DETECTOR``): the Ultralytics
+``yolo11n`` (AGPL-3.0 weights; the default) or ``rtmdet-nano`` (MMPose's RTMDet-nano person detector as MMDeploy's ONNX,
+Apache-2.0), and the ``ipr_res50_debias`` pose model (MMPose's published Debias-IPR ResNet-50 checkpoint), prepared by
+``pose-export defaults`` into the cache (:class:`core.cache.CacheLayout`: ``detector(name)``, ``default_pose_card``).
 
 A pose checkpoint given as the pose model (``pose-serve --pose run/best.pth``, e.g. from ``pose-train``) is
 exported the same way on first start by :func:`resolve_pose_checkpoint` (``python -m export.cli pose``) and cached
@@ -27,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.cache import CacheLayout
+from core.cache import DEFAULT_DETECTOR, CacheLayout
 from core.cli_options import export_command, export_extra_installed
 from core.errors import ModelLoadError
 from core.hashing import sha256_file
@@ -44,17 +45,20 @@ class DefaultModelsMissing(ModelLoadError):
     """The default models are not in the cache and could not be prepared."""
 
 
-def defaults_present(cache: CacheLayout) -> bool:
-    """Whether the default detector ONNX, pose card and the pose ONNX beside it all exist."""
-    card = cache.default_pose_card
-    return cache.default_detector.is_file() and card.is_file() and card.with_suffix(".onnx").is_file()
+def defaults_present(cache: CacheLayout, detector: str = DEFAULT_DETECTOR) -> bool:
+    """Whether the default detector ``detector``'s ONNX (and its detector card, but for ``yolo11n``, which older
+    versions exported without one and whose contract the graph tells), the pose card and the pose ONNX beside it
+    all exist."""
+    card, det = cache.default_pose_card, cache.detector(detector)
+    det_ok = det.is_file() and (detector == DEFAULT_DETECTOR or det.with_suffix(".json").is_file())
+    return det_ok and card.is_file() and card.with_suffix(".onnx").is_file()
 
 
 def resolve_default_models(settings: Settings) -> tuple[Path, Path]:
     """The default detector ONNX and pose card, preparing them first if possible.
 
     Args:
-        settings: ``cache_dir`` (where they live) and ``prepare_defaults`` (run ``python -m export.cli
+        settings: ``default_detector`` (which detector), ``cache_dir`` (where they live) and ``prepare_defaults`` (run ``python -m export.cli
             defaults --cache-dir ...`` in a subprocess when they are missing and the export extra is
             installed; its download / export progress goes to this process's stderr; ``offline``, the cache and
             thread settings reach it as flags, :func:`export_command`).
@@ -67,15 +71,15 @@ def resolve_default_models(settings: Settings) -> tuple[Path, Path]:
             paths looked for and the command that prepares them.
     """
     cache = settings.cache
-    detector, card = cache.default_detector, cache.default_pose_card
-    if defaults_present(cache):
+    detector, card = cache.detector(settings.default_detector), cache.default_pose_card
+    if defaults_present(cache, settings.default_detector):
         return detector, card
     why = ""
     if settings.prepare_defaults and export_extra_installed():
         print(f"default models missing in {cache.root}; preparing them ({PREPARE_COMMAND})", file=sys.stderr)
         cmd = export_command(["defaults"], settings)
         rc = subprocess.run(cmd, check=False).returncode
-        if rc == 0 and defaults_present(cache):
+        if rc == 0 and defaults_present(cache, settings.default_detector):
             return detector, card
         why = f"preparing them failed (`{' '.join(cmd)}` exited with {rc}; see its messages above). "
     elif settings.prepare_defaults:

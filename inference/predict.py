@@ -41,6 +41,7 @@ from core.cli_options import add_settings_options, add_version_option, settings_
 from core.errors import ModelLoadError, PoseServiceError
 from core.settings import (
     CACHE_FIELDS,
+    DEFAULT_MODEL_FIELDS,
     DETECTOR_FIELDS,
     LOG_FIELDS,
     MODEL_FIELDS,
@@ -54,7 +55,7 @@ PROG = "pose-predict"
 #: The settings ``pose-predict`` takes as options.
 FIELDS: tuple[str, ...] = (
     MODEL_FIELDS + CACHE_FIELDS + RUNTIME_FIELDS + PIPELINE_FIELDS + DETECTOR_FIELDS + VIDEO_FIELDS + LOG_FIELDS
-) + ("prepare_defaults",)
+) + DEFAULT_MODEL_FIELDS
 #: File suffixes read as images (decoded by ``inference.imageio``) and as videos (``inference.video``, PyAV).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 VIDEO_SUFFIXES = frozenset(

@@ -25,6 +25,7 @@ from core.cli_options import add_settings_options, add_version_option, settings_
 from core.errors import ModelLoadError
 from core.settings import (
     CACHE_FIELDS,
+    DEFAULT_MODEL_FIELDS,
     DETECTOR_FIELDS,
     MODEL_FIELDS,
     PIPELINE_FIELDS,
@@ -40,7 +41,7 @@ EXIT_USAGE, EXIT_FAILURE = 2, 1
 
 #: The sections of ``pose-serve --help``: every field of :data:`~core.settings.SERVE_FIELDS` in one (a test checks).
 SERVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("models", (*MODEL_FIELDS, *CACHE_FIELDS, "prepare_defaults")),
+    ("models", (*MODEL_FIELDS, *CACHE_FIELDS, *DEFAULT_MODEL_FIELDS)),
     ("runtime", RUNTIME_FIELDS),
     ("batching and pipeline", (*PIPELINE_FIELDS, "max_batch_wait_ms", "det_max_batch_size")),
     ("detector", DETECTOR_FIELDS),
