@@ -115,3 +115,19 @@ def test_find_detector_card(tmp_path):
     assert find_detector_card(tmp_path / "det.json") == (model, card)
     with pytest.raises(DetectorCardError, match="not found"):
         find_detector_card(tmp_path / "missing.json")
+
+
+def test_the_readmes_detector_cards_are_valid():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Detectors: Ultralytics, YOLOX, RTMDet") :]
+    block = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    rtmdet = DetectorCard.from_dict(json.loads(block))
+    assert rtmdet.contract == "mmdeploy" and rtmdet.input_size == (640, 640)
+    inline = re.search(r"and a YOLOX-s from its official export \(COCO, raw head\): `(\{.*?\})`", section, re.S).group(
+        1
+    )
+    yolox = DetectorCard.from_dict(json.loads(inline))
+    assert yolox.contract == "yolox" and yolox.yolox_anchor_count() == 8400
