@@ -258,21 +258,11 @@ def prepare_defaults(settings: Settings, force: bool = False, progress: bool = T
 
 def _prepare_detector(settings: Settings, progress: bool) -> None:
     from export.detector import DetectorExportError, export_detector, import_ultralytics
-    from models.detector_card import default_card
 
     try:
         import_ultralytics()  # fail before downloading when Ultralytics is missing
         pt = fetch_yolo11n(settings.cache, settings.offline, progress)
-        onnx_path = settings.cache.default_detector
-        export_detector(pt, onnx_path)
-        default_card(
-            "ultralytics",
-            640,
-            name=DEFAULT_DETECTOR,
-            model_file=onnx_path.name,
-            licence="AGPL-3.0 (Ultralytics weights and exporter)",
-            source={"url": YOLO11N_URL, "sha256": YOLO11N_SHA256},
-        ).save(onnx_path.with_suffix(".json"))
+        export_detector(pt, settings.cache.default_detector, source={"url": YOLO11N_URL, "sha256": YOLO11N_SHA256})
     except DetectorExportError as exc:
         raise DefaultsError(str(exc)) from exc
 

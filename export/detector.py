@@ -7,7 +7,8 @@ in input pixels, then C sigmoid class scores; N = 8400 at S = 640), no NMS insid
 ``dynamic=True`` makes batch, height and width dynamic; we then fix height and width to S in the
 graph's input/output declarations so only the batch axis is dynamic (what TensorRT profiles and
 ``inference/person_detector.py`` expect). Every export is checked: onnxruntime vs the PyTorch model on the
-same letterboxed input, batch 2.
+same letterboxed input, batch 2. A detector card (``models.detector_card``: contract ``ultralytics``, licence
+AGPL-3.0) is written beside the ONNX.
 
 Ultralytics needs its own install (it is not in the ``export`` extra, see the README): importing it
 reads the ``torchvision`` version from package metadata, but its ONNX export of detection models
@@ -27,7 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.hashing import sha256_file
+from models.detector_card import default_card
+
 log = logging.getLogger(__name__)
+
+#: The licence a detector card of an Ultralytics export states.
+ULTRALYTICS_LICENCE = "AGPL-3.0 (Ultralytics weights and exporter)"
 
 #: pip lines that make the detector export work (see module docstring).
 ULTRALYTICS_INSTALL = (
@@ -50,6 +57,7 @@ class DetectorExport:
     num_classes: int
     max_abs_diff: float
     seconds: float
+    card_path: Path | None = None
 
 
 def import_ultralytics():
@@ -141,6 +149,7 @@ def export_detector(
     simplify: bool = True,
     check_images: list[np.ndarray] | None = None,
     tolerance: float = 1e-3,
+    source: dict | None = None,
 ) -> DetectorExport:
     """Export an Ultralytics detection model to ONNX with a dynamic batch axis and check it.
 
@@ -153,9 +162,12 @@ def export_detector(
         simplify: let Ultralytics run onnxslim.
         check_images: uint8 RGB [H, W, 3] images for the check (letterboxed); None: a random batch of 2.
         tolerance: largest accepted max |onnxruntime - torch| over the raw output (boxes in input pixels).
+        source: the card's ``source`` (default: the weights' name, and the SHA-256 of a ``.pt`` file).
 
     Returns:
-        :class:`DetectorExport` with the path, the measured deviation and the export time.
+        :class:`DetectorExport` with the path, the measured deviation, the export time and the detector card written
+        beside the ONNX (``<stem>.json``: contract ``ultralytics``, Ultralytics' letterbox, licence AGPL-3.0: the
+        weights and the exporter are Ultralytics').
 
     Raises:
         DetectorExportError: Ultralytics missing, ``weights`` missing, a non-detection model, or the
@@ -194,4 +206,19 @@ def export_detector(
     if not diff <= tolerance:
         raise DetectorExportError(f"onnxruntime vs torch max |diff| {diff:.3g} > {tolerance} for {output}")
     log.info("exported %s -> %s in %.1f s (max |ort - torch| %.2e)", weights_str, output, seconds, diff)
-    return DetectorExport(output, imgsz, num_classes, diff, seconds)
+    if source is None:
+        source = {"weights": Path(weights_str).name}
+        if Path(weights_str).is_file():
+            source["sha256"] = sha256_file(weights_str)
+    card = default_card(
+        "ultralytics",
+        imgsz,
+        name=output.stem,
+        model_file=output.name,
+        licence=ULTRALYTICS_LICENCE,
+        source=source,
+        extra={"num_classes": num_classes, "max_abs_diff": diff},
+    )
+    card.input.name = sess.get_inputs()[0].name
+    card_path = card.save(output.with_suffix(".json"))
+    return DetectorExport(output, imgsz, num_classes, diff, seconds, card_path)

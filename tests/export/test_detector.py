@@ -60,7 +60,12 @@ def test_exported_detector_loads_in_the_service_person_detector(exported_yolo):
     runtime = OrtRuntime(r.onnx_path, ["CPUExecutionProvider"])
     assert runtime.input_shapes[0] == [None, 3, 640, 640]
     det = PersonDetector(runtime, score_thr=0.0)
-    assert det.input_size == 640 and det.fixed_batch is None
+    assert det.input_size == 640 and det.fixed_batch is None and det.card.contract == "ultralytics"
+    from models.detector_card import find_detector_card  # the card written beside the ONNX
+
+    path, card = find_detector_card(r.onnx_path)
+    assert r.card_path == path.with_suffix(".json") and card.contract == "ultralytics" and "AGPL-3.0" in card.licence
+    assert card.input.name == "images" and card.input_size == (640, 640) and card.extra["num_classes"] == 80
     boxes, scores = det.detect(images[0])
     assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes) == len(scores)
     h, w = images[0].shape[:2]
