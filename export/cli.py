@@ -4,6 +4,7 @@
     pose-export pose ipr_res50_debias --out models/                 # zoo name: downloads MMPose's checkpoint
     pose-export pose work/ipr/best.pth --out models/ --check-images photos/   # ours (or an MMPose .pth)
     pose-export detector yolo11n.pt --out models/yolo11n.onnx      # Ultralytics .pt (or yolov8n.yaml)
+    pose-export rtmdet rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.pth --out models/   # RTMDet (Apache-2.0)
     pose-export engine models/ipr_res50_debias.onnx --precision fp16 --batch 1 8 32
     pose-export triton --repository triton/ --pose-card models/ipr_res50_debias.json --detector models/yolo11n.onnx
     pose-export lint models/*.onnx                                  # will TensorRT 10 parse them? (export/lint.py)
@@ -12,7 +13,7 @@
     pose-export defaults                                            # what `pose-serve` with no arguments uses
     pose-zoo list | pose-zoo download td-reg_res50_rle
 
-Every ONNX file ``pose``, ``detector`` and ``defaults`` write, and every one ``engine`` reads, is linted for
+Every ONNX file ``pose``, ``detector``, ``rtmdet`` and ``defaults`` write, and every one ``engine`` reads, is linted for
 TensorRT 10 (``export.lint``; ``--lint error`` fails, ``warn`` logs, ``off`` skips).
 
 Options that are settings (``--cache-dir``, ``--offline``, ``--intra-op-threads``, ``--device``,
@@ -106,6 +107,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pd.add_argument("--engine", action="store_true", help="also build a TensorRT engine into the cache")
     _add_engine_args(pd)
 
+    pr = sub.add_parser(
+        "rtmdet", help="RTMDet .pth (MMDet / MMPose) -> ONNX (MMDeploy's dets / labels) + detector card"
+    )
+    pr.add_argument(
+        "checkpoint", nargs="?", help="e.g. rtmdet_nano_8xb32-100e_coco-obj365-person-05d8511e.pth; none: random"
+    )
+    pr.add_argument("--out", required=True, help="output folder (<name>.onnx + <name>.json)")
+    pr.add_argument("--name", default="rtmdet_nano_person", help="the architecture (models.rtmdet.RTMDET_CONFIGS)")
+    pr.add_argument("--pre-top-k", type=int, default=200, help="candidates entering the in-graph NMS")
+
     pe = sub.add_parser("engine", help="ONNX -> TensorRT engine (cached by GPU, TensorRT version, ONNX hash)")
     pe.add_argument("onnx")
     pe.add_argument("--output", help="write the engine here instead of the cache")
@@ -152,9 +163,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "1; 0: quantise everything, decode included)",
     )
 
-    for sp in (pp, pd, pe, pf):
+    for sp in (pp, pd, pr, pe, pf):
         _add_lint_arg(sp)
-    for sp in (pp, pd, pe, pt, pl):
+    for sp in (pp, pd, pr, pe, pt, pl):
         add_settings_options(sp, _SETTINGS)
     add_settings_options(pf, (*_SETTINGS, "default_detector"))
     add_settings_options(pq, _QUANTIZE_SETTINGS)
@@ -224,6 +235,16 @@ def export_detector_command(args: argparse.Namespace, settings: Settings) -> Non
     _lint(r.onnx_path, args.lint)
     if args.engine:
         _engine(r.onnx_path, args, settings)
+
+
+def export_rtmdet_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export rtmdet``: an RTMDet checkpoint -> ONNX + detector card (contract mmdeploy); lint."""
+    from export.rtmdet import export_rtmdet
+
+    r = export_rtmdet(args.name, args.out, checkpoint=args.checkpoint, pre_top_k=args.pre_top_k)
+    print(f"onnx: {r.onnx_path}\ncard: {r.card_path}")
+    print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e} (network); export {r.seconds:.1f} s")
+    _lint(r.onnx_path, args.lint)
 
 
 def engine_command(args: argparse.Namespace, settings: Settings) -> None:
@@ -325,6 +346,7 @@ def lint_command(args: argparse.Namespace, settings: Settings) -> None:
 COMMANDS = {
     "pose": export_pose_command,
     "detector": export_detector_command,
+    "rtmdet": export_rtmdet_command,
     "engine": engine_command,
     "triton": triton_command,
     "defaults": defaults_command,
@@ -379,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         from export.detector import DetectorExportError
         from export.pose import PoseExportError
         from export.quantize import QuantizeError
+        from export.rtmdet import RTMDetExportError
         from export.triton import TritonExportError
         from models.checkpoints import CheckpointError, ChecksumError
 
@@ -387,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             DetectorExportError,
             PoseExportError,
             QuantizeError,
+            RTMDetExportError,
             TritonExportError,
             CheckpointError,
             ChecksumError,
