@@ -15,7 +15,8 @@
   ``end2end.onnx`` that two independent public projects pin, and the file is rejected unless it matches; the zip's
   MMDeploy SDK ``pipeline.json`` must state the preprocessing the detector card says (Resize keep-ratio, Pad 114,
   Normalize mean / std in BGR), else the preparation fails. Its accuracy was not measured here (no network to fetch
-  it in this project's CI); the card is :func:`rtmdet_nano_card`.
+  it in this project's CI); the card is :func:`rtmdet_nano_card`. The same weights can instead be exported from the
+  ``.pth`` by ``pose-export rtmdet`` (``export/rtmdet.py``, a torch port whose parity with MMDet is not verified here).
 * Pose ``ipr_res50_debias``: MMPose's published checkpoint, downloaded and verified by
   ``models.checkpoints.load_pretrained``, exported with :func:`export.pose.export_pose`.
 
