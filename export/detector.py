@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.hashing import sha256_file
-from models.detector_card import default_card
+from models.detector_card import DETECTOR_CARD_METADATA_KEY, DetectorCard, default_card
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,23 @@ def import_ultralytics():
     finally:
         Image.open = pil_open
     return ultralytics, YOLO
+
+
+def embed_detector_card(onnx_path: Path, card: DetectorCard) -> None:
+    """Write the detector card's JSON into the ONNX file's metadata
+    (``metadata_props[models.detector_card.DETECTOR_CARD_METADATA_KEY]``, replacing an older one; the graph is
+    unchanged), so a copy without the JSON still serves (``inference.person_detector.load_detector_card``)."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key != DETECTOR_CARD_METADATA_KEY]
+    del model.metadata_props[:]
+    for key, value in [*keep, (DETECTOR_CARD_METADATA_KEY, json.dumps(card.to_dict(), separators=(",", ":")))]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(onnx_path))
 
 
 def _fix_spatial_dims(onnx_path: Path, imgsz: int, num_outputs_ch: int, num_anchors: int) -> None:
@@ -221,4 +238,5 @@ def export_detector(
     )
     card.input.name = sess.get_inputs()[0].name
     card_path = card.save(output.with_suffix(".json"))
+    embed_detector_card(output, card)
     return DetectorExport(output, imgsz, num_classes, diff, seconds, card_path)

@@ -245,4 +245,7 @@ def export_rtmdet(
         )
     card = rtmdet_card(config, onnx_path, {**source, "max_abs_diff": diff, "detections_agree": agree})
     log.info("exported %s -> %s in %.1f s (max |ort - torch| %.2e)", name, onnx_path, seconds, diff)
+    from export.detector import embed_detector_card
+
+    embed_detector_card(onnx_path, card)
     return RTMDetExport(onnx_path, card.save(onnx_path.with_suffix(".json")), diff, seconds)

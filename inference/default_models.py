@@ -192,7 +192,7 @@ def check_model_files(settings: Settings) -> None:
     detector = settings.detector_model
     if detector is not None:
         try:
-            det_model, _ = find_detector_card(detector)
+            det_model, _ = find_detector_card(detector)  # an embedded card is read when the model is opened
         except DetectorCardError as exc:
             raise ModelLoadError(str(exc)) from exc
         if not det_model.is_file():

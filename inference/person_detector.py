@@ -23,6 +23,7 @@ has none) is OpenCV's ``cv2.dnn.NMSBoxes``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,11 +31,14 @@ import numpy as np
 from core.errors import InferenceError, ModelLoadError
 from inference.runtime_base import Runtime
 from models.detector_card import (
+    DETECTOR_CARD_METADATA_KEY,
     DetectorCard,
     DetectorCardError,
     LetterboxSpec,
     default_card,
     detect_contract,
+    detector_card_from_metadata,
+    find_detector_card,
 )
 
 PAD_VALUE = 114
@@ -196,6 +200,29 @@ def yolox_grid_decode(pred: np.ndarray, width: int, height: int, strides: list[i
     out[..., :2] = (pred[..., :2] + grid) * stride
     out[..., 2:4] = np.exp(pred[..., 2:4]) * stride
     return out
+
+
+def load_detector_card(model_or_card: str | Path) -> tuple[Path, DetectorCard | None]:
+    """The model file and its detector card: the card JSON itself, ``<stem>.json`` beside the model
+    (``models.detector_card.find_detector_card``), or else, for an ``.onnx`` file, the card the exports embed in its
+    metadata (:data:`models.detector_card.DETECTOR_CARD_METADATA_KEY`, read by onnxruntime); None when there is none
+    (the contract is then told from the graph).
+
+    Raises:
+        DetectorCardError: an invalid card, or an ONNX file that cannot be read.
+    """
+    path, card = find_detector_card(model_or_card)
+    if card is None and path.suffix.lower() == ".onnx" and path.is_file():
+        from inference.pose_estimator import onnx_metadata
+        from models.card import ModelCardError
+
+        try:
+            text = onnx_metadata(path).get(DETECTOR_CARD_METADATA_KEY)
+        except ModelCardError as exc:
+            raise DetectorCardError(str(exc)) from exc
+        if text is not None:
+            card = detector_card_from_metadata(text, path)
+    return path, card
 
 
 class PersonDetector:

@@ -22,10 +22,10 @@ from core.settings import Settings
 from inference.batcher import Batcher
 from inference.context import RequestContext
 from inference.imageio import decode_image
-from inference.person_detector import PersonDetector
+from inference.person_detector import PersonDetector, load_detector_card
 from inference.pose_estimator import PoseEstimator
 from inference.runtime import create_runtime
-from models.detector_card import DetectorCardError, find_detector_card
+from models.detector_card import DetectorCardError
 from models.geometry import validate_bboxes
 from models.scoring import person_scores
 
@@ -123,7 +123,7 @@ class PosePipeline:
         detector = None
         if settings.detector_model is not None:
             try:
-                det_path, det_card = find_detector_card(settings.detector_model)
+                det_path, det_card = load_detector_card(settings.detector_model)
             except DetectorCardError as exc:
                 raise ModelLoadError(str(exc)) from exc
             detector = PersonDetector(

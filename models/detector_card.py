@@ -301,6 +301,26 @@ def detect_contract(output_names: list[str], output_shapes: list[list[int | None
     )
 
 
+#: The ONNX metadata key (``ModelProto.metadata_props``) under which the exports embed the detector card's JSON (the
+#: pose card's is ``models.card.CARD_METADATA_KEY``): an ONNX copied without its JSON still has its card.
+DETECTOR_CARD_METADATA_KEY = "poseserve.detector_card"
+
+
+def detector_card_from_metadata(text: str, model_path: Path) -> DetectorCard:
+    """A detector card embedded in a model file (:data:`DETECTOR_CARD_METADATA_KEY`), ``model_file`` set to it.
+
+    Raises:
+        DetectorCardError: not JSON, or not a valid detector card.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DetectorCardError(f"the detector card embedded in {model_path} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict):
+        data["model_file"] = model_path.name
+    return DetectorCard.from_dict(data, path=model_path.resolve().with_suffix(".json"))
+
+
 def detector_card_path(model_or_card: str | Path) -> Path:
     """The card of a detector path: the path itself if it is a ``.json``, else ``<stem>.json`` beside it."""
     p = Path(model_or_card)
@@ -313,7 +333,8 @@ def find_detector_card(model_or_card: str | Path) -> tuple[Path, DetectorCard | 
     (the contract is then told from the graph, :func:`detect_contract`).
 
     Returns:
-        (model path, card or None).
+        (model path, card or None). A card embedded in an ONNX file's metadata is read by
+        ``inference.person_detector.load_detector_card`` (onnxruntime), not here.
 
     Raises:
         DetectorCardError: the card is invalid (or a ``.json`` beside the model is not a detector card).

@@ -92,3 +92,20 @@ def test_checkpoints_load_strictly_and_are_checked_by_their_hash(tmp_path):
         export_rtmdet("rtmdet_nano_person", tmp_path / "out", checkpoint=ckpt)
     with pytest.raises(RTMDetExportError, match="unknown RTMDet config"):
         export_rtmdet("rtmdet_huge", tmp_path / "out")
+
+
+def test_an_onnx_copied_without_its_json_keeps_its_card(exported, tmp_path):
+    from inference.person_detector import load_detector_card
+    from models.detector_card import DetectorCard
+
+    alone = tmp_path / "copy.onnx"
+    alone.write_bytes(exported.onnx_path.read_bytes())
+    path, card = load_detector_card(alone)
+    assert path == alone and card is not None and card.model_path() == alone.resolve()
+    beside = DetectorCard.load(exported.card_path)
+    assert (card.contract, card.input, card.letterbox, card.licence) == (
+        beside.contract,
+        beside.input,
+        beside.letterbox,
+        beside.licence,
+    )
