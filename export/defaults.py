@@ -16,7 +16,7 @@
   MMDeploy SDK ``pipeline.json`` must state the preprocessing the detector card says (Resize keep-ratio, Pad 114,
   Normalize mean / std in BGR), else the preparation fails. Its accuracy was not measured here (no network to fetch
   it in this project's CI); the card is :func:`rtmdet_nano_card`. The same weights can instead be exported from the
-  ``.pth`` by ``pose-export rtmdet`` (``export/rtmdet.py``, a torch port whose parity with MMDet is not verified here).
+  ``.pth`` by ``pose-export rtmdet`` (``export/rtmdet.py``; the torch port matches MMDet 3.3.0's modules on a golden file).
 * Pose ``ipr_res50_debias``: MMPose's published checkpoint, downloaded and verified by
   ``models.checkpoints.load_pretrained``, exported with :func:`export.pose.export_pose`.
 
