@@ -15,7 +15,9 @@ parameter filled by ``recipe.py`` from its key. What is written (read by ``tests
 * ``rtmdet_nano_person.npz``: ``keys`` (every state-dict key, in order) and ``shapes``; a named input
   ``x`` [2, 3, 128, 160] (``recipe_array``); the head's raw outputs per level (``cls_<l>``: class logits,
   ``reg_<l>``: distances times the stride, as ``RTMDetSepBNHead.forward`` returns them) in float32 and float64
-  (``_f64``).
+  (``_f64``); ``boxes`` / ``scores``: every anchor decoded by the head's ``prior_generator.grid_priors`` and
+  ``bbox_coder.decode`` (``distance2bbox``, no clamp) and the sigmoid, concatenated level by level, as
+  ``predict_by_feat`` has them before its score filter and NMS.
 """
 
 from __future__ import annotations
@@ -83,6 +85,16 @@ def main() -> None:
         for level, (c, r) in enumerate(zip(cls, reg)):
             arrays[f"cls_{level}{suffix}"] = c.numpy()
             arrays[f"reg_{level}{suffix}"] = r.numpy()
+        # the decode of RTMDetHead.predict_by_feat before its score filter: MMDet's priors and bbox coder
+        head = m.bbox_head
+        priors = head.prior_generator.grid_priors([c.shape[-2:] for c in cls], dtype=dtype, device="cpu")
+        boxes = [
+            head.bbox_coder.decode(p[None].expand(len(x), -1, -1), r.permute(0, 2, 3, 1).reshape(len(x), -1, 4))
+            for p, r in zip(priors, reg)
+        ]
+        scores = [c.permute(0, 2, 3, 1).reshape(len(x), -1, c.shape[1]).sigmoid() for c in cls]
+        arrays[f"boxes{suffix}"] = torch.cat(boxes, 1).numpy()
+        arrays[f"scores{suffix}"] = torch.cat(scores, 1).numpy()
     w = GoldenWriter(out)
     w.npz("rtmdet_nano_person.npz", **arrays)
     w.json(

@@ -57,3 +57,14 @@ def test_head_outputs_are_mmdets(golden, model, dtype, suffix, tol):
     for level, (c, r) in enumerate(zip(cls, reg)):
         np.testing.assert_allclose(c.numpy(), golden[f"cls_{level}{suffix}"], rtol=tol, atol=tol)
         np.testing.assert_allclose(r.numpy(), golden[f"reg_{level}{suffix}"], rtol=tol, atol=tol * 32)
+
+
+@pytest.mark.parametrize(("dtype", "suffix", "tol"), [(torch.float64, "_f64", 1e-6), (torch.float32, "", 1e-3)])
+def test_decoded_candidates_are_mmdets(golden, model, dtype, suffix, tol):
+    """``RTMDet.forward``: MMDet's priors (MlvlPointGenerator, offset 0), ``DistancePointBBoxCoder.decode`` and sigmoid,
+    in MMDet's anchor order."""
+    m = model.to(dtype)
+    with torch.no_grad():
+        boxes, scores = m(torch.from_numpy(golden["x"]).to(dtype))
+    np.testing.assert_allclose(boxes.numpy(), golden[f"boxes{suffix}"], rtol=tol, atol=tol * 32)
+    np.testing.assert_allclose(scores.numpy(), golden[f"scores{suffix}"], rtol=tol, atol=tol)
