@@ -105,7 +105,13 @@ class ModelsResponse(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "detector": {"name": "yolo11n", "input_size": 640, "score_threshold": 0.25, "runtime": {}},
+                    "detector": {
+                        "name": "yolo11n",
+                        "input_size": 640,
+                        "contract": "ultralytics",
+                        "score_threshold": 0.25,
+                        "runtime": {},
+                    },
                     "pose": {"name": "ipr_res50_debias", "precision": "fp32", "runtime": {}},
                     "batching": {"max_batch_size": 32, "max_wait_ms": 5.0, "detector_max_batch_size": 4},
                     "keypoints": {
