@@ -403,3 +403,21 @@ def test_the_client_imports_no_runtime_and_declares_what_it_imports():
     assert third_party == {"httpx", "numpy", "PIL", "websockets"}
     for module in third_party:
         assert any(canonicalize_name(d) in declared for d in distributions[module]), module
+
+
+def test_the_readme_example_runs(pose_server, coco_tiny, bikes_mp4, capsys):
+    """The README's "Python client" example, on the test server, a COCO image and the test clip (3 frames)."""
+    import re
+
+    from tests.conftest import REPO_ROOT
+
+    section = (REPO_ROOT / "README.md").read_text().split("## Python client", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    for old, new in (("http://127.0.0.1:8000", pose_server.url), ("person.jpg", str(coco_tiny / IMAGE)),
+                     ("clip.mp4", str(bikes_mp4)), ("max_frames=100", "max_frames=3")):  # fmt: skip
+        assert old in code
+        code = code.replace(old, new)
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert re.match(r"\([1-9]\d*, 17, 3\) \[\[", lines[0])
+    assert [line.split()[0] for line in lines[-3:]] == ["0", "1", "2"]
