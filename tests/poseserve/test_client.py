@@ -350,7 +350,7 @@ def test_a_video_error_line_raises_a_typed_error(bikes_mp4):
     """The deadline (``video_timeout_s``) passes while the frames stream: the answer's last line is an error."""
     from service.app import create_app
 
-    settings = Settings(warmup=False, video_timeout_s=1.5)
+    settings = Settings(warmup=False, video_timeout_s=2.0)
     with ThreadedServer(create_app(settings, fake_pipeline(delay=0.3)), settings) as srv, PoseClient(srv.url) as c:
         frames = []
         with pytest.raises(PoseAPIError) as info:  # noqa: PT012 - the error comes while iterating
