@@ -585,7 +585,7 @@ class PoseClient(_Base):
             PoseAPIError: the handshake was refused (401 key, 422 options, 503 after the retries).
             PoseConnectionError: no connection after the retries.
         """
-        from websockets.exceptions import InvalidStatus
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
         from websockets.sync.client import connect
 
         names = self._keypoint_names if self._keypoint_names is not None else self._models_names(self.models())
@@ -604,7 +604,7 @@ class PoseClient(_Base):
                 if r.status_code not in self.retry.statuses:
                     raise err from None
                 retry_after = err.retry_after
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, asyncio.TimeoutError, InvalidHandshake) as exc:  # no (complete) answer
                 err = PoseConnectionError(f"stream: {type(exc).__name__}: {exc}", attempts.n)
                 err.__cause__ = exc
                 retry_after = None
@@ -936,7 +936,7 @@ class AsyncPoseClient(_Base):
                      open_timeout_s: float = 10.0, max_size: int | None = 16 << 20) -> AsyncPoseSession:  # fmt: skip
         """As :meth:`PoseClient.stream`; returns an :class:`AsyncPoseSession`."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidStatus
+        from websockets.exceptions import InvalidHandshake, InvalidStatus
 
         names = self._keypoint_names if self._keypoint_names is not None else self._models_names(await self.models())
         url = f"{self.ws_url}?{_stream_query(track, smooth, det_interval)}"
@@ -953,7 +953,7 @@ class AsyncPoseClient(_Base):
                 if r.status_code not in self.retry.statuses:
                     raise err from None
                 retry_after = err.retry_after
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, asyncio.TimeoutError, InvalidHandshake) as exc:  # no (complete) answer
                 err = PoseConnectionError(f"stream: {type(exc).__name__}: {exc}", attempts.n)
                 err.__cause__ = exc
                 retry_after = None
@@ -1029,6 +1029,8 @@ class AsyncPoseSession:
             text = await asyncio.wait_for(self._ws.recv(), timeout)
         except ConnectionClosed as exc:
             raise PoseConnectionError(f"stream closed: {exc}") from exc
+        except asyncio.TimeoutError:  # not yet TimeoutError on Python 3.10
+            raise TimeoutError(f"no reply within {timeout} s") from None
         return self._state.reply(text)
 
     async def __call__(self, frame: Any, time_s: float | None = None, *, rgb: bool = False,
