@@ -7,9 +7,8 @@ webcam's frames to the ``/pose/stream`` WebSocket, and draws the skeletons over 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import html
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse

@@ -63,7 +63,9 @@ def test_page_urls_follow_the_root_path():
     assert '<base href="/api/pose/">' in text
     for name in PAGE_FILES:
         source = (STATIC_DIR / name).read_text(encoding="utf-8")
-        assert not re.search(r"""(fetch\(|src=|href=|WebSocket\()\s*["'`]/(?!/)""", source.replace('<base href="/">', "")), name
+        assert not re.search(
+            r"""(fetch\(|src=|href=|WebSocket\()\s*["'`]/(?!/)""", source.replace('<base href="/">', "")
+        ), name
         assert "location.host" not in source, name
     with TestClient(create_app(Settings(), fake_pipeline()), root_path='/x"><script>') as c:
         assert "<script>/" not in c.get("/").text  # the prefix is escaped
