@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +26,9 @@ ort = pytest.importorskip("onnxruntime")
 
 from core.settings import Settings  # noqa: E402
 from inference.pipeline import PosePipeline  # noqa: E402
-from models.card import InputSpec, ModelCard, OutputSpec  # noqa: E402
+from models.card import ModelCard  # noqa: E402
 from models.geometry import bbox_to_center_scale, crop_batch  # noqa: E402
-from models.keypoints import COCO17_NAMES, flip_indices  # noqa: E402
+from models.keypoints import flip_indices  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the torch.onnx export takes several seconds
 
@@ -51,9 +53,16 @@ class TinySimCC(torch.nn.Module):
         return self.cls_x(f), self.cls_y(f)
 
 
+def readme_rtmpose_card() -> dict:
+    """The example card of the README's "RTMPose / SimCC models" section."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### RTMPose / SimCC models", 1)[1]
+    return json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+
+
 @pytest.fixture(scope="module")
 def simcc_card(tmp_path_factory):
-    """The exported ONNX and its card (the README's RTMPose example card with this file's name)."""
+    """The exported ONNX and, beside it, the README's RTMPose example card (unchanged)."""
     folder = tmp_path_factory.mktemp("rtmpose")
     torch.manual_seed(0)
     model = TinySimCC().eval()
@@ -69,22 +78,9 @@ def simcc_card(tmp_path_factory):
         verbose=False,
     )
     program.save(str(folder / "end2end.onnx"), external_data=False)
-    card = ModelCard(
-        name="rtmpose-tiny",
-        model_file="end2end.onnx",
-        input=InputSpec(
-            name="input",
-            width=W,
-            height=H,
-            layout="NCHW",
-            dtype="float32",
-            color="RGB",
-            mean=MEAN.tolist(),
-            std=STD.tolist(),
-        ),  # fmt: skip
-        output=OutputSpec(name="simcc_x", y_name="simcc_y", kind="simcc", split_ratio=RATIO),
-        keypoints={"name": "coco17", "names": list(COCO17_NAMES)},
-    )
+    card = ModelCard.from_dict(readme_rtmpose_card())
+    assert card.model_file == "end2end.onnx" and card.input_size == (W, H) and card.output.split_ratio == RATIO
+    assert (card.input.mean, card.input.std, card.input.color) == (MEAN.tolist(), STD.tolist(), "RGB")
     return card.save(folder / "end2end.json")
 
 
