@@ -1,7 +1,7 @@
 """An RTMPose-style SimCC model served by its card alone: a small torch network at random weights with MMDeploy's
 contract (input ``input`` float32 NCHW RGB normalised by the card's mean / std; outputs ``simcc_x`` [B, 17, 384] and
-``simcc_y`` [B, 17, 512], split ratio 2), exported with ``torch.onnx``, run through the real ``PosePipeline`` (batcher,
-onnxruntime CPU) and the FastAPI app, with and without the flip test.
+``simcc_y`` [B, 17, 512], split ratio 2), exported with ``torch.onnx``, run through the real ``PosePipeline`` (batcher;
+onnxruntime CPU and OpenVINO) and the FastAPI app, with and without the flip test.
 
 The expected image keypoints are computed here independently of the service: the test's own normalisation and
 onnxruntime session on the crops, a plain numpy argmax decode (MMPose's rules: first maximum, bin / 2, score = the
@@ -121,9 +121,12 @@ def expected_keypoints(card_path, image: np.ndarray, flip: bool) -> np.ndarray:
     return np.stack([x_img, y_img, score], axis=-1)
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("flip", [False, True], ids=["single", "flip-test"])
-def test_simcc_card_serves_through_the_pipeline_and_batcher(simcc_card, image, flip):
-    settings = Settings(pose_model=simcc_card, providers=["CPUExecutionProvider"], flip_test=flip, warmup=False)
+def test_simcc_card_serves_through_the_pipeline_and_batcher(simcc_card, image, flip, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    settings = Settings(pose_model=simcc_card, runtime=runtime, flip_test=flip, warmup=False)
     pipe = PosePipeline.from_settings(settings)
     try:
         assert pipe.pose.flip_test is flip and pipe.crops_per_box == (2 if flip else 1)
@@ -134,7 +137,8 @@ def test_simcc_card_serves_through_the_pipeline_and_batcher(simcc_card, image, f
     want = expected_keypoints(simcc_card, image, flip)
     assert result.keypoints.shape == (3, 17, 3)
     np.testing.assert_allclose(result.keypoints[..., :2], want[..., :2], atol=1e-3)
-    np.testing.assert_allclose(result.keypoints[..., 2], want[..., 2], rtol=1e-5)
+    # scores: float32 runtimes' rounding (measured <= 1.5e-6); min vs max / mean of the two maxima differs by >> 1e-4
+    np.testing.assert_allclose(result.keypoints[..., 2], want[..., 2], atol=1e-4)
     # the two modes really differ (the flip test is applied, not ignored)
     other = expected_keypoints(simcc_card, image, not flip)
     assert np.abs(other[..., :2] - want[..., :2]).max() >= 0.5
