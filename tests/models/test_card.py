@@ -187,3 +187,12 @@ def test_simcc_card_validation_and_round_trip(tmp_path):
     with pytest.raises(ModelCardError, match="belong to kind simcc"):
         _card(split_ratio=2.0)
     assert "y_name" not in _card().to_dict()["output"]  # other kinds' cards are unchanged
+
+
+def test_simcc_non_finite_vectors_give_a_non_finite_score():
+    """NaN vectors (a broken model) must not decode to a plausible keypoint: the score is NaN, so the pipeline's
+    finiteness check drops that person."""
+    sx, sy = np.ones((1, 17, 384), np.float32), np.ones((1, 17, 512), np.float32)
+    sx[0, 2, 5] = np.nan
+    out = _simcc_card().decode((sx, sy))
+    assert np.isnan(out[0, 2, 2]) and np.isfinite(np.delete(out[0], 2, axis=0)).all()

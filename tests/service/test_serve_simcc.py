@@ -164,3 +164,13 @@ def test_simcc_card_over_http_with_caller_boxes(simcc_card, image):
     got = np.array([p["keypoints"] for p in persons])
     np.testing.assert_allclose(got, expected_keypoints(simcc_card, image, flip=True)[order], atol=0.006)
     assert "simcc" in json.dumps(models)
+
+
+def test_a_card_naming_a_missing_output_fails_at_load(simcc_card):
+    from core.errors import ModelLoadError
+
+    card = ModelCard.load(simcc_card)
+    card.output.y_name = "heatmaps"
+    card.save(simcc_card.with_name("wrong.json"))
+    with pytest.raises(ModelLoadError, match="output 'heatmaps' not in model outputs"):
+        PosePipeline.from_settings(Settings(pose_model=simcc_card.with_name("wrong.json"), warmup=False))
