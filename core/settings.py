@@ -102,8 +102,9 @@ class Settings(BaseSettings):
     )
     pose_model: Path | None = Field(
         None,
-        description="pose model card JSON, the model file with `<stem>.json` beside it, or a checkpoint `.pth` "
-        "(exported on first start, cached by its SHA-256); unset: the default model",
+        description="pose model card JSON, the model file with `<stem>.json` beside it, a checkpoint `.pth` "
+        "(exported on first start, cached by its SHA-256), or a zoo name (`pose-zoo list`; exported into the cache "
+        "on first start); unset: the default model",
         json_schema_extra=_cli("--pose"),
     )
     cache_dir: Path = Field(
@@ -112,7 +113,9 @@ class Settings(BaseSettings):
         description="cache root: default models, `checkpoints/`, `downloads/`, `trained/`, TensorRT `engines/`",
     )
     prepare_defaults: bool = Field(
-        True, description="prepare missing default models at start-up (needs the export extra)"
+        True,
+        description="prepare missing default models, and a zoo model named by --pose, at start-up (needs the "
+        "export extra)",
     )
     offline: bool = Field(False, description="never download (missing checkpoints are an error naming the URL)")
 

@@ -13,6 +13,12 @@ A pose checkpoint given as the pose model (``pose-serve --pose run/best.pth``, e
 exported the same way on first start by :func:`resolve_pose_checkpoint` (``python -m export.cli pose``) and cached
 by the checkpoint's SHA-256 (``CacheLayout.trained_pose``).
 
+A zoo name given as the pose model (``pose-serve --pose td-reg_res50_rle``, the names ``pose-zoo list`` prints and
+``pose-eval --zoo`` takes) is served from ``CacheLayout.zoo_pose_card`` (``<cache>/pose/<name>.json``, where the default
+model lies too), exported there on first start by :func:`resolve_zoo_pose` (``python -m export.cli pose NAME``:
+MMPose's checkpoint downloaded and SHA-256-checked, exported, verified). A value that is neither a file nor a zoo name
+fails with the zoo names closest to it.
+
 When they are missing, :func:`resolve_default_models` runs the preparation in a subprocess
 (``python -m export.cli defaults``, so torch never enters the server process) if the export extra is
 installed and ``Settings.prepare_defaults`` is on; otherwise, or if preparation fails (e.g. no network),
@@ -22,6 +28,8 @@ that prepares them.
 
 from __future__ import annotations
 
+import difflib
+import os
 import shutil
 import subprocess
 import sys
@@ -33,10 +41,13 @@ from core.errors import ModelLoadError
 from core.hashing import sha256_file
 from core.settings import Settings
 from models.card import ModelCardError, card_path_for
+from models.zoo import ZOO
 
 PREPARE_COMMAND = "pose-export defaults"
 #: File suffixes of pose checkpoints that ``pose-serve --pose`` exports before serving.
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
+#: File suffixes that make a ``--pose`` value a path, never a zoo name (cards, models, engines, checkpoints).
+MODEL_FILE_SUFFIXES = (".json", ".onnx", ".xml", ".engine", ".plan", *CHECKPOINT_SUFFIXES)
 
 
 class DefaultModelsMissing(ModelLoadError):
@@ -139,17 +150,89 @@ def resolve_pose_checkpoint(checkpoint: str | Path, settings: Settings) -> Path:
     return folder / card.name
 
 
-def resolve_models(settings: Settings) -> Settings:
-    """The settings with runnable model paths: a pose checkpoint (``.pth``) turned into its exported card
-    (:func:`resolve_pose_checkpoint`), then unset model paths filled with the default models from the cache
-    (:func:`resolve_default_models`, preparing them if allowed). ``pose-serve`` and ``pose-predict`` call it.
+def zoo_name_of(pose_model: str | Path) -> str | None:
+    """The zoo name a pose-model value stands for, or None when it is a path: a value is taken as a name when no file
+    or folder of that name exists and it is a bare name (no folder part, no model-file suffix of
+    :data:`MODEL_FILE_SUFFIXES`), whether or not the zoo knows it (:func:`resolve_zoo_pose` says so)."""
+    p = Path(pose_model)
+    text = str(pose_model)
+    if p.exists() or not text or os.sep in text or "/" in text or p.suffix.lower() in MODEL_FILE_SUFFIXES:
+        return None
+    return text
+
+
+def resolve_zoo_pose(name: str, settings: Settings) -> Path:
+    """The served card of the zoo model ``name`` (``settings.cache.zoo_pose_card``), exporting it there first when it
+    is missing.
+
+    The export runs ``python -m export.cli pose NAME --out <tmp> --cache-dir ...`` in a subprocess (torch never enters
+    the server process): MMPose's checkpoint is downloaded into ``<cache>/checkpoints`` and its SHA-256 checked, then
+    exported and verified against torch. Its ONNX and card are moved into ``<cache>/pose/`` (ONNX first, card last), so
+    a failed or interrupted export leaves nothing that looks complete.
+
+    Args:
+        name: a ``models.zoo`` name (``pose-zoo list``).
+        settings: the cache root, ``offline`` and ``prepare_defaults`` (False: never export here, only say how).
+
+    Returns:
+        The card JSON path (its ONNX beside it).
 
     Raises:
-        ModelLoadError: defaults are missing (the message names the files and the command that prepares them), or
-            the checkpoint cannot be exported.
+        ModelLoadError: an unknown name (the message lists the closest zoo names), or the card is missing and cannot
+            be exported here (no export extra, ``prepare_defaults`` off, or the export failed; the message names the
+            command to run).
+    """
+    if name not in ZOO:
+        close = difflib.get_close_matches(name, list(ZOO), n=5, cutoff=0.6)
+        hint = f"closest zoo names: {', '.join(close)}" if close else "no zoo name is close to it"
+        raise ModelLoadError(
+            f"pose model {name!r} is neither a file nor a zoo model name; {hint} (`pose-zoo list` lists them all)"
+        )
+    card = settings.cache.zoo_pose_card(name)
+    if card.is_file() and card.with_suffix(".onnx").is_file():
+        return card
+    command = f"pose-export pose {name} --out {card.parent} --cache-dir {settings.cache.root}"
+    hint = (
+        f"prepare it with `{command}` (needs `pip install 'poseserve[export]'` and network access to "
+        "download.openmmlab.com), or pass --pose CARD.json"
+    )
+    if not settings.prepare_defaults:
+        raise ModelLoadError(f"zoo model {name} is not exported yet ({card} is missing; --no-prepare-defaults); {hint}")
+    if not export_extra_installed():
+        raise ModelLoadError(
+            f"zoo model {name} is not exported yet ({card} is missing) and the export extra (torch, onnx) is not "
+            f"installed here; {hint}"
+        )
+    tmp = card.parent / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = export_command(["pose", name, "--out", str(tmp)], settings)
+    print(f"exporting zoo model {name} for serving (once; cached in {card.parent})", file=sys.stderr)
+    try:
+        rc = subprocess.run(cmd, check=False).returncode
+        made = tmp / card.name
+        if rc != 0 or not made.is_file() or not made.with_suffix(".onnx").is_file():
+            raise ModelLoadError(f"exporting zoo model {name} failed (`{' '.join(cmd)}` exited with {rc}); {hint}")
+        os.replace(made.with_suffix(".onnx"), card.with_suffix(".onnx"))
+        os.replace(made, card)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return card
+
+
+def resolve_models(settings: Settings) -> Settings:
+    """The settings with runnable model paths: a pose checkpoint (``.pth``) turned into its exported card
+    (:func:`resolve_pose_checkpoint`), a zoo name into its card in the cache (:func:`resolve_zoo_pose`), then unset
+    model paths filled with the default models from the cache (:func:`resolve_default_models`, preparing them if
+    allowed). ``pose-serve``, ``pose-predict`` and ``PoseEstimator.from_pretrained`` call it.
+
+    Raises:
+        ModelLoadError: defaults are missing (the message names the files and the command that prepares them), the
+            checkpoint or zoo model cannot be exported, or the pose model is neither a file nor a zoo name.
     """
     if settings.pose_model is not None and is_checkpoint(settings.pose_model):
         settings = settings.model_copy(update={"pose_model": resolve_pose_checkpoint(settings.pose_model, settings)})
+    elif settings.pose_model is not None and (name := zoo_name_of(settings.pose_model)) is not None:
+        settings = settings.model_copy(update={"pose_model": resolve_zoo_pose(name, settings)})
     if settings.detector_model is not None and settings.pose_model is not None:
         return settings
 

@@ -1,6 +1,7 @@
 """``pose-serve``: start the HTTP service with uvicorn.
 
     pose-serve --detector yolov8n.onnx --pose movenet.json --port 8000
+    pose-serve --pose td-reg_res50_rle          # a zoo name: exported into the cache on first start
 
 Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the environment;
 options override it). With no model paths, the default models are looked up in the cache, and
@@ -102,7 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Serve top-down pose estimation over HTTP.",
         epilog="With no --detector / --pose, the default models are taken from the cache; missing ones are prepared "
         "by running `pose-export defaults` as a subprocess (needs the export extra; --no-prepare-defaults: never), "
-        "and a checkpoint given as --pose (.pth) is converted once by `pose-export pose` the same way. The server "
+        "and a checkpoint given as --pose (.pth) is converted once by `pose-export pose` the same way, as is a zoo "
+        "name given as --pose (`pose-zoo list`, e.g. --pose td-reg_res50_rle; cached in <cache>/pose/). The server "
         "process itself never imports the export package or torch.",
     )
     add_version_option(p)
