@@ -1,6 +1,7 @@
 """The CPU side's ceiling: a real ``pose-serve`` process serving a pose model that costs nothing.
 
-    python bench/bench_null.py [--boxes 1 8 32] [--clients 8] [--seconds 20] [--image IMG] [-- extra pose-serve options]
+    python bench/bench_null.py [--boxes 1 8 32] [--clients 8] [--seconds 20] [--image IMG] [--detector ONNX]
+        [-- extra pose-serve options]          # IMG, ONNX default to ../shared/assets' coco-tiny image and YOLOv8n
 
 The null model is an ONNX graph with the card contract of our exports (input ``crops`` uint8 NHWC 256x192 RGB,
 output ``coords`` [B, 17, 2] normalised): the mean of each crop, times zero, plus constants. What is left is the
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.card import InputSpec, ModelCard, OutputSpec  # noqa: E402
 from service.launcher import ServerProcess  # noqa: E402
 
-ASSETS = Path(os.environ.get("POSE_ASSETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "assets"))
+ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
 K, W, H = 17, 192, 256
 
 
