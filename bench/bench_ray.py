@@ -98,8 +98,10 @@ def main() -> int:
     print(f"{len(images)} images (coco-mini), {args.cpus} CPUs, load average {os.getloadavg()[0]:.2f}")
     for _ in range(args.repeat):
         s = bench_local(images, _settings(args.assets, card, args.cpus), work / "local")
-        print(f"| local (1 process, {args.cpus} threads, batching on) | {len(images) / s:.1f} | - | models loaded "
-              "before the clock |")
+        print(
+            f"| local (1 process, {args.cpus} threads, batching on) | {len(images) / s:.1f} | - | models loaded "
+            "before the clock |"
+        )
     from inference.ray_runner import init_ray
 
     t0 = time.perf_counter()

@@ -207,3 +207,13 @@ def test_source_lists_in_json_and_parquet(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"not": "a list"}))
     with pytest.raises(ValueError, match="JSON list"):
         read_source_list(tmp_path / "c.json")
+
+
+def test_urls_and_render_are_usage_errors_for_the_ray_runner(tmp_path, capsys):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not read: the options are checked first")
+    assert pose_predict([str(image), "rtsp://camera/1", "--runner", "ray", "--out", str(tmp_path / "o")]) == 2
+    assert "--runner ray reads files" in capsys.readouterr().err
+    assert pose_predict([str(image), "--runner", "ray", "--render", "--out", str(tmp_path / "o")]) == 2
+    assert "--render is for --runner local" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
