@@ -164,16 +164,23 @@ def test_pose_eval_gives_the_ray_coco_json_the_local_runner_ap(runs, inputs, coc
     }
 
 
-def test_a_rerun_runs_only_what_is_not_in_the_output(runs, inputs, coco_mini):
-    store = ResultStore(runs["ray"], "x")
+def test_a_rerun_runs_only_what_is_not_in_the_output(runs, inputs, coco_mini, tmp_path):
+    """On a copy of the Ray output (the other tests read the original), with the list plus one new image."""
+    out = tmp_path / "ray"
+    shutil.copytree(runs["ray"], out)
+    store = ResultStore(out, "x")
     before_status = store.status().to_pylist()
     before_poses = store.poses()
-    # a new image (a non-numeric name: a hashed id) in the list; the rest is done (the corrupt one too)
-    extra = inputs["images"] / "extra_person.jpg"
+    # a new image (a non-numeric name: a hashed id) in a new list; the rest is done (the corrupt one too)
+    (inputs["root"] / "extra").mkdir(exist_ok=True)
+    extra = inputs["root"] / "extra" / "extra_person.jpg"
     shutil.copy(coco_mini / "val2017" / inputs["names"][0], extra)
-    listing = pq.read_table(inputs["list"]).to_pylist() + [{"path": "images/extra_person.jpg"}]
-    pq.write_table(pa.Table.from_pylist(listing), inputs["list"])
-    assert pose_predict(runs["ray_args"]) == 1  # the corrupt image is still failed (not retried)
+    listing = inputs["root"] / "list_plus_one.parquet"
+    entries = pq.read_table(inputs["list"]).to_pylist() + [{"path": "extra/extra_person.jpg"}]
+    pq.write_table(pa.Table.from_pylist(entries), listing)
+    args = list(runs["ray_args"])
+    args[0], args[args.index("--out") + 1] = str(listing), str(out)
+    assert pose_predict(args) == 1  # the corrupt image is still failed (not retried)
     status = store.status().to_pylist()
     new_runs = {s["run_id"] for s in status} - {s["run_id"] for s in before_status}
     assert len(new_runs) == 1
@@ -185,8 +192,11 @@ def test_a_rerun_runs_only_what_is_not_in_the_output(runs, inputs, coco_mini):
     assert len(extra_rows) == len(first) > 0
     assert extra_rows[0]["image_id"] == image_id_for(str(extra.resolve())) >= HASHED_ID_BASE
     assert poses.num_rows == before_poses.num_rows + len(extra_rows)
+    assert len(json.loads((out / "coco_results.json").read_text())) == (
+        len(json.loads((runs["ray"] / "coco_results.json").read_text())) + len(extra_rows)
+    )
     # --retry-errors runs the failed source again, and only it
-    assert pose_predict([*runs["ray_args"], "--retry-errors"]) == 1
+    assert pose_predict([*args, "--retry-errors"]) == 1
     latest = store.status().to_pylist()
     newest = max(s["run_id"] for s in latest)
     assert [Path(s["source"]).name for s in latest if s["run_id"] == newest] == ["broken.jpg"]
