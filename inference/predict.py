@@ -16,6 +16,9 @@ smoothing) over the same :class:`~inference.pipeline.PosePipeline` as the server
 resolves them (:func:`inference.default_models.resolve_models`). Every setting of the models, the runtime, the pipeline,
 the detector and video is an option (``core.cli_options``), ``POSE_*`` in the environment.
 
+``--runner ray`` runs the same pipeline in Ray actors over a cluster and writes Parquet tables and a COCO results
+JSON instead (:mod:`inference.ray_runner`; files only, no URLs, no ``--render``; a rerun resumes).
+
 Exit status: 0 all done; 1 some source failed (named on stderr; the others are written), or a model that cannot be
 found (no defaults, a missing file, a card that does not parse: ``check_model_files``, as ``pose-serve``); 2 bad
 options or a source that does not exist or matches nothing (checked for all sources before any model loads); 3 a
