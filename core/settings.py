@@ -137,7 +137,9 @@ class Settings(BaseSettings):
         "unset: the best available",
     )
     allow_provider_fallback: bool = Field(
-        False, description="accept a session where a requested GPU provider fell back to CPU (else start-up fails)"
+        False,
+        description="accept a session where a GPU provider, requested or chosen by default (onnxruntime-gpu installed), "
+        "fell back to CPU (else start-up fails with the reason)",
     )
     intra_op_threads: int = Field(
         0,

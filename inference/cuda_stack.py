@@ -113,6 +113,78 @@ def _ldd(path: Path) -> list[str]:
     return [f"{path.name} needs {', '.join(missing)}, which the image lacks"] if missing else []
 
 
+#: onnxruntime provider -> its shared library in ``onnxruntime/capi`` (loaded by onnxruntime when a session asks for it).
+PROVIDER_LIBRARIES = {
+    "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+    "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
+}
+
+
+def provider_load_error(provider: str, capi: Path | None = None) -> str | None:
+    """Load an onnxruntime provider's library the way onnxruntime does (``libonnxruntime_providers_shared.so``
+    first, globally, then the provider's), and return the dynamic loader's error, or None when it loads.
+
+    Args:
+        provider: ``CUDAExecutionProvider`` or ``TensorrtExecutionProvider`` (others: None).
+        capi: the ``onnxruntime/capi`` folder (default: the installed onnxruntime's).
+
+    Returns:
+        The reason in words (e.g. ``libcublasLt.so.12: cannot open shared object file``; or that the installed
+        onnxruntime has no such library, as the CPU package), or None. Never raises.
+    """
+    import ctypes
+
+    name = PROVIDER_LIBRARIES.get(provider)
+    if name is None:
+        return None
+    if capi is None:
+        try:
+            import onnxruntime
+
+            capi = Path(onnxruntime.__file__).parent / "capi"
+        except ImportError as exc:
+            return f"onnxruntime is not importable ({exc})"
+    path = capi / name
+    if not path.is_file():
+        return f"this onnxruntime has no {name} (the CPU package? install onnxruntime-gpu, never beside onnxruntime)"
+    try:
+        shared = capi / "libonnxruntime_providers_shared.so"
+        if shared.is_file():
+            ctypes.CDLL(str(shared), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(path))
+    except OSError as exc:
+        return f"{name} does not load: {exc}"
+    return None
+
+
+def preload_pip_cuda_libraries() -> bool:
+    """When NVIDIA's CUDA / cuDNN wheels are installed (``pip install 'onnxruntime-gpu[cuda,cudnn]'``), load them with
+    ``onnxruntime.preload_dlls(directory="")`` before a CUDA session starts, so that the provider finds them without
+    ``LD_LIBRARY_PATH`` (onnxruntime >= 1.21; "Preload DLLs" in
+    https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html; ``directory=""``: the nvidia site
+    packages first, then the default search path, microsoft/onnxruntime#23744).
+
+    Returns:
+        True when it ran; False when no such wheel is installed or onnxruntime has no ``preload_dlls``. Never raises
+        (a failure is logged: the session's own check then reports the missing library).
+    """
+    import logging
+
+    if _dist_version("nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12") is None:
+        return False
+    try:
+        import onnxruntime
+
+        preload = getattr(onnxruntime, "preload_dlls", None)
+        if preload is None:
+            return False
+        preload(directory="")
+    except Exception as exc:  # best effort: the provider check says what is missing
+        logging.getLogger(__name__).warning("onnxruntime.preload_dlls failed: %s", exc)
+        return False
+    return True
+
+
 def _dist_version(*names: str) -> str | None:
     for name in names:
         try:
