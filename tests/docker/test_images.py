@@ -169,3 +169,25 @@ def test_compose_has_a_gpu_and_a_cpu_profile():
     for svc in services.values():
         context = (REPO_ROOT / "docker" / svc["build"]["context"]).resolve()
         assert context == REPO_ROOT.resolve() and (context / svc["build"]["dockerfile"]).is_file()
+
+
+def test_the_gpu_image_can_build_its_own_tensorrt_engines():
+    """Issue 21, defect 1: compose passes WITH_TENSORRT to the serve build, a one-shot `engines` service builds the
+    served models' engines with `pose-export engine --served` (torch-free: the tensorrt extra holds the lint's onnx and
+    onnx-graphsurgeon, pinned in the GPU lock), and the health check's start period covers a first engine build."""
+    compose = yaml.safe_load((REPO_ROOT / "docker" / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in ("pose", "engines"):
+        assert services[name]["build"]["target"] == "serve"
+        assert services[name]["build"]["args"]["WITH_TENSORRT"] == "${WITH_TENSORRT:-0}"
+    assert services["pose"]["environment"]["POSE_RUNTIME"] == "${POSE_RUNTIME:-onnxruntime}"
+    engines = services["engines"]
+    assert engines["command"][:3] == ["pose-export", "engine", "--served"] and engines["volumes"] == ["models:/models"]
+    assert engines["profiles"] == ["engines"] and engines["deploy"]["resources"]["reservations"]["devices"]
+    body = stages()["serve"][1]
+    assert re.search(r'"\$WITH_TENSORRT" = "1" \]; then\s*\\\n\s*pip install -c docker/constraints/serve-gpu.txt', body)
+    period = re.search(r"^HEALTHCHECK .*--start-period=(\d+)s", body, re.M)
+    assert period and int(period.group(1)) >= 900  # a ResNet-50 + YOLO fp16 build: minutes
+    for image in ("serve-gpu", "eval"):
+        assert {"onnx", "onnx-graphsurgeon"} <= set(pins(image))
+        assert not {"torch", "torchvision", "ultralytics"} & set(pins(image))
