@@ -122,16 +122,17 @@ def test_each_lock_satisfies_pyproject_and_pins_every_requirement(image, extras)
             assert req.specifier.contains(locked[name], prereleases=True), f"{image}: {name} {locked[name]} vs {req}"
 
 
-def test_pyproject_gpu_ranges_exclude_the_cuda_11_and_cuda_13_builds():
-    """onnxruntime-gpu 1.18 on PyPI is a CUDA 11.8 build (falls back to CPU on CUDA 12 + cuDNN 9), 1.24.1+ links
-    CUDA 12.8 / 13; cuda-python 13 drops ``cuda.cudart``; TensorRT 11 drops the API used here."""
+def test_pyproject_gpu_ranges_are_the_tested_releases():
+    """Issue 21, defect 5: the pip ranges are what the images pin (onnxruntime-gpu 1.22, whose TensorRT EP is built
+    with TensorRT 10.9; TensorRT 10.9), not 1.23 / 10.16. onnxruntime-gpu 1.18 on PyPI is a CUDA 11.8 build, 1.24.1+
+    links CUDA 12.8 / 13; cuda-python 13 drops ``cuda.cudart``; cuda-python 12.6 shipped cuda/bindings itself
+    (12.8+ is a metapackage of cuda-bindings, named below 13 so that PyPI's CUDA 13 torch cannot join it)."""
     reqs = {r.name.lower(): r.specifier for r in _requirements()["serve-gpu"] + _requirements()["tensorrt"]}
     ort, cuda_python, trt = reqs["onnxruntime-gpu"], reqs["cuda-python"], reqs["tensorrt-cu12"]
-    assert (
-        not ort.contains("1.18.1") and ort.contains("1.19.0") and ort.contains("1.23.2") and not ort.contains("1.24.1")
-    )
-    assert cuda_python.contains("12.6.2.post1") and not cuda_python.contains("13.0.0")
-    assert trt.contains("10.9.0.34") and not trt.contains("11.0.0")
+    assert ort.contains("1.22.0") and not ort.contains("1.19.0") and not ort.contains("1.23.2")
+    assert cuda_python.contains("12.9.7") and not cuda_python.contains("12.6.2.post1")
+    assert not cuda_python.contains("13.0.0") and not reqs["cuda-bindings"].contains("13.0.3")
+    assert trt.contains("10.9.0.34") and not trt.contains("10.16.0.72") and not trt.contains("11.0.0")
     assert "onnxruntime" not in {r.name.lower() for r in _requirements()["serve-gpu"]}  # never both
 
 
@@ -141,8 +142,10 @@ def test_one_cuda_stack_in_every_gpu_image():
         p = pins(image)
         assert p["onnxruntime-gpu"] == Version("1.22.0") and "onnxruntime" not in p  # never both
         assert p["tensorrt-cu12"] == p["tensorrt-cu12-libs"] == p["tensorrt-cu12-bindings"] == Version("10.9.0.34")
-        assert Version("12.6") <= p["cuda-python"] < Version("13")
-        assert not any(n.startswith("nvidia-") or n.endswith("-cu13") for n in p)
+        assert Version("12.8") <= p["cuda-python"] < Version("13") and p["cuda-bindings"] == p["cuda-python"]
+        # the one nvidia- wheel: the CUDA runtime tensorrt-cu12-libs pulls, pinned to the base image's CUDA 12.6
+        assert [n for n in p if n.startswith("nvidia-")] == ["nvidia-cuda-runtime-cu12"]
+        assert p["nvidia-cuda-runtime-cu12"].release[:2] == (12, 6) and not any(n.endswith("-cu13") for n in p)
     assert pins("serve-cpu")["onnxruntime"] == pins("export")["onnxruntime"] == Version("1.22.0")
 
 
