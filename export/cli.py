@@ -66,6 +66,12 @@ def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16"
         help="optimisation profile batch sizes (default 1, --trt-opt-batch-size, --max-batch-size: 1 8 32)",
     )
     p.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit (GiB)")
+    p.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="TensorRT's version-compatible plan: loads with this and later TensorRT 10.x releases (e.g. a newer "
+        "Triton), maybe slower; default: loads only with the TensorRT that built it",
+    )
 
 
 def _add_lint_arg(p: argparse.ArgumentParser) -> None:
@@ -196,7 +202,12 @@ def _spec(args, settings: Settings, detector: bool = False):
     hi = settings.det_max_batch_size if detector else settings.max_batch_size
     profile = tuple(args.batch) if args.batch else (1, min(settings.trt_opt_batch_size, hi), hi)
     try:
-        return EngineSpec(precision=args.precision, profile=profile, workspace_gib=args.workspace_gib)
+        return EngineSpec(
+            precision=args.precision,
+            profile=profile,
+            workspace_gib=args.workspace_gib,
+            version_compatible=args.version_compatible,
+        )
     except ValueError as exc:  # --batch, --precision, --workspace-gib
         raise UsageError(str(exc)) from exc
 
@@ -329,11 +340,21 @@ def triton_command(args: argparse.Namespace, settings: Settings) -> None:
             **common,
         )
         print(f"triton model: {folder}")
+        _print_loads_with(args.platform, args.pose_engine)
     if args.detector:
         folder = write_triton_model(
             args.repository, "detector", args.detector, engine_path=args.detector_engine, **common
         )
         print(f"triton model: {folder}")
+        _print_loads_with(args.platform, args.detector_engine)
+
+
+def _print_loads_with(platform: str, engine) -> None:
+    """Say which TensorRT / Triton releases load a plan (its sidecar's ``loads_with``, ``export.tensorrt``)."""
+    if platform == "tensorrt" and engine:
+        from inference.runtime_trt import read_sidecar
+
+        print(f"  loads with: {(read_sidecar(engine) or {}).get('loads_with', 'the TensorRT release that built it')}")
 
 
 def defaults_command(args: argparse.Namespace, settings: Settings) -> None:

@@ -18,6 +18,17 @@ int8: TODO. TensorRT 10 deprecates implicit (calibrator) int8 in favour of expli
 (Q/DQ nodes in the ONNX graph, e.g. from NVIDIA ModelOpt); an int8 path would quantize the ONNX
 with a calibration set of real crops first and build with ``BuilderFlag.INT8``. Not implemented.
 
+Versions (TensorRT developer guide, "Version Compatibility",
+https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/advanced.html): by default an engine loads
+only with the TensorRT release that built it (10.9.0.34 in the images), so a Triton ``tensorrt_plan`` repository
+loads only in the Triton release that ships that TensorRT. ``EngineSpec(version_compatible=True)`` (``pose-export
+engine --version-compatible``) sets ``BuilderFlag.VERSION_COMPATIBLE``: the plan then carries TensorRT's lean runtime
+and loads with that release or any later 10.x ("version-compatible engines can be slower"; the runtime must allow
+the embedded host code: ``IRuntime.engine_host_code_allowed``, which ``TrtRuntime`` sets for such plans, and Triton
+``--backend-config=tensorrt,version-compatible=true``). It is off by default: engines built where they are served
+need no compatibility, and it may cost speed. The sidecar says which case holds (``version_compatible``,
+``loads_with``).
+
 Engines are not portable between GPU models or TensorRT versions: :class:`EngineCache` keys them
 by GPU name, TensorRT version and the ONNX file's SHA-256 (plus precision and profile); the layout
 is defined in ``inference/runtime_trt.py`` so the service can find engines without importing export.
@@ -65,11 +76,14 @@ class EngineSpec:
         profile: (min, opt, max) batch size of the optimisation profile; TensorRT tunes kernels for
             ``opt`` and accepts any batch in [min, max].
         workspace_gib: builder workspace memory pool limit in GiB.
+        version_compatible: build with ``BuilderFlag.VERSION_COMPATIBLE`` (loads with later TensorRT 10.x releases
+            too, see the module docstring); off by default.
     """
 
     precision: str = "fp16"
     profile: tuple[int, int, int] = (1, 8, 32)
     workspace_gib: float = 4.0
+    version_compatible: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in ENGINE_PRECISIONS:
@@ -149,10 +163,14 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
     elif hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default: an fp32 engine must compute in float32
+    if spec.version_compatible:
+        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
+            raise EngineBuildError(f"TensorRT {trt.__version__} has no BuilderFlag.VERSION_COMPATIBLE (8.6+ has)")
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     dynamic = _add_batch_profile(builder, config, network, spec, onnx_path)
     flags = {
         name.lower(): bool(config.get_flag(getattr(trt.BuilderFlag, name)))
-        for name in ("FP16", "TF32")
+        for name in ("FP16", "TF32", "VERSION_COMPATIBLE")
         if hasattr(trt.BuilderFlag, name)
     }
     t0 = time.perf_counter()
@@ -178,10 +196,26 @@ def build_engine(
         "profile": list(spec.profile) if dynamic else [int(network.get_input(0).shape[0])] * 3,
         "workspace_gib": spec.workspace_gib,
         "build_seconds": round(time.perf_counter() - t0, 2),
+        "loads_with": loads_with(trt.__version__, flags.get("version_compatible", False)),
     }
     sidecar_path(engine_path).write_text(json.dumps(meta, indent=2) + "\n")
     log.info("built %s in %.1f s (%s, flags %s)", engine_path, meta["build_seconds"], spec, flags)
     return engine_path
+
+
+def loads_with(trt_version: str, version_compatible: bool) -> str:
+    """Which TensorRT (and Triton) releases load an engine built with ``trt_version``, in words (the sidecar's
+    ``loads_with``, copied into a Triton repository as ``engine.json``)."""
+    major = trt_version.split(".")[0]
+    if version_compatible:
+        return (
+            f"TensorRT >= {trt_version}, < {int(major) + 1} on the same GPU model (version-compatible plan: the runtime "
+            "must allow its host code; Triton: start tritonserver with --backend-config=tensorrt,version-compatible=true)"
+        )
+    return (
+        f"TensorRT {trt_version} exactly, on the same GPU model (Triton: the release whose TensorRT is {trt_version}, "
+        "per NVIDIA's Frameworks Support Matrix; rebuild with --version-compatible for later 10.x releases)"
+    )
 
 
 class EngineCache:
@@ -217,6 +251,8 @@ class EngineCache:
         """
         gpu, version, sha = self._key(onnx_path)
         path = self.cache.engine_path(onnx_path, sha, spec.precision, spec.profile, gpu, version)
+        if spec.version_compatible:  # its own file: it may be slower than the default engine
+            path = path.with_name(path.name.replace(".engine", "-vc.engine"))
         if path.is_file() and read_sidecar(path) is not None and not rebuild:
             log.info("engine cache hit: %s", path)
             return path

@@ -263,6 +263,10 @@ class TrtRuntime(Runtime):
         self.precision = self.engine_meta.get("precision") or "fp32"
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        if self.engine_meta.get("version_compatible"):
+            # a version-compatible plan embeds TensorRT's lean runtime, host code TensorRT runs only when allowed
+            # (TensorRT developer guide, "Version Compatibility": IRuntime.engine_host_code_allowed)
+            self._runtime.engine_host_code_allowed = True
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise ModelLoadError(

@@ -65,6 +65,7 @@ class Logger:
 class BuilderFlag(Enum):
     FP16 = 0
     TF32 = 1
+    VERSION_COMPATIBLE = 2
 
 
 class MemoryPoolType(Enum):
@@ -256,12 +257,16 @@ class Engine:
 class Runtime:
     def __init__(self, logger):
         self.logger = logger
+        self.engine_host_code_allowed = False
 
     def deserialize_cuda_engine(self, data: bytes):
         try:
-            return Engine(json.loads(data))
+            engine = json.loads(data)
         except ValueError:
             return None  # what TensorRT returns for a foreign engine
+        if "VERSION_COMPATIBLE" in engine.get("built_with", {}).get("flags", []) and not self.engine_host_code_allowed:
+            return None  # TensorRT refuses a version-compatible plan's lean runtime unless host code is allowed
+        return Engine(engine)
 
 
 # ---------------------------------------------------------------------------------------------------- cuda-python

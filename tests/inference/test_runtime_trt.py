@@ -168,3 +168,27 @@ def test_the_pose_batch_is_clamped_to_the_engine_profile(fake, tmp_path, caplog)
         assert pipe.pose.warmup_batch_sizes("auto") == [1, 2, 4]  # the profile's min / opt / max
     finally:
         pipe.close()
+
+
+def test_version_compatible_engines_say_where_they_load(fake, tmp_path):
+    """Issue 21, defect 5: a plan loads only with the TensorRT that built it, unless built version-compatible (then
+    the runtime must allow its lean runtime's host code). The sidecar (copied into Triton repositories as engine.json)
+    says which. TensorRT is faked (tests/fake_tensorrt.py: no GPU here); its Runtime refuses a version-compatible plan
+    unless ``engine_host_code_allowed``, as TensorRT's docs say."""
+    from export.tensorrt import EngineCache, EngineSpec, build_engine
+    from inference.runtime_trt import TrtRuntime, read_sidecar
+
+    onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
+    plain = build_engine(onnx_path, tmp_path / "plain.engine", EngineSpec("fp16", (1, 2, 4)))
+    meta = read_sidecar(plain)
+    assert meta["version_compatible"] is False and f"TensorRT {fake.__version__} exactly" in meta["loads_with"]
+    assert "Triton: the release whose TensorRT is" in meta["loads_with"]
+    vc = EngineCache(CacheLayout(tmp_path)).get_or_build(
+        onnx_path, EngineSpec("fp16", (1, 2, 4), version_compatible=True)
+    )
+    assert vc.name.endswith("-vc.engine")
+    meta = read_sidecar(vc)
+    assert meta["version_compatible"] is True and "version-compatible=true" in meta["loads_with"]
+    rt = TrtRuntime(vc)
+    assert rt._runtime.engine_host_code_allowed and rt.run({"crops": np.zeros((2, 4, 4, 3), np.uint8)})[0].shape[0] == 2
+    assert not TrtRuntime(plain)._runtime.engine_host_code_allowed
