@@ -332,7 +332,8 @@ def step_trt_build(args, rec: Recorder) -> None:
             rec.put(
                 f"{onnx_path.name} {precision}",
                 {"engine": str(engine), "build_seconds": meta.get("build_seconds"), "wall_seconds":
-                 round(time.perf_counter() - t0, 2), "tf32": meta.get("tf32"), "loads_with": meta.get("loads_with")},
+                 round(time.perf_counter() - t0, 2), "tf32": meta.get("tf32"), "timing_cache_reused": meta.get("timing_cache_reused"),
+                 "loads_with": meta.get("loads_with")},
             )  # fmt: skip
 
 

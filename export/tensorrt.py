@@ -124,8 +124,39 @@ def _add_batch_profile(builder, config, network, spec: EngineSpec, onnx_path: Pa
     return dynamic
 
 
+def _load_timing_cache(config, path: Path | None):
+    """Give the builder config TensorRT's timing cache from ``path`` (empty when absent): kernel timings measured by
+    an earlier build on this GPU and TensorRT version are reused instead of measured again (TensorRT developer guide,
+    "Timing Cache": ``IBuilderConfig.create_timing_cache`` / ``set_timing_cache``). Returns whether it held data."""
+    if path is None or not hasattr(config, "create_timing_cache"):
+        return False
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if not config.set_timing_cache(cache, False):  # ignore_mismatch False: a cache of another device is refused
+        log.warning("TensorRT refused the timing cache %s; building without it", path)
+        return False
+    return bool(data)
+
+
+def _save_timing_cache(config, path: Path | None) -> None:
+    """Write the builder's timing cache (the loaded one plus this build's timings) back to ``path``."""
+    if path is None or not hasattr(config, "get_timing_cache"):
+        return
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(memoryview(cache.serialize()))
+    os.replace(tmp, path)
+
+
 def build_engine(
-    onnx_path: str | Path, engine_path: str | Path, spec: EngineSpec = EngineSpec(), device: int = 0
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    spec: EngineSpec = EngineSpec(),
+    device: int = 0,
+    timing_cache: str | Path | None = None,
 ) -> Path:
     """Build a TensorRT engine from an ONNX file and write it with its sidecar (``<engine>.json``).
 
@@ -134,6 +165,8 @@ def build_engine(
         engine_path: where the serialized engine goes (parent folders are created).
         spec: precision, batch profile, workspace.
         device: CUDA device whose name the sidecar records.
+        timing_cache: TensorRT's timing cache file, read before and written after the build (None: none; the
+            :class:`EngineCache` keeps one per GPU and TensorRT version). The sidecar says whether it held timings.
 
     Returns:
         ``engine_path``.
@@ -167,6 +200,8 @@ def build_engine(
         if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
             raise EngineBuildError(f"TensorRT {trt.__version__} has no BuilderFlag.VERSION_COMPATIBLE (8.6+ has)")
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    timing_cache = Path(timing_cache) if timing_cache is not None else None
+    timing_reused = _load_timing_cache(config, timing_cache)
     dynamic = _add_batch_profile(builder, config, network, spec, onnx_path)
     flags = {
         name.lower(): bool(config.get_flag(getattr(trt.BuilderFlag, name)))
@@ -177,6 +212,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} ({spec})")
+    _save_timing_cache(config, timing_cache)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = engine_path.with_suffix(engine_path.suffix + ".tmp")
     with open(tmp, "wb") as f:
@@ -197,6 +233,8 @@ def build_engine(
         "workspace_gib": spec.workspace_gib,
         "build_seconds": round(time.perf_counter() - t0, 2),
         "loads_with": loads_with(trt.__version__, flags.get("version_compatible", False)),
+        "timing_cache": str(timing_cache) if timing_cache is not None else None,
+        "timing_cache_reused": timing_reused,
     }
     sidecar_path(engine_path).write_text(json.dumps(meta, indent=2) + "\n")
     log.info("built %s in %.1f s (%s, flags %s)", engine_path, meta["build_seconds"], spec, flags)
@@ -256,7 +294,7 @@ class EngineCache:
         if path.is_file() and read_sidecar(path) is not None and not rebuild:
             log.info("engine cache hit: %s", path)
             return path
-        return build_engine(onnx_path, path, spec, self.device)
+        return build_engine(onnx_path, path, spec, self.device, timing_cache=path.parent / "timing.cache")
 
 
 def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds: dict, device: int = 0) -> list[float]:

@@ -192,3 +192,18 @@ def test_version_compatible_engines_say_where_they_load(fake, tmp_path):
     rt = TrtRuntime(vc)
     assert rt._runtime.engine_host_code_allowed and rt.run({"crops": np.zeros((2, 4, 4, 3), np.uint8)})[0].shape[0] == 2
     assert not TrtRuntime(plain)._runtime.engine_host_code_allowed
+
+
+def test_the_engine_cache_keeps_tensorrt_timing_cache(fake, tmp_path):
+    """Issue 21, item 6: the second engine built on a GPU / TensorRT version reuses the first build's kernel timings
+    (TensorRT's timing cache, a file beside the engines). TensorRT is faked (no GPU here)."""
+    from export.tensorrt import EngineCache, EngineSpec
+    from inference.runtime_trt import read_sidecar
+
+    onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
+    cache = EngineCache(CacheLayout(tmp_path))
+    fp32 = cache.get_or_build(onnx_path, EngineSpec("fp32", (1, 2, 4)))
+    timing = fp32.parent / "timing.cache"
+    assert timing.read_bytes().count(b"timings") == 1 and read_sidecar(fp32)["timing_cache_reused"] is False
+    fp16 = cache.get_or_build(onnx_path, EngineSpec("fp16", (1, 2, 4)))
+    assert read_sidecar(fp16)["timing_cache_reused"] is True and timing.read_bytes().count(b"timings") == 2
