@@ -369,6 +369,108 @@ def check_session(device: int = 0, maps_path: str = "/proc/self/maps") -> StackR
     return report
 
 
+_DT_NEEDED, _DT_STRTAB, _DT_RPATH, _DT_RUNPATH = 1, 5, 15, 29
+
+
+def elf_dynamic(path: str | Path) -> dict[str, list[str]]:
+    """``NEEDED``, ``RPATH`` and ``RUNPATH`` of a 64-bit little-endian ELF shared library (what ``readelf -d`` shows),
+    read with the standard library: the ``PT_DYNAMIC`` segment's entries, their strings from ``DT_STRTAB`` (a virtual
+    address, mapped to a file offset through the ``PT_LOAD`` segments). ELF-64 object file format, "Dynamic Section".
+
+    Raises:
+        ValueError: not a 64-bit little-endian ELF file, or no dynamic segment.
+    """
+    import mmap
+    import struct
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:
+            raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+        phoff, phentsize, phnum = struct.unpack_from("<Q", m, 32)[0], *struct.unpack_from("<HH", m, 54)
+        loads, dynamic = [], None
+        for i in range(phnum):
+            p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = struct.unpack_from("<IIQQQQQQ", m, phoff + i * phentsize)
+            if p_type == 1:  # PT_LOAD
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == 2:  # PT_DYNAMIC
+                dynamic = (p_offset, p_filesz)
+        if dynamic is None:
+            raise ValueError(f"{path}: no dynamic segment")
+        entries = []
+        for off in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+            tag, val = struct.unpack_from("<qQ", m, off)
+            if tag == 0:  # DT_NULL
+                break
+            entries.append((tag, val))
+        strtab = next(v for t, v in entries if t == _DT_STRTAB)
+        base = next(off + strtab - va for va, off, size in loads if va <= strtab < va + size)
+
+        def string(index: int) -> str:
+            end = m.find(b"\0", base + index)
+            return m[base + index : end].decode()
+
+        out: dict[str, list[str]] = {"needed": [], "rpath": [], "runpath": []}
+        for tag, val in entries:
+            key = {_DT_NEEDED: "needed", _DT_RPATH: "rpath", _DT_RUNPATH: "runpath"}.get(tag)
+            if key:
+                out[key].append(string(val))
+        return out
+
+
+#: The sonames' majors a CUDA 12 + cuDNN 9 + TensorRT 10 build of onnxruntime's providers may need (CUDA 12's cuFFT is
+#: libcufft.so.11, cuRAND libcurand.so.10).
+CUDA12_SONAME_MAJORS = {
+    "libcublas": 12,
+    "libcublasLt": 12,
+    "libcudart": 12,
+    "libnvrtc": 12,
+    "libcufft": 11,
+    "libcurand": 10,
+    "libcudnn": 9,
+    "libnvinfer": 10,
+    "libnvinfer_plugin": 10,
+    "libnvonnxparser": 10,
+}
+
+
+def wheel_report(wheel: str | Path) -> dict:
+    """What an onnxruntime-gpu wheel is built against, read from the wheel without installing it (no GPU needed):
+    ``build_and_package_info`` (``package_name``, ``__version__``, ``cuda_version``) and, per provider library,
+    :func:`elf_dynamic` (``NEEDED`` / ``RUNPATH``) plus ``problems``: a CUDA / cuDNN / TensorRT soname whose major is
+    not :data:`CUDA12_SONAME_MAJORS`'.
+
+    Raises:
+        KeyError: the wheel has no ``onnxruntime/capi/build_and_package_info.py``.
+    """
+    import shutil
+    import tempfile
+    import zipfile
+
+    report: dict = {"wheel": Path(wheel).name, "providers": {}, "problems": []}
+    with zipfile.ZipFile(wheel) as z:
+        text = z.read("onnxruntime/capi/build_and_package_info.py").decode()
+        report["build_info"] = dict(re.findall(r"^(\w+) = '([^']*)'", text, re.M))
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in (*PROVIDER_LIBRARIES.values(), "libonnxruntime_providers_shared.so"):
+                member = f"onnxruntime/capi/{name}"
+                if member not in z.namelist():
+                    continue
+                target = Path(tmp) / name
+                with z.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+                dyn = elf_dynamic(target)
+                target.unlink()
+                report["providers"][name] = dyn
+                for soname in dyn["needed"]:
+                    m = re.match(r"(lib[\w]+?)\.so\.(\d+)$", soname)
+                    if m and m.group(1) in CUDA12_SONAME_MAJORS and int(m.group(2)) != CUDA12_SONAME_MAJORS[m.group(1)]:
+                        report["problems"].append(
+                            f"{name} needs {soname}; CUDA 12 / cuDNN 9 / TensorRT 10 has "
+                            f"{m.group(1)}.so.{CUDA12_SONAME_MAJORS[m.group(1)]}"
+                        )
+    return report
+
+
 @dataclass
 class StackReport:
     """What :func:`check_stack` found: ``facts`` (versions, paths) and ``problems`` (empty: consistent)."""
