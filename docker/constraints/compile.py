@@ -1,6 +1,7 @@
 """Write the images' constraints files: every Python package of every image, pinned (a lock per image).
 
     python docker/constraints/compile.py            # needs network (PyPI), no GPU; rewrites docker/constraints/*.txt
+    python docker/constraints/compile.py --check    # one CUDA major per GPU install, by pip's resolver (.ci/run)
 
 Each image installs with ``pip install -c docker/constraints/<image>.txt``, so a rebuild gets the same
 packages. The CUDA stack is pinned here, in :data:`STACK`, as one consistent set (README "GPU"): NVIDIA's
@@ -83,7 +84,7 @@ def _pin(req: str) -> str:
     return f"{req.split('>')[0].split('<')[0].split('=')[0].strip()}=={STACK[name]}" if name in STACK else req
 
 
-def resolve(requirements: list[str], no_deps: bool = False) -> dict[str, str]:
+def resolve(requirements: list[str], no_deps: bool = False, quiet: bool = False) -> dict[str, str]:
     if not requirements:
         return {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,7 +93,7 @@ def resolve(requirements: list[str], no_deps: bool = False) -> dict[str, str]:
                str(report), "--target", str(Path(tmp) / "t"), *PLATFORM, *requirements]  # fmt: skip
         if no_deps:
             cmd.append("--no-deps")
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, capture_output=quiet)
         items = json.loads(report.read_text())["install"]
     return {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"] for i in items}
 
@@ -126,7 +127,58 @@ def write(image: str, pins: dict[str, str]) -> Path:
     return path
 
 
+#: What PyPI's torch (the export extra's range) requires of cuda-bindings: its wheel's Requires-Dist (2.13.0).
+TORCH_CUDA_BINDINGS = "cuda-bindings>=13.0.3,<14"
+
+
+def _cuda_major(name: str, version: str) -> int | None:
+    """The CUDA major of a distribution, from its name (``*-cu12``) or, for cuda-python / cuda-bindings /
+    cuda-toolkit, its version (as ``inference.cuda_stack`` reads installed ones)."""
+    import re
+
+    m = re.search(r"-cu(\d+)(?:-|$)", name)
+    if m:
+        return int(m.group(1))
+    return int(version.split(".")[0]) if name in ("cuda-bindings", "cuda-python", "cuda-toolkit") else None
+
+
+def check() -> int:
+    """``--check``: pip's resolver proves one CUDA stack per GPU install, for the images' target. 1) The serve-gpu image's
+    extras (serve-gpu, video, tensorrt but TensorRT's own wheels, which come from pypi.nvidia.com) resolve with
+    docker/constraints/serve-gpu.txt to CUDA 12 distributions only. 2) The tensorrt extra's cuda-python / cuda-bindings
+    beside what PyPI's torch requires (:data:`TORCH_CUDA_BINDINGS`) is refused (ResolutionImpossible). Returns the exit
+    status: 0, 1 on a violation; 0 with a warning when no package index answers (CI offline)."""
+    ex = extras()
+    trt = [r for r in ex["tensorrt"] if not r.startswith("tensorrt-")]
+    reqs = ex["base"] + ex["serve-gpu"] + ex["video"] + trt
+    try:
+        resolved = resolve([*reqs, "-c", str(HERE / "serve-gpu.txt")])
+    except subprocess.CalledProcessError:
+        try:
+            resolve(["cuda-bindings>=12.8,<13"], no_deps=True, quiet=True)
+        except subprocess.CalledProcessError:
+            print("compile.py --check: no package index reachable; not checked", file=sys.stderr)
+            return 0
+        print("compile.py --check: the serve-gpu image's extras do not resolve with serve-gpu.txt", file=sys.stderr)
+        return 1
+    majors = {n: _cuda_major(n, v) for n, v in resolved.items() if _cuda_major(n, v) is not None}
+    if set(majors.values()) != {12}:
+        print(f"compile.py --check: the serve-gpu extras resolve to CUDA majors {majors}", file=sys.stderr)
+        return 1
+    print(f"serve-gpu extras: one CUDA major (12): {sorted(majors)}")
+    cuda_python = [r for r in ex["tensorrt"] if r.startswith(("cuda-python", "cuda-bindings"))]
+    try:
+        resolve([*cuda_python, TORCH_CUDA_BINDINGS], quiet=True)
+    except subprocess.CalledProcessError:
+        print(f"tensorrt extra + {TORCH_CUDA_BINDINGS} (PyPI's torch): refused by pip, as it must be")
+        return 0
+    print(f"compile.py --check: pip installs the tensorrt extra beside {TORCH_CUDA_BINDINGS}", file=sys.stderr)
+    return 1
+
+
 def main() -> None:
+    if "--check" in sys.argv[1:]:
+        sys.exit(check())
     ex = extras()
     for image, (reqs, by_hand) in image_requirements(ex).items():
         resolved = resolve([_pin(r) for r in reqs])
