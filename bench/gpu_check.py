@@ -30,7 +30,7 @@ a tool that is missing makes its step a ``skip`` with the reason; ``<out>/summar
 
 ``--dry-run`` runs the same steps on a CPU machine: the CPU provider stands in for the CUDA EP (keypoints must then
 agree exactly), the TensorRT steps skip (no TensorRT), HTTP serves a few images on the CPU. Without ``--onnx-dir`` it
-writes a small pose model (onnx needed) and takes the test detector ``$POSE_ASSETS_DIR/detector/yolov8n.onnx``. CI
+writes a small pose model (onnx needed) and takes the test detector ``<--assets>/detector/yolov8n.onnx``. CI
 (``.ci/run``) runs it.
 
 Exit status 1 when a step fails (a bound exceeded, an error) or runs out of time; skips do not fail.
@@ -111,9 +111,9 @@ def find_models(onnx_dir: Path) -> tuple[list[Path], list[Path]]:
     return cards, detectors
 
 
-def write_dry_run_models(folder: Path) -> Path:
+def write_dry_run_models(folder: Path, assets: Path) -> Path:
     """A small pose model (uint8 crops 64x48 -> 17 keypoints: mean-pooled pixels through a 1x1 convolution, dynamic
-    batch) with its card, and the test detector of ``$POSE_ASSETS_DIR``; the folder."""
+    batch) with its card, and the test detector ``<assets>/detector/yolov8n.onnx``; the folder."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -148,7 +148,6 @@ def write_dry_run_models(folder: Path) -> Path:
         output=OutputSpec(name="coords", kind="keypoints"),
         source={"checkpoint": "bench/gpu_check.py --dry-run (synthetic)"},
     ).save(folder / "dry_run_pose.json")
-    assets = Path(os.environ.get("POSE_ASSETS_DIR", REPO.parent / "shared" / "assets"))
     detector = assets / "detector" / "yolov8n.onnx"
     if detector.is_file():
         (folder / "yolov8n.onnx").write_bytes(detector.read_bytes())
@@ -517,6 +516,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--onnx-dir", type=Path, help="pose cards + ONNX and a detector ONNX (from --prepare)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/poseserve-gpu-check"), help="JSON per step, the cache")
     ap.add_argument("--images", type=Path, help="folder of .jpg for the HTTP step (default: synthetic images)")
+    ap.add_argument(
+        "--assets",
+        type=Path,
+        default=REPO.parent / "shared" / "assets",
+        help="--dry-run without --onnx-dir: the test assets folder whose detector/yolov8n.onnx it serves",
+    )
     ap.add_argument("--http-images", type=int, default=None, help="images sent over HTTP (64; dry run 4)")
     ap.add_argument("--batches", type=int, nargs="+", default=None, help="pose batches of ort_cuda (1 8 32)")
     ap.add_argument("--device", type=int, default=0)
@@ -544,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.dry_run:
             print("gpu_check --quick needs --onnx-dir (make one with --prepare on a CPU machine)", file=sys.stderr)
             return 2
-        args.onnx_dir = write_dry_run_models(args.out / "onnx")
+        args.onnx_dir = write_dry_run_models(args.out / "onnx", args.assets)
         argv += ["--onnx-dir", str(args.onnx_dir)]
     if args.step:
         return run_step(args)

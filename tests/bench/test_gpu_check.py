@@ -23,8 +23,8 @@ def gpu_check(*argv: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_the_dry_run_writes_a_json_per_step(tmp_path, yolo_onnx):
-    r = gpu_check("--dry-run", "--out", str(tmp_path))
+def test_the_dry_run_writes_a_json_per_step(tmp_path, assets):
+    r = gpu_check("--dry-run", "--assets", str(assets), "--out", str(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary) == ["facts", "ort_cuda", "trt_build", "trt_runtime", "ort_trt_ep", "http"]
@@ -39,9 +39,9 @@ def test_the_dry_run_writes_a_json_per_step(tmp_path, yolo_onnx):
     assert http["images"] == 4 and http["images_per_s"] > 0 and http["active_providers"] == ["CPUExecutionProvider"]
 
 
-def test_a_step_past_its_limit_is_a_timeout_and_the_next_steps_still_run(tmp_path):
+def test_a_step_past_its_limit_is_a_timeout_and_the_next_steps_still_run(tmp_path, assets):
     onnx_dir = tmp_path / "onnx"
-    assert gpu_check("--dry-run", "--out", str(tmp_path), "--steps", "facts").returncode == 0  # writes the models
+    assert gpu_check("--dry-run", "--assets", str(assets), "--out", str(tmp_path), "--steps", "facts").returncode == 0
     r = gpu_check("--dry-run", "--out", str(tmp_path), "--onnx-dir", str(tmp_path / "onnx"),
                   "--steps", "http", "trt_build", "--budget-scale", "0.005")  # fmt: skip
     assert onnx_dir.is_dir() and r.returncode == 1
