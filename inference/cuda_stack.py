@@ -41,6 +41,7 @@ Torch-free, onnxruntime needed; ``ldd`` from glibc.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import os
 import re
@@ -177,6 +178,7 @@ def provider_load_error(provider: str, capi: Path | None = None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)  # once per process: the libraries stay loaded
 def preload_pip_cuda_libraries() -> bool:
     """When NVIDIA's CUDA / cuDNN wheels are installed (``pip install 'onnxruntime-gpu[cuda,cudnn]'``), load them with
     ``onnxruntime.preload_dlls(directory="")`` before a CUDA session starts, so that the provider finds them without
