@@ -207,3 +207,15 @@ def test_the_engine_cache_keeps_tensorrt_timing_cache(fake, tmp_path):
     assert timing.read_bytes().count(b"timings") == 1 and read_sidecar(fp32)["timing_cache_reused"] is False
     fp16 = cache.get_or_build(onnx_path, EngineSpec("fp16", (1, 2, 4)))
     assert read_sidecar(fp16)["timing_cache_reused"] is True and timing.read_bytes().count(b"timings") == 2
+
+
+def test_a_missing_engine_names_commands_that_run_where_the_server_runs(fake, tmp_path):
+    """Issue 21, defect 1: the message names `pose-export engine` (torch-free: the tensorrt extra, the GPU image built
+    with WITH_TENSORRT=1) and the compose one-shot, not a command only the export image could run. TensorRT faked."""
+    from inference.runtime_trt import TrtRuntime
+
+    onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
+    with pytest.raises(ModelLoadError, match="no TensorRT engine cached") as err:
+        TrtRuntime(onnx_path, cache=CacheLayout(tmp_path / "cache"))
+    msg = str(err.value)
+    assert f"pose-export engine {onnx_path}" in msg and "run --rm engines" in msg and "POSE_BUILD_ENGINES" in msg
