@@ -1,6 +1,7 @@
 """Is the installed CUDA stack one consistent set? Checked when the GPU image is built (no GPU needed).
 
     python -m inference.cuda_stack --cuda "$CUDA_VERSION" [--tensorrt]      # exit 1 and say why on a mismatch
+    python -m inference.cuda_stack --session [--json]                        # on a GPU: what a CUDA session loaded
 
 onnxruntime-gpu's CUDA provider is a shared library that onnxruntime loads when a session asks for
 ``CUDAExecutionProvider``; when its CUDA libraries are missing or of another major version, onnxruntime
