@@ -270,3 +270,67 @@ def check_model_files(settings: Settings) -> None:
     detector = settings.detector_model
     if detector is not None and not Path(detector).expanduser().is_file():
         raise ModelLoadError(f"detector model not found: {detector}")
+
+
+def served_onnx_files(settings: Settings) -> tuple[Path | None, Path | None]:
+    """(detector ONNX, pose ONNX) of resolved settings (:func:`resolve_models`), None for a model that is not an
+    ``.onnx`` file (a TensorRT engine given directly, an OpenVINO IR). The pose model may be its card: the card's
+    ``model_file`` is taken (read without onnxruntime).
+
+    Raises:
+        ModelLoadError: the pose card does not parse.
+    """
+    from models.card import ModelCard
+
+    def onnx_or_none(path) -> Path | None:
+        return Path(path).expanduser() if path is not None and Path(path).suffix.lower() == ".onnx" else None
+
+    pose = settings.pose_model
+    if pose is not None and Path(pose).suffix.lower() == ".json":
+        try:
+            pose = ModelCard.load(Path(pose).expanduser()).model_path()
+        except (ModelCardError, OSError) as exc:
+            raise ModelLoadError(f"pose model card {pose} cannot be read: {exc}") from exc
+    return onnx_or_none(settings.detector_model), onnx_or_none(pose)
+
+
+def engine_command(settings: Settings) -> list[str]:
+    """``python -m export.cli engine --served`` with the server's models, engine profile, precision and cache: it
+    builds each served ONNX model's engine unless cached (``export.tensorrt.EngineCache``: a cache hit costs a
+    TensorRT import and the ONNX files' SHA-256), with the profile the server's batchers use."""
+    det, pose = served_onnx_files(settings)
+    precision = "fp16" if settings.trt_precision == "auto" else settings.trt_precision
+    sub = ["engine", "--served", "--lint", "off", "--precision", precision]
+    sub += ["--max-batch-size", str(settings.max_batch_size), "--det-max-batch-size", str(settings.det_max_batch_size)]
+    sub += ["--trt-opt-batch-size", str(settings.trt_opt_batch_size)]
+    sub += [*(["--detector", str(det)] if det else []), *(["--pose", str(pose)] if pose else [])]
+    return export_command(sub, settings)
+
+
+def prepare_engines(settings: Settings) -> bool:
+    """With ``runtime`` tensorrt and ``build_engines`` on, build the missing TensorRT engines of the served ``.onnx``
+    models before the server binds its port (:func:`engine_command` in a subprocess: torch-free, needs only the
+    ``tensorrt`` extra; its progress goes to this process's stderr). A first build takes minutes (the GPU image's
+    health check allows for it); later starts find the engines cached.
+
+    Returns:
+        True when the subprocess ran; False when there was nothing to do (another runtime, ``build_engines`` off, or
+        no served model is an ``.onnx`` file).
+
+    Raises:
+        ModelLoadError: the build failed (the message names the command, to run it by hand and read its output).
+    """
+    if settings.runtime != "tensorrt" or not settings.build_engines:
+        return False
+    if served_onnx_files(settings) == (None, None):
+        return False
+    cmd = engine_command(settings)
+    shown = "pose-export " + " ".join(cmd[3:])
+    print(f"pose-serve: building missing TensorRT engines: {shown}", file=sys.stderr, flush=True)
+    result = subprocess.run(cmd)
+    if result.returncode != 0:
+        raise ModelLoadError(
+            f"building the TensorRT engines failed (exit status {result.returncode}; its message is above); run "
+            f"`{shown}` to retry, or POSE_BUILD_ENGINES=false to only load cached engines"
+        )
+    return True

@@ -33,7 +33,7 @@ from core.settings import (
     SERVE_FIELDS,
     VIDEO_FIELDS,
 )
-from inference.default_models import check_model_files, resolve_models
+from inference.default_models import check_model_files, prepare_engines, resolve_models
 from service.observability import configure_logging
 
 #: Exit status of a usage error (argparse's own) and of a failure (a model that cannot be found).
@@ -91,6 +91,7 @@ SERVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gpu_arena_extend_strategy",
             "trt_precision",
             "trt_opt_batch_size",
+            "build_engines",
             "warmup_batch_sizes",
         ),
     ),
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_models(settings)
         if settings.exit_on_load_failure:  # fail before the port is bound; otherwise /readyz says 503
             check_model_files(settings)
+        prepare_engines(settings)  # runtime tensorrt: missing engines built before the port is bound
     except ModelLoadError as exc:
         print(f"pose-serve: {exc}", file=sys.stderr)
         return EXIT_FAILURE
