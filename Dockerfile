@@ -1,7 +1,8 @@
 # Targets (build one with --target NAME; docker/compose.yaml wires them; README "Docker"):
-#   serve:           GPU serving image: onnxruntime-gpu (+ TensorRT 10 and cuda-python with
-#                    --build-arg WITH_TENSORRT=1), OpenCV, FastAPI, the video extra (PyAV: /pose/video,
-#                    /pose/stream, pose-predict); no torch.
+#   serve:           GPU serving image: onnxruntime-gpu (+ TensorRT 10, cuda-python, onnx and onnx-graphsurgeon with
+#                    --build-arg WITH_TENSORRT=1: `pose-export engine` and `pose-export lint` run here, torch-free,
+#                    and `pose-serve --runtime tensorrt` builds missing engines at start-up), OpenCV, FastAPI, the
+#                    video extra (PyAV: /pose/video, /pose/stream, pose-predict); no torch.
 #   serve-cpu:       the same service on onnxruntime's CPU provider, for machines without a GPU.
 #   eval:            the GPU serving image (video extra included) plus the evaluation extra, for one-shot
 #                    `pose-eval` jobs (no server).
@@ -80,7 +81,10 @@ ENV POSE_HOST=0.0.0.0 POSE_PORT=8000 POSE_CACHE_DIR=/models \
 USER pose
 VOLUME ["/models"]
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+# start period 30 min: a first start builds TensorRT engines (POSE_RUNTIME=tensorrt: `pose-export engine --served`
+# before the port is bound; the onnxruntime TensorRT EP: while loading, /readyz 503) for minutes; failed probes in it
+# do not count, and the first passing probe ends it, so later starts (engines cached) are healthy at once
+HEALTHCHECK --interval=10s --timeout=5s --start-period=1800s --retries=3 \
   CMD curl -fsS "http://127.0.0.1:${POSE_PORT}/readyz" || exit 1
 CMD ["pose-serve"]
 

@@ -4,7 +4,8 @@
     <cache_dir>/downloads/yolo11n.pt
     <cache_dir>/detector/yolo11n.onnx (+ yolo11n.json, its detector card, when exported by this version)
     <cache_dir>/detector/rtmdet-nano.onnx + rtmdet-nano.json (``POSE_DEFAULT_DETECTOR=rtmdet-nano``)
-    <cache_dir>/pose/ipr_res50_debias.onnx + ipr_res50_debias.json (the model card)
+    <cache_dir>/pose/ipr_res50_debias.onnx + ipr_res50_debias.json (the model card; any zoo name served by
+        ``pose-serve --pose NAME`` lies here too)
     <cache_dir>/trained/<checkpoint sha256[:16]>/<config name>.onnx + .json (``pose-serve --pose best.pth``)
     <cache_dir>/engines/<gpu>/trt-<version>/<onnx stem>-<sha256[:16]>-<precision>-b<min>-<opt>-<max>.engine
         (+ ``.engine.json``: the build's sidecar)
@@ -170,4 +171,14 @@ class CacheLayout:
     @property
     def default_pose_card(self) -> Path:
         """The default pose model's card JSON (:data:`DEFAULT_POSE`; its ONNX lies beside it)."""
-        return self.root / "pose" / f"{DEFAULT_POSE}.json"
+        return self.zoo_pose_card(DEFAULT_POSE)
+
+    def zoo_pose_card(self, name: str) -> Path:
+        """The card JSON of the zoo model ``name`` exported for serving (``pose-serve --pose NAME``; its ONNX beside it).
+
+        Raises:
+            ValueError: ``name`` is not a plain file-name stem.
+        """
+        if not name or name != Path(name).name or name.startswith("."):
+            raise ValueError(f"zoo model name {name!r} must be a plain name (no folders)")
+        return self.root / "pose" / f"{name}.json"

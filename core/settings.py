@@ -109,8 +109,9 @@ class Settings(BaseSettings):
     )
     pose_model: Path | None = Field(
         None,
-        description="pose model card JSON, the model file with `<stem>.json` beside it, or a checkpoint `.pth` "
-        "(exported on first start, cached by its SHA-256); unset: the default model",
+        description="pose model card JSON, the model file with `<stem>.json` beside it, a checkpoint `.pth` "
+        "(exported on first start, cached by its SHA-256), or a zoo name (`pose-zoo list`; exported into the cache "
+        "on first start); unset: the default model",
         json_schema_extra=_cli("--pose"),
     )
     cache_dir: Path = Field(
@@ -119,7 +120,9 @@ class Settings(BaseSettings):
         description="cache root: default models, `checkpoints/`, `downloads/`, `trained/`, TensorRT `engines/`",
     )
     prepare_defaults: bool = Field(
-        True, description="prepare missing default models at start-up (needs the export extra)"
+        True,
+        description="prepare missing default models, and a zoo model named by --pose, at start-up (needs the "
+        "export extra)",
     )
     offline: bool = Field(False, description="never download (missing checkpoints are an error naming the URL)")
 
@@ -144,7 +147,9 @@ class Settings(BaseSettings):
         "unset: the best available",
     )
     allow_provider_fallback: bool = Field(
-        False, description="accept a session where a requested GPU provider fell back to CPU (else start-up fails)"
+        False,
+        description="accept a session where a GPU provider, requested or chosen by default (onnxruntime-gpu installed), "
+        "fell back to CPU (else start-up fails with the reason)",
     )
     intra_op_threads: int = Field(
         0,
@@ -361,6 +366,11 @@ class Settings(BaseSettings):
     trt_opt_batch_size: int = Field(
         8, ge=1, description="batch size TensorRT tunes kernels for (profile opt; at most the max batch size)"
     )
+    build_engines: bool = Field(
+        True,
+        description="tensorrt runtime: build the served .onnx models' missing engines at start-up, before the port is "
+        "bound (`pose-export engine --served` in a subprocess, torch-free; minutes on a first start, a cache hit after)",
+    )
     warmup_batch_sizes: Literal["auto", "all", "one"] = Field(
         "auto",
         description="pose batch sizes the warm-up runs: all of 1..max (auto on the CUDA EP, which tunes per shape), "
@@ -470,8 +480,9 @@ RUNTIME_FIELDS: tuple[str, ...] = (
 PIPELINE_FIELDS: tuple[str, ...] = ("max_batch_size", "flip_test", "bbox_padding")
 #: The person detector's thresholds.
 DETECTOR_FIELDS: tuple[str, ...] = ("det_score_thr", "det_iou_thr", "det_max_detections")
-#: The TensorRT batch profile an engine is built for (``pose-export engine``: min 1, opt, max).
-ENGINE_PROFILE_FIELDS: tuple[str, ...] = ("max_batch_size", "trt_opt_batch_size")
+#: The TensorRT batch profile an engine is built for (``pose-export engine``: min 1, opt, max; a pose model's max is
+#: ``max_batch_size`` crops, a detector's ``det_max_batch_size`` images).
+ENGINE_PROFILE_FIELDS: tuple[str, ...] = ("max_batch_size", "det_max_batch_size", "trt_opt_batch_size")
 #: Video and streams: decode limits, the detection interval, tracking and smoothing (``pose-predict``).
 VIDEO_FIELDS: tuple[str, ...] = (
     "video_max_bytes",

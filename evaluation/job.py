@@ -144,7 +144,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="coco (AP) or mpii (PCKh); default auto: the data set of the model card (its keypoint schema)",
     )
     p.add_argument("--ann", required=True, help="annotation file: person_keypoints_val2017.json or mpii_val.json")
-    p.add_argument("--images", required=True, help="image folder (val2017/, MPII's images/)")
+    p.add_argument("--images", help="image folder (val2017/, MPII's images/); not with --results")
+    p.add_argument(
+        "--results",
+        metavar="JSON",
+        help="COCO: score this keypoint results file (a JSON list of {image_id, category_id, keypoints, score}, e.g. "
+        "pose-predict --runner ray's coco_results.json) against --ann as it is (no rescoring, no OKS-NMS); no model "
+        "or images are needed (results of images that --ann does not have are left out, and counted)",
+    )
     p.add_argument("--headboxes", help="MPII: the head boxes of --ann for PCKh (mpii_gt_val.mat)")
     m = p.add_argument_group("pose model (--pose CARD from the settings, or one of)")
     m.add_argument("--zoo", help="zoo model name, exported on the fly (needs the export package)")
@@ -208,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.results:
+        return _main_results(args)
+    if not args.images:
+        raise UsageError("--images is required (or --results to score a results file)")
     settings = settings_from_args(args)
     out_dir = Path(args.out_dir)
     n_sources = sum(x is not None for x in (settings.pose_model, args.zoo, args.checkpoint))
@@ -243,6 +254,36 @@ def _main(args: argparse.Namespace) -> int:
             pipeline.close()
     score_mode = "keypoint" if args.no_rescore else (card_score_mode if args.score_mode == "auto" else args.score_mode)
     return _main_coco(args, settings, out_dir, score_mode)
+
+
+def _main_results(args: argparse.Namespace) -> int:
+    """``--results``: COCOeval (keypoints, COCO-17 sigmas) of a results file as it is; prints COCOeval's summary and
+    writes ``metrics.json`` (``stats``, ``settings``) in ``--out-dir``.
+
+    Raises:
+        FileNotFoundError: a missing file. ValueError: not a JSON list, or no result of an image in ``--ann``.
+    """
+    from evaluation.metric import load_coco, run_cocoeval
+
+    path = Path(args.results)
+    records = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: a JSON list of COCO keypoint results expected")
+    coco = load_coco(args.ann, args.coco_backend)
+    known = set(coco.getImgIds())
+    kept = [r for r in records if isinstance(r, dict) and r.get("image_id") in known]
+    stats, backend, summary = run_cocoeval(coco, kept, backend=args.coco_backend)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_settings = {"dataset": "coco", "results": str(path), "coco_backend": backend, "results_count": len(kept),
+                    "results_not_in_ann": len(records) - len(kept)}  # fmt: skip
+    if len(kept) < len(records):
+        print(f"pose-eval: {len(records) - len(kept)} results of images that are not in --ann were left out")
+    (out_dir / "metrics.json").write_text(json.dumps({"stats": stats, "settings": run_settings}, indent=2))
+    print(summary, end="")
+    print(f"AP {stats['AP']:.4f} ({len(records)} results, COCOeval: {backend})")
+    print(f"written: {out_dir / 'metrics.json'}")
+    return 0
 
 
 def _main_mpii(args: argparse.Namespace, pipeline: PosePipeline, settings: Settings, out_dir: Path) -> int:

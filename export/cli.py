@@ -67,6 +67,12 @@ def _add_engine_args(p: argparse.ArgumentParser, default_precision: str = "fp16"
         help="optimisation profile batch sizes (default 1, --trt-opt-batch-size, --max-batch-size: 1 8 32)",
     )
     p.add_argument("--workspace-gib", type=float, default=4.0, help="builder workspace limit (GiB)")
+    p.add_argument(
+        "--version-compatible",
+        action="store_true",
+        help="TensorRT's version-compatible plan: loads with this and later TensorRT 10.x releases (e.g. a newer "
+        "Triton), maybe slower; default: loads only with the TensorRT that built it",
+    )
 
 
 def _add_lint_arg(p: argparse.ArgumentParser) -> None:
@@ -118,10 +124,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     pr.add_argument("--pre-top-k", type=int, default=200, help="candidates entering the in-graph NMS")
 
     pe = sub.add_parser("engine", help="ONNX -> TensorRT engine (cached by GPU, TensorRT version, ONNX hash)")
-    pe.add_argument("onnx")
+    pe.add_argument("onnx", nargs="?", help="the ONNX file (or --served)")
+    pe.add_argument(
+        "--served",
+        action="store_true",
+        help="the engines of the models pose-serve serves (--detector / --pose, default: the default models in the "
+        "cache), each with its own profile; what `pose-serve --runtime tensorrt` runs at start-up",
+    )
     pe.add_argument("--output", help="write the engine here instead of the cache")
     pe.add_argument("--rebuild", action="store_true", help="rebuild even if cached")
     pe.add_argument("--check", action="store_true", help="compare engine vs onnxruntime on a random batch")
+    pe.add_argument(
+        "--model",
+        choices=["auto", "pose", "detector"],
+        default="auto",
+        help="what the ONNX file is, for the default profile: a pose model's batches are crops (up to "
+        "--max-batch-size), a detector's images (up to POSE_DET_MAX_BATCH_SIZE); auto: pose when it has a card",
+    )
     _add_engine_args(pe)
 
     pt = sub.add_parser("triton", help="write a Triton model repository (config.pbtxt, dynamic batching)")
@@ -165,29 +184,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     for sp in (pp, pd, pr, pe, pf):
         _add_lint_arg(sp)
-    for sp in (pp, pd, pr, pe, pt, pl):
+    for sp in (pp, pd, pr, pt, pl):
         add_settings_options(sp, _SETTINGS)
     add_settings_options(pf, (*_SETTINGS, "default_detector"))
+    add_settings_options(pe, (*_SETTINGS, *MODEL_FIELDS, "default_detector"))  # --served: the models pose-serve serves
     add_settings_options(pq, _QUANTIZE_SETTINGS)
     return p.parse_args(argv)
 
 
-def _spec(args, settings: Settings):
+def is_pose_model(onnx_path: Path) -> bool:
+    """Whether an ONNX file is a pose model: it has a card beside it or embedded in its metadata (every pose model
+    the service serves does; a detector has none). Torch-free (onnxruntime reads the metadata); False when the file
+    cannot be read."""
+    from models.card import CARD_METADATA_KEY, card_path_for
+
+    if card_path_for(onnx_path).is_file():
+        return True
+    try:
+        from inference.pose_estimator import onnx_metadata
+
+        return CARD_METADATA_KEY in onnx_metadata(onnx_path)
+    except Exception:  # onnxruntime missing or the file unreadable: the build reports that itself
+        return False
+
+
+def _spec(args, settings: Settings, detector: bool = False):
+    """The engine spec of ``--precision`` / ``--batch`` / ``--workspace-gib``. The default profile is the batches the
+    service runs the model at: 1 / ``trt_opt_batch_size`` / ``max_batch_size`` for a pose model, 1 /
+    ``min(trt_opt_batch_size, det_max_batch_size)`` / ``det_max_batch_size`` for a detector (images, not crops)."""
     from export.tensorrt import EngineSpec
 
-    hi = settings.max_batch_size
+    hi = settings.det_max_batch_size if detector else settings.max_batch_size
     profile = tuple(args.batch) if args.batch else (1, min(settings.trt_opt_batch_size, hi), hi)
     try:
-        return EngineSpec(precision=args.precision, profile=profile, workspace_gib=args.workspace_gib)
+        return EngineSpec(
+            precision=args.precision,
+            profile=profile,
+            workspace_gib=args.workspace_gib,
+            version_compatible=args.version_compatible,
+        )
     except ValueError as exc:  # --batch, --precision, --workspace-gib
         raise UsageError(str(exc)) from exc
 
 
-def _engine(onnx_path: Path, args, settings: Settings) -> Path:
+def _engine(onnx_path: Path, args, settings: Settings, detector: bool = False) -> Path:
     from export.tensorrt import EngineCache
 
     cache = EngineCache(settings.cache, settings.device)
-    path = cache.get_or_build(onnx_path, _spec(args, settings), rebuild=getattr(args, "rebuild", False))
+    path = cache.get_or_build(onnx_path, _spec(args, settings, detector), rebuild=getattr(args, "rebuild", False))
     print(f"engine: {path}")
     return path
 
@@ -234,7 +278,33 @@ def export_detector_command(args: argparse.Namespace, settings: Settings) -> Non
     print(f"max |onnxruntime - torch| = {r.max_abs_diff:.2e}; export {r.seconds:.1f} s")
     _lint(r.onnx_path, args.lint)
     if args.engine:
-        _engine(r.onnx_path, args, settings)
+        _engine(r.onnx_path, args, settings, detector=True)
+
+
+def served_engines_command(args: argparse.Namespace, settings: Settings) -> None:
+    """``pose-export engine --served``: the engines of the models ``pose-serve`` serves (its ``--detector`` /
+    ``--pose``, default: the default models in the cache), the detector's with the images' profile, the pose model's
+    with the crops'."""
+    from inference.default_models import served_onnx_files
+
+    if args.onnx or args.output:
+        raise UsageError("--served builds the served models' engines into the cache: no ONNX path, no --output")
+    if settings.detector_model is None:
+        settings = settings.model_copy(update={"detector_model": settings.cache.detector(settings.default_detector)})
+    if settings.pose_model is None:
+        settings = settings.model_copy(update={"pose_model": settings.cache.default_pose_card})
+    det, pose = served_onnx_files(settings)
+    for onnx_path, detector in ((det, True), (pose, False)):
+        if onnx_path is None:
+            continue
+        if not onnx_path.is_file():
+            raise FileNotFoundError(
+                f"ONNX file not found: {onnx_path} (prepare the models first: pose-export defaults)"
+            )
+        spec = _spec(args, settings, detector)
+        print(f"{'detector' if detector else 'pose model'} {onnx_path.name}: profile {spec.profile}, {spec.precision}")
+        _lint(onnx_path, args.lint)
+        _engine(onnx_path, args, settings, detector)
 
 
 def export_rtmdet_command(args: argparse.Namespace, settings: Settings) -> None:
@@ -249,10 +319,17 @@ def export_rtmdet_command(args: argparse.Namespace, settings: Settings) -> None:
 
 def engine_command(args: argparse.Namespace, settings: Settings) -> None:
     """``pose-export engine``: ONNX -> TensorRT engine (cached, or at ``--output``); optionally compared with onnxruntime."""
+    if args.served:
+        return served_engines_command(args, settings)
+    if not args.onnx:
+        raise UsageError("give the ONNX file, or --served")
     onnx_path = Path(args.onnx)
-    spec = _spec(args, settings)  # validates the profile before anything else
+    _spec(args, settings)  # validates the profile before anything else
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    detector = args.model == "detector" or (args.model == "auto" and not is_pose_model(onnx_path))
+    spec = _spec(args, settings, detector)
+    print(f"{'detector' if detector else 'pose model'} {onnx_path.name}: profile {spec.profile}, {spec.precision}")
     _lint(onnx_path, args.lint)
     if args.output:
         from export.tensorrt import build_engine
@@ -260,7 +337,7 @@ def engine_command(args: argparse.Namespace, settings: Settings) -> None:
         path = build_engine(onnx_path, args.output, spec, settings.device)
         print(f"engine: {path}")
     else:
-        path = _engine(onnx_path, args, settings)
+        path = _engine(onnx_path, args, settings, detector)
     if args.check:
         _check_engine(path, onnx_path, spec.profile[1], settings.device)
 
@@ -288,11 +365,21 @@ def triton_command(args: argparse.Namespace, settings: Settings) -> None:
             **common,
         )
         print(f"triton model: {folder}")
+        _print_loads_with(args.platform, args.pose_engine)
     if args.detector:
         folder = write_triton_model(
             args.repository, "detector", args.detector, engine_path=args.detector_engine, **common
         )
         print(f"triton model: {folder}")
+        _print_loads_with(args.platform, args.detector_engine)
+
+
+def _print_loads_with(platform: str, engine) -> None:
+    """Say which TensorRT / Triton releases load a plan (its sidecar's ``loads_with``, ``export.tensorrt``)."""
+    if platform == "tensorrt" and engine:
+        from inference.runtime_trt import read_sidecar
+
+        print(f"  loads with: {(read_sidecar(engine) or {}).get('loads_with', 'the TensorRT release that built it')}")
 
 
 def defaults_command(args: argparse.Namespace, settings: Settings) -> None:
@@ -396,34 +483,57 @@ def main(argv: list[str] | None = None) -> int:
 
     known: tuple[type[BaseException], ...] = (EngineBuildError, ModelLoadError, FileNotFoundError, ValueError)
     # GraphLintError is a ValueError: lint failures are one-line messages with exit status 1 as well
-    try:
-        from export.defaults import DefaultsError
-        from export.detector import DetectorExportError
-        from export.pose import PoseExportError
-        from export.quantize import QuantizeError
-        from export.rtmdet import RTMDetExportError
-        from export.triton import TritonExportError
-        from models.checkpoints import CheckpointError, ChecksumError
-
-        known += (
-            DefaultsError,
-            DetectorExportError,
-            PoseExportError,
-            QuantizeError,
-            RTMDetExportError,
-            TritonExportError,
-            CheckpointError,
-            ChecksumError,
-        )
-    except ImportError as exc:  # torch / onnx missing: the export extra is not installed
-        print(f"pose-export: {exc}; install the export extra: pip install 'poseserve[export]'", file=sys.stderr)
-        return EXIT_FAILURE
+    known += _optional_errors()
     try:
         status = run(args, settings)
+    except ImportError as exc:  # what this subcommand needs is not installed (torch, onnx, Ultralytics, NNCF, ...)
+        print(f"pose-export {args.command}: {exc}; {COMMAND_EXTRAS[args.command]}", file=sys.stderr)
+        return EXIT_FAILURE
     except known as exc:
         print(f"pose-export {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILURE
     return status or 0
+
+
+#: ``pose-export`` subcommand -> how to install what it imports (said when an import fails). ``engine`` and ``lint``
+#: are torch-free: the ``tensorrt`` extra brings onnx and onnx-graphsurgeon (the lint) with TensorRT, so they run in
+#: the GPU serving image built with ``WITH_TENSORRT=1``.
+COMMAND_EXTRAS = {
+    "pose": "install the export extra: pip install 'poseserve[export]' (torch), or use the export image",
+    "detector": "install the export extra and Ultralytics (README: Export), or use the export image",
+    "rtmdet": "install the export extra: pip install 'poseserve[export]' (torch), or use the export image",
+    "defaults": "install the export extra and Ultralytics (README: Export), or use the export image",
+    "engine": "install the tensorrt extra on a GPU machine: pip install 'poseserve[serve-gpu,tensorrt]' "
+    "-c docker/constraints/serve-gpu.txt --extra-index-url https://pypi.nvidia.com (no torch needed), or use the "
+    "serve image built with --build-arg WITH_TENSORRT=1",
+    "lint": "install onnx and onnx-graphsurgeon: pip install 'poseserve[tensorrt]' or 'poseserve[export]'",
+    "triton": "install onnx: pip install onnx (or the tensorrt / export extra)",
+    "quantize": "install the quantize extra: pip install 'poseserve[quantize]'",
+}
+
+
+def _optional_errors() -> tuple[type[BaseException], ...]:
+    """The error types of the export modules that import here: each module separately, so that a module whose
+    dependencies are missing (``export.pose`` without torch) leaves the torch-free subcommands (``engine``,
+    ``lint``, ``triton``) working; the subcommand that needs it then fails with :data:`COMMAND_EXTRAS`' hint."""
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for module, names in (
+        ("export.defaults", ("DefaultsError",)),
+        ("export.detector", ("DetectorExportError",)),
+        ("export.pose", ("PoseExportError",)),
+        ("export.quantize", ("QuantizeError",)),
+        ("export.rtmdet", ("RTMDetExportError",)),
+        ("export.triton", ("TritonExportError",)),
+        ("models.checkpoints", ("CheckpointError", "ChecksumError")),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except (ImportError, OSError):  # OSError: a library of torch that does not load
+            continue
+        found += [getattr(mod, n) for n in names]
+    return tuple(found)
 
 
 def zoo_main(argv: list[str] | None = None) -> int:

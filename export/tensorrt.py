@@ -18,6 +18,17 @@ int8: TODO. TensorRT 10 deprecates implicit (calibrator) int8 in favour of expli
 (Q/DQ nodes in the ONNX graph, e.g. from NVIDIA ModelOpt); an int8 path would quantize the ONNX
 with a calibration set of real crops first and build with ``BuilderFlag.INT8``. Not implemented.
 
+Versions (TensorRT developer guide, "Version Compatibility",
+https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/advanced.html): by default an engine loads
+only with the TensorRT release that built it (10.9.0.34 in the images), so a Triton ``tensorrt_plan`` repository
+loads only in the Triton release that ships that TensorRT. ``EngineSpec(version_compatible=True)`` (``pose-export
+engine --version-compatible``) sets ``BuilderFlag.VERSION_COMPATIBLE``: the plan then carries TensorRT's lean runtime
+and loads with that release or any later 10.x ("version-compatible engines can be slower"; the runtime must allow
+the embedded host code: ``IRuntime.engine_host_code_allowed``, which ``TrtRuntime`` sets for such plans, and Triton
+``--backend-config=tensorrt,version-compatible=true``). It is off by default: engines built where they are served
+need no compatibility, and it may cost speed. The sidecar says which case holds (``version_compatible``,
+``loads_with``).
+
 Engines are not portable between GPU models or TensorRT versions: :class:`EngineCache` keys them
 by GPU name, TensorRT version and the ONNX file's SHA-256 (plus precision and profile); the layout
 is defined in ``inference/runtime_trt.py`` so the service can find engines without importing export.
@@ -65,11 +76,14 @@ class EngineSpec:
         profile: (min, opt, max) batch size of the optimisation profile; TensorRT tunes kernels for
             ``opt`` and accepts any batch in [min, max].
         workspace_gib: builder workspace memory pool limit in GiB.
+        version_compatible: build with ``BuilderFlag.VERSION_COMPATIBLE`` (loads with later TensorRT 10.x releases
+            too, see the module docstring); off by default.
     """
 
     precision: str = "fp16"
     profile: tuple[int, int, int] = (1, 8, 32)
     workspace_gib: float = 4.0
+    version_compatible: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in ENGINE_PRECISIONS:
@@ -110,8 +124,39 @@ def _add_batch_profile(builder, config, network, spec: EngineSpec, onnx_path: Pa
     return dynamic
 
 
+def _load_timing_cache(config, path: Path | None):
+    """Give the builder config TensorRT's timing cache from ``path`` (empty when absent): kernel timings measured by
+    an earlier build on this GPU and TensorRT version are reused instead of measured again (TensorRT developer guide,
+    "Timing Cache": ``IBuilderConfig.create_timing_cache`` / ``set_timing_cache``). Returns whether it held data."""
+    if path is None or not hasattr(config, "create_timing_cache"):
+        return False
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if not config.set_timing_cache(cache, False):  # ignore_mismatch False: a cache of another device is refused
+        log.warning("TensorRT refused the timing cache %s; building without it", path)
+        return False
+    return bool(data)
+
+
+def _save_timing_cache(config, path: Path | None) -> None:
+    """Write the builder's timing cache (the loaded one plus this build's timings) back to ``path``."""
+    if path is None or not hasattr(config, "get_timing_cache"):
+        return
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(memoryview(cache.serialize()))
+    os.replace(tmp, path)
+
+
 def build_engine(
-    onnx_path: str | Path, engine_path: str | Path, spec: EngineSpec = EngineSpec(), device: int = 0
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    spec: EngineSpec = EngineSpec(),
+    device: int = 0,
+    timing_cache: str | Path | None = None,
 ) -> Path:
     """Build a TensorRT engine from an ONNX file and write it with its sidecar (``<engine>.json``).
 
@@ -120,6 +165,8 @@ def build_engine(
         engine_path: where the serialized engine goes (parent folders are created).
         spec: precision, batch profile, workspace.
         device: CUDA device whose name the sidecar records.
+        timing_cache: TensorRT's timing cache file, read before and written after the build (None: none; the
+            :class:`EngineCache` keeps one per GPU and TensorRT version). The sidecar says whether it held timings.
 
     Returns:
         ``engine_path``.
@@ -149,16 +196,23 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.FP16)
     elif hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default: an fp32 engine must compute in float32
+    if spec.version_compatible:
+        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
+            raise EngineBuildError(f"TensorRT {trt.__version__} has no BuilderFlag.VERSION_COMPATIBLE (8.6+ has)")
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    timing_cache = Path(timing_cache) if timing_cache is not None else None
+    timing_reused = _load_timing_cache(config, timing_cache)
     dynamic = _add_batch_profile(builder, config, network, spec, onnx_path)
     flags = {
         name.lower(): bool(config.get_flag(getattr(trt.BuilderFlag, name)))
-        for name in ("FP16", "TF32")
+        for name in ("FP16", "TF32", "VERSION_COMPATIBLE")
         if hasattr(trt.BuilderFlag, name)
     }
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} ({spec})")
+    _save_timing_cache(config, timing_cache)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = engine_path.with_suffix(engine_path.suffix + ".tmp")
     with open(tmp, "wb") as f:
@@ -178,10 +232,28 @@ def build_engine(
         "profile": list(spec.profile) if dynamic else [int(network.get_input(0).shape[0])] * 3,
         "workspace_gib": spec.workspace_gib,
         "build_seconds": round(time.perf_counter() - t0, 2),
+        "loads_with": loads_with(trt.__version__, flags.get("version_compatible", False)),
+        "timing_cache": str(timing_cache) if timing_cache is not None else None,
+        "timing_cache_reused": timing_reused,
     }
     sidecar_path(engine_path).write_text(json.dumps(meta, indent=2) + "\n")
     log.info("built %s in %.1f s (%s, flags %s)", engine_path, meta["build_seconds"], spec, flags)
     return engine_path
+
+
+def loads_with(trt_version: str, version_compatible: bool) -> str:
+    """Which TensorRT (and Triton) releases load an engine built with ``trt_version``, in words (the sidecar's
+    ``loads_with``, copied into a Triton repository as ``engine.json``)."""
+    major = trt_version.split(".")[0]
+    if version_compatible:
+        return (
+            f"TensorRT >= {trt_version}, < {int(major) + 1} on the same GPU model (version-compatible plan: the runtime "
+            "must allow its host code; Triton: start tritonserver with --backend-config=tensorrt,version-compatible=true)"
+        )
+    return (
+        f"TensorRT {trt_version} exactly, on the same GPU model (Triton: the release whose TensorRT is {trt_version}, "
+        "per NVIDIA's Frameworks Support Matrix; rebuild with --version-compatible for later 10.x releases)"
+    )
 
 
 class EngineCache:
@@ -217,10 +289,12 @@ class EngineCache:
         """
         gpu, version, sha = self._key(onnx_path)
         path = self.cache.engine_path(onnx_path, sha, spec.precision, spec.profile, gpu, version)
+        if spec.version_compatible:  # its own file: it may be slower than the default engine
+            path = path.with_name(path.name.replace(".engine", "-vc.engine"))
         if path.is_file() and read_sidecar(path) is not None and not rebuild:
             log.info("engine cache hit: %s", path)
             return path
-        return build_engine(onnx_path, path, spec, self.device)
+        return build_engine(onnx_path, path, spec, self.device, timing_cache=path.parent / "timing.cache")
 
 
 def compare_engine_to_onnx(engine_path: str | Path, onnx_path: str | Path, feeds: dict, device: int = 0) -> list[float]:

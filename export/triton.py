@@ -12,7 +12,8 @@ first axis must be the dynamic batch axis), the inputs and outputs without the b
 Inputs / outputs are read from the ONNX file, so the config always matches the exported graph.
 For a pose model the model card JSON is copied beside ``config.pbtxt`` (Triton ignores it; a client
 needs it for pre- and post-processing); for a TensorRT plan its build sidecar goes there too, as
-``engine.json`` (precision, builder flags, profile).
+``engine.json`` (precision, builder flags, profile, and ``loads_with``: the TensorRT release that built it, which
+the Triton release must ship, or for a version-compatible plan the flag tritonserver needs; ``export.tensorrt``).
 
 Every written ``config.pbtxt`` is parsed back into Triton's own ``inference.ModelConfig`` protobuf
 (``model_config.proto``, shipped as ``tritonclient.grpc.model_config_pb2``) with

@@ -1,6 +1,7 @@
 """Is the installed CUDA stack one consistent set? Checked when the GPU image is built (no GPU needed).
 
     python -m inference.cuda_stack --cuda "$CUDA_VERSION" [--tensorrt]      # exit 1 and say why on a mismatch
+    python -m inference.cuda_stack --session [--json]                        # on a GPU: what a CUDA session loaded
 
 onnxruntime-gpu's CUDA provider is a shared library that onnxruntime loads when a session asks for
 ``CUDAExecutionProvider``; when its CUDA libraries are missing or of another major version, onnxruntime
@@ -21,12 +22,27 @@ not at build time. The checks here move that failure to ``docker build``:
   (13.x removes ``cuda.cudart`` and links the CUDA 13 runtime, which CUDA 12 drivers reject). Versions are
   read from package metadata, not by importing, so the check does not depend on the build machine's driver.
 
+* one CUDA major per install (:func:`check_distributions`, from the installed distributions' metadata and files):
+  PyPI's torch 2.13 requires ``cuda-bindings>=13.0.3`` and CUDA 13 wheels (``nvidia-cudnn-cu13``,
+  ``cuda-toolkit==13.0.3``); a CUDA 12 ``cuda-python`` beside it writes the same ``cuda/bindings/*`` files, so the
+  package metadata says 12 while the files are 13. Two distributions owning ``cuda/bindings/_version.py``, or
+  distributions of two CUDA majors (``*-cu12`` / ``*-cu13``, ``cuda-bindings``, ``cuda-toolkit``,
+  onnxruntime-gpu's build, ``tensorrt-cu12``), fail the check; the ``cuda.bindings`` version is read from its files
+  (``cuda/bindings/_version.py``), not its metadata.
+
+With ``--session`` (on a GPU machine) it also starts an onnxruntime CUDA session on a one-convolution model, runs it
+and reads which CUDA libraries the process really loaded (``/proc/self/maps``: ``libcudart``, ``libcublas``,
+``libcublasLt``, ``libcudnn``, ``libnvinfer``, their paths and majors; :func:`loaded_cuda_libraries`): a CUDA
+provider that did not start, two copies of one library, a cuDNN other than 9, or a CUDA library of another major
+than onnxruntime's build fail it.
+
 Torch-free, onnxruntime needed; ``ldd`` from glibc.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import os
 import re
@@ -83,8 +99,9 @@ def check_cuda_versions(package: str, ort_cuda: str | None, base_cuda: str | Non
     return []
 
 
-def check_package_versions(trt: str | None, cuda_python: str | None) -> list[str]:
-    """TensorRT 10 and cuda-python 12.6..12.x (see the module docstring); None means not installed."""
+def check_package_versions(trt: str | None, cuda_python: str | None, bindings: str | None = None) -> list[str]:
+    """TensorRT 10, cuda-python 12.6..12.x and, when given, the ``cuda.bindings`` files' version ``bindings``
+    (:func:`bindings_version`) 12.x (see the module docstring); None means not installed."""
     problems = []
     if trt is None:
         problems.append("TensorRT is not installed (tensorrt-cu12 10.x)")
@@ -95,6 +112,11 @@ def check_package_versions(trt: str | None, cuda_python: str | None) -> list[str
     elif not (12, 6) <= parse_version(cuda_python)[:2] < (13, 0):
         problems.append(
             f"cuda-python {cuda_python} installed; need >=12.6,<13 (13 removes cuda.cudart and needs a CUDA 13 driver)"
+        )
+    if bindings is not None and parse_version(bindings)[0] != 12:
+        problems.append(
+            f"the cuda/bindings files are version {bindings} (cuda-python's metadata says {cuda_python}): a CUDA 13 "
+            "cuda-bindings (PyPI's torch requires one) overwrote them; install torch from the CPU index (README: GPU)"
         )
     return problems
 
@@ -113,6 +135,79 @@ def _ldd(path: Path) -> list[str]:
     return [f"{path.name} needs {', '.join(missing)}, which the image lacks"] if missing else []
 
 
+#: onnxruntime provider -> its shared library in ``onnxruntime/capi`` (loaded by onnxruntime when a session asks for it).
+PROVIDER_LIBRARIES = {
+    "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+    "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
+}
+
+
+def provider_load_error(provider: str, capi: Path | None = None) -> str | None:
+    """Load an onnxruntime provider's library the way onnxruntime does (``libonnxruntime_providers_shared.so``
+    first, globally, then the provider's), and return the dynamic loader's error, or None when it loads.
+
+    Args:
+        provider: ``CUDAExecutionProvider`` or ``TensorrtExecutionProvider`` (others: None).
+        capi: the ``onnxruntime/capi`` folder (default: the installed onnxruntime's).
+
+    Returns:
+        The reason in words (e.g. ``libcublasLt.so.12: cannot open shared object file``; or that the installed
+        onnxruntime has no such library, as the CPU package), or None. Never raises.
+    """
+    import ctypes
+
+    name = PROVIDER_LIBRARIES.get(provider)
+    if name is None:
+        return None
+    if capi is None:
+        try:
+            import onnxruntime
+
+            capi = Path(onnxruntime.__file__).parent / "capi"
+        except ImportError as exc:
+            return f"onnxruntime is not importable ({exc})"
+    path = capi / name
+    if not path.is_file():
+        return f"this onnxruntime has no {name} (the CPU package? install onnxruntime-gpu, never beside onnxruntime)"
+    try:
+        shared = capi / "libonnxruntime_providers_shared.so"
+        if shared.is_file():
+            ctypes.CDLL(str(shared), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(path))
+    except OSError as exc:
+        return f"{name} does not load: {exc}"
+    return None
+
+
+@functools.lru_cache(maxsize=1)  # once per process: the libraries stay loaded
+def preload_pip_cuda_libraries() -> bool:
+    """When NVIDIA's CUDA / cuDNN wheels are installed (``pip install 'onnxruntime-gpu[cuda,cudnn]'``), load them with
+    ``onnxruntime.preload_dlls(directory="")`` before a CUDA session starts, so that the provider finds them without
+    ``LD_LIBRARY_PATH`` (onnxruntime >= 1.21; "Preload DLLs" in
+    https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html; ``directory=""``: the nvidia site
+    packages first, then the default search path, microsoft/onnxruntime#23744).
+
+    Returns:
+        True when it ran; False when no such wheel is installed or onnxruntime has no ``preload_dlls``. Never raises
+        (a failure is logged: the session's own check then reports the missing library).
+    """
+    import logging
+
+    if _dist_version("nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12") is None:
+        return False
+    try:
+        import onnxruntime
+
+        preload = getattr(onnxruntime, "preload_dlls", None)
+        if preload is None:
+            return False
+        preload(directory="")
+    except Exception as exc:  # best effort: the provider check says what is missing
+        logging.getLogger(__name__).warning("onnxruntime.preload_dlls failed: %s", exc)
+        return False
+    return True
+
+
 def _dist_version(*names: str) -> str | None:
     for name in names:
         try:
@@ -120,6 +215,263 @@ def _dist_version(*names: str) -> str | None:
         except importlib.metadata.PackageNotFoundError:
             continue
     return None
+
+
+#: CUDA libraries whose loaded copies ``--session`` reports (soname stem -> what it is).
+CUDA_LIBRARIES = ("libcudart", "libcublas", "libcublasLt", "libcudnn", "libcufft", "libcurand", "libnvinfer")
+_LIB_RE = re.compile(r"/(lib(?:cudart|cublasLt|cublas|cudnn|cufft|curand|nvinfer))\.so\.(\d+)[\d.]*$")
+_VERSION_RE = re.compile(r"""^__version__\s*=\s*(?:version\s*=\s*)?["']([^"']+)["']""", re.M)
+
+
+def bindings_version(search_path: list[str] | None = None) -> str | None:
+    """The version of the ``cuda.bindings`` files that ``import cuda.bindings`` would load (``cuda/bindings/_version.py``,
+    read, not imported: importing needs a driver), or None when absent. Unlike the distributions' metadata, this is
+    what runs when two distributions wrote the same files.
+
+    Args:
+        search_path: folders to look in (default ``sys.path``).
+    """
+    for folder in search_path if search_path is not None else sys.path:
+        f = Path(folder or ".") / "cuda" / "bindings" / "_version.py"
+        try:
+            m = _VERSION_RE.search(f.read_text())
+        except OSError:
+            continue
+        if m:
+            return m.group(1)
+    return None
+
+
+def _cuda_major_of(name: str, version: str) -> int | None:
+    """The CUDA major a distribution is built for, from its name (``*-cu12``) or, for CUDA's own Python packages
+    (``cuda-bindings``, ``cuda-python``, ``cuda-toolkit``), its version; None when it says nothing."""
+    m = re.search(r"-cu(\d+)(?:-|$)", name)
+    if m:
+        return int(m.group(1))
+    if name in ("cuda-bindings", "cuda-python", "cuda-toolkit"):
+        try:
+            return parse_version(version)[0]
+        except ValueError:
+            return None
+    return None
+
+
+def check_distributions(dists=None) -> tuple[dict, list[str]]:
+    """One CUDA major per install (see the module docstring).
+
+    Args:
+        dists: ``importlib.metadata.Distribution`` objects (default: every installed one).
+
+    Returns:
+        (facts, problems): facts = ``cuda_majors`` {major: [distributions]}, ``cuda_bindings_owners``.
+    """
+    dists = list(importlib.metadata.distributions() if dists is None else dists)
+    majors: dict[int, list[str]] = {}
+    owners = []
+    for d in dists:
+        name = (d.metadata["Name"] or "").lower().replace("_", "-")
+        major = _cuda_major_of(name, d.version or "")
+        if major is not None:
+            majors.setdefault(major, []).append(f"{name} {d.version}")
+        if any(str(f).replace("\\", "/") == "cuda/bindings/_version.py" for f in (d.files or ())):
+            owners.append(f"{name} {d.version}")
+    problems = []
+    if len(majors) > 1:
+        listed = "; ".join(f"CUDA {k}: {', '.join(sorted(v))}" for k, v in sorted(majors.items()))
+        problems.append(
+            f"distributions of more than one CUDA major are installed ({listed}): one install, one CUDA stack. The "
+            "usual cause is PyPI's torch (CUDA 13) beside the tensorrt extra: install torch from "
+            "https://download.pytorch.org/whl/cpu first (README: GPU), or export in the export image"
+        )
+    if len(owners) > 1:
+        problems.append(
+            f"{' and '.join(sorted(owners))} both install cuda/bindings: the files are whichever came last "
+            f"(now {bindings_version()}); uninstall both and install one"
+        )
+    return {"cuda_majors": {k: sorted(v) for k, v in sorted(majors.items())}, "cuda_bindings_owners": owners}, problems
+
+
+def loaded_cuda_libraries(maps: str) -> dict[str, list[str]]:
+    """CUDA libraries mapped into a process (the text of ``/proc/<pid>/maps``): soname stem (``libcudnn``) -> the
+    distinct files (a real path and its major, e.g. ``/usr/lib/x86_64-linux-gnu/libcudnn.so.9.1.0``)."""
+    found: dict[str, list[str]] = {}
+    for line in maps.splitlines():
+        path = line.split(None, 5)[-1] if line.count(" ") >= 5 else ""
+        m = _LIB_RE.search(path)
+        if m and path not in found.get(m.group(1), []):
+            found.setdefault(m.group(1), []).append(path)
+    return found
+
+
+def check_loaded_libraries(loaded: dict[str, list[str]], ort_cuda: str | None) -> list[str]:
+    """Problems with the loaded CUDA libraries (:func:`loaded_cuda_libraries`): two files of one library, a cuDNN
+    other than 9, or cudart / cuBLAS of another major than onnxruntime's CUDA build ``ort_cuda``."""
+    problems = []
+    want = parse_version(ort_cuda)[0] if ort_cuda else None
+    for lib, paths in sorted(loaded.items()):
+        majors = sorted({int(_LIB_RE.search(p).group(2)) for p in paths})
+        if len(paths) > 1:
+            problems.append(f"{lib} is loaded twice: {paths}")
+        if lib == "libcudnn" and majors != [9]:
+            problems.append(f"cuDNN {majors} is loaded; onnxruntime-gpu >= 1.19 needs cuDNN 9 ({paths})")
+        if lib in ("libcudart", "libcublas", "libcublasLt") and want is not None and majors != [want]:
+            problems.append(f"{lib} of CUDA {majors} is loaded; onnxruntime-gpu is built for CUDA {ort_cuda} ({paths})")
+    return problems
+
+
+#: A one-convolution ONNX model (x float32 [1, 1, 4, 4] -> Conv 1x1 -> y), serialized: ``--session`` runs it on the
+#: CUDA provider so that cuBLAS / cuDNN load, without onnx installed.
+PROBE_MODEL_B64 = (
+    "CAgSADpnCg8KAXgKAXcSAXkiBENvbnYSBXByb2JlKhMIAQgBCAEIARABQgF3SgQAAIA/WhsKAXgSFgoUCAESEAoCCAEKAggBCgIIBAoCCARiGwoBeRIW"
+    "ChQIARIQCgIIAQoCCAEKAggECgIIBEIECgAQEQ=="
+)
+
+
+def check_session(device: int = 0, maps_path: str = "/proc/self/maps") -> StackReport:
+    """Start an onnxruntime session on the CUDA provider (:data:`PROBE_MODEL_B64`), run it, and check what loaded
+    (:func:`check_loaded_libraries`) and the ``cuda.bindings`` files. Needs a GPU; on a machine without one it reports
+    the provider's fallback (with :func:`provider_load_error`'s reason) as a problem."""
+    import base64
+
+    import numpy as np
+    import onnxruntime
+    from onnxruntime.capi import build_and_package_info as info
+
+    preloaded = preload_pip_cuda_libraries()
+    ort_cuda = getattr(info, "cuda_version", None) or None
+    report = StackReport(facts={"onnxruntime": onnxruntime.__version__, "onnxruntime_cuda": ort_cuda})
+    report.facts["preload_dlls"] = preloaded
+    report.facts["cuda_bindings_files"] = bindings_version()
+    cuda = "CUDAExecutionProvider"
+    opts = onnxruntime.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        sess = onnxruntime.InferenceSession(
+            base64.b64decode(PROBE_MODEL_B64),
+            opts,
+            providers=[(cuda, {"device_id": str(device)}), "CPUExecutionProvider"],
+        )
+        sess.run(None, {"x": np.ones((1, 1, 4, 4), np.float32)})
+        active = sess.get_providers()
+    except Exception as exc:  # the provider's options or the run failed
+        report.problems.append(f"the CUDA session failed: {exc}")
+        active = []
+    report.facts["active_providers"] = active
+    if active and cuda not in active:
+        report.problems.append(f"the CUDA provider did not start: {provider_load_error(cuda) or 'it loads; no GPU?'}")
+    try:
+        maps = Path(maps_path).read_text()
+    except OSError:
+        maps = ""
+    loaded = loaded_cuda_libraries(maps)
+    report.facts["loaded"] = loaded
+    report.problems += check_loaded_libraries(loaded, ort_cuda)
+    bindings = report.facts["cuda_bindings_files"]
+    if bindings is not None and parse_version(bindings)[0] != 12:
+        report.problems.append(f"cuda.bindings {bindings} (its files) is loaded; TensorRT 10 for CUDA 12 needs 12.x")
+    return report
+
+
+_DT_NEEDED, _DT_STRTAB, _DT_RPATH, _DT_RUNPATH = 1, 5, 15, 29
+
+
+def elf_dynamic(path: str | Path) -> dict[str, list[str]]:
+    """``NEEDED``, ``RPATH`` and ``RUNPATH`` of a 64-bit little-endian ELF shared library (what ``readelf -d`` shows),
+    read with the standard library: the ``PT_DYNAMIC`` segment's entries, their strings from ``DT_STRTAB`` (a virtual
+    address, mapped to a file offset through the ``PT_LOAD`` segments). ELF-64 object file format, "Dynamic Section".
+
+    Raises:
+        ValueError: not a 64-bit little-endian ELF file, or no dynamic segment.
+    """
+    import mmap
+    import struct
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:
+            raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+        phoff, phentsize, phnum = struct.unpack_from("<Q", m, 32)[0], *struct.unpack_from("<HH", m, 54)
+        loads, dynamic = [], None
+        for i in range(phnum):
+            p_type, _, p_offset, p_vaddr, _, p_filesz, _, _ = struct.unpack_from("<IIQQQQQQ", m, phoff + i * phentsize)
+            if p_type == 1:  # PT_LOAD
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == 2:  # PT_DYNAMIC
+                dynamic = (p_offset, p_filesz)
+        if dynamic is None:
+            raise ValueError(f"{path}: no dynamic segment")
+        entries = []
+        for off in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+            tag, val = struct.unpack_from("<qQ", m, off)
+            if tag == 0:  # DT_NULL
+                break
+            entries.append((tag, val))
+        strtab = next(v for t, v in entries if t == _DT_STRTAB)
+        base = next(off + strtab - va for va, off, size in loads if va <= strtab < va + size)
+
+        def string(index: int) -> str:
+            end = m.find(b"\0", base + index)
+            return m[base + index : end].decode()
+
+        out: dict[str, list[str]] = {"needed": [], "rpath": [], "runpath": []}
+        for tag, val in entries:
+            key = {_DT_NEEDED: "needed", _DT_RPATH: "rpath", _DT_RUNPATH: "runpath"}.get(tag)
+            if key:
+                out[key].append(string(val))
+        return out
+
+
+#: The sonames' majors a CUDA 12 + cuDNN 9 + TensorRT 10 build of onnxruntime's providers may need (CUDA 12's cuFFT is
+#: libcufft.so.11, cuRAND libcurand.so.10).
+CUDA12_SONAME_MAJORS = {
+    "libcublas": 12,
+    "libcublasLt": 12,
+    "libcudart": 12,
+    "libnvrtc": 12,
+    "libcufft": 11,
+    "libcurand": 10,
+    "libcudnn": 9,
+    "libnvinfer": 10,
+    "libnvinfer_plugin": 10,
+    "libnvonnxparser": 10,
+}
+
+
+def wheel_report(wheel: str | Path) -> dict:
+    """What an onnxruntime-gpu wheel is built against, read from the wheel without installing it (no GPU needed):
+    ``build_and_package_info`` (``package_name``, ``__version__``, ``cuda_version``) and, per provider library,
+    :func:`elf_dynamic` (``NEEDED`` / ``RUNPATH``) plus ``problems``: a CUDA / cuDNN / TensorRT soname whose major is
+    not :data:`CUDA12_SONAME_MAJORS`'.
+
+    Raises:
+        KeyError: the wheel has no ``onnxruntime/capi/build_and_package_info.py``.
+    """
+    import shutil
+    import tempfile
+    import zipfile
+
+    report: dict = {"wheel": Path(wheel).name, "providers": {}, "problems": []}
+    with zipfile.ZipFile(wheel) as z:
+        text = z.read("onnxruntime/capi/build_and_package_info.py").decode()
+        report["build_info"] = dict(re.findall(r"^(\w+) = '([^']*)'", text, re.M))
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in (*PROVIDER_LIBRARIES.values(), "libonnxruntime_providers_shared.so"):
+                member = f"onnxruntime/capi/{name}"
+                if member not in z.namelist():
+                    continue
+                target = Path(tmp) / name
+                with z.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 24)
+                dyn = elf_dynamic(target)
+                target.unlink()
+                report["providers"][name] = dyn
+                for soname in dyn["needed"]:
+                    m = re.match(r"(lib[\w]+?)\.so\.(\d+)$", soname)
+                    if m and m.group(1) in CUDA12_SONAME_MAJORS and int(m.group(2)) != CUDA12_SONAME_MAJORS[m.group(1)]:
+                        report["problems"].append(
+                            f"{name} needs {soname}; CUDA 12 / cuDNN 9 / TensorRT 10 has "
+                            f"{m.group(1)}.so.{CUDA12_SONAME_MAJORS[m.group(1)]}"
+                        )
+    return report
 
 
 @dataclass
@@ -150,12 +502,16 @@ def check_stack(base_cuda: str | None, tensorrt: bool = False) -> StackReport:
         }
     )
     report.problems += check_cuda_versions(report.facts["package"], report.facts["onnxruntime_cuda"], base_cuda)
+    dist_facts, dist_problems = check_distributions()
+    report.facts.update(dist_facts)
+    report.problems += dist_problems
     report.problems += _ldd(capi / "libonnxruntime_providers_cuda.so")
     if tensorrt:
         trt = _dist_version("tensorrt-cu12", "tensorrt_cu12", "tensorrt")
         cuda_python = _dist_version("cuda-python")
-        report.facts.update({"tensorrt": trt, "cuda_python": cuda_python})
-        report.problems += check_package_versions(trt, cuda_python)
+        bindings = bindings_version()
+        report.facts.update({"tensorrt": trt, "cuda_python": cuda_python, "cuda_bindings_files": bindings})
+        report.problems += check_package_versions(trt, cuda_python, bindings)
         report.problems += _ldd(capi / "libonnxruntime_providers_tensorrt.so")
         libs = _dist_version("tensorrt-cu12-libs", "tensorrt_cu12_libs")
         if libs is not None:
@@ -171,12 +527,31 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m inference.cuda_stack", description=__doc__.splitlines()[0])
     ap.add_argument("--cuda", default=None, help="the base image's CUDA version (default: $CUDA_VERSION)")
     ap.add_argument("--tensorrt", action="store_true", help="also check TensorRT 10 and cuda-python 12.6+")
+    ap.add_argument(
+        "--session",
+        action="store_true",
+        help="on a GPU: start a CUDA session and check the libraries really loaded (/proc/self/maps)",
+    )
+    ap.add_argument("--device", type=int, default=0, help="CUDA device of --session")
+    ap.add_argument("--json", action="store_true", help="print the facts and problems as one JSON object")
     args = ap.parse_args(argv)
-    report = check_stack(args.cuda or os.environ.get("CUDA_VERSION"), args.tensorrt)
-    print("CUDA stack: " + ", ".join(f"{k}={v}" for k, v in report.facts.items()))
-    for p in report.problems:
+    base = args.cuda or os.environ.get("CUDA_VERSION")
+    reports = []
+    if base or not args.session:
+        reports.append(check_stack(base, args.tensorrt))
+    if args.session:
+        reports.append(check_session(args.device))
+    facts = {k: v for r in reports for k, v in r.facts.items()}
+    problems = [p for r in reports for p in r.problems]
+    if args.json:
+        import json
+
+        print(json.dumps({"facts": facts, "problems": problems}, indent=2, default=str))
+    else:
+        print("CUDA stack: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    for p in problems:
         print(f"CUDA stack mismatch: {p}", file=sys.stderr)
-    return 1 if report.problems else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -36,15 +36,26 @@ def person_dicts(result: PoseResult, track_ids: np.ndarray | None = None) -> lis
         ``[{"bbox": [x1, y1, x2, y2], "bbox_score", "keypoints": [[x, y, score]] * K, "score"}]``, each with
         ``"track_id"`` first when ``track_ids`` is given (absent otherwise).
     """
-    order = np.argsort(-np.asarray(result.scores), kind="stable")
+    scores = np.asarray(result.scores, np.float64)
+    order = np.argsort(-scores, kind="stable")
+    # vectorised rounding (numpy's round half to even on x * 10**d; equal to Python's round() on these float32
+    # values: tests/inference/test_encoding.py) and one tolist() per array: the answer of 32 people costs ~0.1 ms,
+    # not the ~1.3 ms of a Python loop over 32 x 17 x 3 values
+    kpts = np.asarray(result.keypoints, np.float64)[order]
+    if kpts.ndim != 3:
+        kpts = kpts.reshape(len(order), -1, 3)
+    keypoints = np.concatenate([np.round(kpts[..., :2], 2), np.round(kpts[..., 2:], 5)], axis=-1).tolist()
+    bboxes = np.round(np.asarray(result.bboxes, np.float64).reshape(-1, 4)[order], 2).tolist()
+    bbox_scores = np.round(np.asarray(result.bbox_scores, np.float64)[order], 5).tolist()
+    person_scores = np.round(scores[order], 5).tolist()
+    tracks = None if track_ids is None else np.asarray(track_ids)[order].tolist()
     persons = []
-    for i in order:
-        person: dict[str, Any] = {} if track_ids is None else {"track_id": int(track_ids[i])}
-        person["bbox"] = [round(float(v), 2) for v in result.bboxes[i]]
-        person["bbox_score"] = round(float(result.bbox_scores[i]), 5)
-        person["keypoints"] = [[round(float(x), 2), round(float(y), 2), round(float(s), 5)]
-                               for x, y, s in result.keypoints[i]]  # fmt: skip
-        person["score"] = round(float(result.scores[i]), 5)
+    for n in range(len(order)):
+        person: dict[str, Any] = {} if tracks is None else {"track_id": int(tracks[n])}
+        person["bbox"] = bboxes[n]
+        person["bbox_score"] = bbox_scores[n]
+        person["keypoints"] = keypoints[n]
+        person["score"] = person_scores[n]
         persons.append(person)
     return persons
 

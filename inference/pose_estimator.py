@@ -95,11 +95,13 @@ class PoseEstimator:
             raise ModelLoadError(
                 f"card {card.name!r}: input {card.input.name!r} not in model inputs {runtime.input_names}"
             )
-        if card.output.name not in runtime.output_names:
-            raise ModelLoadError(
-                f"card {card.name!r}: output {card.output.name!r} not in model outputs {runtime.output_names}"
-            )
-        self._out_index = runtime.output_names.index(card.output.name)
+        for out_name in card.output.tensor_names:
+            if out_name not in runtime.output_names:
+                raise ModelLoadError(
+                    f"card {card.name!r}: output {out_name!r} not in model outputs {runtime.output_names}"
+                )
+        #: Positions of the card's outputs (``OutputSpec.tensor_names``: one, or simcc's x and y) among the runtime's.
+        self._out_indices = [runtime.output_names.index(n) for n in card.output.tensor_names]
         shape = runtime.input_shapes[runtime.input_names.index(card.input.name)]
         w, h = card.input_size
         expect = [h, w, 3] if card.input.layout == "NHWC" else [3, h, w]
@@ -154,24 +156,33 @@ class PoseEstimator:
     def num_keypoints(self) -> int:
         return len(self.card.keypoint_names)
 
-    def _run(self, crops: np.ndarray) -> np.ndarray:
-        """The model's output tensor for crops [N, h, w, 3], in runtime calls of at most ``batch_size``."""
-        parts = []
+    def _run(self, crops: np.ndarray) -> list[np.ndarray]:
+        """The card's output tensors (``OutputSpec.tensor_names``) for crops [N, h, w, 3], each [N, ...], in runtime
+        calls of at most ``batch_size``."""
+        parts: list[list[np.ndarray]] = []
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start : start + self.batch_size]
             m = len(chunk)
             if self.fixed_batch is not None and m < self.fixed_batch:
                 pad = np.zeros((self.fixed_batch - m, *chunk.shape[1:]), dtype=chunk.dtype)
                 chunk = np.concatenate([chunk, pad])
-            out = np.asarray(self.runtime.run({self.card.input.name: self.card.input.prepare(chunk)})[self._out_index])
-            if out.ndim == 0 or out.shape[0] != len(chunk):
-                raise InferenceError(
-                    f"{self.name}: the model returned an output of shape {list(out.shape)} for {len(chunk)} crops "
-                    "(batch-size check)",
-                    kind="shape",
-                )
-            parts.append(out[:m])
-        return np.concatenate(parts)
+            result = self.runtime.run({self.card.input.name: self.card.input.prepare(chunk)})
+            outs = [np.asarray(result[i]) for i in self._out_indices]
+            for out in outs:
+                if out.ndim == 0 or out.shape[0] != len(chunk):
+                    raise InferenceError(
+                        f"{self.name}: the model returned an output of shape {list(out.shape)} for {len(chunk)} crops "
+                        "(batch-size check)",
+                        kind="shape",
+                    )
+            parts.append([out[:m] for out in outs])
+        return [np.concatenate(column) for column in zip(*parts)]
+
+    def _decode(self, outs: list[np.ndarray], flipped: list[np.ndarray] | None = None) -> np.ndarray:
+        """``ModelCard.decode`` of :meth:`_run`'s tensors: the one tensor, or simcc's (x, y) pair."""
+        if len(outs) == 1:
+            return self.card.decode(outs[0], None if flipped is None else flipped[0])
+        return self.card.decode(tuple(outs), None if flipped is None else tuple(flipped))
 
     def cancel(self) -> int:
         """Stop the runtime call in flight (``Runtime.cancel``; 0 when the runtime cannot). Returns how many."""
@@ -231,10 +242,10 @@ class PoseEstimator:
             return np.zeros((0, self.num_keypoints, 3), np.float32)
         try:
             if self.flip_test:
-                out = self._run(np.concatenate([crops, crops[:, :, ::-1]]))
-                kpts = self.card.decode(out[:n], out[n:])
+                outs = self._run(np.concatenate([crops, crops[:, :, ::-1]]))
+                kpts = self._decode([o[:n] for o in outs], [o[n:] for o in outs])
             else:
-                kpts = self.card.decode(self._run(crops))
+                kpts = self._decode(self._run(crops))
         except ValueError as exc:
             raise InferenceError(f"{self.name}: {exc} (shape check)", kind="shape") from exc
         return self.check_output(kpts, n)

@@ -16,6 +16,9 @@ smoothing) over the same :class:`~inference.pipeline.PosePipeline` as the server
 resolves them (:func:`inference.default_models.resolve_models`). Every setting of the models, the runtime, the pipeline,
 the detector and video is an option (``core.cli_options``), ``POSE_*`` in the environment.
 
+``--runner ray`` runs the same pipeline in Ray actors over a cluster and writes Parquet tables and a COCO results
+JSON instead (:mod:`inference.ray_runner`; files only, no URLs, no ``--render``; a rerun resumes).
+
 Exit status: 0 all done; 1 some source failed (named on stderr; the others are written), or a model that cannot be
 found (no defaults, a missing file, a card that does not parse: ``check_model_files``, as ``pose-serve``); 2 bad
 options or a source that does not exist or matches nothing (checked for all sources before any model loads); 3 a
@@ -38,7 +41,7 @@ from urllib.parse import urlparse
 from pydantic import ValidationError
 
 from core.cli_options import add_settings_options, add_version_option, settings_from_args
-from core.errors import ModelLoadError, PoseServiceError
+from core.errors import ModelLoadError, PoseServiceError, UsageError
 from core.settings import (
     CACHE_FIELDS,
     DEFAULT_MODEL_FIELDS,
@@ -61,6 +64,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"}
 )
+#: A source file with one of these suffixes is a list of paths (Parquet: a ``source`` or ``path`` column; JSON: a list).
+LIST_SUFFIXES = frozenset({".parquet", ".json"})
 #: URL schemes opened as video streams.
 URL_SCHEMES = ("http", "https", "rtsp", "rtsps")
 #: Output frame rate of a rendered video whose source declares none.
@@ -103,7 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_version_option(p)
     p.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="image or video file, folder (its images and videos, sorted, not recursive), quoted glob "
-                   "('data/*.jpg'), or http(s):// / rtsp:// URL (read as a video)")  # fmt: skip
+                   "('data/*.jpg'), a .parquet ('source' or 'path' column) or .json list of such files (relative "
+                   "to the list's folder), or http(s):// / rtsp:// URL (read as a video; local runner only)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("runs/pose/predict"),
                    help="output folder, created (default runs/pose/predict)")  # fmt: skip
     p.add_argument("--render", action="store_true", help="also write the poses drawn: <stem>.jpg, <stem>.mp4")
@@ -117,6 +123,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="videos: stop after N processed frames (default: the whole video)")  # fmt: skip
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bars, per-source lines or info logs on stderr (errors still)")  # fmt: skip
+    r = p.add_argument_group("runner (--runner ray: Ray Data over a cluster; see inference/ray_runner.py)")
+    r.add_argument("--runner", choices=("local", "ray"), default="local",
+                   help="local: this process, <stem>.json / .ndjson per source (default); ray: an actor pool on a "
+                   "Ray cluster, Parquet tables (poses/, sources/, errors.parquet) and coco_results.json in --out, "
+                   "resumable (a rerun skips the sources already there)")  # fmt: skip
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="ray: the cluster (ray://head:10001, auto); default $RAY_ADDRESS, else a local Ray")  # fmt: skip
+    r.add_argument("--concurrency", type=_positive, default=None, metavar="N",
+                   help="ray: actors, each with both models (default: the cluster's CPUs / --num-cpus, or GPUs / "
+                   "--num-gpus)")  # fmt: skip
+    r.add_argument("--num-cpus", type=_positive_float, default=1.0, metavar="N",
+                   help="ray: CPUs per actor, also the models' threads unless --intra-op-threads is set (default 1)")  # fmt: skip
+    r.add_argument("--num-gpus", type=_non_negative_float, default=0.0, metavar="N",
+                   help="ray: GPUs per actor (default 0; 1 with a GPU runtime, fractions share a GPU)")  # fmt: skip
+    r.add_argument("--batch-size", type=_positive, default=8, metavar="N",
+                   help="ray: images per map_batches call of an actor (default 8)")  # fmt: skip
+    r.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True,
+                   help="ray: the images of a batch share pose-model batches, as in the server (default on)")  # fmt: skip
+    r.add_argument("--retry-errors", action="store_true",
+                   help="ray: run the sources whose last run failed again (default: skipped like the done ones)")  # fmt: skip
     add_settings_options(p, FIELDS)
     return p.parse_args(argv)
 
@@ -125,6 +151,20 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -167,6 +207,9 @@ def expand_sources(args: list[str]) -> tuple[list[Source], list[str]]:
             files = _media_files(path.iterdir())
             if not files:
                 problems.append(f"{arg}: folder has no image or video files")
+        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            files, bad = _listed_files(path)
+            problems += bad
         elif path.is_file():
             files = [path] if _kind(path) is not None else []
             if not files:
@@ -194,6 +237,29 @@ def expand_sources(args: list[str]) -> tuple[list[Source], list[str]]:
         stems.add((kind, unique))
         sources.append(Source(kind, location, unique))
     return sources, problems
+
+
+def _listed_files(path: Path) -> tuple[list[Path], list[str]]:
+    """The image and video files of a Parquet / JSON list (:func:`inference.ray_runner.read_source_list`), and a
+    message per entry that is not one."""
+    from inference.ray_runner import read_source_list
+
+    try:
+        listed = read_source_list(path)
+    except (OSError, ValueError) as exc:
+        return [], [f"{path}: {exc}"]
+    files, problems = [], []
+    for entry in listed:
+        p = Path(entry)
+        if not p.is_file():
+            problems.append(f"{path}: {entry}: no such file")
+        elif _kind(p) is None:
+            problems.append(f"{path}: {entry}: not an image or a video by its name")
+        else:
+            files.append(p)
+    if not listed:
+        problems.append(f"{path}: lists no files")
+    return files, problems
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -391,6 +457,55 @@ class Predictor:
         self._note(f"{source.name}: {n} frames in {wall:.1f} s ({n / max(wall, 1e-9):.1f} frames/s) -> {outputs}")
 
 
+def _ray_usage_problems(args: argparse.Namespace, sources: list[Source]) -> list[str]:
+    problems = [f"{s.location}: --runner ray reads files, not streams" for s in sources if _is_url(s.location)]
+    if args.render:
+        problems.append("--render is for --runner local (the Ray runner writes tables)")
+    try:
+        from inference.ray_runner import import_ray
+
+        import_ray()
+    except UsageError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def _main_ray(args: argparse.Namespace, settings: Settings, sources: list[Source]) -> int:
+    """``--runner ray`` (:mod:`inference.ray_runner`): exit 0 all done, 1 some source failed (``errors.parquet``),
+    3 a model failed to load in an actor, 130 interrupted (what arrived is written; a rerun resumes)."""
+    from inference.ray_runner import RayJob, VideoOptions, init_ray
+
+    paths = {kind: [str(Path(s.location).resolve()) for s in sources if s.kind == kind] for kind in ("image", "video")}
+    video = VideoOptions(args.track, args.smooth, args.frame_stride, args.max_frames)
+    job = RayJob(settings, args.out, concurrency=args.concurrency, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                 batch_size=args.batch_size, batching=args.batching, video=video, retry_errors=args.retry_errors,
+                 quiet=args.quiet)  # fmt: skip
+    init_ray(args.ray_address)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with StopRequest() as stop:
+        try:
+            summary = job.run(paths["image"], paths["video"], stop)
+        except KeyboardInterrupt:
+            stop.requested = True
+            summary = None
+        except Exception as exc:  # noqa: BLE001 - Ray wraps an actor's ModelLoadError in its own errors
+            if "ModelLoadError" in f"{type(exc).__name__}: {exc}":
+                print(f"{PROG}: a model failed to load in a Ray actor: {exc}", file=sys.stderr)
+                return EXIT_LOAD
+            raise
+    if summary is None or summary["interrupted"]:
+        print(f"{PROG}: interrupted; what finished is in {args.out} (run again to resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not args.quiet:
+        print(f"{summary['ran']} sources run, {summary['skipped']} skipped (done before); {summary['sources']} in "
+              f"{args.out}: {summary['persons']} persons, {summary['errors']} failed (errors.parquet)",
+              file=sys.stderr)  # fmt: skip
+    errors = summary["errors"]
+    if errors:
+        print(f"{PROG}: {errors} sources failed: {args.out / 'errors.parquet'}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``pose-predict``; returns the exit status (see the module's docstring)."""
     args = parse_args(argv)
@@ -407,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         return EXIT_USAGE
 
+    if args.runner == "ray":
+        usage = _ray_usage_problems(args, sources)
+        for problem in usage:
+            print(f"{PROG}: {problem}", file=sys.stderr)
+        if usage:
+            return EXIT_USAGE
+
     from inference.default_models import check_model_files, resolve_models
     from inference.pipeline import PosePipeline
 
@@ -417,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         except ModelLoadError as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        if args.runner == "ray":
+            return _main_ray(args, settings, sources)
         try:
             pipeline = PosePipeline.from_settings(settings)
         except ModelLoadError as exc:

@@ -216,6 +216,27 @@ def _tensorrt_version() -> str:
     return str(getattr(tensorrt, "__version__", "unknown"))
 
 
+def fallback_reason(missing: list[str]) -> str:
+    """Why onnxruntime did not activate the GPU providers ``missing``, in words (for :class:`ProviderFallbackError`).
+
+    onnxruntime only logs why (to stderr, "Failed to load library libonnxruntime_providers_cuda.so with error: ...");
+    the provider library is loaded again here (``ctypes.CDLL``: the dynamic loader's message names the first
+    library it cannot find, e.g. ``libcublasLt.so.12``). When it loads, the provider started and failed (no GPU
+    visible, a driver older than the CUDA runtime). Never raises."""
+    from inference.cuda_stack import provider_load_error
+
+    reasons = []
+    for provider in missing:
+        err = provider_load_error(provider)
+        reasons.append(
+            f"{provider}: {err}"
+            if err
+            else f"{provider}: its library loads, so the provider failed to start (no GPU visible to this process, "
+            "or a driver older than the CUDA runtime: see `nvidia-smi` and onnxruntime's log above)"
+        )
+    return "; ".join(reasons) or "no reason known"
+
+
 def probe_inputs(model_path: str | Path) -> list[tuple[str, list[int | None]]]:
     """(name, shape) of a model's inputs (None for dynamic dims), from a CPU session without graph optimisation.
 
@@ -264,9 +285,12 @@ class OrtRuntime(Runtime):
     Args:
         model_path: the ``.onnx`` file.
         providers: execution providers in priority order, or None for the best available.
-        allow_fallback: when False (default), a requested non-CPU provider that is not active in
-            the created session (onnxruntime silently falls back to CPU when CUDA libraries are
-            missing) raises :class:`ProviderFallbackError`.
+        allow_fallback: when False (default), a non-CPU provider that is not active in the created session
+            (onnxruntime silently falls back to CPU when CUDA libraries, the driver or the GPU are missing) raises
+            :class:`ProviderFallbackError` naming the reason (:func:`fallback_reason`): a provider named in
+            ``providers``, and as well one chosen by default (``providers`` None: onnxruntime-gpu always lists the
+            CUDA provider, so a pip ``serve-gpu`` install on a host without CUDA 12 + cuDNN 9 would serve on the
+            CPU with only a warning).
         intra_op_threads: onnxruntime intra-op thread count (0 = library default; ``create_runtime`` passes
             :func:`model_threads`).
         provider_options: provider name -> options for it (:func:`provider_options`); providers not named get none.
@@ -301,6 +325,10 @@ class OrtRuntime(Runtime):
         if intra_op_threads:
             opts.intra_op_num_threads = intra_op_threads
         opts.log_severity_level = 3
+        if CUDA in chosen or TENSORRT in chosen:
+            from inference.cuda_stack import preload_pip_cuda_libraries
+
+            preload_pip_cuda_libraries()
         try:
             self.session = ort.InferenceSession(
                 str(self.model_path), sess_options=opts, providers=[(p, options.get(p, {})) for p in chosen]
@@ -310,11 +338,17 @@ class OrtRuntime(Runtime):
         self.requested_providers = chosen
         self.active_providers: list[str] = list(self.session.get_providers())
         missing = [p for p in chosen if p != CPU and p not in self.active_providers]
-        if missing and explicit and not allow_fallback:
+        if missing and not allow_fallback:
+            # named by the caller, or chosen by default because onnxruntime-gpu lists it (it always does, whether or
+            # not CUDA, cuDNN and a GPU are there): either way a CPU session is not what was asked for
+            how = "requested" if explicit else "chosen by default (onnxruntime-gpu is installed)"
             raise ProviderFallbackError(
-                f"{self.model_path.name}: requested execution provider(s) {missing} are not active "
-                f"(active: {self.active_providers}); install onnxruntime-gpu with matching CUDA/cuDNN, "
-                "or set POSE_ALLOW_PROVIDER_FALLBACK=1 to accept CPU"
+                f"{self.model_path.name}: execution provider(s) {missing} {how} are not active "
+                f"(active: {self.active_providers}); {fallback_reason(missing)}. Fix the CUDA stack "
+                "(`python -m inference.cuda_stack --session`; install with `-c docker/constraints/serve-gpu.txt`, "
+                "or `pip install 'onnxruntime-gpu[cuda,cudnn]'`: its CUDA / cuDNN wheels are preloaded), run on "
+                "the CPU on purpose with POSE_PROVIDERS=CPUExecutionProvider, or accept the fallback with "
+                "POSE_ALLOW_PROVIDER_FALLBACK=1"
             )
         if missing:
             log.warning(

@@ -53,8 +53,16 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 #: Install hint shown when TensorRT or cuda-python is missing.
 INSTALL_HINT = (
-    "install TensorRT 10 and cuda-python on a machine with an NVIDIA GPU "
-    "(`pip install tensorrt-cu12 cuda-python`, or use an NVIDIA TensorRT container)"
+    "install TensorRT 10 and cuda-python on a machine with an NVIDIA GPU: `pip install 'poseserve[serve-gpu,tensorrt]' "
+    "-c docker/constraints/serve-gpu.txt --extra-index-url https://pypi.nvidia.com`, or in Docker the serve image "
+    "built with WITH_TENSORRT=1 (`WITH_TENSORRT=1 docker compose -f docker/compose.yaml --profile gpu build`)"
+)
+#: How to build the engines the TensorRT runtime serves, where the server runs (said when none is cached).
+ENGINE_HINT = (
+    "build it with `pose-export engine {onnx}` (same POSE_CACHE_DIR / --cache-dir as the server; no torch needed, the "
+    "tensorrt extra suffices), or with docker compose: `WITH_TENSORRT=1 docker compose -f docker/compose.yaml run --rm "
+    "engines` (the served models' engines into the models volume; `pose-serve` also builds missing ones at start-up "
+    "unless POSE_BUILD_ENGINES=false)"
 )
 
 
@@ -245,8 +253,7 @@ class TrtRuntime(Runtime):
             if engine_path is None:
                 raise ModelLoadError(
                     f"no TensorRT engine cached for {path} on {self.gpu_name!r} with TensorRT {trt.__version__} "
-                    f"(looked in {cache.engines}); build one with `pose-export engine {path} --precision fp16` "
-                    "(same POSE_CACHE_DIR / --cache-dir as the server) or pass an .engine file"
+                    f"(looked in {cache.engines}); " + ENGINE_HINT.format(onnx=path) + ", or pass an .engine file"
                 )
             path = engine_path
         elif path.suffix.lower() not in ENGINE_SUFFIXES:
@@ -256,6 +263,10 @@ class TrtRuntime(Runtime):
         self.precision = self.engine_meta.get("precision") or "fp32"
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
+        if self.engine_meta.get("version_compatible"):
+            # a version-compatible plan embeds TensorRT's lean runtime, host code TensorRT runs only when allowed
+            # (TensorRT developer guide, "Version Compatibility": IRuntime.engine_host_code_allowed)
+            self._runtime.engine_host_code_allowed = True
         self.engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise ModelLoadError(

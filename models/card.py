@@ -27,6 +27,16 @@ Output kinds:
       MMPose convention) or ``normalized`` (crop pixel / input size, in [0, 1]).
     * ``heatmap``: [B, K, H, W]; decoded by MMPose's ``MSRAHeatmap.decode`` (argmax, quarter-pixel
       refinement; score = the maximum).
+    * ``simcc``: two outputs, ``name`` = x vectors [B, K, round(w * split_ratio)] and ``y_name`` = y vectors
+      [B, K, round(h * split_ratio)] (RTMPose / SimCC ONNX files from MMDeploy and rtmlib call them ``simcc_x`` and
+      ``simcc_y``); decoded by MMPose's ``SimCCLabel.decode`` (argmax per axis / split ratio; score = the smaller of
+      the two maxima). An RTMPose card (MMDeploy's ONNX takes the normalised float image, NCHW RGB)::
+
+        {"schema_version": 1, "name": "rtmpose-m", "model_file": "end2end.onnx",
+         "input": {"name": "input", "width": 192, "height": 256, "layout": "NCHW", "dtype": "float32",
+                   "color": "RGB", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
+         "output": {"name": "simcc_x", "y_name": "simcc_y", "kind": "simcc", "split_ratio": 2.0},
+         "keypoints": {"name": "coco17", "names": ["nose", ...]}}
 
 :meth:`ModelCard.decode` is the one decode of model outputs (with the flip test merged in), used by the
 service and by the torch model alike; :meth:`InputSpec.prepare` is the one numpy input preparation for
@@ -42,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from core.precision import CARD_PRECISIONS
-from models.codecs import decode_heatmaps, flip_back_heatmaps, flip_back_keypoints
+from models.codecs import SimCCLabel, decode_heatmaps, flip_back_heatmaps, flip_back_keypoints, flip_back_simcc
 from models.heads import head_kind
 from models.keypoints import COCO17_NAMES, KeypointSchema, flip_indices, get_schema, schema_for_names
 
@@ -50,7 +60,7 @@ CARD_SCHEMA_VERSION = 1
 _LAYOUTS = ("NCHW", "NHWC")
 _DTYPES = ("uint8", "float32", "float16", "int32")
 _COLORS = ("RGB", "BGR")
-_KINDS = ("keypoints", "heatmap")
+_KINDS = ("keypoints", "heatmap", "simcc")
 _ORDERS = ("xy", "yx")
 _UNITS = ("input_pixels", "normalized")
 
@@ -102,11 +112,14 @@ class InputSpec:
 
 @dataclass
 class OutputSpec:
-    """Model output: tensor name, kind (``keypoints`` / ``heatmap``), coordinate order and units.
+    """Model output: tensor name, kind (``keypoints`` / ``heatmap`` / ``simcc``), coordinate order and units.
 
     ``flip_shift``: how the flip test maps a flipped crop back: heatmaps move one pixel right after
     mirroring (MMPose ``shift_heatmap``), coordinates map ``x -> w - 1 - x`` (MMPose ``shift_coords``);
-    False: no shift, ``x -> w - x``.
+    False: no shift, ``x -> w - x``. SimCC ignores it (MMPose reverses the x vectors, ``flip_vectors``).
+
+    ``y_name`` and ``split_ratio`` belong to the ``simcc`` kind only (both required there): the y-vector output's
+    name (``name`` is the x vectors') and the bins per crop pixel (MMPose ``simcc_split_ratio``, 2.0 for RTMPose).
     """
 
     name: str
@@ -114,6 +127,13 @@ class OutputSpec:
     coord_order: str = "xy"
     coord_units: str = "input_pixels"
     flip_shift: bool = True
+    y_name: str | None = None
+    split_ratio: float | None = None
+
+    @property
+    def tensor_names(self) -> tuple[str, ...]:
+        """The model outputs the decode reads, in order: ``(name,)``, or ``(name, y_name)`` for ``simcc``."""
+        return (self.name, self.y_name) if self.kind == "simcc" else (self.name,)
 
 
 @dataclass
@@ -171,15 +191,17 @@ class ModelCard:
             pairs = self.schema.flip_pairs
         return None if pairs is None else flip_indices(len(self.keypoint_names), [tuple(p) for p in pairs])
 
-    def decode(self, output: np.ndarray, output_flipped: np.ndarray | None = None) -> np.ndarray:
+    def decode(self, output, output_flipped=None) -> np.ndarray:
         """Model output -> keypoints in crop pixels, with the flip test merged in when ``output_flipped`` is given.
 
         Args:
             output: the output tensor for B crops: ``keypoints`` kind [B, K, 2 | 3] or [B, 1, K, 2 | 3];
-                ``heatmap`` kind [B, K, H, W].
-            output_flipped: the same tensor for the horizontally mirrored crops, or None. Heatmaps are
-                flipped back and averaged before the decode (MMPose); coordinates are decoded, flipped back
-                (:func:`models.codecs.flip_back_keypoints`) and averaged, scores included.
+                ``heatmap`` kind [B, K, H, W]; ``simcc`` kind the pair (x vectors [B, K, Wx], y vectors [B, K, Wy])
+                in the order of :attr:`OutputSpec.tensor_names`.
+            output_flipped: the same tensor(s) for the horizontally mirrored crops, or None. Heatmaps are
+                flipped back and averaged before the decode (MMPose); SimCC vectors likewise (x reversed, joints
+                reordered: :func:`models.codecs.flip_back_simcc`, as ``RTMCCHead.predict``); coordinates are decoded,
+                flipped back (:func:`models.codecs.flip_back_keypoints`) and averaged, scores included.
 
         Returns:
             float32 [B, K, 3]: x, y in crop pixels (MMPose convention), score (1.0 when the model gives none).
@@ -193,6 +215,8 @@ class ModelCard:
             if flip_index is None:
                 raise ValueError(f"card {self.name!r} defines no flip pairs (keypoints.flip_pairs): no flip test")
         w, h = self.input_size
+        if self.output.kind == "simcc":
+            return self._decode_simcc(output, output_flipped, flip_index)
         if self.output.kind == "heatmap":
             hm = _as_float(output)
             if output_flipped is not None:
@@ -209,6 +233,20 @@ class ModelCard:
                 raise ValueError(f"flipped output {list(flipped.shape)} != output {list(kpts.shape)}")
             kpts = (kpts + flipped) * 0.5
         return kpts.astype(np.float32)
+
+    def _decode_simcc(self, output, output_flipped, flip_index: np.ndarray | None) -> np.ndarray:
+        """SimCC decode (MMPose ``RTMCCHead.predict`` + ``SimCCLabel.decode``): float32 [B, K, 3] (float64 inputs are
+        averaged in float64; the coordinates are float32 in MMPose too)."""
+        sx, sy = _simcc_pair(output)
+        if output_flipped is not None:
+            fx, fy = flip_back_simcc(*_simcc_pair(output_flipped), flip_index)
+            if fx.shape != sx.shape or fy.shape != sy.shape:
+                raise ValueError(
+                    f"flipped outputs {list(fx.shape)} / {list(fy.shape)} != outputs {list(sx.shape)} / {list(sy.shape)}"
+                )
+            sx, sy = (sx + fx) * 0.5, (sy + fy) * 0.5
+        keypoints, scores = SimCCLabel(self.input_size, self.output.split_ratio).decode(sx, sy)
+        return np.concatenate([keypoints, scores[..., None].astype(np.float32)], axis=-1)
 
     def _decode_keypoints(self, output: np.ndarray) -> np.ndarray:
         """[B, K, 3] x, y crop pixels, score, in the output's float precision (float64 stays float64)."""
@@ -246,6 +284,16 @@ class ModelCard:
         for name, value, allowed in checks:
             if value not in allowed:
                 raise ModelCardError(f"model card field {name}={value!r} must be one of {list(allowed)}")
+        if self.output.kind == "simcc":
+            if not self.output.y_name:
+                raise ModelCardError("model card field output.y_name (the y vectors' output) is required for simcc")
+            ratio = self.output.split_ratio
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
+                raise ModelCardError(f"model card field output.split_ratio={ratio!r} must be a positive number")
+        elif self.output.y_name is not None or self.output.split_ratio is not None:
+            raise ModelCardError(
+                f"model card fields output.y_name / output.split_ratio belong to kind simcc, not {self.output.kind}"
+            )
         if self.input.width <= 0 or self.input.height <= 0:
             raise ModelCardError(f"model card input size {self.input_size} must be positive")
         for key in ("mean", "std"):
@@ -268,6 +316,9 @@ class ModelCard:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("path")
+        for key in ("y_name", "split_ratio"):  # simcc's fields: other kinds' cards stay as they were
+            if d["output"][key] is None:
+                d["output"].pop(key)
         return d
 
     def save(self, path: str | Path) -> Path:
@@ -308,6 +359,17 @@ class ModelCard:
         except json.JSONDecodeError as exc:
             raise ModelCardError(f"model card {path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data, path=path.resolve())
+
+
+def _simcc_pair(output) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) SimCC vectors of a simcc output, as floats (:func:`_as_float`).
+
+    Raises:
+        ValueError: not a pair of arrays.
+    """
+    if not isinstance(output, (tuple, list)) or len(output) != 2:
+        raise ValueError("a simcc card decodes the pair (x vectors [B, K, Wx], y vectors [B, K, Wy])")
+    return _as_float(output[0]), _as_float(output[1])
 
 
 def _as_float(a) -> np.ndarray:

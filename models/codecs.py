@@ -12,8 +12,12 @@
   Follows ``mmpose/codecs/msra_heatmap.py``, ``mmpose/codecs/utils/gaussian_heatmap.py``
   (``generate_gaussian_heatmaps``), ``mmpose/codecs/utils/post_processing.py``
   (``get_heatmap_maximum``) and ``mmpose/codecs/utils/refinement.py`` (``refine_keypoints``).
-* Flip test: :func:`flip_back_heatmaps` and :func:`flip_back_keypoints` map the output of a horizontally
-  flipped crop back (MMPose ``mmpose/models/utils/tta.py``). This is the one implementation: the service
+* :class:`SimCCLabel` — the coordinate-classification codec of SimCC / RTMPose (decode only: the service's and the
+  golden tests' side): per-axis argmax of the 1-D x and y vectors divided by the split ratio; score = the smaller of
+  the two maxima. Follows ``mmpose/codecs/simcc_label.py`` (``use_dark=False``, ``decode_visibility=False``: RTMPose's
+  configs) and ``mmpose/codecs/utils/post_processing.py`` (``get_simcc_maximum``).
+* Flip test: :func:`flip_back_heatmaps`, :func:`flip_back_keypoints` and :func:`flip_back_simcc` map the output of a
+  horizontally flipped crop back (MMPose ``mmpose/models/utils/tta.py``). This is the one implementation: the service
   (``models.card.ModelCard.decode``) and the torch model (``TopdownPoseModel.predict_keypoints``) both
   call it; exported graphs contain the network only.
 
@@ -372,3 +376,110 @@ def flip_back_keypoints(
     out = np.array(np.asarray(keypoints)[:, flip_index], copy=True)
     out[..., 0] = (input_width - 1 if shift else input_width) - out[..., 0]
     return out
+
+
+def get_simcc_maximum(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Argmax location and value of SimCC vectors (MMPose ``get_simcc_maximum``, ``apply_softmax=False``).
+
+    The location is the first maximum of each axis (``np.argmax``: ties go to the lower index); the value is the
+    smaller of the x and y maxima (MMPose 1.3.2 keeps ``max_val_y`` where ``max_val_x > max_val_y``; rtmlib's copy
+    averages the two instead); where that value is <= 0 both coordinates become -1.
+
+    Args:
+        simcc_x: float [K, Wx] or [N, K, Wx] (x classification over ``w * split_ratio`` bins).
+        simcc_y: float [K, Wy] or [N, K, Wy], the same leading shape.
+
+    Returns:
+        locs float32 [K, 2] / [N, K, 2] (x, y bin indices, -1 where the value is <= 0); vals [K] / [N, K] in the
+        vectors' dtype.
+
+    Raises:
+        ValueError: not 2-D / 3-D, or the leading shapes differ.
+    """
+    sx, sy = np.asarray(simcc_x), np.asarray(simcc_y)
+    if sx.ndim not in (2, 3) or sy.ndim != sx.ndim or sx.shape[:-1] != sy.shape[:-1]:
+        raise ValueError(
+            f"simcc_x / simcc_y must be [K, W] or [N, K, W] with the same N, K, got {list(sx.shape)} / {list(sy.shape)}"
+        )
+    lead = sx.shape[:-1]
+    fx, fy = sx.reshape(-1, sx.shape[-1]), sy.reshape(-1, sy.shape[-1])
+    locs = np.stack((np.argmax(fx, axis=1), np.argmax(fy, axis=1)), axis=-1).astype(np.float32)
+    vals = np.minimum(np.amax(fx, axis=1), np.amax(fy, axis=1))
+    locs[vals <= 0.0] = -1
+    return locs.reshape(*lead, 2), vals.reshape(lead)
+
+
+class SimCCLabel:
+    """SimCC codec, decode side (MMPose ``SimCCLabel`` with ``use_dark=False``, ``decode_visibility=False``).
+
+    Args:
+        input_size: (w, h) of the crop, e.g. (192, 256) for RTMPose.
+        split_ratio: bins per crop pixel (MMPose ``simcc_split_ratio``; 2.0 in RTMPose's configs), so the vectors
+            are ``round(w * split_ratio)`` and ``round(h * split_ratio)`` long.
+
+    Raises:
+        ValueError: a non-positive size or split ratio.
+    """
+
+    def __init__(self, input_size: tuple[int, int], split_ratio: float = 2.0):
+        self.input_size = _as_size(input_size, "input_size")
+        self.split_ratio = float(split_ratio)
+        if not self.split_ratio > 0:
+            raise ValueError(f"split_ratio must be positive, got {split_ratio!r}")
+
+    @property
+    def vector_sizes(self) -> tuple[int, int]:
+        """(Wx, Wy): lengths of the x and y vectors (MMPose ``np.around(w * simcc_split_ratio)``)."""
+        w, h = self.input_size
+        return int(np.around(w * self.split_ratio)), int(np.around(h * self.split_ratio))
+
+    def decode(self, simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SimCC vectors -> crop pixels.
+
+        Args:
+            simcc_x: float [K, Wx] (one instance) or [N, K, Wx].
+            simcc_y: float [K, Wy] or [N, K, Wy].
+
+        Returns:
+            keypoints float32 [1, K, 2] / [N, K, 2] in crop pixels (bin index / split ratio; -1 / split ratio where
+            the score is <= 0, as MMPose), scores [1, K] / [N, K] (:func:`get_simcc_maximum`, the vectors' dtype).
+
+        Raises:
+            ValueError: shapes that are not [N, K, W], or vector lengths other than :attr:`vector_sizes`.
+        """
+        sx, sy = np.asarray(simcc_x), np.asarray(simcc_y)
+        if sx.ndim == 2 and sy.ndim == 2:
+            sx, sy = sx[None], sy[None]
+        if sx.ndim != 3 or sy.ndim != 3:
+            raise ValueError(f"simcc_x / simcc_y must be [N, K, W], got {list(sx.shape)} / {list(sy.shape)}")
+        if (sx.shape[-1], sy.shape[-1]) != self.vector_sizes:
+            raise ValueError(
+                f"SimCC vectors are {sx.shape[-1]} (x) and {sy.shape[-1]} (y) long; a {self.input_size[0]}x"
+                f"{self.input_size[1]} crop at split ratio {self.split_ratio:g} gives {self.vector_sizes}"
+            )
+        keypoints, scores = get_simcc_maximum(sx, sy)
+        keypoints /= np.float32(self.split_ratio)
+        return keypoints, scores
+
+
+def flip_back_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, flip_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SimCC vectors predicted on horizontally flipped crops -> the original crops (MMPose ``flip_vectors`` in
+    ``mmpose/models/utils/tta.py``, as ``RTMCCHead.predict`` / ``SimCCHead.predict`` use it).
+
+    The x vectors are reversed (bin i -> bin Wx - 1 - i; no shift, unlike heatmaps) and both are reordered by
+    ``flip_index``; the caller averages them with the unflipped vectors before the decode.
+
+    Args:
+        simcc_x: float [B, K, Wx]; simcc_y: float [B, K, Wy].
+        flip_index: int [K] (:func:`models.keypoints.flip_indices`).
+
+    Returns:
+        (x float [B, K, Wx], y float [B, K, Wy]), same dtypes, contiguous.
+
+    Raises:
+        ValueError: not 3-D.
+    """
+    sx, sy = np.asarray(simcc_x), np.asarray(simcc_y)
+    if sx.ndim != 3 or sy.ndim != 3:
+        raise ValueError(f"simcc_x / simcc_y must be [B, K, W], got {list(sx.shape)} / {list(sy.shape)}")
+    return np.ascontiguousarray(sx[:, flip_index, ::-1]), np.ascontiguousarray(sy[:, flip_index])

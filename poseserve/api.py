@@ -93,7 +93,8 @@ class PoseEstimator:
         Args:
             pose: a pose model card (``.json``), ONNX (with its card beside it), OpenVINO / TensorRT file, or a
                 checkpoint (``.pth``, ours or MMPose's: exported to ONNX once and cached, needs the ``export``
-                extra); None: the default pose model (MMPose's ``ipr_res50_debias``).
+                extra), or a zoo name (``pose-zoo list``: ``"td-reg_res50_rle"``; exported into the cache once, as
+                ``pose-serve --pose NAME``); None: the default pose model (MMPose's ``ipr_res50_debias``).
             detector: a person detector ONNX / engine; None: the default detector. Both None: the default models,
                 prepared in the cache (``~/.cache/poseserve``) on first use as ``pose-serve`` does.
             **settings: any setting by its lower-case name (``runtime="openvino"``, ``flip_test=True``,

@@ -1,6 +1,7 @@
 """``pose-serve``: start the HTTP service with uvicorn.
 
     pose-serve --detector yolov8n.onnx --pose movenet.json --port 8000
+    pose-serve --pose td-reg_res50_rle          # a zoo name: exported into the cache on first start
 
 Every option is a :class:`core.settings.Settings` field (``POSE_<FIELD>`` in the environment;
 options override it). With no model paths, the default models are looked up in the cache, and
@@ -33,7 +34,7 @@ from core.settings import (
     SERVE_FIELDS,
     VIDEO_FIELDS,
 )
-from inference.default_models import check_model_files, resolve_models
+from inference.default_models import check_model_files, prepare_engines, resolve_models
 from service.observability import configure_logging
 
 #: Exit status of a usage error (argparse's own) and of a failure (a model that cannot be found).
@@ -91,6 +92,7 @@ SERVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gpu_arena_extend_strategy",
             "trt_precision",
             "trt_opt_batch_size",
+            "build_engines",
             "warmup_batch_sizes",
         ),
     ),
@@ -103,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Serve top-down pose estimation over HTTP.",
         epilog="With no --detector / --pose, the default models are taken from the cache; missing ones are prepared "
         "by running `pose-export defaults` as a subprocess (needs the export extra; --no-prepare-defaults: never), "
-        "and a checkpoint given as --pose (.pth) is converted once by `pose-export pose` the same way. The server "
+        "and a checkpoint given as --pose (.pth) is converted once by `pose-export pose` the same way, as is a zoo "
+        "name given as --pose (`pose-zoo list`, e.g. --pose td-reg_res50_rle; cached in <cache>/pose/). The server "
         "process itself never imports the export package or torch.",
     )
     add_version_option(p)
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_models(settings)
         if settings.exit_on_load_failure:  # fail before the port is bound; otherwise /readyz says 503
             check_model_files(settings)
+        prepare_engines(settings)  # runtime tensorrt: missing engines built before the port is bound
     except ModelLoadError as exc:
         print(f"pose-serve: {exc}", file=sys.stderr)
         return EXIT_FAILURE

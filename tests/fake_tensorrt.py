@@ -65,6 +65,7 @@ class Logger:
 class BuilderFlag(Enum):
     FP16 = 0
     TF32 = 1
+    VERSION_COMPATIBLE = 2
 
 
 class MemoryPoolType(Enum):
@@ -153,6 +154,26 @@ class BuilderConfig:
         self.profiles.append(profile)
         return len(self.profiles) - 1
 
+    def create_timing_cache(self, data: bytes):
+        return TimingCache(bytes(data))
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        self.timing_cache = cache
+        return True
+
+    def get_timing_cache(self):
+        return getattr(self, "timing_cache", None)
+
+
+class TimingCache:
+    """TensorRT's ITimingCache: serialized timings; a build adds its own (here: one line per build)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def serialize(self) -> bytes:
+        return self.data
+
 
 class Builder:
     def __init__(self, logger):
@@ -168,6 +189,8 @@ class Builder:
         return OptimizationProfile()
 
     def build_serialized_network(self, network, config):
+        if getattr(config, "timing_cache", None) is not None:
+            config.timing_cache.data += f"timings of {[t.name for t in network.inputs]}\n".encode()
         profile = config.profiles[0].shapes if config.profiles else {}
         engine = {
             "inputs": [
@@ -256,12 +279,16 @@ class Engine:
 class Runtime:
     def __init__(self, logger):
         self.logger = logger
+        self.engine_host_code_allowed = False
 
     def deserialize_cuda_engine(self, data: bytes):
         try:
-            return Engine(json.loads(data))
+            engine = json.loads(data)
         except ValueError:
             return None  # what TensorRT returns for a foreign engine
+        if "VERSION_COMPATIBLE" in engine.get("built_with", {}).get("flags", []) and not self.engine_host_code_allowed:
+            return None  # TensorRT refuses a version-compatible plan's lean runtime unless host code is allowed
+        return Engine(engine)
 
 
 # ---------------------------------------------------------------------------------------------------- cuda-python

@@ -1,5 +1,7 @@
-// poseserve demo page: an image (POST /pose), a video (POST /pose/video, NDJSON read as it streams) or the webcam
-// (the /pose/stream WebSocket, one frame in flight), skeletons drawn on #overlay. No dependencies, no build step.
+// poseserve demo page: an image (POST /v1/pose), a video (POST /v1/pose/video, NDJSON read as it streams) or the
+// webcam (the /v1/pose/stream WebSocket, one frame in flight), skeletons drawn on #overlay. No dependencies, no build
+// step. Every URL is relative to the page's <base href> (the server writes its root_path there), so the page works
+// behind a proxy prefix.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -26,6 +28,13 @@
     last: null, header: null, summary: null, models: null, framesDrawn: 0, framesAnswered: 0, framesSent: 0,
     persons: 0, personsTotal: 0, trackIds: [], errors: 0, state: "loading",
   });
+
+  // A WebSocket URL for a path relative to the page's base (http -> ws, https -> wss).
+  function wsURL(path) {
+    const url = new URL(path, document.baseURI);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
 
   function setState(state, text) {
     document.body.dataset.state = demo.state = state;
@@ -57,7 +66,7 @@
   async function waitReady() {
     for (;;) {
       let res;
-      try { res = await fetch("/readyz", { cache: "no-store" }); } catch (e) {
+      try { res = await fetch("readyz", { cache: "no-store" }); } catch (e) {
         setState("error", "Server unreachable; retrying…");
         await sleep(2000);
         continue;
@@ -71,7 +80,7 @@
   }
 
   async function loadModels() {
-    const res = await fetch("/v1/models", { headers: authHeaders() });
+    const res = await fetch("v1/models", { headers: authHeaders() });
     if (!res.ok) throw await errorOf(res);
     const m = (demo.models = await res.json());
     setNames(m.keypoints.keypoint_names);
@@ -222,7 +231,7 @@
       setState("busy", `Sending ${file.name}…`);
       const body = new FormData();
       body.append("file", file, file.name);
-      const res = await fetch("/pose", { method: "POST", body, headers: authHeaders() });
+      const res = await fetch("v1/pose", { method: "POST", body, headers: authHeaders() });
       if (!res.ok) throw await errorOf(res);
       const r = await res.json();
       if (mine !== job) return;
@@ -250,7 +259,7 @@
       if (mf >= 1) q.set("max_frames", mf);
       const body = new FormData();
       body.append("file", file, file.name);
-      const res = await fetch("/pose/video?" + q, { method: "POST", body, headers: authHeaders() });
+      const res = await fetch("v1/pose/video?" + q, { method: "POST", body, headers: authHeaders() });
       if (!res.ok) throw await errorOf(res);
       const reader = res.body.getReader();
       const dec = new TextDecoder();
@@ -330,7 +339,7 @@
     if (c.stopped) return;
     const q = streamOptions();
     if (apiKey) q.set("api_key", apiKey);
-    const ws = (c.ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/pose/stream?${q}`));
+    const ws = (c.ws = new WebSocket(wsURL(`v1/pose/stream?${q}`)));
     let opened = false;
     setState("busy", "Connecting the webcam stream…");
     ws.onopen = () => {

@@ -1,6 +1,7 @@
 """Every third-party module that core, inference and service import is declared in pyproject.toml: in the base
-dependencies or an extra that installs the serving path (serve, serve-gpu, video, tensorrt, openvino), so an image
-never runs on a module that arrived by chance as some other package's dependency."""
+dependencies or an extra that installs the serving path (serve, serve-gpu, video, tensorrt, openvino) or the Ray
+runner of the engine (ray: ``pose-predict --runner ray``), so an image never runs on a module that arrived by chance as
+some other package's dependency."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ try:
 except ImportError:  # pragma: no cover
     tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
 
-FIRST_PARTY = {"core", "models", "inference", "service", "export", "evaluation", "training"}
-SERVING_EXTRAS = ("serve", "serve-gpu", "video", "tensorrt", "openvino")
+FIRST_PARTY = {"core", "models", "inference", "service", "export", "evaluation", "training", "poseserve"}
+SERVING_EXTRAS = ("serve", "serve-gpu", "video", "tensorrt", "openvino", "otel", "client", "ray")
 #: import name -> distribution for the modules of GPU / optional wheels that may be absent here
 KNOWN_DISTRIBUTIONS = {"tensorrt": "tensorrt-cu12", "cuda": "cuda-python", "onnxruntime": "onnxruntime"}
 
@@ -48,7 +49,7 @@ def _declared() -> set[str]:
     return {canonicalize_name(Requirement(r).name) for r in reqs}
 
 
-@pytest.mark.parametrize("package", ["core", "inference", "service"])
+@pytest.mark.parametrize("package", ["core", "inference", "service", "poseserve"])
 def test_every_third_party_import_is_declared(package):
     declared = _declared()
     distributions = importlib.metadata.packages_distributions()

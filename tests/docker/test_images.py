@@ -122,16 +122,17 @@ def test_each_lock_satisfies_pyproject_and_pins_every_requirement(image, extras)
             assert req.specifier.contains(locked[name], prereleases=True), f"{image}: {name} {locked[name]} vs {req}"
 
 
-def test_pyproject_gpu_ranges_exclude_the_cuda_11_and_cuda_13_builds():
-    """onnxruntime-gpu 1.18 on PyPI is a CUDA 11.8 build (falls back to CPU on CUDA 12 + cuDNN 9), 1.24.1+ links
-    CUDA 12.8 / 13; cuda-python 13 drops ``cuda.cudart``; TensorRT 11 drops the API used here."""
+def test_pyproject_gpu_ranges_are_the_tested_releases():
+    """Issue 21, defect 5: the pip ranges are what the images pin (onnxruntime-gpu 1.22, whose TensorRT EP is built
+    with TensorRT 10.9; TensorRT 10.9), not 1.23 / 10.16. onnxruntime-gpu 1.18 on PyPI is a CUDA 11.8 build, 1.24.1+
+    links CUDA 12.8 / 13; cuda-python 13 drops ``cuda.cudart``; cuda-python 12.6 shipped cuda/bindings itself
+    (12.8+ is a metapackage of cuda-bindings, named below 13 so that PyPI's CUDA 13 torch cannot join it)."""
     reqs = {r.name.lower(): r.specifier for r in _requirements()["serve-gpu"] + _requirements()["tensorrt"]}
     ort, cuda_python, trt = reqs["onnxruntime-gpu"], reqs["cuda-python"], reqs["tensorrt-cu12"]
-    assert (
-        not ort.contains("1.18.1") and ort.contains("1.19.0") and ort.contains("1.23.2") and not ort.contains("1.24.1")
-    )
-    assert cuda_python.contains("12.6.2.post1") and not cuda_python.contains("13.0.0")
-    assert trt.contains("10.9.0.34") and not trt.contains("11.0.0")
+    assert ort.contains("1.22.0") and not ort.contains("1.19.0") and not ort.contains("1.23.2")
+    assert cuda_python.contains("12.9.7") and not cuda_python.contains("12.6.2.post1")
+    assert not cuda_python.contains("13.0.0") and not reqs["cuda-bindings"].contains("13.0.3")
+    assert trt.contains("10.9.0.34") and not trt.contains("10.16.0.72") and not trt.contains("11.0.0")
     assert "onnxruntime" not in {r.name.lower() for r in _requirements()["serve-gpu"]}  # never both
 
 
@@ -141,8 +142,10 @@ def test_one_cuda_stack_in_every_gpu_image():
         p = pins(image)
         assert p["onnxruntime-gpu"] == Version("1.22.0") and "onnxruntime" not in p  # never both
         assert p["tensorrt-cu12"] == p["tensorrt-cu12-libs"] == p["tensorrt-cu12-bindings"] == Version("10.9.0.34")
-        assert Version("12.6") <= p["cuda-python"] < Version("13")
-        assert not any(n.startswith("nvidia-") or n.endswith("-cu13") for n in p)
+        assert Version("12.8") <= p["cuda-python"] < Version("13") and p["cuda-bindings"] == p["cuda-python"]
+        # the one nvidia- wheel: the CUDA runtime tensorrt-cu12-libs pulls, pinned to the base image's CUDA 12.6
+        assert [n for n in p if n.startswith("nvidia-")] == ["nvidia-cuda-runtime-cu12"]
+        assert p["nvidia-cuda-runtime-cu12"].release[:2] == (12, 6) and not any(n.endswith("-cu13") for n in p)
     assert pins("serve-cpu")["onnxruntime"] == pins("export")["onnxruntime"] == Version("1.22.0")
 
 
@@ -169,3 +172,25 @@ def test_compose_has_a_gpu_and_a_cpu_profile():
     for svc in services.values():
         context = (REPO_ROOT / "docker" / svc["build"]["context"]).resolve()
         assert context == REPO_ROOT.resolve() and (context / svc["build"]["dockerfile"]).is_file()
+
+
+def test_the_gpu_image_can_build_its_own_tensorrt_engines():
+    """Issue 21, defect 1: compose passes WITH_TENSORRT to the serve build, a one-shot `engines` service builds the
+    served models' engines with `pose-export engine --served` (torch-free: the tensorrt extra holds the lint's onnx and
+    onnx-graphsurgeon, pinned in the GPU lock), and the health check's start period covers a first engine build."""
+    compose = yaml.safe_load((REPO_ROOT / "docker" / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in ("pose", "engines"):
+        assert services[name]["build"]["target"] == "serve"
+        assert services[name]["build"]["args"]["WITH_TENSORRT"] == "${WITH_TENSORRT:-0}"
+    assert services["pose"]["environment"]["POSE_RUNTIME"] == "${POSE_RUNTIME:-onnxruntime}"
+    engines = services["engines"]
+    assert engines["command"][:3] == ["pose-export", "engine", "--served"] and engines["volumes"] == ["models:/models"]
+    assert engines["profiles"] == ["engines"] and engines["deploy"]["resources"]["reservations"]["devices"]
+    body = stages()["serve"][1]
+    assert re.search(r'"\$WITH_TENSORRT" = "1" \]; then\s*\\\n\s*pip install -c docker/constraints/serve-gpu.txt', body)
+    period = re.search(r"^HEALTHCHECK .*--start-period=(\d+)s", body, re.M)
+    assert period and int(period.group(1)) >= 900  # a ResNet-50 + YOLO fp16 build: minutes
+    for image in ("serve-gpu", "eval"):
+        assert {"onnx", "onnx-graphsurgeon"} <= set(pins(image))
+        assert not {"torch", "torchvision", "ultralytics"} & set(pins(image))

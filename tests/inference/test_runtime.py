@@ -48,6 +48,43 @@ def test_gpu_provider_silently_falling_back_is_an_error(yolo_onnx):
     assert rt.active_providers == ["CPUExecutionProvider"]
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available provider names")
+def test_default_gpu_provider_that_does_not_start_fails_with_the_reason(yolo_onnx, monkeypatch):
+    """Issue 21, defect 4: onnxruntime-gpu always lists the CUDA provider, so with no providers named the CUDA EP is
+    the default choice; when it does not start (no CUDA 12 / cuDNN 9, no GPU) the session silently runs on the CPU.
+    That is now a ProviderFallbackError with the loader's reason, unless POSE_ALLOW_PROVIDER_FALLBACK.
+
+    Mocked: only ``get_available_providers`` (what onnxruntime-gpu would list; no GPU package can be installed here);
+    the session is real, and onnxruntime's CPU package falls back exactly as the GPU package does without CUDA."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed: its real fallback is covered by the test above")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert resolve_providers(None) == (["CUDAExecutionProvider", "CPUExecutionProvider"], False)
+    with pytest.raises(ProviderFallbackError, match="chosen by default") as err:
+        OrtRuntime(yolo_onnx)
+    # the reason, in the loader's words (here: the CPU package has no CUDA provider library), and what to run
+    assert "libonnxruntime_providers_cuda.so" in str(err.value)
+    assert "POSE_PROVIDERS=CPUExecutionProvider" in str(err.value) and "POSE_ALLOW_PROVIDER_FALLBACK=1" in str(
+        err.value
+    )
+    with pytest.raises(ProviderFallbackError):
+        create_runtime(yolo_onnx, Settings())
+    rt = create_runtime(yolo_onnx, Settings(allow_provider_fallback=True))
+    assert rt.active_providers == ["CPUExecutionProvider"] and not rt.on_gpu
+
+
+def test_provider_load_error_names_the_missing_library(tmp_path):
+    """The reason given by ProviderFallbackError: the dynamic loader's message for the provider library."""
+    from inference.cuda_stack import provider_load_error
+
+    assert provider_load_error("CPUExecutionProvider") is None
+    assert "has no libonnxruntime_providers_cuda.so" in provider_load_error("CUDAExecutionProvider", tmp_path)
+    (tmp_path / "libonnxruntime_providers_cuda.so").write_bytes(b"not an ELF file")
+    assert "does not load" in provider_load_error("CUDAExecutionProvider", tmp_path)
+
+
 def test_missing_and_corrupt_model_files(tmp_path):
     with pytest.raises(ModelLoadError, match="not found"):
         OrtRuntime(tmp_path / "nope.onnx")

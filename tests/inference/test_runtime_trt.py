@@ -168,3 +168,54 @@ def test_the_pose_batch_is_clamped_to_the_engine_profile(fake, tmp_path, caplog)
         assert pipe.pose.warmup_batch_sizes("auto") == [1, 2, 4]  # the profile's min / opt / max
     finally:
         pipe.close()
+
+
+def test_version_compatible_engines_say_where_they_load(fake, tmp_path):
+    """Issue 21, defect 5: a plan loads only with the TensorRT that built it, unless built version-compatible (then
+    the runtime must allow its lean runtime's host code). The sidecar (copied into Triton repositories as engine.json)
+    says which. TensorRT is faked (tests/fake_tensorrt.py: no GPU here); its Runtime refuses a version-compatible plan
+    unless ``engine_host_code_allowed``, as TensorRT's docs say."""
+    from export.tensorrt import EngineCache, EngineSpec, build_engine
+    from inference.runtime_trt import TrtRuntime, read_sidecar
+
+    onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
+    plain = build_engine(onnx_path, tmp_path / "plain.engine", EngineSpec("fp16", (1, 2, 4)))
+    meta = read_sidecar(plain)
+    assert meta["version_compatible"] is False and f"TensorRT {fake.__version__} exactly" in meta["loads_with"]
+    assert "Triton: the release whose TensorRT is" in meta["loads_with"]
+    vc = EngineCache(CacheLayout(tmp_path)).get_or_build(
+        onnx_path, EngineSpec("fp16", (1, 2, 4), version_compatible=True)
+    )
+    assert vc.name.endswith("-vc.engine")
+    meta = read_sidecar(vc)
+    assert meta["version_compatible"] is True and "version-compatible=true" in meta["loads_with"]
+    rt = TrtRuntime(vc)
+    assert rt._runtime.engine_host_code_allowed and rt.run({"crops": np.zeros((2, 4, 4, 3), np.uint8)})[0].shape[0] == 2
+    assert not TrtRuntime(plain)._runtime.engine_host_code_allowed
+
+
+def test_the_engine_cache_keeps_tensorrt_timing_cache(fake, tmp_path):
+    """Issue 21, item 6: the second engine built on a GPU / TensorRT version reuses the first build's kernel timings
+    (TensorRT's timing cache, a file beside the engines). TensorRT is faked (no GPU here)."""
+    from export.tensorrt import EngineCache, EngineSpec
+    from inference.runtime_trt import read_sidecar
+
+    onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
+    cache = EngineCache(CacheLayout(tmp_path))
+    fp32 = cache.get_or_build(onnx_path, EngineSpec("fp32", (1, 2, 4)))
+    timing = fp32.parent / "timing.cache"
+    assert timing.read_bytes().count(b"timings") == 1 and read_sidecar(fp32)["timing_cache_reused"] is False
+    fp16 = cache.get_or_build(onnx_path, EngineSpec("fp16", (1, 2, 4)))
+    assert read_sidecar(fp16)["timing_cache_reused"] is True and timing.read_bytes().count(b"timings") == 2
+
+
+def test_a_missing_engine_names_commands_that_run_where_the_server_runs(fake, tmp_path):
+    """Issue 21, defect 1: the message names `pose-export engine` (torch-free: the tensorrt extra, the GPU image built
+    with WITH_TENSORRT=1) and the compose one-shot, not a command only the export image could run. TensorRT faked."""
+    from inference.runtime_trt import TrtRuntime
+
+    onnx_path = tiny_pose_onnx(tmp_path / "pose.onnx")
+    with pytest.raises(ModelLoadError, match="no TensorRT engine cached") as err:
+        TrtRuntime(onnx_path, cache=CacheLayout(tmp_path / "cache"))
+    msg = str(err.value)
+    assert f"pose-export engine {onnx_path}" in msg and "run --rm engines" in msg and "POSE_BUILD_ENGINES" in msg

@@ -101,3 +101,23 @@ def synthetic_image(height: int = 240, width: int = 320) -> np.ndarray:
     ):
         img[(xx - cx) ** 2 + (yy - cy) ** 2 < rad**2] = col
     return img.astype(np.uint8)
+
+
+def simcc_vectors(name: str, shape: tuple[int, ...], levels: int = 0) -> np.ndarray:
+    """Named SimCC-like vectors [..., W] (float64), seeded by ``name``, computed with + - * / only (no ``np.exp``,
+    whose last bit may differ between numpy builds), so both sides rebuild the same bits and store none of them.
+
+    ``levels`` 0: uniform noise in [-0.05, 0.2) plus one parabolic bump per row (height 0.3..1.2, half-width 4..16
+    bins, centre -5..W+5, so some maxima sit on a border); ``levels`` n > 0: integers 0..n-1 (many ties).
+    Independent of :data:`RECIPE_VERSION`'s parameter rules (added with the SimCC goldens; no earlier value changes).
+    """
+    rng = _rng(name)
+    shape = tuple(int(s) for s in shape)
+    if levels:
+        return rng.randint(0, levels, size=shape).astype(np.float64)
+    length = shape[-1]
+    centre = rng.uniform(-5, length + 5, size=(*shape[:-1], 1))
+    half = rng.uniform(4, 16, size=(*shape[:-1], 1))
+    height = rng.uniform(0.3, 1.2, size=(*shape[:-1], 1))
+    bump = height * np.maximum(0.0, 1.0 - ((np.arange(length) - centre) / half) ** 2)
+    return rng.uniform(-0.05, 0.2, size=shape) + bump

@@ -128,3 +128,71 @@ def test_card_for_config_describes_the_exported_graph():
     # a card without flip pairs but with MPII's names takes the schema's pairs
     bare = ModelCard.from_dict({**mpii.to_dict(), "keypoints": {"name": "mpii16", "names": list(MPII16.names)}})
     assert bare.flip_index.tolist() == MPII16.flip_index().tolist()
+
+
+def _simcc_card(**out) -> ModelCard:
+    spec = {"name": "simcc_x", "y_name": "simcc_y", "kind": "simcc", "split_ratio": 2.0, **out}
+    return ModelCard(
+        name="rtm",
+        model_file="end2end.onnx",
+        input=InputSpec(
+            name="input", width=192, height=256, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]
+        ),
+        output=OutputSpec(**spec),
+    )
+
+
+def test_simcc_card_decodes_argmax_over_split_ratio_and_the_smaller_maximum():
+    card = _simcc_card()
+    assert card.output.tensor_names == ("simcc_x", "simcc_y")
+    sx, sy = np.zeros((2, 17, 384), np.float32), np.zeros((2, 17, 512), np.float32)
+    sx[0, 3, 101], sy[0, 3, 7] = 0.8, 0.6  # x bin 101 -> 50.5 px, y bin 7 -> 3.5 px; score min(0.8, 0.6)
+    sx[1, 0, 383], sy[1, 0, 511] = 0.2, 0.9  # the last bins
+    sx[1, 1, [10, 20]] = 0.5  # a tie: the first index, as np.argmax / MMPose
+    sy[1, 1, 0] = 0.5
+    out = card.decode((sx, sy))
+    assert out.shape == (2, 17, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[0, 3], [50.5, 3.5, np.float32(0.6)])
+    np.testing.assert_array_equal(out[1, 0], [191.5, 255.5, np.float32(0.2)])
+    np.testing.assert_array_equal(out[1, 1], [5.0, 0.0, 0.5])
+    np.testing.assert_array_equal(out[0, 0], [-0.5, -0.5, 0.0])  # all-zero vectors: MMPose's -1 bin, score 0
+    with pytest.raises(ValueError, match="384 .x. and 512 .y. long"):
+        _simcc_card(split_ratio=1.5).decode((sx, sy))
+    with pytest.raises(ValueError, match="pair"):
+        card.decode(sx)
+
+
+def test_simcc_flip_test_reverses_x_vectors_and_swaps_joints_as_mmpose_flip_vectors():
+    card = _simcc_card()
+    rng = np.random.default_rng(3)
+    sx, sy = rng.random((2, 17, 384)), rng.random((2, 17, 512))
+    fx, fy = rng.random((2, 17, 384)), rng.random((2, 17, 512))
+    fi = flip_indices()
+    want = card.decode(((sx + fx[:, fi, ::-1]) * 0.5, (sy + fy[:, fi]) * 0.5))
+    np.testing.assert_array_equal(card.decode((sx, sy), (fx, fy)), want)
+    # a flipped crop predicting the exact mirror: the flip test returns the single pass
+    np.testing.assert_array_equal(card.decode((sx, sy), (sx[:, fi, ::-1], sy[:, fi])), card.decode((sx, sy)))
+    with pytest.raises(ValueError, match="flipped outputs"):
+        card.decode((sx, sy), (fx[..., :10], fy))
+
+
+def test_simcc_card_validation_and_round_trip(tmp_path):
+    card = _simcc_card()
+    back = ModelCard.load(card.save(tmp_path / "rtm.json"))
+    assert back == card and back.output.split_ratio == 2.0
+    for bad, match in (({"y_name": None}, "y_name"), ({"split_ratio": 0}, "split_ratio"),
+                       ({"split_ratio": None}, "split_ratio")):  # fmt: skip
+        with pytest.raises(ModelCardError, match=match):
+            _simcc_card(**bad)
+    with pytest.raises(ModelCardError, match="belong to kind simcc"):
+        _card(split_ratio=2.0)
+    assert "y_name" not in _card().to_dict()["output"]  # other kinds' cards are unchanged
+
+
+def test_simcc_non_finite_vectors_give_a_non_finite_score():
+    """NaN vectors (a broken model) must not decode to a plausible keypoint: the score is NaN, so the pipeline's
+    finiteness check drops that person."""
+    sx, sy = np.ones((1, 17, 384), np.float32), np.ones((1, 17, 512), np.float32)
+    sx[0, 2, 5] = np.nan
+    out = _simcc_card().decode((sx, sy))
+    assert np.isnan(out[0, 2, 2]) and np.isfinite(np.delete(out[0], 2, axis=0)).all()

@@ -27,11 +27,11 @@ def test_importing_the_service_leaves_torch_out():
 
 
 def test_importing_inference_and_core_leaves_torch_and_the_http_stack_out():
-    """The engine is HTTP-free: evaluation, quantisation and batch runners use it without FastAPI, Starlette,
-    uvicorn or torch."""
+    """The engine and the Python API are HTTP-free: evaluation, quantisation, batch runners and ``poseserve``'s users
+    run it without FastAPI, Starlette, uvicorn or torch."""
     code = (
-        "import sys, pkgutil, importlib, inference, core\n"
-        "for pkg in (inference, core):\n"
+        "import sys, pkgutil, importlib, inference, core, poseserve\n"
+        "for pkg in (inference, core, poseserve):\n"
         "    for m in pkgutil.iter_modules(pkg.__path__): importlib.import_module(pkg.__name__ + '.' + m.name)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'fastapi', 'starlette', 'uvicorn'))\n"
         "assert not bad, bad\n"

@@ -7,6 +7,7 @@ saved as a screenshot under ``test-artifacts/page/``. Without Chromium, chromedr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_page_served_and_switched_off(monkeypatch):
     with TestClient(create_app(Settings(), fake_pipeline())) as c:
         r = c.get("/")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-        assert 'id="overlay"' in r.text and "/static/app.js" in r.text
+        assert 'id="overlay"' in r.text and '<script src="static/app.js">' in r.text and '<base href="/">' in r.text
         for name in PAGE_FILES[1:]:
             assert c.get(f"/static/{name}").status_code == 200
     assert sum((STATIC_DIR / f).stat().st_size for f in PAGE_FILES) < 40_000  # small: no framework, no build
@@ -53,6 +54,21 @@ def test_page_served_and_switched_off(monkeypatch):
         assert c.get("/").status_code == 404
         assert c.get("/static/app.js").status_code == 404
         assert _ready(c).get("/readyz").status_code == 200  # the API is unaffected
+
+
+def test_page_urls_follow_the_root_path():
+    """Behind a proxy prefix (``POSE_ROOT_PATH``) the page's base is the prefix and every URL it uses is relative."""
+    with TestClient(create_app(Settings(), fake_pipeline()), root_path="/api/pose") as c:
+        text = c.get("/").text
+    assert '<base href="/api/pose/">' in text
+    for name in PAGE_FILES:
+        source = (STATIC_DIR / name).read_text(encoding="utf-8")
+        assert not re.search(
+            r"""(fetch\(|src=|href=|WebSocket\()\s*["'`]/(?!/)""", source.replace('<base href="/">', "")
+        ), name
+        assert "location.host" not in source, name
+    with TestClient(create_app(Settings(), fake_pipeline()), root_path='/x"><script>') as c:
+        assert "<script>/" not in c.get("/").text  # the prefix is escaped
 
 
 # ---- in the browser -------------------------------------------------------------------------------------------------
