@@ -22,6 +22,7 @@ has none) is OpenCV's ``cv2.dnn.NMSBoxes``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def letterbox_batch(
     if card.input.color == "BGR":
         x = x[..., ::-1]
     x = x.astype(np.float32)
-    if card.input.mean is not None:
+    if card.input.mean is not None and any(card.input.mean):  # Ultralytics' zero mean: skip a pass over the batch
         x -= np.asarray(card.input.mean, np.float32)
     if card.input.std is not None:
         x /= np.asarray(card.input.std, np.float32)
@@ -166,6 +167,20 @@ def unletterbox_bboxes(bboxes_xyxy: np.ndarray, lb: Letterbox, image_hw: tuple[i
     return b
 
 
+@functools.lru_cache(maxsize=8)
+def _yolox_grid(width: int, height: int, strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [N, 2] grid cells (x, y) and [N, 1] strides of YOLOX's anchors (read-only; cached per input size)."""
+    grids, steps = [], []
+    for s in strides:
+        hs, ws = height // s, width // s
+        gx, gy = np.meshgrid(np.arange(ws), np.arange(hs))
+        grids.append(np.stack([gx, gy], -1).reshape(-1, 2))
+        steps.append(np.full((hs * ws, 1), s))
+    grid, stride = np.concatenate(grids).astype(np.float32), np.concatenate(steps).astype(np.float32)
+    grid.flags.writeable = stride.flags.writeable = False
+    return grid, stride
+
+
 def yolox_grid_decode(pred: np.ndarray, width: int, height: int, strides: list[int] | tuple[int, ...]) -> np.ndarray:
     """Decode YOLOX's raw head output as ``demo_postprocess`` does (``yolox/utils/demo_utils.py``).
 
@@ -183,14 +198,7 @@ def yolox_grid_decode(pred: np.ndarray, width: int, height: int, strides: list[i
     Raises:
         ValueError: N is not ``sum((height // s) * (width // s))``.
     """
-    grids, steps = [], []
-    for s in strides:
-        hs, ws = height // s, width // s
-        gx, gy = np.meshgrid(np.arange(ws), np.arange(hs))
-        grids.append(np.stack([gx, gy], -1).reshape(-1, 2))
-        steps.append(np.full((hs * ws, 1), s))
-    grid = np.concatenate(grids).astype(np.float32)
-    stride = np.concatenate(steps).astype(np.float32)
+    grid, stride = _yolox_grid(int(width), int(height), tuple(int(s) for s in strides))
     pred = np.asarray(pred, np.float32)
     if pred.shape[-2] != len(grid):
         raise ValueError(
