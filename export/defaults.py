@@ -237,7 +237,7 @@ def prepare_defaults(settings: Settings, force: bool = False, progress: bool = T
             steps.set_postfix_str(det_name)
             try:
                 if det_name == "rtmdet-nano":
-                    fetch_rtmdet_nano(cache, settings.offline, progress)
+                    fetch_rtmdet_nano(cache, settings.offline, progress, sha256=RTMDET_NANO_ONNX_SHA256)
                 else:
                     _prepare_detector(settings, progress)
             except DefaultsError as exc:

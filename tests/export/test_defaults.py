@@ -241,3 +241,27 @@ def test_the_default_detector_setting_reaches_the_export_subprocess(tmp_path):
     with pytest.raises(DefaultModelsMissing) as err:
         resolve_default_models(s.model_copy(update={"prepare_defaults": False}))
     assert str(s.cache.detector("rtmdet-nano")) in str(err.value)
+
+
+def test_pose_export_defaults_prepares_the_chosen_detector(tmp_path, monkeypatch, capsys):
+    """``pose-export defaults --default-detector rtmdet-nano`` offline with the zip in the cache (a stand-in whose hash
+    is the pinned one here) and the pose model present: the detector and its card are written, exit 0."""
+    import hashlib
+
+    import export.defaults as defaults
+    from export.cli import main as export_main
+    from tests.graphs import tiny_pose_onnx
+
+    s = Settings(cache_dir=tmp_path)
+    data = _end2end_onnx()
+    _sdk_zip(s.cache, data)
+    monkeypatch.setattr(defaults, "RTMDET_NANO_ONNX_SHA256", hashlib.sha256(data).hexdigest())
+    pose = s.cache.default_pose_card
+    pose.parent.mkdir(parents=True)
+    pose.write_text("{}")
+    tiny_pose_onnx(pose.with_suffix(".onnx"))
+    argv = ["defaults", "--cache-dir", str(tmp_path), "--offline", "--default-detector", "rtmdet-nano"]
+    assert export_main(argv) == 0, capsys.readouterr().err
+    det = s.cache.detector("rtmdet-nano")
+    assert det.read_bytes() == data and det.with_suffix(".json").is_file()
+    assert f"detector: {det}" in capsys.readouterr().out
