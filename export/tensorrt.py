@@ -151,6 +151,37 @@ def _save_timing_cache(config, path: Path | None) -> None:
     os.replace(tmp, path)
 
 
+def _set_builder_flags(trt, config, spec: EngineSpec) -> None:
+    """Set the builder flags of the spec: ``FP16`` for fp16, ``TF32`` cleared for fp32 (on by default: an fp32 engine
+    must compute in float32), ``VERSION_COMPATIBLE`` when asked for.
+
+    Raises:
+        EngineBuildError: this TensorRT has no such flag (``FP16``: a strongly typed only release;
+            ``VERSION_COMPATIBLE``: before 8.6).
+    """
+    if spec.precision == "fp16":
+        if not hasattr(trt.BuilderFlag, "FP16"):
+            raise EngineBuildError(
+                f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strongly typed only): export an fp16 ONNX instead"
+            )
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: an fp32 engine must compute in float32
+    if spec.version_compatible:
+        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
+            raise EngineBuildError(f"TensorRT {trt.__version__} has no BuilderFlag.VERSION_COMPATIBLE (8.6+ has)")
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+
+
+def _write_engine(engine_path: Path, serialized) -> None:
+    """Write a serialized engine to ``engine_path`` (parent folders created) through a temporary file, atomically."""
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_suffix(engine_path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(memoryview(serialized))
+    os.replace(tmp, engine_path)
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -188,18 +219,7 @@ def build_engine(
         raise EngineBuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.workspace_gib * (1 << 30)))
-    if spec.precision == "fp16":
-        if not hasattr(trt.BuilderFlag, "FP16"):
-            raise EngineBuildError(
-                f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strongly typed only): export an fp16 ONNX instead"
-            )
-        config.set_flag(trt.BuilderFlag.FP16)
-    elif hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: an fp32 engine must compute in float32
-    if spec.version_compatible:
-        if not hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE"):
-            raise EngineBuildError(f"TensorRT {trt.__version__} has no BuilderFlag.VERSION_COMPATIBLE (8.6+ has)")
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    _set_builder_flags(trt, config, spec)
     timing_cache = Path(timing_cache) if timing_cache is not None else None
     timing_reused = _load_timing_cache(config, timing_cache)
     dynamic = _add_batch_profile(builder, config, network, spec, onnx_path)
@@ -213,11 +233,7 @@ def build_engine(
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} ({spec})")
     _save_timing_cache(config, timing_cache)
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_suffix(engine_path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(memoryview(serialized))
-    os.replace(tmp, engine_path)
+    _write_engine(engine_path, serialized)
     try:
         gpu = current_gpu_name(device)
     except ModelLoadError:
