@@ -158,6 +158,39 @@ def _ultralytics_export(yolo, weights_str: str, output: Path, imgsz: int, opset:
         shutil.move(str(produced), output)
 
 
+def _write_card(
+    output: Path, weights_str: str, imgsz: int, num_classes: int, diff: float, input_name: str, source: dict | None
+) -> Path:
+    """Write the detector card of an Ultralytics export beside it (``<stem>.json``) and into its metadata; its path.
+
+    Args:
+        output: the exported ``.onnx`` file.
+        weights_str: the weights it came from (the default ``source``: their name, and a ``.pt`` file's SHA-256).
+        imgsz: square input side in pixels.
+        num_classes: the model's classes (recorded in the card's ``extra``).
+        diff: the measured max |onnxruntime - torch| (recorded in the card's ``extra``).
+        input_name: the graph's input name.
+        source: the card's ``source``; None: derived from ``weights_str``.
+    """
+    if source is None:
+        source = {"weights": Path(weights_str).name}
+        if Path(weights_str).is_file():
+            source["sha256"] = sha256_file(weights_str)
+    card = default_card(
+        "ultralytics",
+        imgsz,
+        name=output.stem,
+        model_file=output.name,
+        licence=ULTRALYTICS_LICENCE,
+        source=source,
+        extra={"num_classes": num_classes, "max_abs_diff": diff},
+    )
+    card.input.name = input_name
+    card_path = card.save(output.with_suffix(".json"))
+    embed_detector_card(output, card)
+    return card_path
+
+
 def export_detector(
     weights: str | Path,
     output: str | Path,
@@ -223,20 +256,5 @@ def export_detector(
     if not diff <= tolerance:
         raise DetectorExportError(f"onnxruntime vs torch max |diff| {diff:.3g} > {tolerance} for {output}")
     log.info("exported %s -> %s in %.1f s (max |ort - torch| %.2e)", weights_str, output, seconds, diff)
-    if source is None:
-        source = {"weights": Path(weights_str).name}
-        if Path(weights_str).is_file():
-            source["sha256"] = sha256_file(weights_str)
-    card = default_card(
-        "ultralytics",
-        imgsz,
-        name=output.stem,
-        model_file=output.name,
-        licence=ULTRALYTICS_LICENCE,
-        source=source,
-        extra={"num_classes": num_classes, "max_abs_diff": diff},
-    )
-    card.input.name = sess.get_inputs()[0].name
-    card_path = card.save(output.with_suffix(".json"))
-    embed_detector_card(output, card)
+    card_path = _write_card(output, weights_str, imgsz, num_classes, diff, sess.get_inputs()[0].name, source)
     return DetectorExport(output, imgsz, num_classes, diff, seconds, card_path)
