@@ -5,9 +5,10 @@
 command: nothing else reads ``POSE_*`` environment variables or repeats a default. Every field is
 ``POSE_<FIELD>`` in the environment (or a ``.env`` file) and, where a command takes it, a command-line
 option derived from the field by :func:`core.cli_options.add_settings_options` (options override the environment).
-Which fields a command takes is a sum of the named groups below (:data:`MODEL_FIELDS`, :data:`RUNTIME_FIELDS`, ...;
-``pose-serve`` takes :data:`SERVE_FIELDS`, all of them). The README's configuration table is
-:func:`core.cli_options.settings_table` (``python -m core.cli_options`` prints it; a test keeps the README equal to it).
+Which fields a command takes is a sum of the named groups (:data:`MODEL_FIELDS`, :data:`RUNTIME_FIELDS`, ...:
+defined in :mod:`core.field_groups`, imported from here; ``pose-serve`` takes :data:`SERVE_FIELDS`, all of them).
+The README's configuration table is :func:`core.cli_options.settings_table` (``python -m core.cli_options`` prints
+it; a test keeps the README equal to it).
 
 The cache folders below ``cache_dir`` are :class:`core.cache.CacheLayout` (:attr:`Settings.cache`).
 
@@ -31,6 +32,38 @@ from pydantic_settings import (
 )
 
 from core.cache import CacheLayout
+from core.field_groups import (
+    CACHE_FIELDS,
+    DEFAULT_MODEL_FIELDS,
+    DETECTOR_FIELDS,
+    ENGINE_PROFILE_FIELDS,
+    HOST_FIELDS,
+    LOG_FIELDS,
+    MODEL_FIELDS,
+    PIPELINE_FIELDS,
+    RUNTIME_FIELDS,
+    VIDEO_FIELDS,
+)
+
+#: What ``from core.settings import ...`` offers: the settings, their environment prefix and deprecated spellings,
+#: and the named field groups (those of ``core.field_groups`` re-exported, and :data:`SERVE_FIELDS`).
+__all__ = [
+    "CACHE_FIELDS",
+    "DEFAULT_MODEL_FIELDS",
+    "DEPRECATED_NAMES",
+    "DETECTOR_FIELDS",
+    "ENGINE_PROFILE_FIELDS",
+    "ENV_PREFIX",
+    "HOST_FIELDS",
+    "LOG_FIELDS",
+    "MODEL_FIELDS",
+    "PIPELINE_FIELDS",
+    "RUNTIME_FIELDS",
+    "SERVE_FIELDS",
+    "Settings",
+    "VIDEO_FIELDS",
+    "deprecation_message",
+]
 
 #: Every setting is an environment variable ``POSE_<FIELD>``.
 ENV_PREFIX = "POSE_"
@@ -455,56 +488,5 @@ class Settings(BaseSettings):
         return CacheLayout(self.cache_dir)
 
 
-# --------------------------------------------------------------------------------------------------
-# Named groups of fields: what each command takes is a sum of these (``core.cli_options.add_settings_options``)
-
-#: The served models (``--pose``, ``--detector``).
-MODEL_FIELDS: tuple[str, ...] = ("pose_model", "detector_model")
-#: Which default models are prepared and served when no model path is given.
-DEFAULT_MODEL_FIELDS: tuple[str, ...] = ("default_detector", "prepare_defaults")
-#: The cache root and whether downloads are allowed.
-CACHE_FIELDS: tuple[str, ...] = ("cache_dir", "offline")
-#: The host resources a model gets: its threads and its CUDA device.
-HOST_FIELDS: tuple[str, ...] = ("intra_op_threads", "device")
-#: How both models run: backend, precision, OpenVINO device, onnxruntime providers, and the host resources.
-RUNTIME_FIELDS: tuple[str, ...] = (
-    "runtime",
-    "precision",
-    "allow_unsupported_precision",
-    "ov_device",
-    "providers",
-    "allow_provider_fallback",
-    *HOST_FIELDS,
-)
-#: How the pipeline crops and batches people for the pose model.
-PIPELINE_FIELDS: tuple[str, ...] = ("max_batch_size", "flip_test", "bbox_padding")
-#: The person detector's thresholds.
-DETECTOR_FIELDS: tuple[str, ...] = ("det_score_thr", "det_iou_thr", "det_max_detections")
-#: The TensorRT batch profile an engine is built for (``pose-export engine``: min 1, opt, max; a pose model's max is
-#: ``max_batch_size`` crops, a detector's ``det_max_batch_size`` images).
-ENGINE_PROFILE_FIELDS: tuple[str, ...] = ("max_batch_size", "det_max_batch_size", "trt_opt_batch_size")
-#: Video and streams: decode limits, the detection interval, tracking and smoothing (``pose-predict``).
-VIDEO_FIELDS: tuple[str, ...] = (
-    "video_max_bytes",
-    "video_max_pixels",
-    "video_max_frames",
-    "video_max_duration_s",
-    "video_max_decode_s",
-    "video_timeout_s",
-    "video_containers",
-    "video_codecs",
-    "det_interval",
-    "pose_nms_thr",
-    "track_max_missed",
-    "track_min_similarity",
-    "track_method",
-    "smooth_min_cutoff",
-    "smooth_beta",
-    "smooth_d_cutoff",
-    "scene_cut_threshold",
-    "stream_frames_in_flight",
-)
-#: Logging.
-LOG_FIELDS: tuple[str, ...] = ("log_level",)
 #: Every field: ``pose-serve`` takes them all.
 SERVE_FIELDS: tuple[str, ...] = tuple(Settings.model_fields)
