@@ -394,7 +394,8 @@ def test_the_client_imports_no_runtime_and_declares_what_it_imports():
                 for r in [*project["dependencies"], *project["optional-dependencies"]["client"]]}  # fmt: skip
     distributions = importlib.metadata.packages_distributions()
     imported = set()
-    for node in ast.walk(ast.parse((REPO_ROOT / "poseserve" / "client.py").read_text())):
+    sources = [REPO_ROOT / "poseserve" / "client.py", *sorted((REPO_ROOT / "poseserve").glob("_[a-z]*.py"))]
+    for node in (n for f in sources for n in ast.walk(ast.parse(f.read_text()))):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
