@@ -103,8 +103,10 @@ def test_text_log_lines_name_the_request_id(capsys, restore_logging):
 def test_default_process_platform_and_gc_metrics(client):
     text = client.get("/metrics").text
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info",
-                 "python_gc_objects_collected_total", "pose_requests_total"):  # fmt: skip
+                 "python_gc_objects_collected_total", "pose_persons_total"):  # fmt: skip
         assert re.search(rf"^{name}", text, re.M), name
+    # a labelled series has samples only once a request was counted (test order is random): its declaration
+    assert "# TYPE pose_requests_total counter" in text
 
 
 def test_otel_spans_per_request_and_stage():
