@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.hashing import sha256_file
+from export.onnx_metadata import embed_metadata
 from models.detector_card import DETECTOR_CARD_METADATA_KEY, DetectorCard, default_card
 
 log = logging.getLogger(__name__)
@@ -87,19 +88,9 @@ def import_ultralytics():
 
 def embed_detector_card(onnx_path: Path, card: DetectorCard) -> None:
     """Write the detector card's JSON into the ONNX file's metadata
-    (``metadata_props[models.detector_card.DETECTOR_CARD_METADATA_KEY]``, replacing an older one; the graph is
-    unchanged), so a copy without the JSON still serves (``inference.person_detector.load_detector_card``)."""
-    import json
-
-    import onnx
-
-    model = onnx.load(str(onnx_path))
-    keep = [(p.key, p.value) for p in model.metadata_props if p.key != DETECTOR_CARD_METADATA_KEY]
-    del model.metadata_props[:]
-    for key, value in [*keep, (DETECTOR_CARD_METADATA_KEY, json.dumps(card.to_dict(), separators=(",", ":")))]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(onnx_path))
+    (``metadata_props[models.detector_card.DETECTOR_CARD_METADATA_KEY]``, :func:`export.onnx_metadata.embed_metadata`),
+    so a copy without the JSON still serves (``inference.person_detector.load_detector_card``)."""
+    embed_metadata(onnx_path, DETECTOR_CARD_METADATA_KEY, card.to_dict())
 
 
 def _fix_spatial_dims(onnx_path: Path, imgsz: int, num_outputs_ch: int, num_anchors: int) -> None:

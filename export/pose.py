@@ -27,7 +27,6 @@ run). The verdict and its figures are recorded in the card; a rejected export's 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from export.onnx_metadata import embed_metadata
 from models.card import CARD_METADATA_KEY, ModelCard, card_for_config
 from models.tolerance import EXPORT_TOLERANCE_PX, Verdict, judge_export
 
@@ -150,17 +150,9 @@ def _torch_onnx_export(graph: nn.Module, example: Tensor, onnx_path: Path, opset
 
 def embed_card(onnx_path: Path, card: ModelCard) -> None:
     """Write the card's JSON into the ONNX file's metadata (``metadata_props[models.card.CARD_METADATA_KEY]``,
-    replacing an older one), as Ultralytics writes its model facts into its exports; the graph is unchanged.
-    The serving side reads it when no card JSON is beside the file (``inference.pose_estimator.load_card``)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path))
-    keep = [(p.key, p.value) for p in model.metadata_props if p.key != CARD_METADATA_KEY]
-    del model.metadata_props[:]
-    for key, value in [*keep, (CARD_METADATA_KEY, json.dumps(card.to_dict(), separators=(",", ":")))]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(onnx_path))
+    :func:`export.onnx_metadata.embed_metadata`); the serving side reads it when no card JSON is beside the file
+    (``inference.pose_estimator.load_card``)."""
+    embed_metadata(onnx_path, CARD_METADATA_KEY, card.to_dict())
 
 
 def run_onnx(onnx_path: Path, crops: np.ndarray, threads: int = 0) -> np.ndarray:
