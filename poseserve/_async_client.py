@@ -15,7 +15,7 @@ import httpx
 from poseserve._errors import PoseClientError, PoseConnectionError, _api_error
 from poseserve._requests import _Base, _stream_query, _video_params, _video_source
 from poseserve._retry import _RETRIED_TRANSPORT, Retry, _Attempts
-from poseserve._session import AsyncPoseSession
+from poseserve._session import AsyncPoseSession, _handshake_failure
 from poseserve._video import AsyncPoseVideo
 from poseserve.results import Poses
 
@@ -153,7 +153,7 @@ class AsyncPoseClient(_Base):
                      open_timeout_s: float = 10.0, max_size: int | None = 16 << 20) -> AsyncPoseSession:  # fmt: skip
         """As :meth:`PoseClient.stream`; returns an :class:`AsyncPoseSession`."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        from websockets.exceptions import InvalidHandshake
 
         names = self._keypoint_names if self._keypoint_names is not None else self._models_names(await self.models())
         url = f"{self.ws_url}?{_stream_query(track, smooth, det_interval)}"
@@ -164,14 +164,6 @@ class AsyncPoseClient(_Base):
                 ws = await connect(url, additional_headers=self.headers, open_timeout=open_timeout_s,
                                    max_size=max_size)  # fmt: skip
                 return AsyncPoseSession(ws, names, self.image_format)
-            except InvalidStatus as exc:
-                r = exc.response
-                err: PoseClientError = _api_error(r.status_code, r.headers, r.body or b"", attempts.n)
-                if r.status_code not in self.retry.statuses:
-                    raise err from None
-                retry_after = err.retry_after
-            except (OSError, TimeoutError, asyncio.TimeoutError, InvalidHandshake) as exc:  # no (complete) answer
-                err = PoseConnectionError(f"stream: {type(exc).__name__}: {exc}", attempts.n)
-                err.__cause__ = exc
-                retry_after = None
+            except (OSError, TimeoutError, asyncio.TimeoutError, InvalidHandshake) as exc:  # InvalidStatus too
+                err, retry_after = _handshake_failure(exc, self.retry.statuses, attempts.n)
             await asyncio.sleep(attempts.next_wait(err, retry_after))

@@ -9,11 +9,37 @@ import asyncio
 import json
 from typing import Any
 
-from poseserve._errors import PoseAPIError, PoseConnectionError
+from poseserve._errors import PoseAPIError, PoseClientError, PoseConnectionError, _api_error
 from poseserve._images import encode_image
 from poseserve.results import Poses
 
 __all__ = ["AsyncPoseSession", "PoseSession"]
+
+
+def _handshake_failure(exc: BaseException, statuses, attempt: int) -> tuple[PoseClientError, float | None]:
+    """What a failed WebSocket opening handshake means for the retry loop of ``stream()`` (both clients'):
+    the error to raise or retry on and the server's ``Retry-After`` (seconds, None without an answer).
+
+    Args:
+        exc: what ``websockets``' ``connect`` raised: ``InvalidStatus`` (an HTTP answer instead of the upgrade),
+            another ``InvalidHandshake``, ``OSError`` or a timeout (no complete answer).
+        statuses: the HTTP statuses that are retried (``Retry.statuses``).
+        attempt: this attempt's number (1-based).
+
+    Raises:
+        PoseAPIError: an HTTP answer whose status is not retried (raised here, without the handshake's traceback).
+    """
+    from websockets.exceptions import InvalidStatus
+
+    if isinstance(exc, InvalidStatus):
+        r = exc.response
+        err: PoseClientError = _api_error(r.status_code, r.headers, r.body or b"", attempt)
+        if r.status_code not in statuses:
+            raise err from None
+        return err, err.retry_after
+    err = PoseConnectionError(f"stream: {type(exc).__name__}: {exc}", attempt)
+    err.__cause__ = exc
+    return err, None
 
 
 class _SessionState:
@@ -48,18 +74,8 @@ class _SessionState:
         return Poses.from_answer({**msg, "width": w, "height": h}, self.keypoint_names)
 
 
-class PoseSession:
-    """A live pose session over the ``/v1/pose/stream`` WebSocket (:meth:`PoseClient.stream`).
-
-    ``session(frame)`` sends one frame and waits for its result (one frame in flight: no frame is dropped). To keep
-    a camera's pace, :meth:`send` frames as they come and :meth:`recv` results as they are ready: the server keeps
-    only the latest waiting frame (older ones are dropped, counted in ``dropped_frames``), so the latency stays about
-    one frame's processing.
-
-    Attributes:
-        keypoint_names: the pose model's keypoint names (from ``GET /v1/models``).
-        last_reply: the last frame message as JSON (``dropped_frames``, ``received_frames``, ``latency_ms``, ``id``).
-    """
+class _SessionBase:
+    """What both sessions hold: the open WebSocket and the frames' bookkeeping (:class:`_SessionState`)."""
 
     def __init__(self, ws, keypoint_names: tuple[str, ...], image_format: str = "png"):
         self._ws = ws
@@ -72,6 +88,20 @@ class PoseSession:
     @property
     def last_reply(self) -> dict[str, Any]:
         return self._state.last_reply
+
+
+class PoseSession(_SessionBase):
+    """A live pose session over the ``/v1/pose/stream`` WebSocket (:meth:`PoseClient.stream`).
+
+    ``session(frame)`` sends one frame and waits for its result (one frame in flight: no frame is dropped). To keep
+    a camera's pace, :meth:`send` frames as they come and :meth:`recv` results as they are ready: the server keeps
+    only the latest waiting frame (older ones are dropped, counted in ``dropped_frames``), so the latency stays about
+    one frame's processing.
+
+    Attributes:
+        keypoint_names: the pose model's keypoint names (from ``GET /v1/models``).
+        last_reply: the last frame message as JSON (``dropped_frames``, ``received_frames``, ``latency_ms``, ``id``).
+    """
 
     def send(self, frame: Any, *, frame_id: str | int | None = None, time_s: float | None = None,
              rgb: bool = False) -> int:  # fmt: skip
@@ -132,21 +162,9 @@ class PoseSession:
         self.close()
 
 
-class AsyncPoseSession:
+class AsyncPoseSession(_SessionBase):
     """The ``asyncio`` twin of :class:`PoseSession` (``await send``, ``await recv``, ``await session(frame)``,
     ``async with``)."""
-
-    def __init__(self, ws, keypoint_names: tuple[str, ...], image_format: str = "png"):
-        self._ws = ws
-        self._state = _SessionState(keypoint_names, image_format)
-
-    @property
-    def keypoint_names(self) -> tuple[str, ...]:
-        return self._state.keypoint_names
-
-    @property
-    def last_reply(self) -> dict[str, Any]:
-        return self._state.last_reply
 
     async def send(self, frame: Any, *, frame_id: str | int | None = None, time_s: float | None = None,
                    rgb: bool = False) -> int:  # fmt: skip

@@ -36,7 +36,7 @@ from poseserve._errors import PoseAPIError, PoseClientError, PoseConnectionError
 from poseserve._images import encode_image as encode_image  # public: the bytes a client sends for an image
 from poseserve._requests import _Base, _stream_query, _video_params, _video_source
 from poseserve._retry import _RETRIED_TRANSPORT, Retry, _Attempts
-from poseserve._session import AsyncPoseSession, PoseSession
+from poseserve._session import AsyncPoseSession, PoseSession, _handshake_failure
 from poseserve._video import AsyncPoseVideo, PoseVideo
 from poseserve.results import Poses
 
@@ -276,7 +276,7 @@ class PoseClient(_Base):
             PoseAPIError: the handshake was refused (401 key, 422 options, 503 after the retries).
             PoseConnectionError: no connection after the retries.
         """
-        from websockets.exceptions import InvalidHandshake, InvalidStatus
+        from websockets.exceptions import InvalidHandshake
         from websockets.sync.client import connect
 
         names = self._keypoint_names if self._keypoint_names is not None else self._models_names(self.models())
@@ -289,14 +289,6 @@ class PoseClient(_Base):
                 ws = connect(url, additional_headers=self.headers, open_timeout=open_timeout_s,
                              max_size=max_size).__enter__()  # fmt: skip
                 return PoseSession(ws, names, self.image_format)
-            except InvalidStatus as exc:
-                r = exc.response
-                err: PoseClientError = _api_error(r.status_code, r.headers, r.body or b"", attempts.n)
-                if r.status_code not in self.retry.statuses:
-                    raise err from None
-                retry_after = err.retry_after
-            except (OSError, TimeoutError, asyncio.TimeoutError, InvalidHandshake) as exc:  # no (complete) answer
-                err = PoseConnectionError(f"stream: {type(exc).__name__}: {exc}", attempts.n)
-                err.__cause__ = exc
-                retry_after = None
+            except (OSError, TimeoutError, asyncio.TimeoutError, InvalidHandshake) as exc:  # InvalidStatus too
+                err, retry_after = _handshake_failure(exc, self.retry.statuses, attempts.n)
             time.sleep(attempts.next_wait(err, retry_after))
