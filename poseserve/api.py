@@ -25,6 +25,7 @@ import numpy as np
 
 from core.errors import InvalidParameterError
 from core.settings import Settings
+from inference.encoding import person_order
 from inference.imageio import decode_image
 from inference.pipeline import PosePipeline, PoseResult
 from inference.stream import FrameResult, PoseStream, StreamOptions
@@ -47,9 +48,8 @@ def _settings(overrides: dict[str, Any]) -> Settings:
 
 def _poses(result: PoseResult, keypoint_names: tuple[str, ...], pose_name: str, track_ids=None, frame=None,
            time_s=None) -> Poses:  # fmt: skip
-    """A pipeline result as :class:`Poses`, people in ``inference.encoding.person_dicts``' order (descending score,
-    ties in detection order) so that the HTTP answer and this one list people alike."""
-    order = np.argsort(-np.asarray(result.scores), kind="stable")
+    """A pipeline result as :class:`Poses`, people in the HTTP answer's order (``inference.encoding.person_order``)."""
+    order = person_order(result.scores)
     persons = tuple(
         Person(
             result.bboxes[i].copy(),
