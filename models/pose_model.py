@@ -1,4 +1,4 @@
-"""The top-down pose model: data preprocessing, ResNet backbone, integral, heatmap, DeepPose or RLE head.
+"""The top-down pose model: data preprocessing, a backbone (``models.backbones``), integral, heatmap, DeepPose or RLE head.
 
 Follows ``mmpose/models/pose_estimators/topdown.py`` (``TopdownPoseEstimator``) and
 ``mmpose/models/data_preprocessors/data_preprocessor.py`` (``PoseDataPreprocessor``) of MMPose 1.3.2.
@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.backbones import build_backbone
 from models.card import ModelCard, card_for_config
 from models.heads import head_kind
-from models.resnet import ResNet
 from models.zoo import PoseModelConfig, get_config
 
 
 class TopdownPoseModel(nn.Module):
-    """ResNet + integral, heatmap, regression (DeepPose) or RLE head on one person crop.
+    """A backbone (``config.backbone``) + integral, heatmap, regression (DeepPose) or RLE head on one person crop.
 
     Args:
         config: a :class:`~models.zoo.PoseModelConfig`.
@@ -51,7 +51,7 @@ class TopdownPoseModel(nn.Module):
     def __init__(self, config: PoseModelConfig):
         super().__init__()
         self.config = config
-        self.backbone = ResNet(depth=config.backbone_depth, base_channels=config.backbone_base_channels)
+        self.backbone = build_backbone(config)
         self.kind = head_kind(config.head_kind)
         self.kind.check_config(config)
         self.head: nn.Module = self.kind.build(config, self.backbone.out_channels)

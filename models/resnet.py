@@ -146,4 +146,15 @@ def resnet(depth: int = 50, base_channels: int = 64) -> ResNet:
     return ResNet(depth=depth, base_channels=base_channels)
 
 
-__all__ = ["ARCH_SETTINGS", "BasicBlock", "Bottleneck", "ResNet", "resnet"]
+def from_config(config) -> ResNet:
+    """The ``"resnet"`` builder of ``models.backbones``: ``config.backbone_depth`` and ``backbone_base_channels``.
+
+    Raises:
+        ValueError: unsupported depth, or ``backbone_args`` given (ResNet takes none).
+    """
+    if config.backbone_args:
+        raise ValueError(f"the resnet backbone takes no backbone_args, got {sorted(config.backbone_args)}")
+    return ResNet(depth=config.backbone_depth, base_channels=config.backbone_base_channels)
+
+
+__all__ = ["ARCH_SETTINGS", "BasicBlock", "Bottleneck", "ResNet", "from_config", "resnet"]

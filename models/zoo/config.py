@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from models.backbones import BACKBONE_NAMES, backbone_spec
 from models.heads import HEAD_KIND_NAMES
 from models.keypoints import NUM_KEYPOINTS, SCHEMAS
 from models.scoring import SCORE_MODES
@@ -39,6 +40,8 @@ class PoseModelConfig:
         num_keypoints: K (must equal the schema's K when ``keypoint_schema`` is set).
         keypoint_schema: ``models.keypoints.SCHEMAS`` name (``"coco17"``, ``"mpii16"``): keypoint names, flip pairs
             and the data set that evaluates the model; None for a generic K (no flip pairs, no flip test).
+        backbone: a registered backbone (``models.backbones.BACKBONE_NAMES``; ``"resnet"`` by default).
+        backbone_args: the backbone builder's arguments (JSON values; e.g. HRNet's stage widths), empty for ResNet.
         backbone_depth: ResNet depth (18, 34, 50, 101, 152).
         backbone_base_channels: ResNet stem width (64 for the real models; smaller for tests).
         deconv_out_channels, deconv_kernel_sizes: the SimpleBaseline deconvolution stack.
@@ -68,6 +71,8 @@ class PoseModelConfig:
     input_size: tuple[int, int] = (256, 256)
     num_keypoints: int = NUM_KEYPOINTS
     keypoint_schema: str | None = "coco17"
+    backbone: str = "resnet"
+    backbone_args: dict = field(default_factory=dict)
     backbone_depth: int = 50
     backbone_base_channels: int = 64
     deconv_out_channels: tuple[int, ...] = (256, 256, 256)
@@ -89,6 +94,10 @@ class PoseModelConfig:
     score_mode: str = "bbox_keypoint"
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONE_NAMES:
+            raise ValueError(f"backbone must be one of {BACKBONE_NAMES}, got {self.backbone!r}")
+        if not isinstance(self.backbone_args, dict):
+            raise ValueError(f"backbone_args must be a dict, got {type(self.backbone_args).__name__}")
         if self.head_kind not in HEAD_KIND_NAMES:
             raise ValueError(f"head_kind must be one of {HEAD_KIND_NAMES}, got {self.head_kind!r}")
         if len(self.input_size) != 2 or min(self.input_size) <= 0 or any(s % 32 for s in self.input_size):
@@ -120,20 +129,15 @@ class PoseModelConfig:
 
     @property
     def feature_size(self) -> tuple[int, int]:
-        """(w, h) of the ResNet C5 feature map (input / 32)."""
-        return (self.input_size[0] // 32, self.input_size[1] // 32)
+        """(w, h) of the feature map the head reads: input / the backbone's stride (ResNet C5: input / 32)."""
+        stride = backbone_spec(self.backbone).stride
+        return (self.input_size[0] // stride, self.input_size[1] // stride)
 
     @property
     def heatmap_size(self) -> tuple[int, int]:
-        """(w, h) of the head's heatmap: C5 size times 2 per deconvolution (64x64 for 256x256 input)."""
+        """(w, h) of the head's heatmap: the feature size times 2 per deconvolution (64x64 for 256x256 input)."""
         f = 2 ** len(self.deconv_out_channels)
         return (self.feature_size[0] * f, self.feature_size[1] * f)
-
-    @property
-    def backbone_out_channels(self) -> int:
-        """Channels of ResNet C5 (2048 for ResNet-50 with base 64)."""
-        expansion = 4 if self.backbone_depth >= 50 else 1
-        return self.backbone_base_channels * 8 * expansion
 
     @property
     def dataset(self) -> str | None:

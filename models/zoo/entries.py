@@ -1,16 +1,19 @@
-"""The zoo's entries: one :class:`~models.zoo.config.PoseModelConfig` per MMPose 1.3.2 config with its checkpoint URL,
+"""The zoo's entries: one :class:`~models.zoo.config.PoseModelConfig` per MMPose 1.3.2 config (the ResNet families here,
+the others in :mod:`models.zoo.families`), with its checkpoint URL,
 the SHA-256 prefix of that file and the published figures (see :mod:`models.zoo` for the families and sources); and
 torchvision's ImageNet ResNet weights that the SimpleBaseline configs start from.
 """
 
 from __future__ import annotations
 
+from models.zoo import families
 from models.zoo.config import PoseModelConfig, size_hw
-
-_MMPOSE_DL = "https://download.openmmlab.com/mmpose/v1/body_2d_keypoint"
-#: MMPose 0.x checkpoints that MMPose 1.3.2's metafiles still point to.
-_MMPOSE_V0 = "https://download.openmmlab.com/mmpose/top_down"
-_CONFIGS = "configs/body_2d_keypoint"
+from models.zoo.rows import CONFIGS as _CONFIGS
+from models.zoo.rows import MMPOSE_DL as _MMPOSE_DL
+from models.zoo.rows import MMPOSE_V0 as _MMPOSE_V0
+from models.zoo.rows import coco as _coco
+from models.zoo.rows import entry as _entry
+from models.zoo.rows import mpii as _mpii
 
 #: torchvision's ImageNet ResNet weights by depth: (URL, SHA-256 prefix from the file name). MMPose's
 #: ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')`` resolves to these files
@@ -22,41 +25,6 @@ IMAGENET_RESNET: dict[int, tuple[str, str]] = {
     101: ("https://download.pytorch.org/models/resnet101-63fe2227.pth", "63fe2227"),
     152: ("https://download.pytorch.org/models/resnet152-394f9c45.pth", "394f9c45"),
 }
-
-
-def _coco(ap: float, ap50: float, ap75: float, ar: float, ar50: float) -> dict:
-    return {"AP": ap, "AP50": ap50, "AP75": ap75, "AR": ar, "AR50": ar50}
-
-
-def _mpii(mean: float, mean01: float) -> dict:
-    return {"Mean": mean, "Mean@0.1": mean01}
-
-
-def _entry(
-    name: str,
-    head_kind: str,
-    collection: str,
-    arch: str,
-    mmpose_config: str,
-    url: str,
-    published: dict,
-    input_size: tuple[int, int],
-    **kw,
-) -> PoseModelConfig:
-    """A zoo entry; the SHA-256 prefix is the 8 hex digits of the checkpoint's file name."""
-    sha = url.rsplit("/", 1)[-1].rsplit("-", 1)[-1].split("_", 1)[0].split(".", 1)[0]
-    return PoseModelConfig(
-        name=name,
-        head_kind=head_kind,
-        input_size=input_size,
-        checkpoint_url=url,
-        sha256_prefix=sha,
-        published=published,
-        mmpose_config=mmpose_config,
-        collection=collection,
-        arch=arch,
-        **kw,
-    )
 
 
 def _integral(name: str, collection: str, arch: str, stem: str, sha_date: str, published: dict, **kw):
@@ -326,3 +294,8 @@ ZOO: dict[str, PoseModelConfig] = {
         ),
     )
 }
+
+_duplicates = sorted({c.name for c in families.family_entries()} & set(ZOO))
+if _duplicates:
+    raise RuntimeError(f"zoo family entries redefine {_duplicates}")
+ZOO.update((c.name, c) for c in families.family_entries())

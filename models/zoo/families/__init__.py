@@ -1,0 +1,33 @@
+"""The zoo's families beyond the ResNet ones of :mod:`models.zoo.entries`: one module each, defining ``ENTRIES`` (a
+tuple of :class:`~models.zoo.config.PoseModelConfig`, built with :mod:`models.zoo.rows`), grouped as MMPose's
+model-zoo tables group them (``collection``).
+
+======================  ==========================================================================================
+module                  rows (MMPose 1.3.2 ``configs/body_2d_keypoint/topdown_heatmap/coco/*.yml`` unless said)
+======================  ==========================================================================================
+``hrnet``               HRNet-w32 / w48 (256x192, 384x288), +DARK, +UDP
+``dark``                ResNet + DARK (``resnet_dark_coco.yml``)
+``resnet_variants``     ResNetV1d, ResNeXt, SEResNet, ResNeSt, SCNet, AlexNet
+``light``               LiteHRNet-18 / 30, MobileNet-v2 (heatmap; + RLE, ``topdown_regression``), ShuffleNet-v1 / v2
+``multistage``          HourglassNet, CPM, MSPN (1 and 4 stages), RSN
+======================  ==========================================================================================
+
+Torch-free (stdlib only).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from models.zoo.config import PoseModelConfig
+
+#: The family modules, in ``pose-zoo list`` order.
+FAMILIES: tuple[str, ...] = ("hrnet", "dark", "resnet_variants", "light", "multistage")
+
+
+def family_entries() -> tuple[PoseModelConfig, ...]:
+    """Every family module's ``ENTRIES``, in :data:`FAMILIES` order."""
+    out: list[PoseModelConfig] = []
+    for name in FAMILIES:
+        out.extend(importlib.import_module(f"{__name__}.{name}").ENTRIES)
+    return tuple(out)
