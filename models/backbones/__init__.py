@@ -43,8 +43,8 @@ _REGISTRY: dict[str, BackboneSpec] = {
     "resnetv1d": BackboneSpec("models.backbones.resnet_variants:resnetv1d", 32),
     "resnext": BackboneSpec("models.backbones.resnet_variants:resnext", 32),
     "seresnet": BackboneSpec("models.backbones.resnet_variants:seresnet", 32),
-    "resnest": BackboneSpec("models.backbones.resnet_variants:resnest", 32),
-    "scnet": BackboneSpec("models.backbones.resnet_variants:scnet", 32),
+    "resnest": BackboneSpec("models.backbones.resnest:from_config", 32),
+    "scnet": BackboneSpec("models.backbones.scnet:from_config", 32),
     "alexnet": BackboneSpec("models.backbones.alexnet:from_config", 32),
     "hrnet": BackboneSpec("models.backbones.hrnet:from_config", 4),
     "litehrnet": BackboneSpec("models.backbones.litehrnet:from_config", 4),
@@ -53,8 +53,8 @@ _REGISTRY: dict[str, BackboneSpec] = {
     "shufflenetv2": BackboneSpec("models.backbones.shufflenet:shufflenetv2", 32),
     "hourglass": BackboneSpec("models.backbones.hourglass:from_config", 4),
     "cpm": BackboneSpec("models.backbones.cpm:from_config", 8),
-    "mspn": BackboneSpec("models.backbones.mspn:mspn", 4),
-    "rsn": BackboneSpec("models.backbones.mspn:rsn", 4),
+    "mspn": BackboneSpec("models.backbones.mspn:from_config", 4),
+    "rsn": BackboneSpec("models.backbones.rsn:from_config", 4),
 }
 
 #: The registered backbone names (``PoseModelConfig.backbone`` values), torch-free.

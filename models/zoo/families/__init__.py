@@ -7,9 +7,12 @@ module                  rows (MMPose 1.3.2 ``configs/body_2d_keypoint/topdown_he
 ======================  ==========================================================================================
 ``hrnet``               HRNet-w32 / w48 (256x192, 384x288), +DARK, +UDP
 ``dark``                ResNet + DARK (``resnet_dark_coco.yml``)
-``resnet_variants``     ResNetV1d, ResNeXt, SEResNet, ResNeSt, SCNet, AlexNet
-``light``               LiteHRNet-18 / 30, MobileNet-v2 (heatmap; + RLE, ``topdown_regression``), ShuffleNet-v1 / v2
-``multistage``          HourglassNet, CPM, MSPN (1 and 4 stages), RSN
+``resnet_variants``     ResNetV1d, ResNeXt, SEResNet, AlexNet
+``resnest_scnet``       ResNeSt, SCNet
+``litehrnet``           LiteHRNet-18 / 30
+``mobile``              MobileNet-v2 (heatmap; + RLE, ``topdown_regression``), ShuffleNet-v1 / v2
+``hourglass_cpm``       HourglassNet, CPM
+``mspn_rsn``            MSPN (1 and 4 stages), RSN
 ======================  ==========================================================================================
 
 Torch-free (stdlib only).
@@ -22,7 +25,16 @@ import importlib
 from models.zoo.config import PoseModelConfig
 
 #: The family modules, in ``pose-zoo list`` order.
-FAMILIES: tuple[str, ...] = ("hrnet", "dark", "resnet_variants", "light", "multistage")
+FAMILIES: tuple[str, ...] = (
+    "hrnet",
+    "dark",
+    "resnet_variants",
+    "resnest_scnet",
+    "litehrnet",
+    "mobile",
+    "hourglass_cpm",
+    "mspn_rsn",
+)
 
 
 def family_entries() -> tuple[PoseModelConfig, ...]:
