@@ -38,7 +38,7 @@ importing torch.
 from __future__ import annotations
 
 from models.zoo.config import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, METRIC_COLUMNS, PoseModelConfig
-from models.zoo.entries import IMAGENET_RESNET, ZOO
+from models.zoo.entries import IMAGENET_RESNET, RESNET_ZOO, ZOO
 from models.zoo.tables import model_zoo_table, zoo_table
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "METRIC_COLUMNS",
     "ZOO",
     "PoseModelConfig",
+    "RESNET_ZOO",
     "get_config",
     "model_zoo_table",
     "zoo_table",

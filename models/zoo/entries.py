@@ -85,7 +85,9 @@ def _regression(depth: int, rle: bool, dataset: str, size: tuple[int, int], stem
 _COCO_HM, _COCO_REG = f"{_MMPOSE_DL}/topdown_heatmap/coco", f"{_MMPOSE_DL}/topdown_regression/coco"
 _S, _L, _SQ = (192, 256), (288, 384), (256, 256)
 
-ZOO: dict[str, PoseModelConfig] = {
+#: The ResNet families' entries (this module); the shared zoo tests run over these, each family module's own tests over
+#: its entries.
+RESNET_ZOO: dict[str, PoseModelConfig] = {
     c.name: c
     for c in (
         # ---- integral regression (integral_regression/coco/resnet_{ipr,dsnt,debias}_coco.yml)
@@ -295,7 +297,8 @@ ZOO: dict[str, PoseModelConfig] = {
     )
 }
 
-_duplicates = sorted({c.name for c in families.family_entries()} & set(ZOO))
+_duplicates = sorted({c.name for c in families.family_entries()} & set(RESNET_ZOO))
 if _duplicates:
     raise RuntimeError(f"zoo family entries redefine {_duplicates}")
-ZOO.update((c.name, c) for c in families.family_entries())
+#: Every entry: :data:`RESNET_ZOO`, then the families of :mod:`models.zoo.families`.
+ZOO: dict[str, PoseModelConfig] = {**RESNET_ZOO, **{c.name: c for c in families.family_entries()}}

@@ -33,7 +33,8 @@ from models.heads.integral import KIND as INTEGRAL  # noqa: E402
 from models.heads.rle import KIND as RLE  # noqa: E402
 from models.pose_model import build_pose_model, scale_head_logits  # noqa: E402
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close  # noqa: E402
-from models.zoo import ZOO, get_config  # noqa: E402
+from models.zoo import RESNET_ZOO as ZOO  # noqa: E402
+from models.zoo import get_config  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ONNX exports: seconds each
 

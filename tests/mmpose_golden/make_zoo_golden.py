@@ -157,7 +157,7 @@ def main() -> None:
     from mmpose.registry import MODELS
     from mmpose.structures import PoseDataSample
 
-    from models.zoo import ZOO
+    from models.zoo import RESNET_ZOO as ZOO
 
     init_default_scope("mmpose")
     torch.set_grad_enabled(False)

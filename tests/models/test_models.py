@@ -34,11 +34,11 @@ from models.heads.integral import IntegralRegressionHead, debias_coordinates, lo
 from models.heads.rle import KIND as RLE_KIND
 from models.keypoints import flip_indices
 from models.pose_model import TopdownPoseModel, build_pose_model
-from models.zoo import METRIC_COLUMNS, ZOO, PoseModelConfig, get_config
+from models.zoo import METRIC_COLUMNS, RESNET_ZOO, ZOO, PoseModelConfig, get_config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN_SHAPES = DATA / "mmpose" / "state_dict_shapes.json"
-INTEGRAL = sorted(n for n, c in ZOO.items() if head_kind(c.head_kind) is INTEGRAL_KIND)
+INTEGRAL = sorted(n for n, c in RESNET_ZOO.items() if head_kind(c.head_kind) is INTEGRAL_KIND)
 #: ResNet-50 entries whose MMPose-layout files are built and loaded at full size.
 FULL_LOAD = sorted(json.loads(GOLDEN_SHAPES.read_text())) + [
     "td-reg_res50",
@@ -92,7 +92,7 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def test_zoo_entries_match_the_published_mmpose_checkpoints():
-    assert len(ZOO) == 23
+    assert len(RESNET_ZOO) == 23 and set(RESNET_ZOO) <= set(ZOO)
     for name, cfg in ZOO.items():
         assert cfg.checkpoint_url.startswith("https://download.openmmlab.com/mmpose/"), name
         assert f"-{cfg.sha256_prefix}_" in cfg.checkpoint_filename, name
@@ -111,7 +111,7 @@ def test_zoo_entries_match_the_published_mmpose_checkpoints():
     assert get_config("td-hm_res50").heatmap_size == (48, 64)
     big = get_config("td-hm_res152_coco-384x288")
     assert (big.input_size, big.heatmap_size, big.sigma, big.backbone_depth) == ((288, 384), (72, 96), 3.0, 152)
-    assert {c.head_kind for c in ZOO.values()} == {"integral", "heatmap", "regression", "rle"}
+    assert {c.head_kind for c in RESNET_ZOO.values()} == {"integral", "heatmap", "regression", "rle"}
 
 
 def test_zoo_table_lists_every_entry_grouped_with_its_figures():
@@ -121,7 +121,8 @@ def test_zoo_table_lists_every_entry_grouped_with_its_figures():
         assert cfg.checkpoint_url in line and cfg.arch in line
         assert all(f"{v:.3f}" in line for v in cfg.published.values())
     headers = [x for x in table.splitlines() if x.startswith("## ")]
-    assert len(headers) == len({(c.collection, c.dataset) for c in ZOO.values()}) == 9
+    assert len(headers) == len({(c.collection, c.dataset) for c in ZOO.values()})
+    assert len({(c.collection, c.dataset) for c in RESNET_ZOO.values()}) == 9
     assert "| Arch | Input Size | Mean | Mean@0.1 | name | ckpt |" in table
     assert "| Arch | Input Size | AP | AP50 | AP75 | AR | AR50 | name | ckpt |" in table
     assert "| pose_resnet_152 | 384x288 | 0.750 |" in table  # MMPose writes input sizes as height x width
@@ -201,7 +202,7 @@ def test_cached_checkpoint_with_wrong_hash_is_rejected(tmp_path):
 # ---------------------------------------------------------------- full-size models
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("name", sorted(RESNET_ZOO))
 def test_builds_with_mmpose_keys_and_forward_shapes(name):
     cfg = get_config(name)
     device = "cpu" if cfg.backbone_depth <= 50 else "meta"  # ResNet-101/152: shapes without the allocation
@@ -256,7 +257,7 @@ def test_strict_load_of_mmpose_shaped_checkpoint(name, tmp_path):
     assert not model.training
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in ZOO.items() if c.backbone_depth > 50))
+@pytest.mark.parametrize("name", sorted(n for n, c in RESNET_ZOO.items() if c.backbone_depth > 50))
 def test_deep_entries_load_strictly_from_their_published_layout(name, tmp_path):
     """The ResNet-101/152 entries: an MMPose-layout file at 8-channel width (keys do not depend on the width) loads
     strictly into the entry's structure; the published file name alone picks the entry."""
@@ -368,7 +369,7 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
 # ---------------------------------------------------------------- behaviour (small channel counts)
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("name", sorted(RESNET_ZOO))
 def test_flip_test_symmetry(name):
     """Flip test of the mirrored crops == the flip test of the crops, mirrored back (flip-back is an involution)."""
     cfg = small(name, shift_heatmap=False) if head_kind(get_config(name).head_kind) is HEATMAP_KIND else small(name)

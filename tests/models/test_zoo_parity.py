@@ -37,7 +37,8 @@ from models.heads.rle import RLEHead
 from models.keypoints import MPII16
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
-from models.zoo import METRIC_COLUMNS, ZOO, get_config
+from models.zoo import METRIC_COLUMNS, get_config
+from models.zoo import RESNET_ZOO as ZOO
 from tests.golden import fill, load_npz, recipe
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo"
