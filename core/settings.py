@@ -356,6 +356,13 @@ class Settings(BaseSettings):
         description="the path prefix a proxy / ingress serves the app under (and strips), e.g. /pose-api (no "
         "trailing slash; empty: none): /docs and the OpenAPI schema's server URL name it",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="server processes forked on one port, each with its own models, batching, admission and "
+        "/metrics (README: Using more cores); Linux only",
+    )
     warmup: bool = Field(
         True, description="warm both models up before /readyz turns 200 (pose batch sizes: `warmup_batch_sizes`)"
     )
