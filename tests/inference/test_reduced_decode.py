@@ -34,21 +34,26 @@ def test_factor_rule_and_sizes():
 
 
 def test_reduced_pixels_map_back_by_r_x_plus_half_r_minus_one():
-    """A horizontal and a vertical ramp: where each reduced pixel sits in the original, read off the ramps, is
-    ``r * j + (r - 1) / 2`` (without the ``(r - 1) / 2`` term the offset would be 0; with r = 8 it is 3.5 pixels)."""
+    """Grey ramps (luma only: JPEG subsamples colour): where each reduced pixel sits in the original, read off a
+    horizontal and a vertical ramp, is ``r * j + (r - 1) / 2`` (without the ``(r - 1) / 2`` term the offset would be 0;
+    with r = 8 it is 3.5 pixels)."""
     h, w = 480, 640
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    rgb = np.stack([x * 255 / (w - 1), y * 255 / (h - 1), np.full_like(x, 128)], -1).round().astype(np.uint8)
-    data = _jpeg(rgb, quality=100)
-    for r in (2, 4, 8):
-        image, factor, _ = decode_image_reduced(data, min_side=h // r)
+    ramps = {}
+    for axis, v, n in (("x", x, w), ("y", y, h)):
+        grey = (v * 255 / (n - 1)).round().astype(np.uint8)
+        ramps[axis] = _jpeg(np.repeat(grey[..., None], 3, axis=2), quality=100)
+    for r in (1, 2, 4, 8):
+        image_x, factor, _ = decode_image_reduced(ramps["x"], min_side=h // r if r > 1 else 0)
+        image_y, _, _ = decode_image_reduced(ramps["y"], min_side=h // r if r > 1 else 0)
         assert factor == r
-        jj = np.arange(2, image.shape[1] - 2)
-        ii = np.arange(2, image.shape[0] - 2)
-        x_at = image[image.shape[0] // 2, jj, 0].astype(np.float64) * (w - 1) / 255.0
-        y_at = image[ii, image.shape[1] // 2, 1].astype(np.float64) * (h - 1) / 255.0
+        jj = np.arange(2, image_x.shape[1] - 2)
+        ii = np.arange(2, image_y.shape[0] - 2)
+        x_at = image_x[image_x.shape[0] // 2, jj, 1].astype(np.float64) * (w - 1) / 255.0
+        y_at = image_y[ii, image_y.shape[1] // 2, 1].astype(np.float64) * (h - 1) / 255.0
         offset_x, offset_y = float(np.mean(x_at - r * jj)), float(np.mean(y_at - r * ii))
-        assert abs(offset_x - (r - 1) / 2) < 0.25 and abs(offset_y - (r - 1) / 2) < 0.25, (r, offset_x, offset_y)
+        # measured: x 0, 0.5, 1.5, 3.5; y 0, 0.52, 1.5, 3.77 (the grey levels' rounding); a missing term is >= 0.5 off
+        assert abs(offset_x - (r - 1) / 2) < 0.3 and abs(offset_y - (r - 1) / 2) < 0.3, (r, offset_x, offset_y)
         assert np.allclose(to_original_pixels(np.stack([jj, jj], 1), r)[:, 0], r * jj + (r - 1) / 2)
         pts = np.array([[10.5, 7.25], [100.0, 33.0]], np.float32)
         assert np.allclose(to_reduced_pixels(to_original_pixels(pts, r), r), pts, atol=1e-5)
