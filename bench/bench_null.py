@@ -74,9 +74,11 @@ def null_model(folder: Path) -> Path:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its threads, seconds."""
+    """utime + stime of a process and its threads, plus those of its live child processes (``--workers``), seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(c)) for c in children)
 
 
 def boxes_for(n: int, w: int, h: int) -> list[list[float]]:
@@ -123,11 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--image", type=Path, default=ASSETS / "coco-tiny" / "000000196141.jpg")
     p.add_argument("--detector", type=Path, default=ASSETS / "detector" / "yolov8n.onnx")
+    p.add_argument("--upscale", type=int, default=1, help="send the image K times larger (bicubic, JPEG quality 95)")
     args = p.parse_args(argv)
+    import io
+
     from PIL import Image
 
     data = args.image.read_bytes()
-    w, h = Image.open(args.image).size
+    if args.upscale > 1:
+        img = Image.open(io.BytesIO(data))
+        img = img.resize((img.width * args.upscale, img.height * args.upscale), Image.Resampling.BICUBIC)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=95)
+        data = buf.getvalue()
+    w, h = Image.open(io.BytesIO(data)).size
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         card = null_model(Path(tmp))

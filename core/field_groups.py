@@ -27,7 +27,7 @@ RUNTIME_FIELDS: tuple[str, ...] = (
     *HOST_FIELDS,
 )
 #: How the pipeline crops and batches people for the pose model.
-PIPELINE_FIELDS: tuple[str, ...] = ("max_batch_size", "flip_test", "bbox_padding")
+PIPELINE_FIELDS: tuple[str, ...] = ("max_batch_size", "flip_test", "bbox_padding", "decode_min_side")
 #: The person detector's thresholds.
 DETECTOR_FIELDS: tuple[str, ...] = ("det_score_thr", "det_iou_thr", "det_max_detections")
 #: The TensorRT batch profile an engine is built for (``pose-export engine``: min 1, opt, max; a pose model's max is

@@ -28,6 +28,9 @@ SUPPORTED_CONTENT_TYPES: frozenset[str] = frozenset(
 Image.MAX_IMAGE_PIXELS = None
 
 
+#: The EXIF tag of the image orientation (1: as stored).
+_EXIF_ORIENTATION = 0x0112
+
 #: Rows converted at a time for 16-bit and float images (bounds the temporaries, not the result).
 _GRAY_ROWS = 256
 
@@ -83,6 +86,48 @@ def decode_image(
         UnsupportedMediaTypeError: a real image in a format outside :data:`SUPPORTED_FORMATS`.
         ImageDecodeError: empty, not an image, corrupt or truncated.
     """
+    return decode_image_reduced(data, max_bytes, max_pixels, before_decode, None)[0]
+
+
+#: JPEG DCT scaling factors libjpeg offers (Pillow ``Image.draft``), largest first.
+_DRAFT_FACTORS = (8, 4, 2)
+
+
+def draft_factor(width: int, height: int, min_side: int | None) -> int:
+    """The JPEG reduction factor for a ``width`` x ``height`` image: the largest of 8, 4, 2 that keeps the shorter side
+    at least ``min_side`` pixels, else 1 (None or 0: 1)."""
+    if not min_side:
+        return 1
+    return next((r for r in _DRAFT_FACTORS if min(width, height) // r >= min_side), 1)
+
+
+def decode_image_reduced(
+    data: bytes,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+    before_decode: Callable[[int, int], None] | None = None,
+    min_side: int | None = None,
+) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """:func:`decode_image`, decoding a large JPEG at 1/2, 1/4 or 1/8 of its size while its shorter side stays at least
+    ``min_side`` pixels (libjpeg's DCT scaling through Pillow's ``Image.draft``: the reduced image comes out of the
+    decoder directly, so the full-size pixels are never produced).
+
+    Pixel ``j`` of the reduced image averages original pixels ``r*j .. r*j + r - 1``, so a point at ``x`` in it is at
+    ``r * x + (r - 1) / 2`` in the original (:func:`to_original_pixels`). Only JPEG / MPO images without an EXIF
+    rotation or mirror are reduced (a mirror of a width that is not a multiple of ``r`` would shift that mapping).
+
+    Args:
+        data, max_bytes, max_pixels, before_decode: as :func:`decode_image` (the limits apply to the original size,
+            and ``before_decode`` gets the original size).
+        min_side: the shorter side the reduced image keeps at least (None or 0: never reduce).
+
+    Returns:
+        (uint8 [H', W', 3] RGB, the factor r: 1, 2, 4 or 8, the original (W, H) as displayed); H' = ceil(H / r),
+        W' = ceil(W / r).
+
+    Raises:
+        as :func:`decode_image`.
+    """
     if not data:
         raise ImageDecodeError("empty body: no image bytes received")
     if max_bytes is not None and len(data) > max_bytes:
@@ -107,9 +152,29 @@ def decode_image(
             raise PayloadTooLargeError(f"image is {w}x{h} = {w * h} pixels, the limit is {max_pixels} pixels")
         if before_decode is not None:
             before_decode(w, h)
+        r = draft_factor(w, h, min_side) if img.format in ("JPEG", "MPO") else 1
         try:
+            if r > 1 and img.getexif().get(_EXIF_ORIENTATION, 1) == 1:
+                img.draft("RGB", (w // r, h // r))
+                r = round(w / img.size[0]) if img.size != (w, h) else 1
+            else:
+                r = 1
             img.load()
             ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when there is nothing to rotate
-            return _to_rgb8(img)
+            rgb = _to_rgb8(img)
+            return rgb, r, ((w, h) if r > 1 else (rgb.shape[1], rgb.shape[0]))
         except Exception as exc:
             raise ImageDecodeError(f"cannot decode the image ({img.format} {w}x{h}): {exc}") from exc
+
+
+def to_original_pixels(xy: np.ndarray, factor: int) -> np.ndarray:
+    """Points [..., 2] (x, y) in a reduced decode's pixels -> original-image pixels: ``r * x + (r - 1) / 2``
+    (:func:`decode_image_reduced`); float32."""
+    out = np.asarray(xy, np.float32)
+    return out if factor == 1 else out * np.float32(factor) + np.float32((factor - 1) / 2)
+
+
+def to_reduced_pixels(xy: np.ndarray, factor: int) -> np.ndarray:
+    """The inverse of :func:`to_original_pixels`: original-image pixels -> a reduced decode's pixels; float32."""
+    out = np.asarray(xy, np.float32)
+    return out if factor == 1 else (out - np.float32((factor - 1) / 2)) / np.float32(factor)

@@ -9,6 +9,7 @@ what is served.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ from core.errors import InvalidParameterError, ModelLoadError
 from core.settings import Settings
 from inference.batcher import Batcher
 from inference.context import RequestContext
-from inference.imageio import decode_image
+from inference.imageio import decode_image_reduced, to_original_pixels, to_reduced_pixels
 from inference.person_detector import PersonDetector, load_detector_card
 from inference.pose_estimator import PoseEstimator
 from inference.runtime import create_runtime
@@ -37,7 +38,8 @@ class PoseResult:
     """Pipeline output for one image.
 
     Attributes:
-        image: the decoded uint8 [H, W, 3] RGB image (EXIF orientation applied; for rendering).
+        image: the decoded uint8 [H, W, 3] RGB image (EXIF orientation applied; for rendering; 1 / ``decode_factor``
+            of the original size when ``decode_min_side`` reduced a large JPEG: draw with :meth:`drawable`).
         bboxes: float32 [N, 4] xyxy, original-image pixels.
         bbox_scores: float32 [N] (1.0 for caller-given boxes).
         centers, scales: float32 [N, 2] each: the crop boxes (padded, aspect-fixed), original-image pixels;
@@ -49,6 +51,8 @@ class PoseResult:
             array above and counted here (the answer's ``dropped_persons``).
         timings_ms: per-stage wall time: ``decode`` (for :meth:`PosePipeline.run`), ``detect`` (when the
             detector ran), ``crop``, ``pose`` and ``total`` (all stages).
+        decode_factor: 1, or the factor (2, 4, 8) the JPEG was decoded smaller by (every array above is in original
+            pixels all the same). original_size: (w, h) of the original image when reduced, else None.
     """
 
     image: np.ndarray
@@ -61,14 +65,48 @@ class PoseResult:
     detector: str | None
     timings_ms: dict[str, float] = field(default_factory=dict)
     dropped: int = 0
+    decode_factor: int = 1
+    original_size: tuple[int, int] | None = None
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        """Width of the original image, pixels."""
+        return int(self.original_size[0] if self.original_size else self.image.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        """Height of the original image, pixels."""
+        return int(self.original_size[1] if self.original_size else self.image.shape[0])
+
+    def to_original_pixels(self, factor: int, size: tuple[int, int]) -> PoseResult:
+        """This result, computed on a JPEG decoded at 1 / ``factor`` size (``decode_min_side``), with its boxes,
+        crop boxes and keypoints mapped to the original image's pixels (``inference.imageio.to_original_pixels``);
+        ``image`` stays the reduced decode (``decode_factor`` says so, :meth:`drawable`).
+
+        Args:
+            factor: the reduction factor (2, 4, 8). size: (w, h) of the original image, pixels.
+        """
+        keypoints = self.keypoints.copy()
+        keypoints[..., :2] = to_original_pixels(keypoints[..., :2], factor)
+        return dataclasses.replace(
+            self,
+            bboxes=to_original_pixels(self.bboxes.reshape(-1, 2), factor).reshape(-1, 4),
+            centers=to_original_pixels(self.centers, factor),
+            scales=(self.scales * np.float32(factor)).astype(np.float32),
+            keypoints=keypoints,
+            decode_factor=factor,
+            original_size=size,
+        )
+
+    def drawable(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image, bboxes [N, 4], keypoints [N, K, 3]) in the pixels of ``image`` (the reduced decode's when
+        ``decode_factor`` > 1), for drawing."""
+        if self.decode_factor == 1:
+            return self.image, self.bboxes, self.keypoints
+        keypoints = self.keypoints.copy()
+        keypoints[..., :2] = to_reduced_pixels(keypoints[..., :2], self.decode_factor)
+        bboxes = to_reduced_pixels(self.bboxes.reshape(-1, 2), self.decode_factor).reshape(-1, 4)
+        return self.image, bboxes, keypoints
 
 
 def _ms(since: float) -> float:
@@ -97,6 +135,7 @@ class PosePipeline:
         max_image_pixels: int | None = None,
         warmup_batch_sizes: str = "auto",
         detector_batcher: Batcher | None = None,
+        decode_min_side: int = 0,
     ):
         self.detector = detector
         self.detector_batcher = detector_batcher
@@ -105,6 +144,7 @@ class PosePipeline:
         self.max_upload_bytes = max_upload_bytes
         self.max_image_pixels = max_image_pixels
         self.warmup_batch_sizes = warmup_batch_sizes
+        self.decode_min_side = decode_min_side
         #: called with the number of people dropped for non-finite keypoints (metrics), when any were
         self.on_dropped: Callable[[int], None] | None = None
 
@@ -148,6 +188,7 @@ class PosePipeline:
             settings.max_image_pixels,
             settings.warmup_batch_sizes,
             detector_batcher,
+            settings.decode_min_side,
         )
 
     def run(self, data: bytes, bboxes: np.ndarray | None = None, ctx: RequestContext | None = None) -> PoseResult:
@@ -165,8 +206,16 @@ class PosePipeline:
         if bboxes is not None:
             bboxes = self._caller_bboxes(bboxes)
             ctx.reserve_crops(len(bboxes) * self.crops_per_box)
-        image = decode_image(data, self.max_upload_bytes, self.max_image_pixels, lambda w, h: ctx.reserve_pixels(w * h))
-        return self._predict(image, bboxes, ctx, {"decode": _ms(t0)}, t0, crops_reserved=bboxes is not None)
+        image, factor, size = decode_image_reduced(
+            data, self.max_upload_bytes, self.max_image_pixels, lambda w, h: ctx.reserve_pixels(w * h),
+            self.decode_min_side,
+        )  # fmt: skip
+        if factor == 1:
+            return self._predict(image, bboxes, ctx, {"decode": _ms(t0)}, t0, crops_reserved=bboxes is not None)
+        if bboxes is not None:
+            bboxes = to_reduced_pixels(bboxes.reshape(-1, 2), factor).reshape(-1, 4)
+        result = self._predict(image, bboxes, ctx, {"decode": _ms(t0)}, t0, crops_reserved=bboxes is not None)
+        return result.to_original_pixels(factor, size)
 
     def predict(
         self, image: np.ndarray, bboxes: np.ndarray | None = None, ctx: RequestContext | None = None

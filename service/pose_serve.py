@@ -69,6 +69,7 @@ SERVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "host",
             "port",
+            "workers",
             "root_path",
             "max_connections",
             "max_header_bytes",
@@ -130,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"pose-serve: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if settings.workers > 1:
+        from service.workers import serve_workers
+
+        try:
+            settings.api_key_set()  # the API key file: a usage error here, not in every worker
+        except ValueError as exc:
+            print(f"pose-serve: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return serve_workers(settings)
     from service.app import create_app
     from service.server import serve
 

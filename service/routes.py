@@ -226,7 +226,7 @@ async def pose(
             stage_spans(result.timings_ms)
         if render:
             schema = pipeline.pose.card.schema
-            args = (result.image, result.bboxes, result.keypoints, settings.max_render_pixels)
+            args = (*result.drawable(), settings.max_render_pixels)
             args += (schema.skeleton if schema is not None else (), pipeline.pose.card.keypoint_names)
             return Response(await run_watched(request, ctx, render_jpeg, *args), media_type="image/jpeg")
         return PoseResponse.from_result(result, pipeline.pose.name, pipeline.pose.card.keypoint_names)

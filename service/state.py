@@ -192,7 +192,10 @@ class ServiceState:
         self.inference_failures.labels(model, "non_finite").inc(n)
 
     def load(self) -> None:
-        """Load (unless given) and warm up the models; sets ``ready`` or ``error``. Runs in a thread."""
+        """Load (unless given) and warm up the models; sets ``ready`` or ``error``. Runs in a thread (a ``--workers``
+        worker runs it before it takes connections, ``service.workers``); a no-op once ready."""
+        if self.ready:
+            return
         try:
             t0 = time.perf_counter()
             if self.pipeline is None:
