@@ -157,8 +157,8 @@ def refine_keypoints_dark(keypoints: np.ndarray, heatmaps: np.ndarray, blur_kern
     h, w = heatmaps.shape[1:]
     hm = gaussian_blur(heatmaps, blur_kernel_size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        np.maximum(hm, 1e-10, hm)
-        np.log(hm, hm)
+        np.maximum(hm, 1e-10, out=hm)
+        np.log(hm, out=hm)
     for n, k in product(range(n_inst), range(k_num)):
         x, y = keypoints[n, k, :2].astype(int)
         if 1 < x < w - 2 and 1 < y < h - 2:
@@ -193,8 +193,8 @@ def refine_keypoints_dark_udp(keypoints: np.ndarray, heatmaps: np.ndarray, blur_
     n_inst, k_num = keypoints.shape[:2]
     h, w = heatmaps.shape[1:]
     hm = gaussian_blur(heatmaps, blur_kernel_size)
-    np.clip(hm, 1e-3, 50.0, hm)
-    np.log(hm, hm)
+    np.clip(hm, 1e-3, 50.0, out=hm)
+    np.log(hm, out=hm)
     pad = np.pad(hm, ((0, 0), (1, 1), (1, 1)), mode="edge").flatten()
     with np.errstate(invalid="ignore"):
         for n in range(n_inst):
