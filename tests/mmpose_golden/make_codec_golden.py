@@ -35,7 +35,8 @@ No network and no weights. Heatmaps and encode keypoints are not stored: both si
   ``head.predict``, and ``test_step``'s image keypoints and scores (float32; ``predict`` on the float64 input:
   ``_f64``).
 * ``metafiles.json``: the rows of ``resnet_dark_coco.yml``; ``state_dict_shapes.json.gz``: every key and shape of
-  the six ResNet+DARK models at full width; ``train_configs.json``: their training recipes (as make_zoo_golden's).
+  the six ResNet+DARK models at full width; ``train_configs.json``: their training recipes (make_zoo_golden's layout,
+  plus ``test_cfg`` and the val pipeline's ``use_udp``).
 """
 
 from __future__ import annotations
@@ -230,17 +231,30 @@ def zoo_facts(cfg_root: Path, writer: GoldenWriter) -> None:
         c = Config.fromfile(str(cfg_root / rel))
         shapes[m["Config"]] = {k: list(v.shape) for k, v in MODELS.build(c.model).state_dict().items()}
         warm, steps = c.param_scheduler
-        recipes[m["Config"]] = {
+        init = c.model.get("init_cfg") or c.model.backbone.get("init_cfg")
+        train_steps = c.train_dataloader.dataset.pipeline
+        bbox_t = next(t for t in train_steps if t["type"] == "RandomBBoxTransform")
+        recipes[m["Config"]] = {  # make_zoo_golden.py's train_configs.json layout, plus test_cfg and use_udp
             "optimizer": c.optim_wrapper.optimizer.type,
             "lr": c.optim_wrapper.optimizer.lr,
             "base_batch_size": c.auto_scale_lr.base_batch_size,
             "batch_size": c.train_dataloader.batch_size,
             "max_epochs": c.train_cfg.max_epochs,
-            "warmup": {"type": warm.type, "start_factor": warm.start_factor, "end": warm.end},
+            "val_interval": c.train_cfg.val_interval,
+            "warmup": {
+                "type": warm.type,
+                "start_factor": warm.start_factor,
+                "end": warm.end,
+                "by_epoch": warm.by_epoch,
+            },
             "steps": {"type": steps.type, "milestones": list(steps.milestones), "gamma": steps.gamma},
-            "loss": c.model.head.loss.type,
-            "init": dict(c.model.backbone.init_cfg),
+            "losses": [c.model.head.loss.type],
+            "init": {"on": "model" if c.model.get("init_cfg") else "backbone", **dict(init)},
+            "train_pipeline": [t["type"] for t in train_steps],
+            "shift_prob": bbox_t.get("shift_prob", None),
             "codec": dict(c.codec),
+            "evaluator": {"type": c.val_evaluator.type, "score_mode": c.val_evaluator.get("score_mode")},
+            "save_best": c.default_hooks.checkpoint.save_best,
             "test_cfg": dict(c.model.test_cfg),
             "use_udp": [t.get("use_udp", False) for t in c.val_pipeline if t["type"] == "TopdownAffine"][0],
         }

@@ -232,6 +232,7 @@ def test_dark_row_codec_and_test_cfg_equal_mmpose_config(name):
     assert r["test_cfg"]["flip_test"] == cfg.flip_test and r["test_cfg"]["shift_heatmap"] == cfg.shift_heatmap
     assert r["use_udp"] is cfg.use_udp is False
     assert r["init"]["checkpoint"] == f"torchvision://resnet{cfg.backbone_depth}"
+    assert r["losses"] == ["KeypointMSELoss"]
 
 
 @pytest.mark.parametrize("name", DARK_ROWS)

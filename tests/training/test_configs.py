@@ -81,7 +81,12 @@ def test_imagenet_download_is_hash_checked_and_offline_names_the_url(tmp_path):
         load_imagenet_backbone(TopdownPoseModel(get_config("td-hm_res50").replace(**SMALL)), tmp_path)
 
 
-RECIPES = json.loads((Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo" / "train_configs.json").read_text())
+#: MMPose's training recipes by config path: the zoo's, and the families' (tests/data/mmpose_*/train_configs.json).
+RECIPES = {
+    k: v
+    for path in sorted((Path(__file__).resolve().parents[1] / "data").glob("mmpose_*/train_configs.json"))
+    for k, v in json.loads(path.read_text()).items()
+}
 #: MMPose loss class -> ours (``training.losses.LOSSES``)
 LOSS_NAMES = {
     "SmoothL1Loss": "smooth_l1",
