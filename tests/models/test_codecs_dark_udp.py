@@ -338,3 +338,35 @@ def test_served_keypoints_equal_mmpose_test_step(name, tmp_path, cpu_settings):
     dev = dev_px(got.keypoints[..., :2] / crop_px, want / crop_px, 1)
     report(f"served {name} image keypoints (crop px)", dev, EXPORT_TOLERANCE_PX)
     report(f"served {name} scores", dev_px(got.keypoints[..., 2], g["scores_image_flip"], 1.0), EXPORT_TOLERANCE_PX)
+
+
+# ---------------------------------------------------------------- training targets
+
+
+@pytest.mark.parametrize("name", ["dark", "udp"])
+def test_training_items_use_the_codecs_crop_and_targets(name, coco_tiny):
+    """``pose-train``'s data (``training.data.CocoTopDown``) with a DARK / UDP config: the crop is the codec's
+    (UDP: ``TopdownAffine(use_udp=True)``), the targets its encode of the keypoints in that crop (no augmentation:
+    the keypoints are the annotation's mapped by the crop's matrix), and validation crops are the same crops."""
+    from training.data import CocoTopDown, make_codec
+    from training.transforms import AugmentConfig
+
+    cfg, _ = _small(name)
+    assert type(make_codec(cfg)) is (DarkHeatmap if name == "dark" else UDPHeatmap)
+    ann = coco_tiny / "test_coco.json"
+    train = CocoTopDown(ann, coco_tiny, cfg, train=True, augment=AugmentConfig(enabled=False))
+    val = CocoTopDown(ann, coco_tiny, cfg, train=False, augment=None)
+    inst = train.instances[0]
+    item, val_item = train[0], val[0]
+    center, scale = geometry.bbox_to_center_scale(inst.bbox[None], cfg.input_size)
+    image = np.asarray(val_item["inputs"])
+    from training.data import read_image_rgb
+
+    rgb = read_image_rgb(inst.file)
+    want = geometry.crop_image(rgb, center[0], scale[0], cfg.input_size, use_udp=cfg.use_udp)
+    assert np.array_equal(image, want) and np.array_equal(item["inputs"], want)
+    m = geometry.crop_warp_matrix(center[0], scale[0], 0.0, cfg.input_size, cfg.use_udp)
+    kp = geometry.transform_points(inst.keypoints, m).astype(np.float32)
+    enc = make_codec(cfg).encode(kp[None], inst.visible[None])
+    assert np.array_equal(item["heatmaps"], enc["heatmaps"]) and item["heatmaps"].shape == (17, 64, 48)
+    assert np.array_equal(item["keypoint_weights"], enc["keypoint_weights"][0])
