@@ -306,7 +306,7 @@ class PoseEstimator:
             centers, scales = bbox_to_center_scale(bboxes, self.input_size, self.padding)
         except ValueError as exc:
             raise InvalidParameterError(str(exc)) from exc
-        return crop_batch(image, centers, scales, self.input_size), centers, scales
+        return crop_batch(image, centers, scales, self.input_size, use_udp=self.card.use_udp), centers, scales
 
     def to_image(self, kpts_crop: np.ndarray, centers: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """Crop-pixel keypoints [N, K, 3] -> original-image pixels [N, K, 3] (score kept)."""

@@ -25,8 +25,10 @@ Output kinds:
     * ``keypoints``: [B, K, 2] or [B, K, 3] (or [B, 1, K, C]); the last axis holds two coordinates
       in ``coord_order`` and, if present, a score (RLE models: 1 - mean sigma). ``coord_units`` is ``input_pixels`` (crop pixels,
       MMPose convention) or ``normalized`` (crop pixel / input size, in [0, 1]).
-    * ``heatmap``: [B, K, H, W]; decoded by MMPose's ``MSRAHeatmap.decode`` (argmax, quarter-pixel
-      refinement; score = the maximum).
+    * ``heatmap``: [B, K, H, W]; decoded by ``output.codec`` (default ``msra``: MMPose's ``MSRAHeatmap.decode``,
+      argmax, quarter-pixel refinement; score = the maximum; ``dark``: ``MSRAHeatmap(unbiased=True)``, ``udp``:
+      ``UDPHeatmap``, both with ``output.blur_kernel_size``, see ``models.codecs_dark_udp``). A ``udp`` card's crops
+      are UDP's (:attr:`ModelCard.use_udp`, ``models.geometry.get_udp_warp_matrix``).
     * ``simcc``: two outputs, ``name`` = x vectors [B, K, round(w * split_ratio)] and ``y_name`` = y vectors
       [B, K, round(h * split_ratio)] (RTMPose / SimCC ONNX files from MMDeploy and rtmlib call them ``simcc_x`` and
       ``simcc_y``); decoded by MMPose's ``SimCCLabel.decode`` (argmax per axis / split ratio; score = the smaller of
@@ -52,7 +54,8 @@ from pathlib import Path
 import numpy as np
 
 from core.precision import CARD_PRECISIONS
-from models.codecs import SimCCLabel, decode_heatmaps, flip_back_heatmaps, flip_back_keypoints, flip_back_simcc
+from models.codecs import SimCCLabel, flip_back_heatmaps, flip_back_keypoints, flip_back_simcc
+from models.codecs_dark_udp import DEFAULT_BLUR_KERNEL, HEATMAP_CODECS, decode_heatmaps_with
 from models.heads import head_kind
 from models.keypoints import COCO17_NAMES, KeypointSchema, flip_indices, get_schema, schema_for_names
 
@@ -120,6 +123,10 @@ class OutputSpec:
 
     ``y_name`` and ``split_ratio`` belong to the ``simcc`` kind only (both required there): the y-vector output's
     name (``name`` is the x vectors') and the bins per crop pixel (MMPose ``simcc_split_ratio``, 2.0 for RTMPose).
+
+    ``codec`` (``heatmap`` kind; ``models.codecs_dark_udp.HEATMAP_CODECS``): ``msra`` (the default: cards written
+    before the field load unchanged), ``dark`` or ``udp`` (which also selects UDP's crop); ``blur_kernel_size``: the
+    DARK / UDP decode's odd blur kernel (None: MMPose's default 11).
     """
 
     name: str
@@ -129,6 +136,8 @@ class OutputSpec:
     flip_shift: bool = True
     y_name: str | None = None
     split_ratio: float | None = None
+    codec: str = "msra"
+    blur_kernel_size: int | None = None
 
     @property
     def tensor_names(self) -> tuple[str, ...]:
@@ -159,6 +168,11 @@ class ModelCard:
     def input_size(self) -> tuple[int, int]:
         """(w, h) of the crop the model takes."""
         return (self.input.width, self.input.height)
+
+    @property
+    def use_udp(self) -> bool:
+        """Crops are UDP's (``models.geometry.get_udp_warp_matrix``; MMPose ``TopdownAffine(use_udp=True)``)."""
+        return self.output.codec == "udp"
 
     @property
     def keypoint_names(self) -> list[str]:
@@ -224,7 +238,8 @@ class ModelCard:
                 if flipped.shape != hm.shape:
                     raise ValueError(f"flipped output {list(flipped.shape)} != output {list(hm.shape)}")
                 hm = (hm + flipped) * 0.5
-            keypoints, scores = decode_heatmaps(hm, (w, h))
+            blur = self.output.blur_kernel_size or DEFAULT_BLUR_KERNEL
+            keypoints, scores = decode_heatmaps_with(self.output.codec, hm, (w, h), blur)
             return np.concatenate([keypoints, scores[..., None]], axis=-1).astype(np.float32)
         kpts = self._decode_keypoints(output)
         if output_flipped is not None:
@@ -294,6 +309,7 @@ class ModelCard:
             raise ModelCardError(
                 f"model card fields output.y_name / output.split_ratio belong to kind simcc, not {self.output.kind}"
             )
+        self._validate_codec()
         if self.input.width <= 0 or self.input.height <= 0:
             raise ModelCardError(f"model card input size {self.input_size} must be positive")
         for key in ("mean", "std"):
@@ -313,12 +329,24 @@ class ModelCard:
                 f"model card schema_version {self.schema_version} is not supported (expected {CARD_SCHEMA_VERSION})"
             )
 
+    def _validate_codec(self) -> None:
+        """``output.codec`` / ``output.blur_kernel_size`` (see :class:`OutputSpec`)."""
+        codec, blur = self.output.codec, self.output.blur_kernel_size
+        if codec not in HEATMAP_CODECS:
+            raise ModelCardError(f"model card field output.codec={codec!r} must be one of {list(HEATMAP_CODECS)}")
+        if codec != "msra" and self.output.kind != "heatmap":
+            raise ModelCardError(f"model card field output.codec={codec!r} belongs to kind heatmap")
+        if blur is not None and (isinstance(blur, bool) or not isinstance(blur, int) or blur < 1 or blur % 2 != 1):
+            raise ModelCardError(f"model card field output.blur_kernel_size={blur!r} must be a positive odd int")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("path")
-        for key in ("y_name", "split_ratio"):  # simcc's fields: other kinds' cards stay as they were
+        for key in ("y_name", "split_ratio", "blur_kernel_size"):  # optional fields: other cards stay as they were
             if d["output"][key] is None:
                 d["output"].pop(key)
+        if d["output"]["codec"] == "msra":
+            d["output"].pop("codec")
         return d
 
     def save(self, path: str | Path) -> Path:

@@ -16,6 +16,8 @@
   golden tests' side): per-axis argmax of the 1-D x and y vectors divided by the split ratio; score = the smaller of
   the two maxima. Follows ``mmpose/codecs/simcc_label.py`` (``use_dark=False``, ``decode_visibility=False``: RTMPose's
   configs) and ``mmpose/codecs/utils/post_processing.py`` (``get_simcc_maximum``).
+* DARK (``MSRAHeatmap(unbiased=True)``) and UDP (``UDPHeatmap``) live in :mod:`models.codecs_dark_udp` (this
+  module's size limit), with the dispatch on a card's ``output.codec``.
 * Flip test: :func:`flip_back_heatmaps`, :func:`flip_back_keypoints` and :func:`flip_back_simcc` map the output of a
   horizontally flipped crop back (MMPose ``mmpose/models/utils/tta.py``). This is the one implementation: the service
   (``models.card.ModelCard.decode``) and the torch model (``TopdownPoseModel.predict_keypoints``) both

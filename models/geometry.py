@@ -4,7 +4,7 @@ Coordinates follow MMPose: a pixel's index is its coordinate (no half-pixel shif
 xyxy in pixels of the original image. ``center`` is (x, y) and ``scale`` is (w, h) of the padded,
 aspect-fixed box, both in original-image pixels. ``input_size`` is (w, h) of the model input.
 
-Sources: ``mmpose/structures/bbox/transforms.py`` (``bbox_xyxy2cs``, ``get_warp_matrix``, no UDP),
+Sources: ``mmpose/structures/bbox/transforms.py`` (``bbox_xyxy2cs``, ``get_warp_matrix``, ``get_udp_warp_matrix``),
 ``mmpose/datasets/transforms/topdown_transforms.py`` (``TopdownAffine._fix_aspect_ratio``, warp with
 ``cv2.warpAffine`` INTER_LINEAR and a constant 0 border) and
 ``mmpose/models/pose_estimators/topdown.py`` (crop -> image mapping of predicted keypoints).
@@ -12,6 +12,8 @@ Torch-free: numpy + OpenCV.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -216,6 +218,46 @@ def get_warp_matrix(
     return cv2.getAffineTransform(np.float32(src), np.float32(dst))
 
 
+def get_udp_warp_matrix(center: np.ndarray, scale: np.ndarray, rot: float, output_size: tuple[int, int]) -> np.ndarray:
+    """Affine matrix of UDP's crop (MMPose ``get_udp_warp_matrix``, ``TopdownAffine(use_udp=True)``): the box's
+    ``scale`` pixels map onto ``output_size - 1`` crop pixels, so its edges land on the first and last crop pixels.
+
+    Args:
+        center: [2] box center (x, y), original-image pixels.
+        scale: [2] box (w, h), original-image pixels (aspect already fixed).
+        rot: rotation in degrees (counter-clockwise).
+        output_size: (w, h) of the crop.
+
+    Returns:
+        float32 [2, 3] image -> crop matrix (MMPose's dtype), for ``cv2.warpAffine`` / :func:`transform_points`.
+    """
+    center = np.asarray(center)
+    scale = np.asarray(scale)
+    input_size = center * 2
+    rot_rad = np.deg2rad(rot)
+    cs, sn = math.cos(rot_rad), math.sin(rot_rad)
+    warp_mat = np.zeros((2, 3), dtype=np.float32)
+    scale_x = (output_size[0] - 1) / scale[0]
+    scale_y = (output_size[1] - 1) / scale[1]
+    warp_mat[0, 0] = cs * scale_x
+    warp_mat[0, 1] = -sn * scale_x
+    warp_mat[0, 2] = scale_x * (-0.5 * input_size[0] * cs + 0.5 * input_size[1] * sn + 0.5 * scale[0])
+    warp_mat[1, 0] = sn * scale_y
+    warp_mat[1, 1] = cs * scale_y
+    warp_mat[1, 2] = scale_y * (-0.5 * input_size[0] * sn - 0.5 * input_size[1] * cs + 0.5 * scale[1])
+    return warp_mat
+
+
+def crop_warp_matrix(
+    center: np.ndarray, scale: np.ndarray, rot: float, input_size: tuple[int, int], use_udp: bool = False
+) -> np.ndarray:
+    """The image -> crop matrix of MMPose's ``TopdownAffine``: :func:`get_udp_warp_matrix` when ``use_udp``, else
+    :func:`get_warp_matrix`."""
+    if use_udp:
+        return get_udp_warp_matrix(center, scale, rot, input_size)
+    return get_warp_matrix(center, scale, rot, input_size)
+
+
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Apply a [2, 3] affine matrix to points [..., 2]; returns float64 [..., 2]."""
     p = np.asarray(points, dtype=np.float64)
@@ -224,22 +266,28 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def crop_image(
-    image: np.ndarray, center: np.ndarray, scale: np.ndarray, input_size: tuple[int, int], rot: float = 0.0
+    image: np.ndarray,
+    center: np.ndarray,
+    scale: np.ndarray,
+    input_size: tuple[int, int],
+    rot: float = 0.0,
+    use_udp: bool = False,
 ) -> np.ndarray:
     """Warp one box region to the model input with ``cv2.warpAffine`` (INTER_LINEAR, border 0), as MMPose's
-    ``TopdownAffine`` (no UDP) does.
+    ``TopdownAffine`` does (``use_udp``: UDP's matrix, :func:`crop_warp_matrix`).
 
     Args:
         image: HxWxC uint8 (any channel order; it is kept).
         center, scale: [2] each from :func:`bbox_to_center_scale`, original-image pixels.
         input_size: (w, h) of the crop.
         rot: rotation in degrees (training augmentation; 0 at inference), see :func:`get_warp_matrix`.
+        use_udp: UDP's crop (:func:`get_udp_warp_matrix`).
 
     Returns:
         uint8 [h, w, C] crop. Map points with :func:`transform_points` and the same
-        ``get_warp_matrix(center, scale, rot, input_size)``.
+        ``crop_warp_matrix(center, scale, rot, input_size, use_udp)``.
     """
-    m = get_warp_matrix(center, scale, rot, input_size)
+    m = crop_warp_matrix(center, scale, rot, input_size, use_udp)
     return cv2.warpAffine(
         image,
         m,
@@ -279,12 +327,19 @@ def warp_matrices(centers: np.ndarray, scales: np.ndarray, input_size: tuple[int
     return out
 
 
-def crop_batch(image: np.ndarray, centers: np.ndarray, scales: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Crops of N boxes from one image: uint8 [N, h, w, C] (see :func:`crop_image`), each warped straight into its
-    slot of the batch with the matrices of :func:`warp_matrices`."""
+def crop_batch(
+    image: np.ndarray, centers: np.ndarray, scales: np.ndarray, input_size: tuple[int, int], use_udp: bool = False
+) -> np.ndarray:
+    """Crops of N boxes from one image: uint8 [N, h, w, C] (see :func:`crop_image`; ``use_udp``: UDP's crop), each
+    warped straight into its slot of the batch with the matrices of :func:`warp_matrices` (UDP: one
+    :func:`get_udp_warp_matrix` per box)."""
     w, h = int(input_size[0]), int(input_size[1])
     out = np.empty((len(centers), h, w, image.shape[2]), dtype=np.uint8)
-    for i, m in enumerate(warp_matrices(centers, scales, input_size)):
+    if use_udp:
+        matrices = [get_udp_warp_matrix(c, s, 0.0, input_size) for c, s in zip(centers, scales)]
+    else:
+        matrices = warp_matrices(centers, scales, input_size)
+    for i, m in enumerate(matrices):
         cv2.warpAffine(image, m, (w, h), dst=out[i], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                        borderValue=0)  # fmt: skip
     return out
@@ -296,7 +351,9 @@ def keypoints_crop_to_image(
     """Map keypoints from crop pixels back to original-image pixels (MMPose top-down, rot 0).
 
     ``x_img = x_crop / input_w * scale_w + center_x - scale_w / 2`` (likewise y), which is the
-    inverse of :func:`get_warp_matrix` for zero rotation.
+    inverse of :func:`get_warp_matrix` for zero rotation. MMPose maps UDP models' keypoints back with the same
+    formula: UDP's decode already scales by ``w / (W - 1)`` (``models.codecs_dark_udp.UDPHeatmap``), which makes it
+    the inverse of :func:`get_udp_warp_matrix`.
 
     Args:
         keypoints_xy: float [N, K, 2] x, y in crop pixels.

@@ -229,6 +229,20 @@ def simplebaseline(name: str) -> TrainConfig:
     )
 
 
+def darkpose(name: str) -> TrainConfig:
+    """``topdown_heatmap/coco/td-hm_res{50,101,152}_dark-*``: SimpleBaseline with DARK's unbiased Gaussian targets
+    (``codec="dark"``: ``models.codecs_dark_udp.DarkHeatmap``), KeypointMSE, ImageNet backbone; batch 64 (base 512),
+    ResNet-152's ``8xb32``: 32 (base 256)."""
+    deep = get_config(name).backbone_depth == 152
+    return _zoo_config(
+        name,
+        ("keypoint_mse",),
+        batch_size=32 if deep else 64,
+        base_batch_size=256 if deep else 512,
+        init=INIT_IMAGENET,
+    )
+
+
 def default_recipe(name: str) -> TrainConfig:
     """A zoo entry of a collection without a recipe here: its head kind's default loss (``HeadKind.default_losses``,
     ``models.heads``), ImageNet backbone, the shared schedule."""
@@ -290,7 +304,7 @@ CONFIGS = {
     "quick-rle": quick_rle,
 }
 #: MMPose's recipe of each model-zoo collection (``PoseModelConfig.collection``) without a hand-written config above.
-RECIPES = {"DeepPose": deeppose, "RLE": rle, "SimpleBaseline2D": simplebaseline}
+RECIPES = {"DeepPose": deeppose, "RLE": rle, "SimpleBaseline2D": simplebaseline, "DarkPose": darkpose}
 for _name, _cfg in ZOO.items():
     if _name not in CONFIGS:
         _recipe = RECIPES.get(_cfg.collection, default_recipe)

@@ -66,7 +66,8 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
 
 def make_codec(model: PoseModelConfig) -> IntegralRegressionLabel | MSRAHeatmap | RegressionLabel:
     """The config's target encoder, chosen by its head kind (``models.heads``, ``HeadKind.codec``):
-    ``IntegralRegressionLabel`` (normalised heatmaps) for integral heads, ``MSRAHeatmap`` for heatmap heads,
+    ``IntegralRegressionLabel`` (normalised heatmaps) for integral heads, ``MSRAHeatmap`` / ``DarkHeatmap`` /
+    ``UDPHeatmap`` for heatmap heads (``model.codec``),
     ``RegressionLabel`` for DeepPose and RLE heads, with the model's input / heatmap size and sigma."""
     return head_kind(model.head_kind).codec(model)
 
@@ -151,7 +152,7 @@ class TopDownData(Dataset):
         if not self.train:
             centers, scales = bbox_to_center_scale(inst.bbox[None], (w, h))
             return {
-                "inputs": crop_image(image, centers[0], scales[0], (w, h)),
+                "inputs": crop_image(image, centers[0], scales[0], (w, h), use_udp=self.model.use_udp),
                 "center": centers[0],
                 "scale": scales[0],
                 "image_id": inst.image_id,
@@ -180,6 +181,7 @@ class TopDownData(Dataset):
             half_body_padding=self.augment.half_body_padding,
             flip_index=flip_index,
             center_scale=inst.center_scale,
+            use_udp=self.model.use_udp,
         )
         enc = self.codec.encode(s.keypoints[None], s.keypoints_visible[None])
         out = {"inputs": s.crop, "keypoint_weights": enc["keypoint_weights"][0]}

@@ -35,10 +35,10 @@ from models.geometry import (
     DEFAULT_PADDING,
     bbox_xyxy2cs,
     crop_image,
+    crop_warp_matrix,
     fix_aspect_ratio,
     flip_center_horizontal,
     flip_keypoints_horizontal,
-    get_warp_matrix,
     half_body_center_scale,
     transform_points,
 )
@@ -226,6 +226,7 @@ def apply_topdown(
     half_body_padding: float = 1.5,
     flip_index: np.ndarray | None = None,
     center_scale: tuple[np.ndarray, np.ndarray] | None = None,
+    use_udp: bool = False,
 ) -> TopdownSample:
     """GetBBoxCenterScale, RandomFlip, RandomHalfBody, RandomBBoxTransform and TopdownAffine with given draws.
 
@@ -242,6 +243,7 @@ def apply_topdown(
         center_scale: the annotation's own box (center, scale) before padding, float [2] each (MPII): as MMPose's
             ``GetBBoxCenterScale`` with ``bbox_center`` / ``bbox_scale`` already set, it is padded and used instead
             of ``bbox_xyxy``'s.
+        use_udp: UDP's crop (MMPose ``TopdownAffine(use_udp=True)``, ``models.geometry.get_udp_warp_matrix``).
 
     Returns:
         :class:`TopdownSample`.
@@ -271,6 +273,6 @@ def apply_topdown(
     scale = (scale * draws.scale).astype(np.float32)
     rot = float(draws.rotation)
     scale = fix_aspect_ratio(scale, input_size[0] / input_size[1])
-    crop = crop_image(image, center, scale, input_size, rot)
-    kp_crop = transform_points(kp, get_warp_matrix(center, scale, rot, input_size)).astype(np.float32)
+    crop = crop_image(image, center, scale, input_size, rot, use_udp=use_udp)
+    kp_crop = transform_points(kp, crop_warp_matrix(center, scale, rot, input_size, use_udp)).astype(np.float32)
     return TopdownSample(crop, kp_crop, vis, center, scale, rot)

@@ -7,8 +7,9 @@ an ``nn.Identity`` in every config here and has no parameters, so it is omitted.
 (``models.heads.integral``) wraps one as its ``simplebaseline_head``.
 
 :data:`KIND`: output ``heatmaps`` [B, K, H, W] (card kind ``heatmap``: ``models.codecs.decode_heatmaps``, MMPose's
-``MSRAHeatmap.decode``; flip-back ``models.codecs.flip_back_heatmaps`` with ``shift_heatmap``); training targets
-``models.codecs.MSRAHeatmap`` (Gaussian heatmaps, sigma ``config.sigma``); loss ``keypoint_mse``.
+``MSRAHeatmap.decode``, or DARK / UDP by ``config.codec``: ``models.codecs_dark_udp``; flip-back
+``models.codecs.flip_back_heatmaps`` with ``shift_heatmap``); training targets ``config.codec``'s codec (Gaussian
+heatmaps, sigma ``config.sigma``); loss ``keypoint_mse``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from models.card import OutputSpec
-from models.codecs import MSRAHeatmap
+from models.codecs_dark_udp import heatmap_codec
 from models.heads.base import HeadKind
 from models.heads.features import last_feature
 
@@ -119,10 +120,16 @@ class HeatmapKind(HeadKind):
         head.final_layer.weight.mul_(std / float(head(feats).std()))
 
     def output_spec(self, config: PoseModelConfig) -> OutputSpec:
-        return OutputSpec(name="heatmaps", kind="heatmap", flip_shift=config.shift_heatmap)
+        blur = None if config.codec == "msra" else config.blur_kernel_size
+        return OutputSpec(
+            name="heatmaps", kind="heatmap", flip_shift=config.shift_heatmap, codec=config.codec, blur_kernel_size=blur
+        )
 
-    def codec(self, config: PoseModelConfig) -> MSRAHeatmap:
-        return MSRAHeatmap(config.input_size, config.heatmap_size, config.sigma)
+    def codec(self, config: PoseModelConfig):
+        """``config.codec``'s codec (``models.codecs_dark_udp.heatmap_codec``: MSRA, DARK or UDP)."""
+        return heatmap_codec(
+            config.codec, config.input_size, config.heatmap_size, config.sigma, config.blur_kernel_size
+        )
 
     def train_forward(self, head: HeatmapHead, feats: Tensor) -> dict[str, Tensor]:
         return {"heatmaps": head(feats)}

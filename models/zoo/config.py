@@ -18,6 +18,10 @@ from models.scoring import SCORE_MODES
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
+#: The heatmap codecs of :attr:`PoseModelConfig.codec` (``models.codecs_dark_udp.HEATMAP_CODECS``, torch- and
+#: OpenCV-free here).
+HEATMAP_CODECS: tuple[str, ...] = ("msra", "dark", "udp")
+
 #: Metric columns of MMPose's model-zoo tables by data set (the keys of ``PoseModelConfig.published``).
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "coco": ("AP", "AP50", "AP75", "AR", "AR50"),
@@ -49,6 +53,10 @@ class PoseModelConfig:
         debias: apply the Debias-IPR correction (Gu et al. 2021, MMPose variant); integral heads only, checked by the
             head kind (``HeadKind.check_config``) when a model, card or training config is made from the config.
         sigma: Gaussian sigma of the training heatmap target, in heatmap pixels (heatmap / integral heads).
+        codec: the heatmap codec (:data:`HEATMAP_CODECS`; heatmap heads only): ``"msra"`` (MMPose ``MSRAHeatmap``),
+            ``"dark"`` (``MSRAHeatmap(unbiased=True)``) or ``"udp"`` (``UDPHeatmap`` with ``TopdownAffine(use_udp=True)``
+            crops); the card's ``output.codec`` (``models.codecs_dark_udp``).
+        blur_kernel_size: the DARK / UDP decode's blur kernel (MMPose ``blur_kernel_size``, odd; 11 by default).
         mean, std: per-channel normalisation in RGB order on the 0-255 scale.
         flip_test: whether MMPose's test config averages a horizontally flipped pass.
         shift_coords: coordinate flip test (integral, regression, RLE) shifts flipped x by one input pixel (MMPose
@@ -80,6 +88,8 @@ class PoseModelConfig:
     beta: float = 1.0
     debias: bool = False
     sigma: float = 2.0
+    codec: str = "msra"
+    blur_kernel_size: int = 11
     mean: tuple[float, float, float] = IMAGENET_MEAN_RGB
     std: tuple[float, float, float] = IMAGENET_STD_RGB
     flip_test: bool = True
@@ -100,6 +110,14 @@ class PoseModelConfig:
             raise ValueError(f"backbone_args must be a dict, got {type(self.backbone_args).__name__}")
         if self.head_kind not in HEAD_KIND_NAMES:
             raise ValueError(f"head_kind must be one of {HEAD_KIND_NAMES}, got {self.head_kind!r}")
+        if self.codec not in HEATMAP_CODECS:
+            raise ValueError(f"codec must be one of {HEATMAP_CODECS}, got {self.codec!r}")
+        if self.codec != "msra" and self.head_kind != "heatmap":
+            raise ValueError(f"codec {self.codec!r} needs head_kind 'heatmap', got {self.head_kind!r}")
+        if isinstance(self.blur_kernel_size, bool) or not isinstance(self.blur_kernel_size, int):
+            raise ValueError(f"blur_kernel_size must be an odd int, got {self.blur_kernel_size!r}")
+        if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 != 1:
+            raise ValueError(f"blur_kernel_size must be odd and positive, got {self.blur_kernel_size}")
         if len(self.input_size) != 2 or min(self.input_size) <= 0 or any(s % 32 for s in self.input_size):
             raise ValueError(
                 f"input_size must be (w, h), positive multiples of 32 (ResNet stride), got {self.input_size}"
@@ -138,6 +156,11 @@ class PoseModelConfig:
         """(w, h) of the head's heatmap: the feature size times 2 per deconvolution (64x64 for 256x256 input)."""
         f = 2 ** len(self.deconv_out_channels)
         return (self.feature_size[0] * f, self.feature_size[1] * f)
+
+    @property
+    def use_udp(self) -> bool:
+        """UDP's crop (MMPose ``TopdownAffine(use_udp=True)``): the ``udp`` codec."""
+        return self.codec == "udp"
 
     @property
     def dataset(self) -> str | None:

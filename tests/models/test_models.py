@@ -48,12 +48,21 @@ FULL_LOAD = sorted(json.loads(GOLDEN_SHAPES.read_text())) + [
 
 
 def golden_shapes(name: str) -> dict[str, list[int]]:
-    """MMPose's state-dict keys and shapes of a zoo entry (tests/data/mmpose or tests/data/mmpose_zoo)."""
+    """MMPose's state-dict keys and shapes of a zoo entry (tests/data/mmpose, tests/data/mmpose_zoo, or a family's
+    tests/data/mmpose_*/state_dict_shapes.json.gz, keyed by entry name or MMPose config path)."""
     seed = json.loads(GOLDEN_SHAPES.read_text())
     if name in seed:
         return seed[name]
-    with gzip.open(DATA / "mmpose_zoo" / "state_dict_shapes.json.gz", "rt", encoding="utf-8") as f:
-        return json.load(f)[name]
+    for path in [
+        DATA / "mmpose_zoo" / "state_dict_shapes.json.gz",
+        *sorted(DATA.glob("mmpose_*/state_dict_shapes.json.gz")),
+    ]:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            shapes = json.load(f)
+        for key in (name, get_config(name).mmpose_config):
+            if key in shapes:
+                return shapes[key]
+    raise KeyError(f"no MMPose state-dict shapes for {name!r}")
 
 
 def mmpose_layout(state_dict: dict, cfg: PoseModelConfig) -> dict:
@@ -371,8 +380,13 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(RESNET_ZOO))
 def test_flip_test_symmetry(name):
-    """Flip test of the mirrored crops == the flip test of the crops, mirrored back (flip-back is an involution)."""
-    cfg = small(name, shift_heatmap=False) if head_kind(get_config(name).head_kind) is HEATMAP_KIND else small(name)
+    """Flip test of the mirrored crops == the flip test of the crops, mirrored back (flip-back is an involution).
+
+    Heatmap entries run with the MSRA decode: DARK's Newton step on a random network's noisy maps is ill-conditioned
+    (offsets of thousands of pixels that float32 rounding makes asymmetric); its flip test is checked against MMPose in
+    tests/models/test_codecs_dark_udp.py."""
+    hm = head_kind(get_config(name).head_kind) is HEATMAP_KIND
+    cfg = small(name, shift_heatmap=False, codec="msra") if hm else small(name)
     model = randomise(TopdownPoseModel(cfg), seed=1)
     w, h = cfg.input_size
     crops = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)

@@ -81,7 +81,12 @@ def test_imagenet_download_is_hash_checked_and_offline_names_the_url(tmp_path):
         load_imagenet_backbone(TopdownPoseModel(get_config("td-hm_res50").replace(**SMALL)), tmp_path)
 
 
-RECIPES = json.loads((Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo" / "train_configs.json").read_text())
+#: MMPose's training recipes by config path: the zoo's, and the families' (tests/data/mmpose_*/train_configs.json).
+RECIPES = {
+    k: v
+    for path in sorted((Path(__file__).resolve().parents[1] / "data").glob("mmpose_*/train_configs.json"))
+    for k, v in json.loads(path.read_text()).items()
+}
 #: MMPose loss class -> ours (``training.losses.LOSSES``)
 LOSS_NAMES = {
     "SmoothL1Loss": "smooth_l1",
@@ -91,9 +96,13 @@ LOSS_NAMES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(n for n in CONFIGS if n in RESNET_ZOO or n.startswith("quick")))
+@pytest.mark.parametrize(
+    "name",
+    sorted(n for n in CONFIGS if n in RESNET_ZOO or n.startswith("quick") or get_config(n).mmpose_config in RECIPES),
+)
 def test_configs_follow_mmpose(name):
-    """The ResNet families' configs (each family module's tests check its own against MMPose)."""
+    """The configs of the ResNet families and of every family whose goldens carry MMPose's training recipes
+    (``tests/data/mmpose_*/train_configs.json``); other families' own tests check theirs."""
     cfg = get_train_config(name)
     assert cfg.model.name == name
     if name.startswith("quick"):
