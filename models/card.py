@@ -26,7 +26,8 @@ Output kinds:
       in ``coord_order`` and, if present, a score (RLE models: 1 - mean sigma). ``coord_units`` is ``input_pixels`` (crop pixels,
       MMPose convention) or ``normalized`` (crop pixel / input size, in [0, 1]).
     * ``heatmap``: [B, K, H, W]; decoded by MMPose's ``MSRAHeatmap.decode`` (argmax, quarter-pixel
-      refinement; score = the maximum).
+      refinement; score = the maximum), or with ``"codec": "megvii"`` by ``MegviiHeatmap.decode`` (MSPN / RSN:
+      blur, argmax, quarter-pixel shift; score = maximum / 255 + 0.5; ``models.megvii_heatmap``).
     * ``simcc``: two outputs, ``name`` = x vectors [B, K, round(w * split_ratio)] and ``y_name`` = y vectors
       [B, K, round(h * split_ratio)] (RTMPose / SimCC ONNX files from MMDeploy and rtmlib call them ``simcc_x`` and
       ``simcc_y``); decoded by MMPose's ``SimCCLabel.decode`` (argmax per axis / split ratio; score = the smaller of
@@ -55,6 +56,7 @@ from core.precision import CARD_PRECISIONS
 from models.codecs import SimCCLabel, decode_heatmaps, flip_back_heatmaps, flip_back_keypoints, flip_back_simcc
 from models.heads import head_kind
 from models.keypoints import COCO17_NAMES, KeypointSchema, flip_indices, get_schema, schema_for_names
+from models.megvii_heatmap import decode_megvii_heatmaps
 
 CARD_SCHEMA_VERSION = 1
 _LAYOUTS = ("NCHW", "NHWC")
@@ -63,6 +65,8 @@ _COLORS = ("RGB", "BGR")
 _KINDS = ("keypoints", "heatmap", "simcc")
 _ORDERS = ("xy", "yx")
 _UNITS = ("input_pixels", "normalized")
+#: heatmap decodes (``OutputSpec.codec``): MMPose ``MSRAHeatmap`` (the default) and ``MegviiHeatmap`` (MSPN / RSN)
+_HEATMAP_CODECS = ("msra", "megvii")
 
 
 class ModelCardError(ValueError):
@@ -118,6 +122,9 @@ class OutputSpec:
     mirroring (MMPose ``shift_heatmap``), coordinates map ``x -> w - 1 - x`` (MMPose ``shift_coords``);
     False: no shift, ``x -> w - x``. SimCC ignores it (MMPose reverses the x vectors, ``flip_vectors``).
 
+    ``codec``: the decode of a ``heatmap`` output: ``"msra"`` (default; MMPose ``MSRAHeatmap``) or ``"megvii"``
+    (MMPose ``MegviiHeatmap`` with kernel 5, MSPN / RSN: :func:`models.megvii_heatmap.decode_megvii_heatmaps`).
+
     ``y_name`` and ``split_ratio`` belong to the ``simcc`` kind only (both required there): the y-vector output's
     name (``name`` is the x vectors') and the bins per crop pixel (MMPose ``simcc_split_ratio``, 2.0 for RTMPose).
     """
@@ -129,6 +136,7 @@ class OutputSpec:
     flip_shift: bool = True
     y_name: str | None = None
     split_ratio: float | None = None
+    codec: str = "msra"
 
     @property
     def tensor_names(self) -> tuple[str, ...]:
@@ -224,7 +232,10 @@ class ModelCard:
                 if flipped.shape != hm.shape:
                     raise ValueError(f"flipped output {list(flipped.shape)} != output {list(hm.shape)}")
                 hm = (hm + flipped) * 0.5
-            keypoints, scores = decode_heatmaps(hm, (w, h))
+            if self.output.codec == "megvii":
+                keypoints, scores = decode_megvii_heatmaps(hm, (w, h))
+            else:
+                keypoints, scores = decode_heatmaps(hm, (w, h))
             return np.concatenate([keypoints, scores[..., None]], axis=-1).astype(np.float32)
         kpts = self._decode_keypoints(output)
         if output_flipped is not None:
@@ -279,6 +290,7 @@ class ModelCard:
             ("output.kind", self.output.kind, _KINDS),
             ("output.coord_order", self.output.coord_order, _ORDERS),
             ("output.coord_units", self.output.coord_units, _UNITS),
+            ("output.codec", self.output.codec, _HEATMAP_CODECS),
             ("precision", self.precision, CARD_PRECISIONS),
         ]
         for name, value, allowed in checks:
@@ -294,6 +306,8 @@ class ModelCard:
             raise ModelCardError(
                 f"model card fields output.y_name / output.split_ratio belong to kind simcc, not {self.output.kind}"
             )
+        if self.output.codec != "msra" and self.output.kind != "heatmap":
+            raise ModelCardError(f"model card field output.codec belongs to kind heatmap, not {self.output.kind}")
         if self.input.width <= 0 or self.input.height <= 0:
             raise ModelCardError(f"model card input size {self.input_size} must be positive")
         for key in ("mean", "std"):
@@ -319,6 +333,8 @@ class ModelCard:
         for key in ("y_name", "split_ratio"):  # simcc's fields: other kinds' cards stay as they were
             if d["output"][key] is None:
                 d["output"].pop(key)
+        if d["output"]["codec"] == "msra":  # the default: cards without the field stay as they were
+            d["output"].pop("codec")
         return d
 
     def save(self, path: str | Path) -> Path:

@@ -24,6 +24,9 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "mpii": ("Mean", "Mean@0.1"),
 }
 
+#: Heatmap codecs a config can name (``PoseModelConfig.codec``; the card's ``output.codec``).
+HEATMAP_CODECS: tuple[str, ...] = ("msra", "megvii")
+
 
 @dataclass(frozen=True)
 class PoseModelConfig:
@@ -64,6 +67,9 @@ class PoseModelConfig:
         arch: the ``Arch`` name of MMPose's model-zoo table (``"deeppose_resnet_50_rle"``).
         score_mode: person score of the COCO evaluation (MMPose ``CocoMetric(score_mode=...)``, one of
             :data:`models.scoring.SCORE_MODES`): ``bbox_keypoint`` for every config here except RLE's ``bbox_rle``.
+        codec: the heatmap codec of the config's decoder (:data:`HEATMAP_CODECS`): ``"msra"`` (MMPose
+            ``MSRAHeatmap``, the default) or ``"megvii"`` (``MegviiHeatmap``: MSPN / RSN); the card's
+            ``output.codec``.
     """
 
     name: str
@@ -92,6 +98,7 @@ class PoseModelConfig:
     collection: str = ""
     arch: str = ""
     score_mode: str = "bbox_keypoint"
+    codec: str = "msra"
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONE_NAMES:
@@ -124,6 +131,8 @@ class PoseModelConfig:
             raise ValueError(f"num_keypoints must be >= 1, got {self.num_keypoints}")
         if self.score_mode not in SCORE_MODES:
             raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {self.score_mode!r}")
+        if self.codec not in HEATMAP_CODECS:
+            raise ValueError(f"codec must be one of {HEATMAP_CODECS}, got {self.codec!r}")
         if self.sha256_prefix is not None and not all(c in "0123456789abcdef" for c in self.sha256_prefix):
             raise ValueError(f"sha256_prefix must be lower-case hex, got {self.sha256_prefix!r}")
 
