@@ -189,3 +189,25 @@ def test_megvii_decode_equals_mmpose(case):
     assert keypoints.dtype == np.float32 and scores.dtype == hm.dtype
     report(f"MegviiHeatmap decode {case} keypoints", reldev(keypoints, g[f"decode_{case}_keypoints"]), 0.0)
     report(f"MegviiHeatmap decode {case} scores", reldev(scores, g[f"decode_{case}_scores"]), PARITY_FP64)
+
+
+@pytest.mark.parametrize("name", ["td-hm_2xmspn50", "td-hm_2xrsn50"])
+def test_mmpose_layout_checkpoint_loads_strictly(name, tmp_path):
+    """A .pth in the published file's layout (MSPN: MMPose 0.x, the head under ``keypoint_head.``; RSN: 1.x) under its
+    published name loads with strict key checking (small widths: ``config`` given)."""
+    from models.checkpoints import load_pose_checkpoint
+
+    cfg = small_config(name)
+    state_dict = fill(build_pose_model(cfg)).state_dict()
+    v0 = "/mmpose/top_down/" in cfg.checkpoint_url
+    assert v0 == name.endswith("mspn50")
+    layout = {
+        (k.replace("head.", "keypoint_head.", 1) if v0 and k.startswith("head.") else k): v
+        for k, v in state_dict.items()
+    }
+    path = tmp_path / cfg.checkpoint_filename
+    torch.save({"state_dict": layout, "meta": {"mmpose_version": "0.x" if v0 else "1.0.0"}}, path)
+    model, metadata = load_pose_checkpoint(path, config=cfg)
+    assert metadata["format"] == "mmpose" and ("converted" in metadata) == v0
+    loaded = model.state_dict()
+    assert list(loaded) == list(state_dict) and all(torch.equal(loaded[k], state_dict[k]) for k in state_dict)
