@@ -113,3 +113,21 @@ def test_served_through_the_pipeline_with_flip_test(exported, coco_tiny, cpu_set
     ref = keypoints_crop_to_image(torch_kpts[..., :2], centers, scales, size)
     assert_close(got.keypoints[..., :2], ref, EXPORT_TOLERANCE_PX * float((scales[:, 0] / size[0]).max()), "xy")
     assert_close(got.keypoints[..., 2], torch_kpts[..., 2], EXPORT_TOLERANCE_PX, "scores")
+
+
+def test_pose_export_cli(tmp_path, capsys, coco_tiny):
+    """``pose-export pose <checkpoint>`` of a small RSN (our checkpoint format carries the config): ONNX + card with
+    the Megvii decode, verified and linted."""
+    from export.cli import main
+    from models.checkpoints import save_pose_checkpoint
+
+    torch.manual_seed(0)
+    cfg = get_config("td-hm_2xrsn50")
+    model = build_pose_model(cfg.replace(backbone_args={**cfg.backbone_args, **SMALL}))
+    ckpt = save_pose_checkpoint(tmp_path / "rsn.pth", model, meta={"epoch": 1})
+    argv = ["pose", str(ckpt), "--out", str(tmp_path / "out"), "--name", "rsn", "--check-crops", "2"]
+    assert main(argv + ["--check-images", str(coco_tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "within tolerance" in out and "lint rsn.onnx: TensorRT-ready" in out
+    card = ModelCard.load(tmp_path / "out" / "rsn.json")
+    assert card.output.codec == "megvii" and card.extra["config"]["backbone_args"]["num_stages"] == 2

@@ -254,3 +254,20 @@ def test_no_training_recipe_is_offered_yet():
     from training.configs import CONFIGS
 
     assert not set(NAMES) & set(CONFIGS)
+
+
+@pytest.mark.slow  # full size: 9M (RSN-18) to 120M (4xMSPN-50) parameters
+@pytest.mark.parametrize("name", NAMES)
+def test_full_size_model_builds_and_predicts(name):
+    """The full model (MMPose's initialisation) on one crop: the heatmaps at input / 4, finite, decoded with the flip
+    test to keypoints inside the crop."""
+    cfg = get_config(name)
+    model = build_pose_model(name)
+    w, h = cfg.input_size
+    crops = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+    with torch.no_grad():
+        out = model(model.preprocess(torch.from_numpy(crops)))
+    assert tuple(out.shape) == (1, cfg.num_keypoints, h // 4, w // 4) and torch.isfinite(out).all()
+    kpts = model.predict_keypoints(crops)
+    assert kpts.shape == (1, cfg.num_keypoints, 3) and np.isfinite(kpts).all()
+    assert (kpts[..., 0] >= -4).all() and (kpts[..., 0] <= w).all() and (kpts[..., 1] <= h).all()
