@@ -38,7 +38,8 @@ class PoseModelConfig:
             (soft-argmax head, output [B, K, 2] normalised coordinates), ``"heatmap"`` (SimpleBaseline head, output
             [B, K, h, w] heatmaps), ``"regression"``
             (DeepPose ``RegressionHead``, output [B, K, 2] normalised coordinates) or ``"rle"`` (``RLEHead``,
-            output [B, K, 3]: normalised coordinates and the score 1 - mean sigma).
+            output [B, K, 3]: normalised coordinates and the score 1 - mean sigma) or ``"mspn"`` (MSPN / RSN
+            multi-stage heads, output the last level's [B, K, h, w] heatmaps).
         input_size: (w, h) of the model input crop in pixels.
         num_keypoints: K (must equal the schema's K when ``keypoint_schema`` is set).
         keypoint_schema: ``models.keypoints.SCHEMAS`` name (``"coco17"``, ``"mpii16"``): keypoint names, flip pairs
