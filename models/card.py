@@ -28,7 +28,9 @@ Output kinds:
     * ``heatmap``: [B, K, H, W]; decoded by ``output.codec`` (default ``msra``: MMPose's ``MSRAHeatmap.decode``,
       argmax, quarter-pixel refinement; score = the maximum; ``dark``: ``MSRAHeatmap(unbiased=True)``, ``udp``:
       ``UDPHeatmap``, both with ``output.blur_kernel_size``, see ``models.codecs_dark_udp``). A ``udp`` card's crops
-      are UDP's (:attr:`ModelCard.use_udp`, ``models.geometry.get_udp_warp_matrix``).
+      are UDP's (:attr:`ModelCard.use_udp`, ``models.geometry.get_udp_warp_matrix``); ``megvii`` (MSPN / RSN):
+      ``MegviiHeatmap.decode`` (blur, argmax, quarter-pixel shift; score = maximum / 255 + 0.5;
+      ``models.megvii_heatmap``).
     * ``simcc``: two outputs, ``name`` = x vectors [B, K, round(w * split_ratio)] and ``y_name`` = y vectors
       [B, K, round(h * split_ratio)] (RTMPose / SimCC ONNX files from MMDeploy and rtmlib call them ``simcc_x`` and
       ``simcc_y``); decoded by MMPose's ``SimCCLabel.decode`` (argmax per axis / split ratio; score = the smaller of
@@ -66,6 +68,7 @@ _COLORS = ("RGB", "BGR")
 _KINDS = ("keypoints", "heatmap", "simcc")
 _ORDERS = ("xy", "yx")
 _UNITS = ("input_pixels", "normalized")
+#: heatmap decodes (``OutputSpec.codec``): MMPose ``MSRAHeatmap`` (the default) and ``MegviiHeatmap`` (MSPN / RSN)
 
 
 class ModelCardError(ValueError):
@@ -125,7 +128,8 @@ class OutputSpec:
     name (``name`` is the x vectors') and the bins per crop pixel (MMPose ``simcc_split_ratio``, 2.0 for RTMPose).
 
     ``codec`` (``heatmap`` kind; ``models.codecs_dark_udp.HEATMAP_CODECS``): ``msra`` (the default: cards written
-    before the field load unchanged), ``dark`` or ``udp`` (which also selects UDP's crop); ``blur_kernel_size``: the
+    before the field load unchanged), ``dark``, ``udp`` (which also selects UDP's crop) or ``megvii`` (MSPN / RSN:
+    ``models.megvii_heatmap.decode_megvii_heatmaps``, blur kernel 5); ``blur_kernel_size``: the
     DARK / UDP decode's odd blur kernel (None: MMPose's default 11).
     """
 

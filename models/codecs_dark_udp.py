@@ -27,7 +27,7 @@ import numpy as np
 from models.codecs import MSRAHeatmap, _as_size, _check_keypoints, get_heatmap_maximum
 
 #: The heatmap codecs a card's ``output.codec`` names (``models.card.OutputSpec``); ``msra`` is MMPose's default.
-HEATMAP_CODECS: tuple[str, ...] = ("msra", "dark", "udp")
+HEATMAP_CODECS: tuple[str, ...] = ("msra", "dark", "udp", "megvii")
 #: MMPose's default blur kernel of the DARK / UDP decode (``blur_kernel_size``; sigma 2 targets).
 DEFAULT_BLUR_KERNEL: int = 11
 
@@ -366,7 +366,8 @@ def decode_heatmaps_with(
     codec: str, heatmaps: np.ndarray, input_size: tuple[int, int], blur_kernel_size: int = DEFAULT_BLUR_KERNEL
 ) -> tuple[np.ndarray, np.ndarray]:
     """Heatmap head output [B, K, H, W] -> (keypoints float32 [B, K, 2] crop pixels, scores [B, K]) with the codec
-    called ``codec`` (``msra``: ``models.codecs.decode_heatmaps``; ``dark``, ``udp``: this module's codecs).
+    called ``codec`` (``msra``: ``models.codecs.decode_heatmaps``; ``dark``, ``udp``: this module's codecs; ``megvii``:
+    ``models.megvii_heatmap.decode_megvii_heatmaps``).
 
     Raises:
         ValueError: not [B, K, H, W], or an unknown codec.
@@ -374,4 +375,8 @@ def decode_heatmaps_with(
     hm = np.asarray(heatmaps)
     if hm.ndim != 4:
         raise ValueError(f"heatmaps must be [B, K, H, W], got shape {list(hm.shape)}")
+    if codec == "megvii":  # MSPN / RSN: its own blur (kernel 5) and shift
+        from models.megvii_heatmap import decode_megvii_heatmaps
+
+        return decode_megvii_heatmaps(hm, input_size)
     return heatmap_codec(codec, input_size, (hm.shape[-1], hm.shape[-2]), 2.0, blur_kernel_size).decode(hm)

@@ -306,7 +306,8 @@ CONFIGS = {
 #: MMPose's recipe of each model-zoo collection (``PoseModelConfig.collection``) without a hand-written config above.
 RECIPES = {"DeepPose": deeppose, "RLE": rle, "SimpleBaseline2D": simplebaseline, "DarkPose": darkpose}
 for _name, _cfg in ZOO.items():
-    if _name not in CONFIGS:
+    # a head kind without default losses has no training recipe ported (MSPN / RSN: multi-level Megvii targets)
+    if _name not in CONFIGS and (_cfg.collection in RECIPES or head_kind(_cfg.head_kind).default_losses):
         _recipe = RECIPES.get(_cfg.collection, default_recipe)
         CONFIGS[_name] = lambda _n=_name, _f=_recipe: _f(_n)
 

@@ -18,9 +18,11 @@ from models.scoring import SCORE_MODES
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
-#: The heatmap codecs of :attr:`PoseModelConfig.codec` (``models.codecs_dark_udp.HEATMAP_CODECS``, torch- and
-#: OpenCV-free here).
-HEATMAP_CODECS: tuple[str, ...] = ("msra", "dark", "udp")
+#: The heatmap codecs of :attr:`PoseModelConfig.codec` and the card's ``output.codec``
+#: (``models.codecs_dark_udp.HEATMAP_CODECS``, torch- and OpenCV-free here).
+HEATMAP_CODECS: tuple[str, ...] = ("msra", "dark", "udp", "megvii")
+#: Head kinds whose exported output is heatmaps (the ones a non-MSRA codec can decode).
+HEATMAP_HEAD_KINDS: tuple[str, ...] = ("heatmap", "mspn", "cpm")
 
 #: Metric columns of MMPose's model-zoo tables by data set (the keys of ``PoseModelConfig.published``).
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -39,7 +41,8 @@ class PoseModelConfig:
             (soft-argmax head, output [B, K, 2] normalised coordinates), ``"heatmap"`` (SimpleBaseline head, output
             [B, K, h, w] heatmaps), ``"regression"``
             (DeepPose ``RegressionHead``, output [B, K, 2] normalised coordinates) or ``"rle"`` (``RLEHead``,
-            output [B, K, 3]: normalised coordinates and the score 1 - mean sigma).
+            output [B, K, 3]: normalised coordinates and the score 1 - mean sigma) or ``"mspn"`` (MSPN / RSN
+            multi-stage heads, output the last level's [B, K, h, w] heatmaps).
         input_size: (w, h) of the model input crop in pixels.
         num_keypoints: K (must equal the schema's K when ``keypoint_schema`` is set).
         keypoint_schema: ``models.keypoints.SCHEMAS`` name (``"coco17"``, ``"mpii16"``): keypoint names, flip pairs
@@ -54,8 +57,9 @@ class PoseModelConfig:
             head kind (``HeadKind.check_config``) when a model, card or training config is made from the config.
         sigma: Gaussian sigma of the training heatmap target, in heatmap pixels (heatmap / integral heads).
         codec: the heatmap codec (:data:`HEATMAP_CODECS`; heatmap heads only): ``"msra"`` (MMPose ``MSRAHeatmap``),
-            ``"dark"`` (``MSRAHeatmap(unbiased=True)``) or ``"udp"`` (``UDPHeatmap`` with ``TopdownAffine(use_udp=True)``
-            crops); the card's ``output.codec`` (``models.codecs_dark_udp``).
+            ``"dark"`` (``MSRAHeatmap(unbiased=True)``), ``"udp"`` (``UDPHeatmap`` with ``TopdownAffine(use_udp=True)``
+            crops) or ``"megvii"`` (``MegviiHeatmap``: MSPN / RSN); the card's ``output.codec`` (``models.codecs_dark_udp``,
+            ``models.megvii_heatmap``).
         blur_kernel_size: the DARK / UDP decode's blur kernel (MMPose ``blur_kernel_size``, odd; 11 by default).
         mean, std: per-channel normalisation in RGB order on the 0-255 scale.
         flip_test: whether MMPose's test config averages a horizontally flipped pass.
@@ -112,8 +116,8 @@ class PoseModelConfig:
             raise ValueError(f"head_kind must be one of {HEAD_KIND_NAMES}, got {self.head_kind!r}")
         if self.codec not in HEATMAP_CODECS:
             raise ValueError(f"codec must be one of {HEATMAP_CODECS}, got {self.codec!r}")
-        if self.codec != "msra" and self.head_kind != "heatmap":
-            raise ValueError(f"codec {self.codec!r} needs head_kind 'heatmap', got {self.head_kind!r}")
+        if self.codec != "msra" and self.head_kind not in HEATMAP_HEAD_KINDS:
+            raise ValueError(f"codec {self.codec!r} needs a heatmap head {HEATMAP_HEAD_KINDS}, got {self.head_kind!r}")
         if isinstance(self.blur_kernel_size, bool) or not isinstance(self.blur_kernel_size, int):
             raise ValueError(f"blur_kernel_size must be an odd int, got {self.blur_kernel_size!r}")
         if self.blur_kernel_size < 1 or self.blur_kernel_size % 2 != 1:

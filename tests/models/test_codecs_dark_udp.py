@@ -280,7 +280,7 @@ def test_card_rejects_bad_codec_fields(output, match):
 def test_config_rejects_bad_codec_fields():
     with pytest.raises(ValueError, match="codec must be one of"):
         get_config("td-hm_res50").replace(codec="simcc")
-    with pytest.raises(ValueError, match="needs head_kind 'heatmap'"):
+    with pytest.raises(ValueError, match="needs a heatmap head"):
         get_config("ipr_res50").replace(codec="dark")
     with pytest.raises(ValueError, match="odd"):
         get_config("td-hm_res50").replace(blur_kernel_size=4)
