@@ -35,9 +35,13 @@ from models.heads.rle import KIND as RLE_KIND
 from models.keypoints import flip_indices
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import METRIC_COLUMNS, ZOO, PoseModelConfig, get_config
+from models.zoo.families import family_entries
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN_SHAPES = DATA / "mmpose" / "state_dict_shapes.json"
+#: The ResNet zoo of models/zoo/entries.py (its goldens are tests/data/mmpose*/); the families of
+#: models.zoo.families are tested by their own modules (tests/models/test_<family>_parity.py).
+RESNET_ZOO = {n: c for n, c in ZOO.items() if n not in {c.name for c in family_entries()}}
 INTEGRAL = sorted(n for n, c in ZOO.items() if head_kind(c.head_kind) is INTEGRAL_KIND)
 #: ResNet-50 entries whose MMPose-layout files are built and loaded at full size.
 FULL_LOAD = sorted(json.loads(GOLDEN_SHAPES.read_text())) + [
@@ -92,7 +96,7 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def test_zoo_entries_match_the_published_mmpose_checkpoints():
-    assert len(ZOO) == 23
+    assert len(RESNET_ZOO) == 23
     for name, cfg in ZOO.items():
         assert cfg.checkpoint_url.startswith("https://download.openmmlab.com/mmpose/"), name
         assert f"-{cfg.sha256_prefix}_" in cfg.checkpoint_filename, name
@@ -111,7 +115,7 @@ def test_zoo_entries_match_the_published_mmpose_checkpoints():
     assert get_config("td-hm_res50").heatmap_size == (48, 64)
     big = get_config("td-hm_res152_coco-384x288")
     assert (big.input_size, big.heatmap_size, big.sigma, big.backbone_depth) == ((288, 384), (72, 96), 3.0, 152)
-    assert {c.head_kind for c in ZOO.values()} == {"integral", "heatmap", "regression", "rle"}
+    assert {c.head_kind for c in RESNET_ZOO.values()} == {"integral", "heatmap", "regression", "rle"}
 
 
 def test_zoo_table_lists_every_entry_grouped_with_its_figures():
@@ -121,7 +125,8 @@ def test_zoo_table_lists_every_entry_grouped_with_its_figures():
         assert cfg.checkpoint_url in line and cfg.arch in line
         assert all(f"{v:.3f}" in line for v in cfg.published.values())
     headers = [x for x in table.splitlines() if x.startswith("## ")]
-    assert len(headers) == len({(c.collection, c.dataset) for c in ZOO.values()}) == 9
+    assert len(headers) == len({(c.collection, c.dataset) for c in ZOO.values()})
+    assert len({(c.collection, c.dataset) for c in RESNET_ZOO.values()}) == 9
     assert "| Arch | Input Size | Mean | Mean@0.1 | name | ckpt |" in table
     assert "| Arch | Input Size | AP | AP50 | AP75 | AR | AR50 | name | ckpt |" in table
     assert "| pose_resnet_152 | 384x288 | 0.750 |" in table  # MMPose writes input sizes as height x width
@@ -201,7 +206,7 @@ def test_cached_checkpoint_with_wrong_hash_is_rejected(tmp_path):
 # ---------------------------------------------------------------- full-size models
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("name", sorted(RESNET_ZOO))
 def test_builds_with_mmpose_keys_and_forward_shapes(name):
     cfg = get_config(name)
     device = "cpu" if cfg.backbone_depth <= 50 else "meta"  # ResNet-101/152: shapes without the allocation
@@ -368,7 +373,7 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
 # ---------------------------------------------------------------- behaviour (small channel counts)
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("name", sorted(RESNET_ZOO))
 def test_flip_test_symmetry(name):
     """Flip test of the mirrored crops == the flip test of the crops, mirrored back (flip-back is an involution)."""
     cfg = small(name, shift_heatmap=False) if head_kind(get_config(name).head_kind) is HEATMAP_KIND else small(name)
