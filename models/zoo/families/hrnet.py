@@ -10,6 +10,19 @@ from models.zoo.rows import CONFIGS, MMPOSE_DL, coco, entry
 
 _S, _L = (192, 256), (288, 384)
 
+#: MMPose's ImageNet HRNet weights by width: (URL, SHA-256 prefix from the file name). The configs' backbone
+#: ``init_cfg=dict(type='Pretrained', checkpoint=...)`` (no prefix: the file's keys are the backbone's, plus the
+#: classifier's, which MMPose's non-strict load leaves out).
+IMAGENET_HRNET: dict[int, tuple[str, str]] = {
+    32: ("https://download.openmmlab.com/mmpose/pretrain_models/hrnet_w32-36af842e.pth", "36af842e"),
+    48: ("https://download.openmmlab.com/mmpose/pretrain_models/hrnet_w48-8ef0771d.pth", "8ef0771d"),
+}
+
+
+def hrnet_width(config: PoseModelConfig) -> int:
+    """The W of an HRNet config (its first branch's width in stage 2)."""
+    return int(config.backbone_args["extra"]["stage2"]["num_channels"][0])
+
 
 def _extra(width: int) -> dict:
     """MMPose's ``extra`` of the HRNet-W<width> configs (``models.backbones.hrnet.hrnet_extra``, spelt out here to
