@@ -196,3 +196,22 @@ def test_small_width_model_matches_mmpose(name, dtype):
     dev = reldev(image_kp / scales[:, None, :], g["keypoints_image_flip" + sfx] / scales[:, None, :])
     report(f"{what} image keypoints (normalised by box scale)", dev, tol)
     report(f"{what} image scores (relative)", reldev(scores, g["scores_image_flip" + sfx]), tol)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mmpose_layout_checkpoint_loads_strictly(name, tmp_path):
+    """An MMPose 1.x file (``state_dict`` + ``meta``) under the entry's published file name, at small width (keys do
+    not depend on the width): the file name picks the entry and every key loads strictly."""
+    from models import checkpoints
+
+    cfg = get_config(name)
+    source = fill(build_pose_model(small(name)))
+    path = tmp_path / cfg.checkpoint_filename
+    torch.save({"state_dict": dict(source.state_dict()), "meta": {"mmpose_version": "1.0.0rc1"}}, path)
+    model, meta = checkpoints.load_pose_checkpoint(path, config=small(name))
+    assert meta["format"] == "mmpose" and "converted" not in meta
+    assert checkpoints.config_for_mmpose_file(path) is cfg  # the file name picks the entry
+    w, h = cfg.input_size
+    x = torch.from_numpy(recipe.recipe_array("hrnet_load_input", (1, 3, h, w)))
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
