@@ -40,6 +40,11 @@ and validate PCKh (``best.pth`` by MMPose's ``save_best='PCK'``). ``td-reg_res50
 backbone (MMPose ``init_cfg=dict(type='Pretrained', prefix='backbone.', checkpoint=...td-hm_res50...)``); the zoo's
 hash-verified ``td-hm_res50`` checkpoint plays MMPose's ``pretrain_models/td-hm_res50_8xb64-210e_coco-256x192.pth``.
 
+HRNet (:func:`hrnet`, ``topdown_heatmap/coco/td-hm_hrnet-w{32,48}_8xb{64,32}-210e_coco-*``): KeypointMSE (sigma 2, or 3
+at 384x288), lr 5e-4 at base batch 512, batch 64 (W32) or 32 (W48), the shared schedule and COCO augmentation; the
+backbone starts from MMPose's ImageNet HRNet of its width (``pretrain_models/hrnet_w{32,48}-*.pth``,
+``models.zoo.families.hrnet.IMAGENET_HRNET``; ``init`` ``"imagenet"``).
+
 ``quick`` exercises every code path (integral head with debias, both integral losses, augmentation, validation,
 AMP, DDP) at a size a CPU trains in minutes; ``quick-rle`` does the same for the RLE head and loss (and
 ``bbox_rle`` validation). Their learning rate is not scaled (base batch = their batch).
@@ -79,7 +84,7 @@ class TrainConfig:
         checkpoint_interval: also keep ``epoch_<N>.pth`` every N epochs (10).
         augment: the train pipeline's random transforms (:class:`training.transforms.AugmentConfig`).
         init: ``"td-hm_res50"`` (zoo name or a path: a heatmap checkpoint loaded into the model with MMPose's key
-            renaming), :data:`INIT_IMAGENET` (torchvision ImageNet backbone) or None (random init).
+            renaming), :data:`INIT_IMAGENET` (the ImageNet backbone: torchvision's ResNet, MMPose's HRNet) or None (random init).
         init_backbone_only: load only the ``backbone.*`` weights of ``init`` (MMPose ``Pretrained`` with
             ``prefix='backbone.'``).
         workers: DataLoader workers per process (2, as MMPose).
@@ -243,6 +248,19 @@ def darkpose(name: str) -> TrainConfig:
     )
 
 
+def hrnet(name: str) -> TrainConfig:
+    """``topdown_heatmap/coco/td-hm_hrnet-w{32,48}_8xb{64,32}-210e_coco-*``: KeypointMSE on MSRA heatmaps (sigma 2, or
+    3 at 384x288), backbone from MMPose's ImageNet HRNet of the config's width
+    (``models.zoo.families.hrnet.IMAGENET_HRNET``); batch 64 (W32) or 32 (W48), base batch 512 for both."""
+    return _zoo_config(
+        name,
+        ("keypoint_mse",),
+        batch_size=32 if "hrnet-w48" in name else 64,
+        base_batch_size=512,
+        init=INIT_IMAGENET,
+    )
+
+
 def default_recipe(name: str) -> TrainConfig:
     """A zoo entry of a collection without a recipe here: its head kind's default loss (``HeadKind.default_losses``,
     ``models.heads``), ImageNet backbone, the shared schedule."""
@@ -304,7 +322,13 @@ CONFIGS = {
     "quick-rle": quick_rle,
 }
 #: MMPose's recipe of each model-zoo collection (``PoseModelConfig.collection``) without a hand-written config above.
-RECIPES = {"DeepPose": deeppose, "RLE": rle, "SimpleBaseline2D": simplebaseline, "DarkPose": darkpose}
+RECIPES = {
+    "DeepPose": deeppose,
+    "RLE": rle,
+    "SimpleBaseline2D": simplebaseline,
+    "DarkPose": darkpose,
+    "HRNet": hrnet,
+}
 for _name, _cfg in ZOO.items():
     # a head kind without default losses has no training recipe ported (MSPN / RSN: multi-level Megvii targets)
     if _name not in CONFIGS and (_cfg.collection in RECIPES or head_kind(_cfg.head_kind).default_losses):

@@ -30,7 +30,14 @@ from models.checkpoints.checkpoint_files import (
     extract_state_dict,
     read_checkpoint,
 )
-from models.checkpoints.downloads import ChecksumError, download, imagenet_weights, load_pretrained, verified_file
+from models.checkpoints.downloads import (
+    ChecksumError,
+    download,
+    imagenet_hrnet_weights,
+    imagenet_weights,
+    load_pretrained,
+    verified_file,
+)
 from models.checkpoints.load import (
     check_state_dict,
     config_for_mmpose_file,
@@ -39,7 +46,7 @@ from models.checkpoints.load import (
     load_pose_checkpoint,
     load_state_dict_strict,
 )
-from models.checkpoints.remap import imagenet_to_backbone_keys, mmpose_v1_keys
+from models.checkpoints.remap import imagenet_hrnet_to_backbone_keys, imagenet_to_backbone_keys, mmpose_v1_keys
 from models.checkpoints.save import save_pose_checkpoint
 
 __all__ = [
@@ -51,6 +58,8 @@ __all__ = [
     "config_for_mmpose_file",
     "download",
     "extract_state_dict",
+    "imagenet_hrnet_to_backbone_keys",
+    "imagenet_hrnet_weights",
     "imagenet_to_backbone_keys",
     "imagenet_weights",
     "load_backbone_weights",

@@ -1,6 +1,6 @@
 """Verified downloads: ``torch.hub.download_url_to_file`` with the SHA-256 prefix checked, cached files re-hashed;
-the zoo's published checkpoints (:func:`load_pretrained`) and torchvision's ImageNet ResNet weights
-(:func:`imagenet_weights`).
+the zoo's published checkpoints (:func:`load_pretrained`) and the ImageNet backbone weights the configs start from
+(:func:`imagenet_weights`: torchvision's ResNets, MMPose's HRNets).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from core.hashing import sha256_file
 from models.zoo import IMAGENET_RESNET, get_config
+from models.zoo.families.hrnet import IMAGENET_HRNET
 
 
 class ChecksumError(RuntimeError):
@@ -114,12 +115,31 @@ def imagenet_weights(
     if depth not in IMAGENET_RESNET or base_channels != 64:
         raise ValueError(f"no ImageNet weights for ResNet-{depth} with base width {base_channels}")
     url, prefix = IMAGENET_RESNET[depth]
+    return _imagenet_file(url, prefix, f"ResNet-{depth}", cache_dir, offline, progress)
+
+
+def imagenet_hrnet_weights(
+    width: int, cache_dir: str | os.PathLike, offline: bool = False, progress: bool = True
+) -> Path:
+    """Path of MMPose's ImageNet HRNet-W<width> weights (``models.zoo.families.hrnet.IMAGENET_HRNET``) in
+    ``cache_dir``, downloaded by URL with its SHA-256 prefix checked if not cached.
+
+    Raises:
+        ValueError: no ImageNet weights for this width. FileNotFoundError, ChecksumError: as :func:`imagenet_weights`.
+    """
+    if width not in IMAGENET_HRNET:
+        raise ValueError(f"no ImageNet weights for HRNet-W{width} (published: {sorted(IMAGENET_HRNET)})")
+    url, prefix = IMAGENET_HRNET[width]
+    return _imagenet_file(url, prefix, f"HRNet-W{width}", cache_dir, offline, progress)
+
+
+def _imagenet_file(url: str, prefix: str, what: str, cache_dir, offline: bool, progress: bool) -> Path:
     dest = Path(cache_dir) / url.rsplit("/", 1)[-1]
     if dest.is_file():
         return verified_file(dest, prefix, url)
     where = f"Download\n  {url}\nand put it at\n  {dest}\n(its SHA-256 must start with {prefix})"
     if offline:
-        raise FileNotFoundError(f"ImageNet ResNet-{depth} weights not cached and offline. {where}")
+        raise FileNotFoundError(f"ImageNet {what} weights not cached and offline. {where}")
     try:
         return download(url, dest, prefix, progress=progress)
     except (urllib.error.URLError, OSError, TimeoutError) as e:

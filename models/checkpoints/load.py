@@ -14,10 +14,11 @@ from torch import nn
 
 from core.hashing import sha256_file
 from models.checkpoints.checkpoint_files import FORMAT, CheckpointError, extract_state_dict, json_safe, read_checkpoint
-from models.checkpoints.downloads import imagenet_weights, load_pretrained
-from models.checkpoints.remap import imagenet_to_backbone_keys, mmpose_v1_keys
+from models.checkpoints.downloads import imagenet_hrnet_weights, imagenet_weights, load_pretrained
+from models.checkpoints.remap import imagenet_hrnet_to_backbone_keys, imagenet_to_backbone_keys, mmpose_v1_keys
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import ZOO, PoseModelConfig, get_config
+from models.zoo.families.hrnet import hrnet_width
 
 
 def load_imagenet_backbone(
@@ -25,10 +26,12 @@ def load_imagenet_backbone(
 ) -> Path:
     """Initialise ``model.backbone`` with torchvision's ImageNet weights of its depth (MMPose
     ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')``), downloaded by URL with its
-    SHA-256 prefix checked (:data:`models.zoo.IMAGENET_RESNET`) into ``cache_dir``.
+    SHA-256 prefix checked (:data:`models.zoo.IMAGENET_RESNET`) into ``cache_dir``; an HRNet backbone with MMPose's
+    ImageNet HRNet of its width (``models.zoo.families.hrnet.IMAGENET_HRNET``, the configs' backbone ``init_cfg``).
 
     Args:
-        model: a :class:`TopdownPoseModel` with ``backbone_base_channels`` 64 (the torchvision widths).
+        model: a :class:`TopdownPoseModel` with ``backbone_base_channels`` 64 (the torchvision widths), or an HRNet
+            of a published width (W32, W48).
         cache_dir: the checkpoint folder (``Settings.cache.checkpoints``).
         offline: never download (a missing file raises FileNotFoundError naming the URL and the path).
         progress: download progress bar.
@@ -42,6 +45,11 @@ def load_imagenet_backbone(
         ChecksumError: wrong hash. CheckpointError: the file's keys / shapes do not fit the backbone.
     """
     cfg = model.config
+    if cfg.backbone == "hrnet":
+        dest = imagenet_hrnet_weights(hrnet_width(cfg), cache_dir, offline, progress)
+        keys = set(model.backbone.state_dict())
+        _load_backbone(model, imagenet_hrnet_to_backbone_keys(extract_state_dict(read_checkpoint(dest)), keys), dest)
+        return dest
     dest = imagenet_weights(cfg.backbone_depth, cfg.backbone_base_channels, cache_dir, offline, progress)
     _load_backbone(model, imagenet_to_backbone_keys(extract_state_dict(read_checkpoint(dest))), dest)
     return dest

@@ -1,5 +1,6 @@
 """Key maps from other checkpoints' state dicts to our model's: MMPose 0.x -> 1.x (:func:`mmpose_v1_keys`),
-torchvision ResNet -> our backbone (:func:`imagenet_to_backbone_keys`). The head kinds' own filters live with them
+torchvision ResNet -> our backbone (:func:`imagenet_to_backbone_keys`), MMPose's ImageNet HRNet -> ours
+(:func:`imagenet_hrnet_to_backbone_keys`). The head kinds' own filters live with them
 (``models.heads``: ``remap_state_dict``).
 """
 
@@ -37,3 +38,14 @@ def imagenet_to_backbone_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[st
     classifier ``fc.*`` is dropped (MMPose loads ``torchvision://resnet50`` into the backbone the same way and
     reports ``fc`` as unexpected)."""
     return {"backbone." + k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+
+
+def imagenet_hrnet_to_backbone_keys(
+    state_dict: Mapping[str, torch.Tensor], backbone_keys: set[str]
+) -> dict[str, torch.Tensor]:
+    """MMPose's ImageNet HRNet keys (``pretrain_models/hrnet_w32-36af842e.pth``: the backbone's own names) -> ours
+    under ``backbone.``, keeping the keys the pose backbone has (``backbone_keys``, without the prefix): MMPose loads the
+    file into the backbone non-strictly, so the classifier's ``incre_modules``, ``downsamp_modules``, ``final_layer``,
+    ``classifier`` and stage 4's extra fuse layers (the classifier fuses into every branch) are left out. A key the
+    backbone has and the file lacks stays missing, for the strict check to report."""
+    return {"backbone." + k: v for k, v in state_dict.items() if k in backbone_keys}

@@ -2,7 +2,7 @@
 torch through onnxruntime by the tolerance policy, linted for TensorRT; the card drives the service.
 
 Exported here: the seed zoo and one entry per new graph kind (DeepPose COCO, RLE + MPII-16, heatmap + MPII-16, and
-the deepest / largest RLE graph, ResNet-152 at 384x288). The other ResNet-101/152 entries repeat the same operators
+the deepest / largest RLE graph, ResNet-152 at 384x288, and HRNet-W32 at small width). The other ResNet-101/152 entries repeat the same operators
 (``bench/export_time.py`` exports and lints every entry)."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from export.pose import (  # noqa: E402
     verify,
 )
 from inference.runtime import create_runtime  # noqa: E402
+from models.backbones.hrnet import hrnet_extra  # noqa: E402
 from models.card import ModelCard, ModelCardError  # noqa: E402
 from models.heads import head_kind  # noqa: E402
 from models.heads.heatmap import KIND as HEATMAP  # noqa: E402
@@ -34,13 +35,24 @@ from models.heads.integral import KIND as INTEGRAL  # noqa: E402
 from models.heads.rle import KIND as RLE  # noqa: E402
 from models.pose_model import build_pose_model, scale_head_logits  # noqa: E402
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close  # noqa: E402
-from models.zoo import RESNET_ZOO as ZOO  # noqa: E402
-from models.zoo import get_config  # noqa: E402
+from models.zoo import RESNET_ZOO, get_config  # noqa: E402
+from models.zoo.families import hrnet  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ONNX exports: seconds each
 
+#: The entries exported here: the ResNet zoo and HRNet (the other families export in their own test files).
+ZOO = {**RESNET_ZOO, **{c.name: c for c in hrnet.ENTRIES}}
+
 # Small widths keep the CPU export fast; depth, head kind, beta, debias and input size stay the zoo's.
 SMALL = {"backbone_base_channels": 8, "deconv_out_channels": (32, 32, 32)}
+#: Backbones other than ResNet: their small widths (same modules and blocks), by ``config.backbone``.
+SMALL_BY_BACKBONE = {"hrnet": {"backbone_args": {"extra": hrnet_extra(8, stage1_channels=8)}}}
+
+
+def small_config(name: str):
+    """The zoo entry at small width (:data:`SMALL`, or its backbone's :data:`SMALL_BY_BACKBONE`)."""
+    cfg = get_config(name)
+    return cfg.replace(**SMALL_BY_BACKBONE.get(cfg.backbone, SMALL))
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +66,19 @@ def small_model(name: str, crops: np.ndarray, seed: int = 0, logit_std: float | 
     """A small random model whose head logits have a real spread on real crops (``scale_head_logits``), so
     keypoints depend on the image and the checks below can fail."""
     torch.manual_seed(seed)
-    return scale_head_logits(build_pose_model(get_config(name).replace(**SMALL)), crops, logit_std)
+    return scale_head_logits(build_pose_model(small_config(name)), crops, logit_std)
 
 
 SEED = ("ipr_res50", "ipr_res50_debias", "ipr_res50_dsnt", "td-hm_res50")
 #: One entry of every head kind x keypoint schema and every input size, the deepest included: the always-run set.
-REPRESENTATIVE = (*SEED, "td-reg_res50", "td-reg_res50_rle_mpii", "td-hm_res50_mpii", "td-reg_res152_rle_coco-384x288")
+REPRESENTATIVE = (
+    *SEED,
+    "td-reg_res50",
+    "td-reg_res50_rle_mpii",
+    "td-hm_res50_mpii",
+    "td-reg_res152_rle_coco-384x288",
+    "td-hm_hrnet-w32",  # HRNet: multi-branch graph, nearest upsampling (Resize), no deconvolutions
+)
 #: Every zoo entry (small widths, real depth, head, input size and keypoint schema): each exports and serves. The
 #: entries beyond :data:`REPRESENTATIVE` are marked ``zoo_breadth`` (and slow): about 10 s of export each.
 EXPORTED = tuple(
