@@ -141,10 +141,32 @@ def test_small_width_model_matches_mmpose(name, dtype):
     assert np.abs(single).max() == pytest.approx(float(g["heatmap_absmax" + sfx]), rel=tol)
     decoded = model.card.decode(single, mirrored)
     keypoints, scores = decoded[..., :2], decoded[..., 2]
-    report(f"{what} flip-test keypoints (normalised)", reldev(keypoints / [w, h], g["keypoints_crop_flip" + sfx] / [w, h]), tol)
+    report(
+        f"{what} flip-test keypoints (normalised)",
+        reldev(keypoints / [w, h], g["keypoints_crop_flip" + sfx] / [w, h]),
+        tol,
+    )
     report(f"{what} flip-test scores (relative)", reldev(scores, g["scores_flip" + sfx]), tol)
     centers, scales = geometry.bbox_to_center_scale(p["bboxes_xyxy"], (w, h))
     image_kp = geometry.keypoints_crop_to_image(keypoints, centers, scales, (w, h))
     dev = reldev(image_kp / scales[:, None, :], g["keypoints_image_flip" + sfx] / scales[:, None, :])
     report(f"{what} image keypoints (normalised by box scale)", dev, tol)
     report(f"{what} image scores (relative)", reldev(scores, g["scores_image_flip" + sfx]), tol)
+
+
+def test_mmpose_0x_file_under_its_published_name_loads_strictly(tmp_path):
+    """A file in the published 0.x layout (``keypoint_head.``, MMPose 0.x meta) under the metafile's file name: the
+    name picks the entry, the keys are renamed and load strictly, the weights arrive unchanged (narrow model: the keys
+    do not depend on the width)."""
+    from models.checkpoints import load_pose_checkpoint
+
+    cfg = get_config("td-hm_litehrnet-30_coco-384x288")
+    small = small_config(cfg.name)
+    source = fill(build_pose_model(small)).state_dict()
+    v0 = {("keypoint_head." + k[5:] if k.startswith("head.") else k): v for k, v in source.items()}
+    path = tmp_path / cfg.checkpoint_filename
+    torch.save({"state_dict": v0, "meta": {"mmpose_version": "0.21.0"}}, path)
+    model, meta = load_pose_checkpoint(path, config=small)
+    assert meta["format"] == "mmpose" and "converted" in meta
+    loaded = model.state_dict()
+    assert list(loaded) == list(source) and all(torch.equal(loaded[k], source[k]) for k in source)
