@@ -11,7 +11,8 @@ value below is computed by MMPose 1.3.2). What is written (read by ``tests/model
 * ``versions.json``: mmpose / mmengine / torch / numpy versions, recipe version.
 * ``metafiles.json``: each entry's row of ``litehrnet_coco.yml`` (``Weights`` URL, ``Results`` metrics, data set).
 * ``train_configs.json``: each config's training recipe (optimizer, lr, ``auto_scale_lr`` base batch, batch size,
-  epochs, warm-up and multi-step schedules, loss, the backbone's ``extra``, codec, evaluator).
+  epochs, warm-up and multi-step schedules, loss, initialisation, the backbone's ``extra``, the head's channels, the
+  train pipeline's transforms and ``RandomBBoxTransform``'s arguments, codec, test config, evaluator).
 * ``state_dict_shapes.json.gz``: every state-dict key (in order) and shape of each entry's full-width model.
 * ``pipeline.npz``: ``GetBBoxCenterScale`` + ``TopdownAffine`` crops (RGB) of ``recipe.synthetic_image()`` in the two
   boxes of ``make_golden.py`` at 192x256 and 288x384 (cut here: ``mmpose_zoo/pipeline.npz``'s were cut by another
@@ -123,13 +124,23 @@ def main() -> None:
             "batch_size": c.train_dataloader.batch_size,
             "max_epochs": c.train_cfg.max_epochs,
             "val_interval": c.train_cfg.val_interval,
-            "warmup": {"type": warm.type, "start_factor": warm.start_factor, "end": warm.end, "by_epoch": warm.by_epoch},
+            "warmup": {
+                "type": warm.type,
+                "start_factor": warm.start_factor,
+                "end": warm.end,
+                "by_epoch": warm.by_epoch,
+            },
             "steps": {"type": steps.type, "milestones": list(steps.milestones), "gamma": steps.gamma},
             "losses": [c.model.head.loss.type],
             "init": to_json(c.model.get("init_cfg") or c.model.backbone.get("init_cfg")),
             "extra": to_json(c.model.backbone.extra),
             "head": {k: to_json(c.model.head.get(k)) for k in ("in_channels", "out_channels", "deconv_out_channels")},
             "train_pipeline": [t["type"] for t in c.train_dataloader.dataset.pipeline],
+            "bbox_transform": next(
+                {k: to_json(v) for k, v in t.items() if k != "type"}
+                for t in c.train_dataloader.dataset.pipeline
+                if t["type"] == "RandomBBoxTransform"
+            ),
             "codec": to_json(dict(c.codec)),
             "test_cfg": to_json(dict(c.model.test_cfg)),
             "evaluator": {"type": c.val_evaluator.type, "score_mode": c.val_evaluator.get("score_mode")},
