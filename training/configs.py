@@ -261,6 +261,21 @@ def hrnet(name: str) -> TrainConfig:
     )
 
 
+def litehrnet(name: str) -> TrainConfig:
+    """``topdown_heatmap/coco/td-hm_litehrnet-{18,30}_8xb{64,32}-210e_coco-*``: Lite-HRNet, KeypointMSE on Gaussian
+    heatmaps (sigma 2, or 3 at 384x288), trained from scratch (the configs load no pretrained weights: MMPose's
+    LiteHRNet initialisation); batch 64 at 256x192, 32 at 384x288 (base 512); ``RandomBBoxTransform(rotate_factor=60,
+    scale_factor=(0.75, 1.25))``."""
+    model = get_config(name)
+    return TrainConfig(
+        name=name,
+        model=model,
+        losses=("keypoint_mse",),
+        batch_size=64 if model.input_size == (192, 256) else 32,
+        augment=AugmentConfig(rotate_factor=60.0, scale_factor=(0.75, 1.25)),
+    )
+
+
 def default_recipe(name: str) -> TrainConfig:
     """A zoo entry of a collection without a recipe here: its head kind's default loss (``HeadKind.default_losses``,
     ``models.heads``), ImageNet backbone, the shared schedule."""
@@ -328,6 +343,7 @@ RECIPES = {
     "SimpleBaseline2D": simplebaseline,
     "DarkPose": darkpose,
     "HRNet": hrnet,
+    "LiteHRNet": litehrnet,
 }
 for _name, _cfg in ZOO.items():
     # a head kind without default losses has no training recipe ported (MSPN / RSN: multi-level Megvii targets)
