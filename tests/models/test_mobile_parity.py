@@ -199,3 +199,23 @@ def test_backbone_widths_and_errors():
         build_pose_model(get_config("td-hm_mobilenetv2").replace(backbone_args={"depth": 3}))
     with pytest.raises(ValueError, match="backbone_args"):
         build_pose_model(get_config("td-hm_shufflenetv2").replace(backbone_args={"groups": 3}))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mmpose_layout_checkpoint_loads_strictly_and_gives_the_same_outputs(name, tmp_path):
+    """An MMPose 1.x file (``state_dict`` under ``backbone.`` / ``head.``, ``meta``) under the entry's published file
+    name: the name alone picks the entry, the keys load strictly (at the test width: the keys do not depend on it)
+    and the loaded model computes what the saved one does."""
+    from models.checkpoints import load_pose_checkpoint
+    from models.checkpoints.load import config_for_mmpose_file
+
+    cfg, small = get_config(name), small_config(name)
+    source = fill(build_pose_model(small))
+    path = tmp_path / cfg.checkpoint_filename
+    torch.save({"state_dict": dict(source.state_dict()), "meta": {"mmpose_version": "1.0.0rc0"}}, path)
+    model, meta = load_pose_checkpoint(path, config=small)
+    assert meta["format"] == "mmpose" and "converted" not in meta
+    assert config_for_mmpose_file(path, "0" * 64).name == name
+    x = torch.from_numpy(recipe.recipe_array("mobile_ckpt_input", (1, 3, cfg.input_size[1], cfg.input_size[0])))
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
