@@ -64,3 +64,22 @@ def test_small_mobile_entry_exports_verifies_lints_and_serves(name, coco_tiny, c
     assert np.abs(batched[0, :, :2] - batched[1, :, :2]).max() > 1.0  # keypoints depend on the crop
     served = PoseEstimator(card, rt, flip_test=True).predict_crops(crops)
     assert_close(served, model.predict_keypoints(crops, flip_test=True), EXPORT_TOLERANCE_PX, "served flip test")
+
+
+def test_pose_export_cli_exports_a_small_mobile_checkpoint(tmp_path, capsys, coco_tiny):
+    """``pose-export pose`` on our checkpoint of a small ShuffleNet v1 (the config travels in the file)."""
+    from export.cli import main
+    from models.checkpoints import save_pose_checkpoint
+
+    cfg = get_config("td-hm_shufflenetv1")
+    torch.manual_seed(0)
+    model = build_pose_model(cfg.replace(backbone_args=SMALL[cfg.backbone], deconv_out_channels=(16, 16, 16)))
+    ckpt = save_pose_checkpoint(tmp_path / "best.pth", model)
+    argv = ["pose", str(ckpt), "--out", str(tmp_path / "out"), "--name", "mine", "--check-crops", "2"]
+    assert main([*argv, "--check-images", str(coco_tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "within tolerance" in out and "lint mine.onnx: TensorRT-ready" in out
+    card = ModelCard.load(tmp_path / "out" / "mine.json")
+    assert card.extra["config"]["backbone"] == "shufflenetv1"
+    assert card.extra["config"]["backbone_args"] == {"groups": 3, "widen_factor": 0.5}
+    assert (card.output.kind, card.input.width, card.input.height) == ("heatmap", 192, 256)

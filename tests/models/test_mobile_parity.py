@@ -206,8 +206,7 @@ def test_mmpose_layout_checkpoint_loads_strictly_and_gives_the_same_outputs(name
     """An MMPose 1.x file (``state_dict`` under ``backbone.`` / ``head.``, ``meta``) under the entry's published file
     name: the name alone picks the entry, the keys load strictly (at the test width: the keys do not depend on it)
     and the loaded model computes what the saved one does."""
-    from models.checkpoints import load_pose_checkpoint
-    from models.checkpoints.load import config_for_mmpose_file
+    from models.checkpoints import config_for_mmpose_file, load_pose_checkpoint
 
     cfg, small = get_config(name), small_config(name)
     source = fill(build_pose_model(small))
