@@ -3,7 +3,7 @@
 
 Run in the SEPARATE MMPose virtual environment of ``make_golden.py`` (same import shims; see README.md):
 
-    cd <repo root> && /work/mmpose-venv/bin/python tests/mmpose_golden/make_mobile_golden.py   # ~1 minute, 2 CPUs
+    cd <repo root> && /work/mmpose-venv-simcc/bin/python tests/mmpose_golden/make_mobile_golden.py   # ~1 minute, 2 CPUs
 
 The entries come from ``models/zoo/families/mobile.py`` (only their names, MMPose config paths and the small test widths
 below are read; every value written is computed by MMPose 1.3.2). What is written (read by
