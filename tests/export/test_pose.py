@@ -34,11 +34,12 @@ from models.heads.rle import KIND as RLE  # noqa: E402
 from models.pose_model import build_pose_model, scale_head_logits  # noqa: E402
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close  # noqa: E402
 from models.zoo import ZOO, get_config  # noqa: E402
+from tests.small_models import small_backbone  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ONNX exports: seconds each
 
 # Small widths keep the CPU export fast; depth, head kind, beta, debias and input size stay the zoo's.
-SMALL = {"backbone_base_channels": 8, "deconv_out_channels": (32, 32, 32)}
+SMALL = {"deconv_out_channels": (32, 32, 32)}  # and tests.small_models.small_backbone
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def small_model(name: str, crops: np.ndarray, seed: int = 0, logit_std: float | 
     """A small random model whose head logits have a real spread on real crops (``scale_head_logits``), so
     keypoints depend on the image and the checks below can fail."""
     torch.manual_seed(seed)
-    return scale_head_logits(build_pose_model(get_config(name).replace(**SMALL)), crops, logit_std)
+    return scale_head_logits(build_pose_model(small_backbone(get_config(name)).replace(**SMALL)), crops, logit_std)
 
 
 SEED = ("ipr_res50", "ipr_res50_debias", "ipr_res50_dsnt", "td-hm_res50")

@@ -125,7 +125,9 @@ def main() -> None:  # noqa: C901 (one straight script)
             results["img"] = np.ascontiguousarray(stored[f"crops_rgb_{tag}"][i][..., ::-1])  # the stored crop
             packed.append(PackPoseInputs().transform(results))
         # another OpenCV may round a few pixels of warpAffine differently (5.0.0 wrote the stored crops)
-        print(f"crops {size}: max |this OpenCV - stored| = {np.abs(np.stack(crops) - stored[f'crops_rgb_{tag}']).max()}")
+        print(
+            f"crops {size}: max |this OpenCV - stored| = {np.abs(np.stack(crops) - stored[f'crops_rgb_{tag}']).max()}"
+        )
         packed_by[size] = packed
 
     def run_model(cfg) -> dict:
@@ -182,7 +184,9 @@ def main() -> None:  # noqa: C901 (one straight script)
         if zc.name in FULL:
             res = run_model(cfg)
             writer.npz(f"full_{zc.name}.npz", **res)
-            print(f"{zc.name}: {len(shapes[zc.name])} keys; full keypoints[0, :2] = {res['keypoints_crop_flip'][0, :2]}")
+            print(
+                f"{zc.name}: {len(shapes[zc.name])} keys; full keypoints[0, :2] = {res['keypoints_crop_flip'][0, :2]}"
+            )
             continue
         small = Config.fromfile(str(path))
         small.model.backbone.update(stem_channels=SMALL_WIDTH, base_channels=SMALL_WIDTH, init_cfg=None)

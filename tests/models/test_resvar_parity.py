@@ -35,6 +35,7 @@ from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import PoseModelConfig, get_config
 from models.zoo.families.resnet_variants import ENTRIES
 from tests.golden import fill, load_npz, recipe
+from tests.small_models import small_backbone
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN = DATA / "mmpose_resvar"
@@ -49,10 +50,7 @@ def small_config(name: str) -> PoseModelConfig:
     cfg = get_config(name)
     if name in FULL:
         return cfg
-    args = {**cfg.backbone_args, "stem_channels": 8, "base_channels": 8}
-    if cfg.backbone == "resnext":
-        args.update(groups=4, width_per_group=2)
-    return cfg.replace(backbone_args=args, deconv_out_channels=(16, 16, 16))
+    return small_backbone(cfg).replace(deconv_out_channels=(16, 16, 16))  # the goldens' widths (8, ResNeXt 4x2)
 
 
 @functools.cache
@@ -134,8 +132,15 @@ def test_state_dict_keys_and_shapes_equal_mmpose(name):
     assert not wrong, wrong
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", NAMES)
+#: float32 runs always made: one per backbone (the others are ``slow``: float64 is the proof for every entry).
+FP32_ALWAYS = ("td-hm_resnetv1d50", "td-hm_resnext50", "td-hm_seresnet50", "td-hm_alexnet")
+PARITY_RUNS = [(n, "float64") for n in NAMES] + [
+    (n, "float32") if n in FP32_ALWAYS else pytest.param(n, "float32", marks=pytest.mark.slow, id=f"{n}-float32")
+    for n in NAMES
+]
+
+
+@pytest.mark.parametrize(("name", "dtype"), PARITY_RUNS)
 def test_model_matches_mmpose(name, dtype):
     """Single pass, flip test (``shift_heatmap``) and image keypoints of the small-width (AlexNet: full) model."""
     cfg = small_config(name)
