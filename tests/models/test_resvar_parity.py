@@ -147,10 +147,12 @@ def test_model_matches_mmpose(name, dtype):
     g = _npz(GOLDEN / f"{'full' if name in FULL else 'small'}_{name}.npz")
     p = _npz(DATA / "mmpose_zoo" / "pipeline.npz")
     sfx, tol, tdtype = ("_f64", PARITY_FP64, torch.float64) if dtype == "float64" else ("", PARITY_FP32, torch.float32)
-    model = fill(build_pose_model(cfg)).to(tdtype)
+    model = fill(build_pose_model(cfg))
     w, h = cfg.input_size
     assert tuple(g["input_size"]) == (w, h)
+    # normalised in float32 as MMPose's data preprocessor does, then cast
     x = model.preprocess(torch.from_numpy(p[f"crops_rgb_{w}x{h}"])).to(tdtype)
+    model.to(tdtype)
     with torch.no_grad():
         single, mirrored = model.head(model.backbone(x)).numpy(), model.head(model.backbone(x.flip(-1))).numpy()
     report(f"{name} {dtype} single pass (relative)", reldev(single[:1, :1, ::4, ::4], g["raw" + sfx]), tol)
