@@ -13,6 +13,8 @@ every value below is computed by MMPose 1.3.2). What is written (read by ``tests
   (``Weights``, ``Results``), so a row the zoo lacks is seen too.
 * ``model_configs.json``: per entry, what its config sets: backbone type and arguments, head ``in_channels``,
   ``out_channels``, deconvolutions, codec (input / heatmap size, sigma) and ``test_cfg``.
+* ``train_configs.json``: per MMPose config, its training recipe in ``make_zoo_golden.py``'s layout (optimizer, lr,
+  base batch, batch, schedule, loss, ``init_cfg``, train pipeline, codec, evaluator, ``save_best``).
 * ``state_dict_shapes.json.gz``: every state-dict key (in order) and shape of each entry at full width.
 * ``small_<name>.npz``: the entry's config at small width (ResNet variants: ``stem_channels`` and ``base_channels``
   8, ResNeXt ``groups=4, width_per_group=2``; head 16-channel deconvolutions; same depth, input size, test config),
@@ -45,6 +47,32 @@ SMALL_WIDTH = 8
 #: ResNeXt at small width: conv2 of stage i has groups * width_per_group * 2**i channels (8, 16, 32, 64).
 SMALL_RESNEXT = {"groups": 4, "width_per_group": 2}
 FULL = ("td-hm_alexnet",)
+
+
+def train_recipe(c) -> dict:
+    """A config's training recipe, in ``make_zoo_golden.py``'s ``train_configs.json`` layout (``init`` is
+    ``{"on": None}`` where neither the model nor the backbone has an ``init_cfg``: AlexNet, SEResNet-152)."""
+    warm, steps = c.param_scheduler
+    init = c.model.get("init_cfg") or c.model.backbone.get("init_cfg")
+    train_steps = c.train_dataloader.dataset.pipeline
+    bbox_t = next(t for t in train_steps if t["type"] == "RandomBBoxTransform")
+    return {
+        "optimizer": c.optim_wrapper.optimizer.type,
+        "lr": c.optim_wrapper.optimizer.lr,
+        "base_batch_size": c.auto_scale_lr.base_batch_size,
+        "batch_size": c.train_dataloader.batch_size,
+        "max_epochs": c.train_cfg.max_epochs,
+        "val_interval": c.train_cfg.val_interval,
+        "warmup": {"type": warm.type, "start_factor": warm.start_factor, "end": warm.end, "by_epoch": warm.by_epoch},
+        "steps": {"type": steps.type, "milestones": list(steps.milestones), "gamma": steps.gamma},
+        "losses": [c.model.head.loss["type"]],
+        "init": {"on": "model" if c.model.get("init_cfg") else "backbone", **dict(init)} if init else {"on": None},
+        "train_pipeline": [t["type"] for t in train_steps],
+        "shift_prob": bbox_t.get("shift_prob", None),
+        "codec": dict(c.codec),
+        "evaluator": {"type": c.val_evaluator.type, "score_mode": c.val_evaluator.get("score_mode")},
+        "save_best": c.default_hooks.checkpoint.save_best,
+    }
 
 
 def main() -> None:  # noqa: C901 (one straight script)
@@ -156,11 +184,12 @@ def main() -> None:  # noqa: C901 (one straight script)
             assert np.isfinite(v).all(), f"{cfg.filename}: non-finite {key}"
         return res
 
-    shapes, model_cfgs = {}, {}
+    shapes, model_cfgs, recipes = {}, {}, {}
     for zc in ENTRIES:
         path = cfg_root / zc.mmpose_config.removeprefix("configs/")
         cfg = Config.fromfile(str(path))
         head, codec = cfg.model.head, cfg.codec
+        recipes[zc.mmpose_config] = train_recipe(cfg)
         model_cfgs[zc.name] = {
             "backbone": {k: v for k, v in cfg.model.backbone.items() if k != "init_cfg"},
             "head": {
@@ -198,6 +227,7 @@ def main() -> None:  # noqa: C901 (one straight script)
         writer.npz(f"small_{zc.name}.npz", **res)
         print(f"{zc.name}: {len(shapes[zc.name])} keys; small keypoints[0, :2] = {res['keypoints_crop_flip'][0, :2]}")
     writer.json("model_configs.json", model_cfgs)
+    writer.json("train_configs.json", recipes)
     path = out / "state_dict_shapes.json.gz"
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
         f.write(json.dumps(shapes).encode("utf-8"))  # mtime 0: the same bytes on every run
