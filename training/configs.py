@@ -213,25 +213,30 @@ def rle(name: str) -> TrainConfig:
     )
 
 
-#: SimpleBaseline configs trained 8 GPUs x 32 (``8xb32``), and their ``auto_scale_lr`` base batch.
-_BATCH_32 = {
-    "td-hm_res101_coco-384x288": 256,
-    "td-hm_res152": 512,
-    "td-hm_res152_coco-384x288": 512,
-    "td-hm_res152_mpii": 256,
+#: SimpleBaseline configs not trained 8 GPUs x 64 with base batch 512: (batch per GPU, ``auto_scale_lr`` base batch).
+_BATCH = {
+    "td-hm_res101_coco-384x288": (32, 256),
+    "td-hm_res152": (32, 512),
+    "td-hm_res152_coco-384x288": (32, 512),
+    "td-hm_res152_mpii": (32, 256),
+    **{f"td-hm_{b}101_coco-384x288": (32, 256) for b in ("resnetv1d", "resnext", "seresnet")},
+    **{f"td-hm_{b}152": (32, 512) for b in ("resnetv1d", "resnext", "seresnet")},
+    **{f"td-hm_{b}152_coco-384x288": (48, 384) for b in ("resnetv1d", "resnext", "seresnet")},
 }
 
 
 def simplebaseline(name: str) -> TrainConfig:
-    """``topdown_heatmap/{coco,mpii}/td-hm_res*-210e_*``: SimpleBaseline, KeypointMSE on Gaussian heatmaps (sigma 2, or
-    3 at 384x288), ImageNet backbone; batch 64 (base 512), or 32 for the ``8xb32`` configs."""
-    return _zoo_config(
-        name,
-        ("keypoint_mse",),
-        batch_size=32 if name in _BATCH_32 else 64,
-        base_batch_size=_BATCH_32.get(name, 512),
-        init=INIT_IMAGENET,
-    )
+    """``topdown_heatmap/{coco,mpii}/td-hm_*-210e_*``: SimpleBaseline, KeypointMSE on Gaussian heatmaps (sigma 2, or
+    3 at 384x288); batch 64 (base 512), or as ``_BATCH`` says (``8xb32`` / ``8xb48`` configs).
+
+    Initialisation: ResNets from torchvision's ImageNet weights (MMPose's ``torchvision://resnet<depth>``); other
+    backbones start from random weights: MMPose's ResNetV1d / ResNeXt / SEResNet configs start from OpenMMLab's
+    ImageNet classifiers (``mmcls://resnet50_v1d``, ``mmcls://resnext50_32x4d``, ``mmcls://se-resnet50``, ...), which
+    :mod:`models.checkpoints` cannot fetch or map yet; AlexNet and SEResNet-152 have no ``init_cfg`` in MMPose either.
+    """
+    batch, base = _BATCH.get(name, (64, 512))
+    init = INIT_IMAGENET if get_config(name).backbone == "resnet" else None
+    return _zoo_config(name, ("keypoint_mse",), batch_size=batch, base_batch_size=base, init=init)
 
 
 def darkpose(name: str) -> TrainConfig:

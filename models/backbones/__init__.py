@@ -18,6 +18,7 @@ the first time the backbone is built.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,22 @@ class BackboneSpec:
 
     target: str
     stride: int
+    #: input side (pixels) -> feature-map side, where it is not ``side // stride`` (AlexNet's unpadded pools)
+    feature_side: Callable[[int], int] | None = None
+
+    def feature_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """(w, h) of the feature map the head reads for an input of ``input_size`` (w, h) pixels."""
+        side = self.feature_side or (lambda n: n // self.stride)
+        return (side(input_size[0]), side(input_size[1]))
+
+
+def alexnet_feature_side(n: int) -> int:
+    """AlexNet's feature side for an input side ``n``: conv 11/4 (pad 2), then three unpadded 3/2 max pools
+    (256 -> 63 -> 31 -> 15 -> 7; 192 -> 5; 384 -> 11; 288 -> 8)."""
+    n = (n + 4 - 11) // 4 + 1
+    for _ in range(3):
+        n = (n - 3) // 2 + 1
+    return n
 
 
 #: The registry: backbone name -> :class:`BackboneSpec`.
@@ -45,7 +62,7 @@ _REGISTRY: dict[str, BackboneSpec] = {
     "seresnet": BackboneSpec("models.backbones.resnet_variants:seresnet", 32),
     "resnest": BackboneSpec("models.backbones.resnest:from_config", 32),
     "scnet": BackboneSpec("models.backbones.scnet:from_config", 32),
-    "alexnet": BackboneSpec("models.backbones.alexnet:from_config", 32),
+    "alexnet": BackboneSpec("models.backbones.alexnet:from_config", 32, alexnet_feature_side),
     "hrnet": BackboneSpec("models.backbones.hrnet:from_config", 4),
     "litehrnet": BackboneSpec("models.backbones.litehrnet:from_config", 4),
     "mobilenetv2": BackboneSpec("models.backbones.mobilenet_v2:from_config", 32),
@@ -83,4 +100,4 @@ def build_backbone(config: PoseModelConfig) -> nn.Module:
     return getattr(importlib.import_module(module_name), fn)(config)
 
 
-__all__ = ["BACKBONE_NAMES", "BackboneSpec", "backbone_spec", "build_backbone"]
+__all__ = ["BACKBONE_NAMES", "BackboneSpec", "alexnet_feature_side", "backbone_spec", "build_backbone"]

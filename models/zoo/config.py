@@ -151,9 +151,9 @@ class PoseModelConfig:
 
     @property
     def feature_size(self) -> tuple[int, int]:
-        """(w, h) of the feature map the head reads: input / the backbone's stride (ResNet C5: input / 32)."""
-        stride = backbone_spec(self.backbone).stride
-        return (self.input_size[0] // stride, self.input_size[1] // stride)
+        """(w, h) of the feature map the head reads: input / the backbone's stride (ResNet C5: input / 32; AlexNet's
+        own arithmetic, ``BackboneSpec.feature_side``: 256x192 -> 7x5)."""
+        return backbone_spec(self.backbone).feature_size(self.input_size)
 
     @property
     def heatmap_size(self) -> tuple[int, int]:

@@ -6,7 +6,8 @@ Run in the SEPARATE MMPose virtual environment of ``make_golden.py`` (same impor
     cd <repo root> && /work/mmpose-venv/bin/python tests/mmpose_golden/make_zoo_golden.py   # ~1 minute, 2 CPUs
 
 The zoo entries come from ``models/zoo/entries.py`` (only their names and MMPose config paths are read; every value below
-is computed by MMPose 1.3.2). What is written (read by ``tests/models/test_zoo_parity.py``):
+is computed by MMPose 1.3.2; the entries of ``models/zoo/families`` have their own scripts, e.g.
+``make_resvar_golden.py``). What is written (read by ``tests/models/test_zoo_parity.py``):
 
 * ``versions.json``: mmpose / mmengine / torch / numpy / scipy / OpenCV versions, recipe version.
 * ``metafiles.json``: for each MMPose config of the zoo, its row of MMPose's model-zoo metafiles (``*.yml``):

@@ -35,6 +35,7 @@ from models.heads.rle import KIND as RLE_KIND
 from models.keypoints import flip_indices
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import METRIC_COLUMNS, RESNET_ZOO, ZOO, PoseModelConfig, get_config
+from tests.small_models import small_backbone
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN_SHAPES = DATA / "mmpose" / "state_dict_shapes.json"
@@ -78,10 +79,8 @@ def mmpose_layout(state_dict: dict, cfg: PoseModelConfig) -> dict:
 
 
 def small(name: str, **changes) -> PoseModelConfig:
-    """The zoo config with small channel counts (same structure, head args and input size)."""
-    return get_config(name).replace(
-        backbone_depth=18, backbone_base_channels=8, deconv_out_channels=(16, 16, 16), **changes
-    )
+    """The zoo config with small channel counts (same head args and input size; ResNets at depth 18)."""
+    return small_backbone(get_config(name), resnet_depth=18).replace(deconv_out_channels=(16, 16, 16), **changes)
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -22,7 +22,7 @@ from models.checkpoints import (  # noqa: E402
 )
 from models.pose_model import TopdownPoseModel  # noqa: E402
 from models.zoo import IMAGENET_RESNET, RESNET_ZOO, get_config  # noqa: E402
-from models.zoo.families import dark  # noqa: E402
+from models.zoo.families import dark, resnet_variants  # noqa: E402
 from training.configs import CONFIGS, TrainConfig, get_train_config  # noqa: E402
 from training.train import amp_dtype_for, initialise  # noqa: E402
 from training.transforms import AugmentConfig  # noqa: E402
@@ -97,8 +97,9 @@ LOSS_NAMES = {
 }
 
 
-#: The ResNet+DARK rows: SimpleBaseline recipes with DARK targets, checked here (other families' own tests check theirs).
-DARK_ROWS = {c.name for c in dark.ENTRIES}
+#: The ResNet+DARK rows and the ResNet variants (ResNetV1d, ResNeXt, SEResNet, AlexNet): SimpleBaseline recipes, checked
+#: here (other families' own tests check theirs).
+DARK_ROWS = {c.name for c in (*dark.ENTRIES, *resnet_variants.ENTRIES)}
 
 
 @pytest.mark.parametrize(
@@ -130,8 +131,10 @@ def test_configs_follow_mmpose(name):
     }
     assert r["steps"] == {"type": "MultiStepLR", "milestones": list(cfg.milestones), "gamma": cfg.gamma}
     assert cfg.losses == tuple(LOSS_NAMES[x] for x in r["losses"])
-    ckpt = r["init"]["checkpoint"]
-    if ckpt.startswith("torchvision://resnet"):
+    ckpt = r["init"].get("checkpoint")
+    if ckpt is None or ckpt.startswith("mmcls://"):  # no init_cfg; or OpenMMLab's classifiers, not loadable here
+        assert cfg.init is None and cfg.model.backbone != "resnet"
+    elif ckpt.startswith("torchvision://resnet"):
         assert cfg.init == "imagenet" and ckpt == f"torchvision://resnet{cfg.model.backbone_depth}"
     else:  # MMPose's pretrain_models copy of td-hm_res50: the zoo's hash-verified checkpoint stands in
         assert "pretrain_models/td-hm_res50_8xb64-210e_coco-256x192" in ckpt and cfg.init == "td-hm_res50"
