@@ -34,6 +34,7 @@ from models.heads.rle import KIND as RLE  # noqa: E402
 from models.pose_model import build_pose_model, scale_head_logits  # noqa: E402
 from models.tolerance import EXPORT_TOLERANCE_PX, assert_close  # noqa: E402
 from models.zoo import ZOO, get_config  # noqa: E402
+from models.zoo.families import family_entries  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ONNX exports: seconds each
 
@@ -56,13 +57,15 @@ def small_model(name: str, crops: np.ndarray, seed: int = 0, logit_std: float | 
 
 
 SEED = ("ipr_res50", "ipr_res50_debias", "ipr_res50_dsnt", "td-hm_res50")
+#: The ResNet zoo of ``models.zoo.entries``; the families of ``models.zoo.families`` have their own tests.
+RESNET_ZOO = sorted(set(ZOO) - {c.name for c in family_entries()})
 #: One entry of every head kind x keypoint schema and every input size, the deepest included: the always-run set.
 REPRESENTATIVE = (*SEED, "td-reg_res50", "td-reg_res50_rle_mpii", "td-hm_res50_mpii", "td-reg_res152_rle_coco-384x288")
 #: Every zoo entry (small widths, real depth, head, input size and keypoint schema): each exports and serves. The
 #: entries beyond :data:`REPRESENTATIVE` are marked ``zoo_breadth`` (and slow): about 10 s of export each.
 EXPORTED = tuple(
     n if n in REPRESENTATIVE else pytest.param(n, marks=[pytest.mark.slow, pytest.mark.zoo_breadth], id=n)
-    for n in sorted(ZOO)
+    for n in RESNET_ZOO
 )
 
 
@@ -87,7 +90,7 @@ def test_every_zoo_entry_is_exported_and_served_once_and_only_the_representative
         test_every_entry_serves_through_the_pipeline_with_flip_test,
     ):
         names = _parametrized(test)
-        assert sorted(names) == sorted(ZOO), test.__name__
+        assert sorted(names) == RESNET_ZOO, test.__name__
         assert {n for n, marks in names.items() if not marks} == set(REPRESENTATIVE), test.__name__
         assert all(marks == {"slow", "zoo_breadth"} for n, marks in names.items() if n not in REPRESENTATIVE)
 
