@@ -166,7 +166,9 @@ class ResNeSt(nn.Module):
         if depth not in ARCH_SETTINGS:
             raise ValueError(f"unsupported ResNeSt depth {depth}; choose from {sorted(ARCH_SETTINGS)}")
         if stem_channels < 2 or stem_channels % 2 or base_channels < 1:
-            raise ValueError(f"stem_channels must be even and >= 2, base_channels >= 1, got {stem_channels}, {base_channels}")
+            raise ValueError(
+                f"stem_channels must be even and >= 2, base_channels >= 1, got {stem_channels}, {base_channels}"
+            )
         self.depth = depth
         self.stem = nn.Sequential(
             ConvModule(3, stem_channels // 2, stride=2),

@@ -100,7 +100,9 @@ class SCNet(nn.Module):
         if depth not in ARCH_SETTINGS:
             raise ValueError(f"unsupported SCNet depth {depth}; choose from {sorted(ARCH_SETTINGS)}")
         if stem_channels < 1 or base_channels < 2 or base_channels % 2:
-            raise ValueError(f"need stem_channels >= 1 and even base_channels >= 2, got {stem_channels}, {base_channels}")
+            raise ValueError(
+                f"need stem_channels >= 1 and even base_channels >= 2, got {stem_channels}, {base_channels}"
+            )
         self.depth = depth
         self.conv1 = nn.Conv2d(3, stem_channels, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_channels)

@@ -24,14 +24,22 @@ pytestmark = pytest.mark.slow  # ONNX exports: seconds each
 #: exported on every slow run: one of each backbone at each input size; the deeper ones repeat the same operators
 ALWAYS = ("td-hm_resnest50", "td-hm_resnest50_coco-384x288", "td-hm_scnet50", "td-hm_scnet50_coco-384x288")
 EXPORTED = tuple(
-    n if n in ALWAYS else pytest.param(n, marks=[pytest.mark.zoo_breadth], id=n) for n in sorted(c.name for c in ENTRIES)
+    n if n in ALWAYS else pytest.param(n, marks=[pytest.mark.zoo_breadth], id=n)
+    for n in sorted(c.name for c in ENTRIES)
 )
 
 
-def small_model(name: str, crops, seed: int = 0):
+#: torch's seed of each backbone's random weights. coco-tiny's crops have flat (padded) regions where a random
+#: heatmap can have two exactly equal maxima (the same float64 value at two pixels), and float32 noise then picks
+#: either; these seeds give no maximum within 1e-6 of the runner-up on the crops below (measured for every entry).
+SEEDS = {"resnest": 2, "scnet": 0}
+
+
+def small_model(name: str, crops):
     """The entry at 8-channel stem / base width, 32-channel deconvolutions, head logits spread like a trained
     model's (``scale_head_logits``)."""
     cfg = get_config(name)
+    seed = SEEDS[cfg.backbone]
     cfg = cfg.replace(
         backbone_args={**cfg.backbone_args, "stem_channels": 8, "base_channels": 8}, deconv_out_channels=(32, 32, 32)
     )

@@ -107,7 +107,12 @@ def main() -> None:
             "batch_size": c.train_dataloader.batch_size,
             "max_epochs": c.train_cfg.max_epochs,
             "val_interval": c.train_cfg.val_interval,
-            "warmup": {"type": warm.type, "start_factor": warm.start_factor, "end": warm.end, "by_epoch": warm.by_epoch},
+            "warmup": {
+                "type": warm.type,
+                "start_factor": warm.start_factor,
+                "end": warm.end,
+                "by_epoch": warm.by_epoch,
+            },
             "steps": {"type": steps.type, "milestones": list(steps.milestones), "gamma": steps.gamma},
             "losses": [c.model.head.loss["type"]],
             "init": {"on": "backbone", **dict(c.model.backbone.init_cfg)},

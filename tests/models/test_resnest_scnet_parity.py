@@ -28,6 +28,7 @@ import pytest
 import torch
 
 from models import geometry
+from models.checkpoints import config_for_mmpose_file, load_pose_checkpoint
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import METRIC_COLUMNS, PoseModelConfig, get_config
@@ -128,7 +129,9 @@ def test_small_width_model_matches_mmpose(name, dtype):
     decoded = model.card.decode(single, mirrored)
     keypoints, scores = decoded[..., :2], decoded[..., 2]
     report(
-        f"{what} flip-test keypoints (normalised)", reldev(keypoints / [w, h], g["keypoints_crop_flip" + sfx] / [w, h]), tol
+        f"{what} flip-test keypoints (normalised)",
+        reldev(keypoints / [w, h], g["keypoints_crop_flip" + sfx] / [w, h]),
+        tol,
     )
     report(f"{what} flip-test scores (relative)", reldev(scores, g["scores_flip" + sfx]), tol)
     centers, scales = geometry.bbox_to_center_scale(p["bboxes_xyxy"], (w, h))
@@ -145,3 +148,22 @@ def test_builders_reject_unknown_args_and_depths(backbone):
         build_pose_model(cfg.replace(backbone_args={"depth": 50, "widen": 2}))
     with pytest.raises(ValueError, match="depth 18"):
         build_pose_model(cfg.replace(backbone_args={"depth": 18}))
+
+
+@pytest.mark.parametrize("name", ["td-hm_resnest50", "td-hm_resnest269_coco-384x288", "td-hm_scnet101"])
+def test_published_layout_loads_strictly_and_the_file_name_picks_the_entry(name, tmp_path):
+    """An MMPose 0.x-layout file (``keypoint_head.``, as the ``top_down/`` checkpoints hold it) at 8-channel width
+    under the published file name loads strictly into the entry's structure (keys do not depend on the width)."""
+    cfg = get_config(name)
+    source = fill(build_pose_model(small(name)))
+    sd = {
+        (k.replace("head.", "keypoint_head.", 1) if k.startswith("head.") else k): v
+        for k, v in source.state_dict().items()
+    }
+    path = tmp_path / cfg.checkpoint_filename
+    torch.save({"state_dict": sd, "meta": {"mmpose_version": "0.14.0"}}, path)
+    model, meta = load_pose_checkpoint(path, config=small(name))
+    assert "converted" in meta and config_for_mmpose_file(path) is cfg
+    x = torch.randn(1, 3, cfg.input_size[1], cfg.input_size[0])
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
