@@ -4,6 +4,8 @@
 * ``models/heads/heatmap.py``: SimpleBaseline heatmaps (MMPose ``HeatmapHead``).
 * ``models/heads/regression.py``: DeepPose coordinates (MMPose ``RegressionHead``).
 * ``models/heads/rle.py``: RLE coordinates and sigmas (MMPose ``RLEHead``).
+* ``models/heads/cpm.py``: multi-stage heatmaps of CPM and the stacked hourglass, the last stage served (MMPose
+  ``CPMHead``).
 
 Each module defines its network head(s) and ``KIND``, a :class:`~models.heads.base.HeadKind` that owns everything
 that depends on the head (network, card, decode, training targets and outputs, checkpoint keys). Code elsewhere asks
@@ -28,6 +30,7 @@ _REGISTRY: dict[str, str] = {
     "heatmap": "models.heads.heatmap",
     "regression": "models.heads.regression",
     "rle": "models.heads.rle",
+    "cpm": "models.heads.cpm",
 }
 
 #: The registered head-kind names (``PoseModelConfig.head_kind`` values), torch-free.
