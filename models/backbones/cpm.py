@@ -31,7 +31,9 @@ class CpmBlock(nn.Module):
     Input float [B, in_channels, H, W]; output float [B, channels[-1], H, W].
     """
 
-    def __init__(self, in_channels: int, channels: Sequence[int] = (128, 128, 128), kernels: Sequence[int] = (11, 11, 11)):
+    def __init__(
+        self, in_channels: int, channels: Sequence[int] = (128, 128, 128), kernels: Sequence[int] = (11, 11, 11)
+    ):
         super().__init__()
         layers, ch = [], in_channels
         for out_ch, k in zip(channels, kernels, strict=True):
@@ -89,7 +91,8 @@ class CPM(nn.Module):
         )
         self.out_convs = nn.ModuleList(
             nn.Sequential(
-                ConvModule(feat_channels, feat_channels, 1), ConvModule(feat_channels, out_channels, 1, norm=False, act=False)
+                ConvModule(feat_channels, feat_channels, 1),
+                ConvModule(feat_channels, out_channels, 1, norm=False, act=False),
             )
             for _ in range(num_stages - 1)
         )

@@ -22,7 +22,8 @@ is computed by MMPose 1.3.2). What is written (read by ``tests/models/test_hourg
   :func:`loss_targets` builds from the entry's name (the test rebuilds them), float64.
 
 The small variants keep each backbone's fixed widths (the hourglass stem's 128 / 256 channels, CPM's 128 / 512) and
-shrink the configurable ones and the input (a quarter of the entry's side): hourglass 3 levels and 2 stacks (the
+shrink the configurable ones and the input (the smallest multiples of 32 that keep the tests to seconds; the
+hourglass' 3 levels need 32 pixels): hourglass 3 levels and 2 stacks (the
 entries have 1: the inter-stack path is covered too), CPM 16-channel stages.
 """
 
@@ -54,10 +55,10 @@ SMALL_BACKBONE = {
     "cpm": {"feat_channels": 16, "middle_channels": 8, "num_stages": 6},
 }
 SMALL_INPUT = {
-    "td-hm_hourglass52_coco-256x256": (64, 64),
-    "td-hm_hourglass52_coco-384x384": (96, 96),
-    "td-hm_cpm_coco-256x192": (64, 96),
-    "td-hm_cpm_coco-384x288": (96, 128),
+    "td-hm_hourglass52_coco-256x256": (32, 32),
+    "td-hm_hourglass52_coco-384x384": (64, 64),
+    "td-hm_cpm_coco-256x192": (32, 64),
+    "td-hm_cpm_coco-384x288": (64, 96),
 }
 
 
@@ -134,7 +135,12 @@ def main() -> None:
             "batch_size": c.train_dataloader.batch_size,
             "max_epochs": c.train_cfg.max_epochs,
             "val_interval": c.train_cfg.val_interval,
-            "warmup": {"type": warm.type, "start_factor": warm.start_factor, "end": warm.end, "by_epoch": warm.by_epoch},
+            "warmup": {
+                "type": warm.type,
+                "start_factor": warm.start_factor,
+                "end": warm.end,
+                "by_epoch": warm.by_epoch,
+            },
             "steps": {"type": steps.type, "milestones": list(steps.milestones), "gamma": steps.gamma},
             "loss": dict(c.model.head.loss),
             "backbone": {k: v for k, v in c.model.backbone.items() if k != "init_cfg"},
@@ -183,7 +189,10 @@ def main() -> None:
         if e.backbone == "hourglass":
             c.model.head.in_channels = bb["feat_channel"]
         k = c.model.head.out_channels
-        heatmap = (size[0] // (4 if e.backbone == "hourglass" else 8), size[1] // (4 if e.backbone == "hourglass" else 8))
+        heatmap = (
+            size[0] // (4 if e.backbone == "hourglass" else 8),
+            size[1] // (4 if e.backbone == "hourglass" else 8),
+        )
         codec = dict(c.codec, input_size=size, heatmap_size=heatmap)
         c.model.head.decoder = codec
         small_json[e.name] = {"backbone_args": bb, "input_size": list(size), "heatmap_size": list(heatmap)}
@@ -203,7 +212,9 @@ def main() -> None:
             preds = model.head.predict([feats, feats_flip], samples, test_cfg=dict(c.model.test_cfg))
             res["keypoints_crop_flip" + suffix] = np.concatenate([p.keypoints for p in preds])
             res["scores_flip" + suffix] = np.concatenate([p.keypoint_scores for p in preds])
-            results = model.test_step(data) if dtype == torch.float32 else model.predict(x, [s.clone() for s in samples])
+            results = (
+                model.test_step(data) if dtype == torch.float32 else model.predict(x, [s.clone() for s in samples])
+            )
             res["keypoints_image_flip" + suffix] = np.concatenate([r.pred_instances.keypoints for r in results])
             res["scores_image_flip" + suffix] = np.concatenate([r.pred_instances.keypoint_scores for r in results])
             if dtype == torch.float64:
@@ -215,7 +226,9 @@ def main() -> None:
         for key, v in res.items():
             assert np.isfinite(np.asarray(v, dtype=np.float64)).all(), f"{e.name}: non-finite {key}"
         writer.npz(f"small_{e.name}.npz", **res)
-        print(f"{e.name}: {len(shapes[e.name])} keys; small keypoints[0, :2] = {res['keypoints_crop_flip'][0, :2].tolist()}")
+        print(
+            f"{e.name}: {len(shapes[e.name])} keys; small keypoints[0, :2] = {res['keypoints_crop_flip'][0, :2].tolist()}"
+        )
     writer.json("small.json", small_json)
     path = out / "state_dict_shapes.json.gz"
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
