@@ -80,3 +80,23 @@ def test_exports_the_last_stage_and_serves_with_flip_test(name, coco_tiny, cpu_s
     assert_close(got.keypoints[..., 2], torch_kpts[..., 2], EXPORT_TOLERANCE_PX, "scores")
     no_flip = keypoints_crop_to_image(model.predict_keypoints(crops, flip_test=False)[..., :2], centers, scales, size)
     assert np.abs(got.keypoints[..., :2] - no_flip).max() > 0.5  # the flip test really ran
+
+
+@pytest.mark.parametrize("name", ["td-hm_hourglass52_coco-256x256", "td-hm_cpm_coco-256x192"])
+def test_pose_export_command_path_loads_an_mmpose_checkpoint(name, coco_tiny, cpu_settings, tmp_path):
+    """``pose-export pose <file.pth> --config ...`` (``export.pose.export_pose``): an MMPose 0.x-format file
+    (``keypoint_head.`` keys, as the hourglass checkpoints are) loads strictly, exports and verifies."""
+    from export.pose import export_pose
+
+    cfg = small_config(name)
+    model = fill(build_pose_model(cfg))
+    state = {
+        k.replace("head.", "keypoint_head.", 1) if k.startswith("head.") else k: v
+        for k, v in model.state_dict().items()
+    }
+    pth = tmp_path / "small_mmpose0x.pth"
+    torch.save({"state_dict": state, "meta": {}}, pth)
+    r = export_pose(pth, tmp_path / "out", check_images=[coco_tiny], num_check_crops=2, config=cfg.to_dict(), threads=1)
+    assert r.max_abs_diff_px <= EXPORT_TOLERANCE_PX
+    card = ModelCard.load(r.card_path)
+    assert card.output.kind == "heatmap" and card.extra["config"]["backbone"] == cfg.backbone
