@@ -219,12 +219,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest accepted upload (bytes)")
     max_image_pixels: int = Field(50_000_000, ge=1, description="largest accepted image (width x height)")
     max_boxes: int = Field(200, ge=1, description="most caller boxes per request")
-    decode_min_side: int = Field(
-        0,
-        ge=0,
-        description="POST /pose decodes a JPEG at 1/2, 1/4 or 1/8 size (libjpeg DCT scaling) while its shorter side "
-        "stays >= this many pixels; answers stay in original pixels (README: Large images); 0: full size",
-    )
+    decode_min_side: int = Field(0, ge=0, description="POST /pose decodes a JPEG at 1/2, 1/4 or 1/8 size (libjpeg "
+                                 "DCT scaling) while its shorter side stays >= this many pixels; answers stay in "
+                                 "original pixels (README: Large images); 0: full size")  # fmt: skip
 
     # admission control: work in flight is bounded by cost; beyond a budget a request gets 503 at once
     max_inflight_requests: int = Field(16, ge=1, description="requests admitted at once (more get 503 + Retry-After)")
@@ -362,13 +359,8 @@ class Settings(BaseSettings):
         description="the path prefix a proxy / ingress serves the app under (and strips), e.g. /pose-api (no "
         "trailing slash; empty: none): /docs and the OpenAPI schema's server URL name it",
     )
-    workers: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="server processes forked on one port, each with its own models, batching, admission and "
-        "/metrics (README: Using more cores); Linux only",
-    )
+    workers: int = Field(1, ge=1, le=64, description="server processes forked on one port, each with its own "
+                         "models, batching, admission and /metrics (README: Using more cores); Linux only")  # fmt: skip
     warmup: bool = Field(
         True, description="warm both models up before /readyz turns 200 (pose batch sizes: `warmup_batch_sizes`)"
     )

@@ -45,6 +45,10 @@ at 384x288), lr 5e-4 at base batch 512, batch 64 (W32) or 32 (W48), the shared s
 backbone starts from MMPose's ImageNet HRNet of its width (``pretrain_models/hrnet_w{32,48}-*.pth``,
 ``models.zoo.families.hrnet.IMAGENET_HRNET``; ``init`` ``"imagenet"``).
 
+The stacked hourglass and CPM (:func:`multistage_heatmap`): KeypointMSE on every stage's heatmaps, summed
+(``keypoint_mse_stages``, MMPose ``CPMHead.loss``), the shared schedule, batch 32 (CPM 256x192: 64) of base 512,
+random initialisation (their configs name no pretrained weights).
+
 ``quick`` exercises every code path (integral head with debias, both integral losses, augmentation, validation,
 AMP, DDP) at a size a CPU trains in minutes; ``quick-rle`` does the same for the RLE head and loss (and
 ``bbox_rle`` validation). Their learning rate is not scaled (base batch = their batch).
@@ -281,6 +285,17 @@ def litehrnet(name: str) -> TrainConfig:
     )
 
 
+#: Hourglass / CPM configs trained 8 GPUs x 64 (``8xb64``); the others are ``8xb32``. Base batch 512 for all.
+_BATCH_64 = frozenset({"td-hm_cpm_coco-256x192"})
+
+
+def multistage_heatmap(name: str) -> TrainConfig:
+    """``topdown_heatmap/coco/td-hm_{hourglass52,cpm}_*-210e_coco-*``: KeypointMSE on every stage's heatmaps, summed
+    (MMPose ``CPMHead.loss``; sigma 2, or 3 at the larger input), batch 32 (``8xb32``) or 64 (CPM 256x192), base 512;
+    random initialisation (MMPose's ``HourglassNet`` / ``CPM`` init: the configs name no pretrained weights)."""
+    return _zoo_config(name, ("keypoint_mse_stages",), batch_size=64 if name in _BATCH_64 else 32, init=None)
+
+
 def default_recipe(name: str) -> TrainConfig:
     """A zoo entry of a collection without a recipe here: its head kind's default loss (``HeadKind.default_losses``,
     ``models.heads``), ImageNet backbone, the shared schedule."""
@@ -349,6 +364,8 @@ RECIPES = {
     "DarkPose": darkpose,
     "HRNet": hrnet,
     "LiteHRNet": litehrnet,
+    "Hourglass": multistage_heatmap,
+    "CPM": multistage_heatmap,
 }
 for _name, _cfg in ZOO.items():
     # a head kind without default losses has no training recipe ported (MSPN / RSN: multi-level Megvii targets)

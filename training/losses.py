@@ -20,7 +20,9 @@ Each config's loss (:func:`pose_loss`) is MMPose's head loss: ``RegressionHead``
 coordinates (DeepPose), ``RLEHead`` applies ``RLELoss`` to its coordinates and sigmas (RLE); ``DSNTHead`` sums its ``MultipleLossWrapper``
 terms with weight 1 (``mmpose/models/heads/regression_heads/dsnt_head.py``): SmoothL1 + KeypointMSE on the
 softmax heatmap for ``ipr_res50``, SmoothL1 + JSDiscret for ``ipr_res50_dsnt`` / ``ipr_res50_debias``;
-``HeatmapHead`` applies KeypointMSE to its heatmaps for ``td-hm_res50``.
+``HeatmapHead`` applies KeypointMSE to its heatmaps for ``td-hm_res50``; ``CPMHead`` (CPM, stacked hourglass) applies
+it to every stage's heatmaps against the same target and sums (``keypoint_mse_stages``, on ``stage_heatmaps``
+[S, N, K, H, W]).
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Loss names a config may list (see :func:`pose_loss`).
-LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse", "rle")
+LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse", "rle", "keypoint_mse_stages")
 #: The head outputs each loss takes (``HeadKind.train_outputs`` of ``models.heads`` names what a head gives).
 LOSS_INPUTS: dict[str, frozenset[str]] = {
     "smooth_l1": frozenset({"coords"}),
     "js_discrete": frozenset({"heatmaps"}),
     "keypoint_mse": frozenset({"heatmaps"}),
     "rle": frozenset({"coords", "sigma"}),
+    "keypoint_mse_stages": frozenset({"stage_heatmaps"}),
 }
 #: RLE's identity distributions Q (MMPose ``q_distribution``).
 Q_DISTRIBUTIONS = ("laplace", "gaussian")
@@ -190,7 +193,7 @@ def pose_loss(
             ``targets["keypoint_labels"]``; ``js_discrete`` and ``keypoint_mse`` compare ``outputs["heatmaps"]``
             (softmax heatmaps of an integral head, or a heatmap head's output) with ``targets["heatmaps"]``; ``rle``
             compares ``outputs["coords"]`` and ``outputs["sigma"]`` (logits) with ``targets["keypoint_labels"]``
-            through ``flow``.
+            through ``flow``; ``keypoint_mse_stages`` sums ``keypoint_mse`` of each ``outputs["stage_heatmaps"][s]``.
         outputs: the model's ``coords`` [N, K, 2], ``sigma`` [N, K, 2] and / or ``heatmaps`` [N, K, H, W].
         targets: ``keypoint_labels``, ``heatmaps`` and ``keypoint_weights`` [N, K] from the codec.
         flow: the RLE head's flow (``model.head.loss_module.flow_model``), needed by ``rle``.
@@ -216,6 +219,10 @@ def pose_loss(
             terms[name] = js_discrete_loss(f(outputs["heatmaps"]), f(targets["heatmaps"]), weight)
         elif name == "keypoint_mse":
             terms[name] = keypoint_mse_loss(f(outputs["heatmaps"]), f(targets["heatmaps"]), weight)
+        elif name == "keypoint_mse_stages":
+            terms[name] = sum(
+                keypoint_mse_loss(f(stage), f(targets["heatmaps"]), weight) for stage in outputs["stage_heatmaps"]
+            )
         elif name == "rle":
             if flow is None:
                 raise ValueError("the rle loss needs the RLE head's flow (flow=model.head.loss_module.flow_model)")

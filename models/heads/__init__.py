@@ -5,6 +5,8 @@
 * ``models/heads/regression.py``: DeepPose coordinates (MMPose ``RegressionHead``).
 * ``models/heads/rle.py``: RLE coordinates and sigmas (MMPose ``RLEHead``).
 * ``models/heads/mspn.py``: MSPN / RSN multi-stage multi-unit heatmaps (MMPose ``MSPNHead``).
+* ``models/heads/cpm.py``: multi-stage heatmaps of CPM and the stacked hourglass, the last stage served (MMPose
+  ``CPMHead``).
 
 Each module defines its network head(s) and ``KIND``, a :class:`~models.heads.base.HeadKind` that owns everything
 that depends on the head (network, card, decode, training targets and outputs, checkpoint keys). Code elsewhere asks
@@ -30,6 +32,7 @@ _REGISTRY: dict[str, str] = {
     "regression": "models.heads.regression",
     "rle": "models.heads.rle",
     "mspn": "models.heads.mspn",
+    "cpm": "models.heads.cpm",
 }
 
 #: The registered head-kind names (``PoseModelConfig.head_kind`` values), torch-free.
