@@ -38,6 +38,38 @@ def model_zoo_table(rows: list[dict], dataset: str, extra_columns: tuple[str, ..
     return "\n".join(lines) + "\n"
 
 
+#: How MMPose's model-zoo pages name each backbone (``PoseModelConfig.backbone``) in a table's title.
+BACKBONE_TITLES: dict[str, str] = {
+    "resnet": "ResNet",
+    "resnetv1d": "ResNetV1D",
+    "resnext": "ResNeXt",
+    "seresnet": "SEResNet",
+    "resnest": "ResNeSt",
+    "scnet": "SCNet",
+    "alexnet": "AlexNet",
+    "hrnet": "HRNet",
+    "litehrnet": "LiteHRNet",
+    "mobilenetv2": "MobileNet-v2",
+    "shufflenetv1": "ShuffleNet-v1",
+    "shufflenetv2": "ShuffleNet-v2",
+    "hourglass": "Hourglass",
+    "cpm": "CPM",
+    "mspn": "MSPN",
+    "rsn": "RSN",
+}
+
+
+def group_title(collection: str, backbone: str) -> str:
+    """A table's title as MMPose's model-zoo pages write it: the collection, ``+ <backbone>`` when the backbone is
+    not what the collection is named after (``SimpleBaseline2D + ResNeXt``; ``HRNet``)."""
+    title = BACKBONE_TITLES.get(backbone, backbone)
+    return (
+        collection
+        if title.lower().replace("-", "") in collection.lower().replace("-", "")
+        else f"{collection} + {title}"
+    )
+
+
 _DATASET_TITLES = {
     "coco": "COCO val2017, person detections AP_H 56, flip test",
     "mpii": "MPII val, PCKh (Mean = PCKh@0.5), flip test",
@@ -45,12 +77,13 @@ _DATASET_TITLES = {
 
 
 def zoo_table() -> str:
-    """Every entry with its published figures, grouped by collection and data set as MMPose's model-zoo tables
-    (``pose-zoo list``): one Markdown table per group with the columns of that data set, the zoo name and the
-    checkpoint URL."""
+    """Every entry with its published figures, grouped by collection, backbone and data set as MMPose's model-zoo
+    tables (``pose-zoo list``; e.g. "SimpleBaseline2D + ResNeXt", "HRNet", "DarkPose"): one Markdown table per group with
+    the columns of that data set, the zoo name and the checkpoint URL."""
     groups: dict[tuple[str, str], list[PoseModelConfig]] = {}
     for cfg in ZOO.values():
-        groups.setdefault((cfg.collection or cfg.head_kind, cfg.dataset or "coco"), []).append(cfg)
+        title = group_title(cfg.collection or cfg.head_kind, cfg.backbone)
+        groups.setdefault((title, cfg.dataset or "coco"), []).append(cfg)
     parts = []
     for (collection, dataset), cfgs in groups.items():
         rows = [
