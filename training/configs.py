@@ -43,7 +43,8 @@ hash-verified ``td-hm_res50`` checkpoint plays MMPose's ``pretrain_models/td-hm_
 HRNet (:func:`hrnet`, ``topdown_heatmap/coco/td-hm_hrnet-w{32,48}_8xb{64,32}-210e_coco-*``): KeypointMSE (sigma 2, or 3
 at 384x288), lr 5e-4 at base batch 512, batch 64 (W32) or 32 (W48), the shared schedule and COCO augmentation; the
 backbone starts from MMPose's ImageNet HRNet of its width (``pretrain_models/hrnet_w{32,48}-*.pth``,
-``models.zoo.families.hrnet.IMAGENET_HRNET``; ``init`` ``"imagenet"``).
+``models.zoo.families.hrnet.IMAGENET_HRNET``; ``init`` ``"imagenet"``). HRNet+DARK / HRNet+UDP
+(``td-hm_hrnet-w{32,48}_{dark,udp}``): the same recipe, targets and crops of the entry's codec.
 
 The stacked hourglass and CPM (:func:`multistage_heatmap`): KeypointMSE on every stage's heatmaps, summed
 (``keypoint_mse_stages``, MMPose ``CPMHead.loss``), the shared schedule, batch 32 (CPM 256x192: 64) of base 512,
@@ -246,7 +247,10 @@ def simplebaseline(name: str) -> TrainConfig:
 def darkpose(name: str) -> TrainConfig:
     """``topdown_heatmap/coco/td-hm_res{50,101,152}_dark-*``: SimpleBaseline with DARK's unbiased Gaussian targets
     (``codec="dark"``: ``models.codecs_dark_udp.DarkHeatmap``), KeypointMSE, ImageNet backbone; batch 64 (base 512),
-    ResNet-152's ``8xb32``: 32 (base 256)."""
+    ResNet-152's ``8xb32``: 32 (base 256). HRNet+DARK (``td-hm_hrnet-w{32,48}_dark-*``): :func:`hrnet`'s recipe, the
+    codec of the zoo entry."""
+    if get_config(name).backbone == "hrnet":
+        return hrnet(name)
     deep = get_config(name).backbone_depth == 152
     return _zoo_config(
         name,
@@ -260,7 +264,9 @@ def darkpose(name: str) -> TrainConfig:
 def hrnet(name: str) -> TrainConfig:
     """``topdown_heatmap/coco/td-hm_hrnet-w{32,48}_8xb{64,32}-210e_coco-*``: KeypointMSE on MSRA heatmaps (sigma 2, or
     3 at 384x288), backbone from MMPose's ImageNet HRNet of the config's width
-    (``models.zoo.families.hrnet.IMAGENET_HRNET``); batch 64 (W32) or 32 (W48), base batch 512 for both."""
+    (``models.zoo.families.hrnet.IMAGENET_HRNET``); batch 64 (W32) or 32 (W48), base batch 512 for both. The DARK / UDP
+    rows (``td-hm_hrnet-w{32,48}_{dark,udp}-*``) are the same recipe with their entry's codec: DARK's unbiased targets,
+    UDP's targets on UDP crops (``training.data.make_codec``, ``PoseModelConfig.use_udp``)."""
     return _zoo_config(
         name,
         ("keypoint_mse",),
@@ -363,6 +369,7 @@ RECIPES = {
     "SimpleBaseline2D": simplebaseline,
     "DarkPose": darkpose,
     "HRNet": hrnet,
+    "UDP": hrnet,
     "LiteHRNet": litehrnet,
     "Hourglass": multistage_heatmap,
     "CPM": multistage_heatmap,

@@ -49,7 +49,15 @@ def test_recipe_follows_mmpose(name):
     assert cfg.init == INIT_IMAGENET and not cfg.init_backbone_only
     types = [t["type"] for t in r["train_pipeline"]]
     assert cfg.augment.enabled and cfg.augment.half_body == ("RandomHalfBody" in types)
-    assert r["codec"]["type"] == "MSRAHeatmap" and r["codec"]["sigma"] == cfg.model.sigma
+    # the codec: the entry's (MSRA, DARK's unbiased MSRA, UDP) with MMPose's sigma; UDP's crops (use_udp) in training
+    codec = {"MSRAHeatmap": "dark" if r["codec"].get("unbiased") else "msra", "UDPHeatmap": "udp"}[r["codec"]["type"]]
+    assert cfg.model.codec == codec and r["codec"]["sigma"] == cfg.model.sigma
+    assert list(r["codec"]["input_size"]) == list(cfg.model.input_size)
+    assert list(r["codec"]["heatmap_size"]) == list(cfg.model.heatmap_size)
+    (encoder,) = [t["encoder"] for t in r["train_pipeline"] if t["type"] == "GenerateTarget"]
+    assert encoder == r["codec"]
+    (affine,) = [t for t in r["train_pipeline"] if t["type"] == "TopdownAffine"]
+    assert affine.get("use_udp", False) == cfg.model.use_udp
     assert r["evaluator"] == {"type": "CocoMetric", "score_mode": None} and r["save_best"] == "coco/AP"
 
 
@@ -89,15 +97,38 @@ def test_imagenet_download_is_hash_checked_and_offline_names_the_url(tmp_path):
         load_imagenet_backbone(small, tmp_path, offline=True)
 
 
-def test_recipe_smoke_trains_two_steps(coco_tiny):
-    """The recipe's data, augmentation, codec (heatmaps of input / 4) and loss through two Adam steps of a small
-    HRNet on coco-tiny's people: the weights move and the loss is finite."""
+@pytest.mark.parametrize("name", ["td-hm_hrnet-w32_dark", "td-hm_hrnet-w32_udp"])
+def test_dark_and_udp_training_items_use_the_codecs_crop_and_targets(name, coco_tiny):
+    """``pose-train``'s data for the HRNet+DARK / +UDP recipes: the codec's targets (``DarkHeatmap`` /
+    ``UDPHeatmap``, heatmaps of input / 4) on the codec's crop (UDP: ``TopdownAffine(use_udp=True)``)."""
+    from models import geometry
+    from models.codecs_dark_udp import DarkHeatmap, UDPHeatmap
+    from training.data import CocoTopDown, make_codec, read_image_rgb
+    from training.transforms import AugmentConfig
+
+    cfg = get_train_config(name).model.replace(backbone_args={"extra": SMALL_EXTRA})
+    codec = make_codec(cfg)
+    assert type(codec) is (DarkHeatmap if cfg.codec == "dark" else UDPHeatmap)
+    data = CocoTopDown(coco_tiny / "test_coco.json", coco_tiny, cfg, train=True, augment=AugmentConfig(enabled=False))
+    inst, item = data.instances[0], data[0]
+    center, scale = geometry.bbox_to_center_scale(inst.bbox[None], cfg.input_size)
+    crop = geometry.crop_image(read_image_rgb(inst.file), center[0], scale[0], cfg.input_size, use_udp=cfg.use_udp)
+    assert np.array_equal(item["inputs"], crop)
+    m = geometry.crop_warp_matrix(center[0], scale[0], 0.0, cfg.input_size, cfg.use_udp)
+    enc = codec.encode(geometry.transform_points(inst.keypoints, m).astype(np.float32)[None], inst.visible[None])
+    assert np.array_equal(item["heatmaps"], enc["heatmaps"]) and item["heatmaps"].shape == (17, 64, 48)
+
+
+@pytest.mark.parametrize("name", ["td-hm_hrnet-w32", "td-hm_hrnet-w32_udp"])
+def test_recipe_smoke_trains_two_steps(coco_tiny, name):
+    """The recipe's data, augmentation, codec (heatmaps of input / 4; UDP's crops and targets for ``_udp``) and loss
+    through two Adam steps of a small HRNet on coco-tiny's people: the weights move and the loss is finite."""
     from torch.utils.data import DataLoader
 
     from training.data import CocoTopDown
     from training.loop import TrainForward, TrainState, WarmupMultiStep, train_one_epoch
 
-    cfg = get_train_config("td-hm_hrnet-w32")
+    cfg = get_train_config(name)
     model_cfg = cfg.model.replace(backbone_args={"extra": SMALL_EXTRA})
     data = CocoTopDown(coco_tiny / "test_coco.json", coco_tiny, model_cfg, train=True, augment=cfg.augment)
     torch.manual_seed(0)
