@@ -226,6 +226,13 @@ _BATCH = {
     **{f"td-hm_{b}101_coco-384x288": (32, 256) for b in ("resnetv1d", "resnext", "seresnet")},
     **{f"td-hm_{b}152": (32, 512) for b in ("resnetv1d", "resnext", "seresnet")},
     **{f"td-hm_{b}152_coco-384x288": (48, 384) for b in ("resnetv1d", "resnext", "seresnet")},
+    "td-hm_resnest101_coco-384x288": (32, 256),
+    "td-hm_resnest200_coco-384x288": (16, 128),
+    "td-hm_resnest269": (32, 512),
+    "td-hm_resnest269_coco-384x288": (16, 128),
+    "td-hm_scnet50_coco-384x288": (32, 256),
+    "td-hm_scnet101": (32, 512),
+    "td-hm_scnet101_coco-384x288": (48, 512),
 }
 
 
@@ -237,6 +244,9 @@ def simplebaseline(name: str) -> TrainConfig:
     backbones start from random weights: MMPose's ResNetV1d / ResNeXt / SEResNet configs start from OpenMMLab's
     ImageNet classifiers (``mmcls://resnet50_v1d``, ``mmcls://resnext50_32x4d``, ``mmcls://se-resnet50``, ...), which
     :mod:`models.checkpoints` cannot fetch or map yet; AlexNet and SEResNet-152 have no ``init_cfg`` in MMPose either.
+    Likewise ResNeSt (MMPose: ``mmcls://resnest{50,101,200,269}``) and SCNet (MMPose: OpenMMLab's
+    ``pretrain_models/scnet{50,101}-*.pth``) start from random weights here: neither classifier can be fetched or its
+    keys mapped yet.
     """
     batch, base = _BATCH.get(name, (64, 512))
     init = INIT_IMAGENET if get_config(name).backbone == "resnet" else None
