@@ -49,6 +49,11 @@ The stacked hourglass and CPM (:func:`multistage_heatmap`): KeypointMSE on every
 (``keypoint_mse_stages``, MMPose ``CPMHead.loss``), the shared schedule, batch 32 (CPM 256x192: 64) of base 512,
 random initialisation (their configs name no pretrained weights).
 
+MSPN / RSN (:func:`mspn`): every stage and unit against the Megvii target of its level (``mspn_levels``, MMPose
+``MSPNHead.loss``: KeypointMSE x 0.25 and OHKM-MSE on each stage's last unit), Adam lr 5e-3 (RSN-18: 2e-2 and a
+third milestone at 190) at base
+batch 256, batch 32, random initialisation (MMPose's MSPN starts from ``torchvision://resnet50``, not mapped here).
+
 ``quick`` exercises every code path (integral head with debias, both integral losses, augmentation, validation,
 AMP, DDP) at a size a CPU trains in minutes; ``quick-rle`` does the same for the RLE head and loss (and
 ``bbox_rle`` validation). Their learning rate is not scaled (base batch = their batch).
@@ -306,6 +311,28 @@ def multistage_heatmap(name: str) -> TrainConfig:
     return _zoo_config(name, ("keypoint_mse_stages",), batch_size=64 if name in _BATCH_64 else 32, init=None)
 
 
+def mspn(name: str) -> TrainConfig:
+    """``topdown_heatmap/coco/td-hm_{,2x,3x,4x}mspn50_*`` / ``td-hm_{,2x,3x}rsn{18,50}_8xb32-210e_coco-256x192``: every
+    stage and unit trained against its Megvii target (``mspn_levels``: KeypointMSE x 0.25, OHKM-MSE on each stage's
+    last unit; kernels 11 / 9 / 7 / 5, with 15 first for several stages), Adam lr 5e-3 (RSN-18: 2e-2, milestones 170,
+    190, 200) at base batch 256, batch 32, the shared schedule and COCO augmentation.
+
+    Initialisation: random. MMPose's MSPN configs start the backbone from ``torchvision://resnet50`` (its ResNet top
+    and first stage's downsample path), whose keys :mod:`models.checkpoints` does not map onto the MSPN backbone yet;
+    the RSN configs name no pretrained weights.
+    """
+    rsn18 = name == "td-hm_rsn18"  # its own lr and a third milestone
+    return _zoo_config(
+        name,
+        ("mspn_levels",),
+        batch_size=32,
+        base_batch_size=256,
+        lr=2e-2 if rsn18 else 5e-3,
+        milestones=(170, 190, 200) if rsn18 else (170, 200),
+        init=None,
+    )
+
+
 def default_recipe(name: str) -> TrainConfig:
     """A zoo entry of a collection without a recipe here: its head kind's default loss (``HeadKind.default_losses``,
     ``models.heads``), ImageNet backbone, the shared schedule."""
@@ -376,9 +403,11 @@ RECIPES = {
     "LiteHRNet": litehrnet,
     "Hourglass": multistage_heatmap,
     "CPM": multistage_heatmap,
+    "MSPN": mspn,
+    "RSN": mspn,
 }
 for _name, _cfg in ZOO.items():
-    # a head kind without default losses has no training recipe ported (MSPN / RSN: multi-level Megvii targets)
+    # a head kind without default losses and without a recipe here has no training config
     if _name not in CONFIGS and (_cfg.collection in RECIPES or head_kind(_cfg.head_kind).default_losses):
         _recipe = RECIPES.get(_cfg.collection, default_recipe)
         CONFIGS[_name] = lambda _n=_name, _f=_recipe: _f(_n)

@@ -138,7 +138,7 @@ def _forward_backward(
     inputs = batch["inputs"].to(device, non_blocking=True)
     targets = {
         k: batch[k].to(device, non_blocking=True)
-        for k in ("keypoint_labels", "heatmaps", "keypoint_weights")
+        for k in ("keypoint_labels", "heatmaps", "level_heatmaps", "keypoint_weights")
         if k in batch
     }
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
