@@ -52,7 +52,8 @@ random initialisation (their configs name no pretrained weights).
 MSPN / RSN (:func:`mspn`): every stage and unit against the Megvii target of its level (``mspn_levels``, MMPose
 ``MSPNHead.loss``: KeypointMSE x 0.25 and OHKM-MSE on each stage's last unit), Adam lr 5e-3 (RSN-18: 2e-2 and a
 third milestone at 190) at base
-batch 256, batch 32, random initialisation (MMPose's MSPN starts from ``torchvision://resnet50``, not mapped here).
+batch 256, batch 32; MSPN's stem and downsample paths from torchvision's ImageNet ResNet-50 (MMPose
+``MSPN.init_weights``), RSN random.
 
 ``quick`` exercises every code path (integral head with debias, both integral losses, augmentation, validation,
 AMP, DDP) at a size a CPU trains in minutes; ``quick-rle`` does the same for the RLE head and loss (and
@@ -93,7 +94,8 @@ class TrainConfig:
         checkpoint_interval: also keep ``epoch_<N>.pth`` every N epochs (10).
         augment: the train pipeline's random transforms (:class:`training.transforms.AugmentConfig`).
         init: ``"td-hm_res50"`` (zoo name or a path: a heatmap checkpoint loaded into the model with MMPose's key
-            renaming), :data:`INIT_IMAGENET` (the ImageNet backbone: torchvision's ResNet, MMPose's HRNet) or None (random init).
+            renaming), :data:`INIT_IMAGENET` (the ImageNet backbone: torchvision's ResNet, MMPose's HRNet; MSPN's ResNet-50
+            parts) or None (random init).
         init_backbone_only: load only the ``backbone.*`` weights of ``init`` (MMPose ``Pretrained`` with
             ``prefix='backbone.'``).
         workers: DataLoader workers per process (2, as MMPose).
@@ -317,9 +319,9 @@ def mspn(name: str) -> TrainConfig:
     last unit; kernels 11 / 9 / 7 / 5, with 15 first for several stages), Adam lr 5e-3 (RSN-18: 2e-2, milestones 170,
     190, 200) at base batch 256, batch 32, the shared schedule and COCO augmentation.
 
-    Initialisation: random. MMPose's MSPN configs start the backbone from ``torchvision://resnet50`` (its ResNet top
-    and first stage's downsample path), whose keys :mod:`models.checkpoints` does not map onto the MSPN backbone yet;
-    the RSN configs name no pretrained weights.
+    Initialisation: MSPN from torchvision's ImageNet ResNet-50 (MMPose ``init_cfg`` ``torchvision://resnet50``: the
+    stem and every stage's downsample path, ``models.checkpoints.remap.imagenet_to_mspn_keys``; ``init``
+    ``"imagenet"``); RSN random (its configs name no pretrained weights).
     """
     rsn18 = name == "td-hm_rsn18"  # its own lr and a third milestone
     return _zoo_config(
@@ -329,7 +331,7 @@ def mspn(name: str) -> TrainConfig:
         base_batch_size=256,
         lr=2e-2 if rsn18 else 5e-3,
         milestones=(170, 190, 200) if rsn18 else (170, 200),
-        init=None,
+        init=INIT_IMAGENET if get_config(name).backbone == "mspn" else None,
     )
 
 

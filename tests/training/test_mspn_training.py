@@ -67,8 +67,10 @@ def test_recipe_follows_mmpose(name):
         {"type": "KeypointOHKMMSELoss", "loss_weight": 1.0}
     ]
     assert c["losses"] == expect * a["num_stages"]
-    # MSPN: torchvision://resnet50 (not mapped onto the MSPN backbone here); RSN: no init_cfg. Random init either way.
-    assert cfg.init is None and c["backbone"].get("init_cfg", {}).get("checkpoint") in (None, "torchvision://resnet50")
+    # MSPN: torchvision://resnet50 (stem and downsample paths, MSPN.init_weights); RSN: no init_cfg (random)
+    ckpt = c["backbone"].get("init_cfg", {}).get("checkpoint")
+    assert (cfg.init, ckpt) in (("imagenet", "torchvision://resnet50"), (None, None))
+    assert (cfg.init == "imagenet") == (cfg.model.backbone == "mspn") and not cfg.init_backbone_only
     pipeline = [t["type"] for t in c["train_pipeline"]]
     assert "RandomHalfBody" in pipeline and cfg.augment == AugmentConfig()
     assert next(t for t in c["train_pipeline"] if t["type"] == "GenerateTarget")["multilevel"]
@@ -168,3 +170,44 @@ def test_config_smoke_trains_two_steps(name, coco_tiny):
     moved = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert any(k.startswith("backbone.") for k in moved)
     assert all(any(k.startswith(f"head.predict_layers.{i}.") for k in moved) for i in range(stages * 2))
+
+
+def test_mspn_starts_from_imagenet_resnet50_as_mmpose(tmp_path, monkeypatch):
+    """MMPose ``MSPN.init_weights`` with ``torchvision://resnet50``: ``conv1`` / ``bn1`` into ``top``, ``layer*`` (with
+    ``downsample.0/1`` -> ``downsample.conv/bn``) into EVERY stage's downsample path, the rest as initialised; a
+    smaller MSPN (not ResNet-50's blocks) is refused. The ImageNet file is a torchvision-layout dict of our ResNet-50 (same key names)."""
+    import models.checkpoints.load as load
+    from models.checkpoints import CheckpointError, load_imagenet_backbone
+    from models.pose_model import build_pose_model
+    from models.zoo import get_config
+
+    tv = {
+        k: torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in build_pose_model("td-hm_res50").backbone.state_dict().items()
+    }
+    tv["fc.weight"], tv["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    path = tmp_path / "resnet50-0676ba61.pth"
+    torch.save(tv, path)
+    monkeypatch.setattr(
+        load, "imagenet_weights", lambda depth, base, *a, **k: path if (depth, base) == (50, 64) else None
+    )
+    torch.manual_seed(0)
+    model = build_pose_model("td-hm_2xmspn50")
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    assert load_imagenet_backbone(model, tmp_path, offline=True) == path
+    b = model.backbone.state_dict()
+    assert torch.equal(b["top.top.0.conv.weight"], tv["conv1.weight"]) and torch.equal(
+        b["top.top.0.bn.running_var"], tv["bn1.running_var"]
+    )
+    for s in (0, 1):
+        d = f"multi_stage_mspn.{s}.downsample."
+        assert torch.equal(b[d + "layer3.5.conv2.weight"], tv["layer3.5.conv2.weight"])
+        assert torch.equal(b[d + "layer2.0.downsample.conv.weight"], tv["layer2.0.downsample.0.weight"])
+        assert torch.equal(b[d + "layer4.0.downsample.bn.bias"], tv["layer4.0.downsample.1.bias"])
+    loaded = {k for k in b if not torch.equal(b[k], before[k])}
+    untouched = [k for k in b if "downsample.layer" not in k and not k.startswith("top.") and k in loaded]
+    assert not untouched  # the units' skip / up-sampling layers keep their initialisation
+    cfg = get_config("td-hm_mspn50")
+    small = build_pose_model(cfg.replace(backbone_args={**cfg.backbone_args, "num_units": 2, "num_blocks": [1, 2]}))
+    with pytest.raises(CheckpointError, match="misfit"):
+        load_imagenet_backbone(small, tmp_path, offline=True)
