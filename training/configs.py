@@ -91,6 +91,8 @@ class TrainConfig:
         warmup_iters, warmup_factor: linear warm-up (500 iterations from 0.001x).
         milestones, gamma: MultiStepLR epochs (170, 200) and factor (0.1).
         val_interval: validate every N epochs (10); the last epoch is always validated.
+        val_oks_nms: OKS-NMS in COCO validation (MMPose ``CocoMetric`` ``nms_mode='oks_nms'``, the default); False
+            for MMPose's ``nms_mode='none'`` (the MSPN / RSN configs).
         checkpoint_interval: also keep ``epoch_<N>.pth`` every N epochs (10).
         augment: the train pipeline's random transforms (:class:`training.transforms.AugmentConfig`).
         init: ``"td-hm_res50"`` (zoo name or a path: a heatmap checkpoint loaded into the model with MMPose's key
@@ -114,6 +116,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = (170, 200)
     gamma: float = 0.1
     val_interval: int = 10
+    val_oks_nms: bool = True
     checkpoint_interval: int = 10
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     init: str | None = None
@@ -317,7 +320,8 @@ def mspn(name: str) -> TrainConfig:
     """``topdown_heatmap/coco/td-hm_{,2x,3x,4x}mspn50_*`` / ``td-hm_{,2x,3x}rsn{18,50}_8xb32-210e_coco-256x192``: every
     stage and unit trained against its Megvii target (``mspn_levels``: KeypointMSE x 0.25, OHKM-MSE on each stage's
     last unit; kernels 11 / 9 / 7 / 5, with 15 first for several stages), Adam lr 5e-3 (RSN-18: 2e-2, milestones 170,
-    190, 200) at base batch 256, batch 32, the shared schedule and COCO augmentation.
+    190, 200) at base batch 256, batch 32, the shared schedule and COCO augmentation; validation without OKS-NMS
+    (``CocoMetric(nms_mode='none')``).
 
     Initialisation: MSPN from torchvision's ImageNet ResNet-50 (MMPose ``init_cfg`` ``torchvision://resnet50``: the
     stem and every stage's downsample path, ``models.checkpoints.remap.imagenet_to_mspn_keys``; ``init``
@@ -332,6 +336,7 @@ def mspn(name: str) -> TrainConfig:
         lr=2e-2 if rsn18 else 5e-3,
         milestones=(170, 190, 200) if rsn18 else (170, 200),
         init=INIT_IMAGENET if get_config(name).backbone == "mspn" else None,
+        val_oks_nms=False,
     )
 
 

@@ -17,6 +17,8 @@ all in float64:
   ``recipe_array("mspn_train/feat_<S>x<U>_<s>_<u>", [2, 8, 4 * 2**u, 3 * 2**u])``, targets squared
   ``recipe_array("mspn_train/target_<S>x<U>", [2, L, 17, 16, 12])`` per level, weights
   ``recipe_array("mspn_train/weights_<S>x<U>", [2, 17]) > -0.85`` (equal at every level, as ``GenerateTarget``'s).
+
+And ``train_evaluators.json``: each entry's ``val_evaluator`` (``CocoMetric`` with ``nms_mode='none'``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,24 @@ from make_golden import GoldenWriter, fill, install_import_shims, load_recipe, o
 
 #: (stages, units) -> level_indices, as MMPose's configs (4 units) and ``models.megvii_heatmap.megvii_levels``.
 CASES = {(1, 4): [0, 1, 2, 3], (2, 2): [0, 1, 1, 2], (3, 4): [0, 1, 2, 3] * 2 + [1, 2, 3, 4]}
+
+
+def evaluators() -> dict:
+    """For each MSPN / RSN config (``models/zoo/families/mspn_rsn.py``), its ``val_evaluator`` as MMPose's ``Config``
+    reads it (the ``ann_file`` left out)."""
+    import mmpose
+    from mmengine.config import Config
+
+    sys.path.insert(0, str(HERE.parents[1]))
+    from models.zoo.families.mspn_rsn import ENTRIES
+
+    root = Path(mmpose.__file__).parent / ".mim"
+    out = {}
+    for e in ENTRIES:
+        ev = dict(Config.fromfile(str(root / e.mmpose_config)).val_evaluator)
+        ev.pop("ann_file", None)
+        out[e.mmpose_config] = ev
+    return out
 
 
 def main() -> None:
@@ -94,6 +114,7 @@ def main() -> None:
             res[f"loss_kpt_{tag}"] = head.loss(feats, samples)["loss_kpt"].numpy()
         print(f"{tag}: loss_kpt {float(res[f'loss_kpt_{tag}']):.6g}")
     writer.npz("train_loss.npz", **res)
+    writer.json("train_evaluators.json", evaluators())
     writer.print_sizes()
 
 

@@ -3,7 +3,7 @@
 
 * the recipe of each entry against its MMPose config (tests/data/mmpose_mspn/configs.json, written by
   tests/mmpose_golden/make_mspn_golden.py): optimizer, lr, batch, base batch, schedule, codec kernels, level indices,
-  loss list, augmentation;
+  loss list, augmentation, validation without OKS-NMS (train_evaluators.json);
 * ``KeypointOHKMMSELoss`` and ``MSPNHead.loss`` values from MMPose's own classes (tests/data/mmpose_mspn/
   train_loss.npz, tests/mmpose_golden/make_mspn_train_golden.py), float64 within ``PARITY_FP64``;
 * the multi-level Megvii targets, and two training steps at small width.
@@ -29,6 +29,7 @@ from training.transforms import AugmentConfig  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_mspn"
 CONFIGS = json.loads((GOLDEN / "configs.json").read_text())
+EVALUATORS = json.loads((GOLDEN / "train_evaluators.json").read_text())
 NAMES = sorted(c.name for c in ENTRIES)
 
 
@@ -74,6 +75,8 @@ def test_recipe_follows_mmpose(name):
     pipeline = [t["type"] for t in c["train_pipeline"]]
     assert "RandomHalfBody" in pipeline and cfg.augment == AugmentConfig()
     assert next(t for t in c["train_pipeline"] if t["type"] == "GenerateTarget")["multilevel"]
+    evaluator = EVALUATORS[cfg.model.mmpose_config]  # CocoMetric(nms_mode='none')
+    assert evaluator["type"] == "CocoMetric" and (evaluator["nms_mode"] == "oks_nms") == cfg.val_oks_nms
 
 
 def test_ohkm_loss_matches_mmpose():
