@@ -129,6 +129,56 @@ class MegviiHeatmap:
         return keypoints[None] * self.scale_factor, scores[None]
 
 
+#: The training kernels of MMPose's MSPN / RSN configs, widest first: ``[15, 11, 9, 7, 5]`` (multi-stage) or the last
+#: four (one stage); :func:`megvii_levels` takes the last ``num_units`` (+1 with several stages).
+MEGVII_TRAIN_KERNELS = (15, 11, 9, 7, 5)
+
+
+def megvii_levels(num_stages: int, num_units: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(kernel sizes of the target levels, target level of each of the ``num_stages * num_units`` predictions).
+
+    MMPose's configs (4 units): one stage ``kernel_sizes = [11, 9, 7, 5]``, ``level_indices = [0, 1, 2, 3]``; S > 1
+    stages ``[15, 11, 9, 7, 5]`` and ``[0, 1, 2, 3] * (S - 1) + [1, 2, 3, 4]`` (the last stage trains one kernel
+    finer). Fewer units (small test models) take the finest kernels the same way.
+
+    Raises:
+        ValueError: no stages / units, or more units than the kernels allow (4).
+    """
+    if num_stages < 1 or not 1 <= num_units <= len(MEGVII_TRAIN_KERNELS) - 1:
+        raise ValueError(f"Megvii training targets need 1+ stages and 1-4 units, got {num_stages} x {num_units}")
+    levels = num_units + (num_stages > 1)
+    kernels = MEGVII_TRAIN_KERNELS[-levels:]
+    if num_stages == 1:
+        return kernels, tuple(range(num_units))
+    return kernels, tuple(range(num_units)) * (num_stages - 1) + tuple(range(1, num_units + 1))
+
+
+class MultiLevelMegviiHeatmap:
+    """MMPose ``GenerateTarget(multilevel=True, encoder=[MegviiHeatmap(kernel_size=k) for k in kernel_sizes])``.
+
+    Args:
+        input_size, heatmap_size: (w, h) as :class:`MegviiHeatmap`.
+        kernel_sizes: one kernel per level (odd), widest first.
+    """
+
+    def __init__(self, input_size: tuple[int, int], heatmap_size: tuple[int, int], kernel_sizes) -> None:
+        if not kernel_sizes:
+            raise ValueError("MultiLevelMegviiHeatmap needs at least one kernel size")
+        self.levels = tuple(MegviiHeatmap(input_size, heatmap_size, k) for k in kernel_sizes)
+
+    def encode(self, keypoints: np.ndarray, keypoints_visible: np.ndarray | None = None) -> dict:
+        """Targets of one instance: ``level_heatmaps`` float32 [L, K, H, W] (one per kernel), ``heatmaps`` the last
+        level [K, H, W], ``keypoint_weights`` [1, K] (the same at every level: they depend only on where the keypoint
+        falls; MMPose stacks L equal copies).
+
+        Raises:
+            ValueError: not a single instance [1, K, 2].
+        """
+        encoded = [c.encode(keypoints, keypoints_visible) for c in self.levels]
+        levels = np.stack([e["heatmaps"] for e in encoded])
+        return {"level_heatmaps": levels, "heatmaps": levels[-1], "keypoint_weights": encoded[-1]["keypoint_weights"]}
+
+
 def decode_megvii_heatmaps(
     heatmaps: np.ndarray, input_size: tuple[int, int], kernel_size: int = MEGVII_DECODE_KERNEL
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -148,4 +198,12 @@ def decode_megvii_heatmaps(
     return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
-__all__ = ["MEGVII_DECODE_KERNEL", "MegviiHeatmap", "decode_megvii_heatmaps", "gaussian_blur"]
+__all__ = [
+    "MEGVII_DECODE_KERNEL",
+    "MEGVII_TRAIN_KERNELS",
+    "MegviiHeatmap",
+    "MultiLevelMegviiHeatmap",
+    "decode_megvii_heatmaps",
+    "gaussian_blur",
+    "megvii_levels",
+]

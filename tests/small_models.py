@@ -15,11 +15,13 @@ SMALL_BACKBONE_ARGS: dict[str, dict] = {
     "resnext": {"stem_channels": 8, "base_channels": 8, "groups": 4, "width_per_group": 2},
     "seresnet": {"stem_channels": 8, "base_channels": 8},
     "alexnet": {"channels": [8, 16, 16, 16, 16]},
+    "resnest": {"stem_channels": 8, "base_channels": 8},
+    "scnet": {"stem_channels": 8, "base_channels": 8},
 }
 
 
 #: backbone -> its shallowest depth (``backbone_args["depth"]``), for :func:`small_backbone`'s ``resnet_depth``.
-SHALLOWEST: dict[str, int] = {"resnetv1d": 18, "resnext": 50, "seresnet": 50}
+SHALLOWEST: dict[str, int] = {"resnetv1d": 18, "resnext": 50, "seresnet": 50, "resnest": 50, "scnet": 50}
 
 
 def small_backbone(cfg: PoseModelConfig, resnet_depth: int | None = None) -> PoseModelConfig:

@@ -50,6 +50,12 @@ The stacked hourglass and CPM (:func:`multistage_heatmap`): KeypointMSE on every
 (``keypoint_mse_stages``, MMPose ``CPMHead.loss``), the shared schedule, batch 32 (CPM 256x192: 64) of base 512,
 random initialisation (their configs name no pretrained weights).
 
+MSPN / RSN (:func:`mspn`): every stage and unit against the Megvii target of its level (``mspn_levels``, MMPose
+``MSPNHead.loss``: KeypointMSE x 0.25 and OHKM-MSE on each stage's last unit), Adam lr 5e-3 (RSN-18: 2e-2 and a
+third milestone at 190) at base
+batch 256, batch 32; MSPN's stem and downsample paths from torchvision's ImageNet ResNet-50 (MMPose
+``MSPN.init_weights``), RSN random.
+
 ``quick`` exercises every code path (integral head with debias, both integral losses, augmentation, validation,
 AMP, DDP) at a size a CPU trains in minutes; ``quick-rle`` does the same for the RLE head and loss (and
 ``bbox_rle`` validation). Their learning rate is not scaled (base batch = their batch).
@@ -86,10 +92,13 @@ class TrainConfig:
         warmup_iters, warmup_factor: linear warm-up (500 iterations from 0.001x).
         milestones, gamma: MultiStepLR epochs (170, 200) and factor (0.1).
         val_interval: validate every N epochs (10); the last epoch is always validated.
+        val_oks_nms: OKS-NMS in COCO validation (MMPose ``CocoMetric`` ``nms_mode='oks_nms'``, the default); False
+            for MMPose's ``nms_mode='none'`` (the MSPN / RSN configs).
         checkpoint_interval: also keep ``epoch_<N>.pth`` every N epochs (10).
         augment: the train pipeline's random transforms (:class:`training.transforms.AugmentConfig`).
         init: ``"td-hm_res50"`` (zoo name or a path: a heatmap checkpoint loaded into the model with MMPose's key
-            renaming), :data:`INIT_IMAGENET` (the ImageNet backbone: torchvision's ResNet, MMPose's HRNet) or None (random init).
+            renaming), :data:`INIT_IMAGENET` (the ImageNet backbone: torchvision's ResNet, MMPose's HRNet; MSPN's ResNet-50
+            parts) or None (random init).
         init_backbone_only: load only the ``backbone.*`` weights of ``init`` (MMPose ``Pretrained`` with
             ``prefix='backbone.'``).
         workers: DataLoader workers per process (2, as MMPose).
@@ -108,6 +117,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = (170, 200)
     gamma: float = 0.1
     val_interval: int = 10
+    val_oks_nms: bool = True
     checkpoint_interval: int = 10
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     init: str | None = None
@@ -227,6 +237,13 @@ _BATCH = {
     **{f"td-hm_{b}101_coco-384x288": (32, 256) for b in ("resnetv1d", "resnext", "seresnet")},
     **{f"td-hm_{b}152": (32, 512) for b in ("resnetv1d", "resnext", "seresnet")},
     **{f"td-hm_{b}152_coco-384x288": (48, 384) for b in ("resnetv1d", "resnext", "seresnet")},
+    "td-hm_resnest101_coco-384x288": (32, 256),
+    "td-hm_resnest200_coco-384x288": (16, 128),
+    "td-hm_resnest269": (32, 512),
+    "td-hm_resnest269_coco-384x288": (16, 128),
+    "td-hm_scnet50_coco-384x288": (32, 256),
+    "td-hm_scnet101": (32, 512),
+    "td-hm_scnet101_coco-384x288": (48, 512),
 }
 
 
@@ -238,6 +255,9 @@ def simplebaseline(name: str) -> TrainConfig:
     backbones start from random weights: MMPose's ResNetV1d / ResNeXt / SEResNet configs start from OpenMMLab's
     ImageNet classifiers (``mmcls://resnet50_v1d``, ``mmcls://resnext50_32x4d``, ``mmcls://se-resnet50``, ...), which
     :mod:`models.checkpoints` cannot fetch or map yet; AlexNet and SEResNet-152 have no ``init_cfg`` in MMPose either.
+    Likewise ResNeSt (MMPose: ``mmcls://resnest{50,101,200,269}``) and SCNet (MMPose: OpenMMLab's
+    ``pretrain_models/scnet{50,101}-*.pth``) start from random weights here: neither classifier can be fetched or its
+    keys mapped yet.
     """
     batch, base = _BATCH.get(name, (64, 512))
     init = INIT_IMAGENET if get_config(name).backbone == "resnet" else None
@@ -300,6 +320,30 @@ def multistage_heatmap(name: str) -> TrainConfig:
     (MMPose ``CPMHead.loss``; sigma 2, or 3 at the larger input), batch 32 (``8xb32``) or 64 (CPM 256x192), base 512;
     random initialisation (MMPose's ``HourglassNet`` / ``CPM`` init: the configs name no pretrained weights)."""
     return _zoo_config(name, ("keypoint_mse_stages",), batch_size=64 if name in _BATCH_64 else 32, init=None)
+
+
+def mspn(name: str) -> TrainConfig:
+    """``topdown_heatmap/coco/td-hm_{,2x,3x,4x}mspn50_*`` / ``td-hm_{,2x,3x}rsn{18,50}_8xb32-210e_coco-256x192``: every
+    stage and unit trained against its Megvii target (``mspn_levels``: KeypointMSE x 0.25, OHKM-MSE on each stage's
+    last unit; kernels 11 / 9 / 7 / 5, with 15 first for several stages), Adam lr 5e-3 (RSN-18: 2e-2, milestones 170,
+    190, 200) at base batch 256, batch 32, the shared schedule and COCO augmentation; validation without OKS-NMS
+    (``CocoMetric(nms_mode='none')``).
+
+    Initialisation: MSPN from torchvision's ImageNet ResNet-50 (MMPose ``init_cfg`` ``torchvision://resnet50``: the
+    stem and every stage's downsample path, ``models.checkpoints.remap.imagenet_to_mspn_keys``; ``init``
+    ``"imagenet"``); RSN random (its configs name no pretrained weights).
+    """
+    rsn18 = name == "td-hm_rsn18"  # its own lr and a third milestone
+    return _zoo_config(
+        name,
+        ("mspn_levels",),
+        batch_size=32,
+        base_batch_size=256,
+        lr=2e-2 if rsn18 else 5e-3,
+        milestones=(170, 190, 200) if rsn18 else (170, 200),
+        init=INIT_IMAGENET if get_config(name).backbone == "mspn" else None,
+        val_oks_nms=False,
+    )
 
 
 def default_recipe(name: str) -> TrainConfig:
@@ -373,9 +417,11 @@ RECIPES = {
     "LiteHRNet": litehrnet,
     "Hourglass": multistage_heatmap,
     "CPM": multistage_heatmap,
+    "MSPN": mspn,
+    "RSN": mspn,
 }
 for _name, _cfg in ZOO.items():
-    # a head kind without default losses has no training recipe ported (MSPN / RSN: multi-level Megvii targets)
+    # a head kind without default losses and without a recipe here has no training config
     if _name not in CONFIGS and (_cfg.collection in RECIPES or head_kind(_cfg.head_kind).default_losses):
         _recipe = RECIPES.get(_cfg.collection, default_recipe)
         CONFIGS[_name] = lambda _n=_name, _f=_recipe: _f(_n)

@@ -115,7 +115,7 @@ class TopDownData(Dataset):
     Items (``dataset[(epoch, i)]`` or ``dataset[i]`` for epoch 0):
         training: dict with ``inputs`` uint8 [h, w, 3] RGB crop, ``keypoint_weights`` float32 [K], ``keypoint_labels``
         float32 [K, 2] (normalised; integral, regression and RLE models) and ``heatmaps`` float32 [K, H, W] (heatmap
-        and integral models).
+        and integral models; MSPN / RSN also ``level_heatmaps`` float32 [L, K, H, W], one per Megvii kernel).
         validation: dict with ``inputs``, ``center`` / ``scale`` float32 [2] (image pixels), ``image_id``,
         ``bbox_score`` and ``index`` (the instance's position).
     """
@@ -187,6 +187,8 @@ class TopDownData(Dataset):
         out = {"inputs": s.crop, "keypoint_weights": enc["keypoint_weights"][0]}
         if "heatmaps" in enc:
             out["heatmaps"] = enc["heatmaps"]
+        if "level_heatmaps" in enc:  # MSPN / RSN: one target per kernel (models.megvii_heatmap.MultiLevelMegviiHeatmap)
+            out["level_heatmaps"] = enc["level_heatmaps"]
         if "keypoint_labels" in enc:
             out["keypoint_labels"] = enc["keypoint_labels"][0]
         return out

@@ -138,7 +138,7 @@ def _forward_backward(
     inputs = batch["inputs"].to(device, non_blocking=True)
     targets = {
         k: batch[k].to(device, non_blocking=True)
-        for k in ("keypoint_labels", "heatmaps", "keypoint_weights")
+        for k in ("keypoint_labels", "heatmaps", "level_heatmaps", "keypoint_weights")
         if k in batch
     }
     with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -287,7 +287,7 @@ BEST_METRIC = {"coco": "AP", "mpii": "PCK"}
 
 
 def evaluate(
-    model: TopdownPoseModel, loader, dataset, device: torch.device, flip_test: bool
+    model: TopdownPoseModel, loader, dataset, device: torch.device, flip_test: bool, oks_nms: bool = True
 ) -> dict[str, float] | None:
     """Validation figures of ``model`` (each rank predicts its share of ``loader``): COCO keypoint AP
     (``evaluation.metric.CocoKeypointMetric``, MMPose's CocoMetric with the config's ``score_mode``) or MPII PCKh
@@ -300,6 +300,7 @@ def evaluate(
             ``training.data.MpiiTopDown`` (its ``mpii`` annotations: joints, visibility, head sizes).
         device: model device.
         flip_test: average with the mirrored crop (the config's test setting).
+        oks_nms: OKS-NMS per image in COCO validation (the config's ``val_oks_nms``).
 
     Returns:
         On rank 0 the figures: COCOeval's ten stats (``AP``, ``AP50``, ... ``AR``) or MMPose's PCKh figures (``PCK``,
@@ -324,7 +325,7 @@ def evaluate(
             np.stack([a.visible for a in ann]),
             np.array([a.head_size for a in ann]),
         )
-    metric = CocoKeypointMetric(dataset.ann_file, score_mode=model.config.score_mode)
+    metric = CocoKeypointMetric(dataset.ann_file, score_mode=model.config.score_mode, nms=oks_nms)
     by_image: dict[int, list] = {}
     for _, image_id, kp, score, area in preds:
         by_image.setdefault(image_id, []).append((kp, score, area))

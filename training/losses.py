@@ -9,6 +9,10 @@
 * :func:`keypoint_mse_loss` — ``KeypointMSELoss(use_target_weight=True)`` (``mmpose/models/losses/heatmap_loss.py``):
   ``mean((pred - target)^2 * w)`` over N x K x H x W.
 
+* :func:`keypoint_ohkm_mse_loss` — ``KeypointOHKMMSELoss(use_target_weight=True, topk=8)`` (same file): per sample,
+  the mean over H x W of ``(pred * w - target * w)^2`` per keypoint, the ``topk`` largest averaged, then the mean over
+  the batch.
+
 * :func:`rle_loss` — ``RLELoss(use_target_weight=True)`` (``mmpose/models/losses/regression_loss.py``; Li et al.,
   "Human Pose Regression with Residual Log-likelihood Estimation", ICCV 2021): with ``sigma = sigmoid(sigma logits)``
   and the residual ``e = (pred - target) / (sigma + 1e-9)``, the loss per keypoint is
@@ -22,7 +26,8 @@ terms with weight 1 (``mmpose/models/heads/regression_heads/dsnt_head.py``): Smo
 softmax heatmap for ``ipr_res50``, SmoothL1 + JSDiscret for ``ipr_res50_dsnt`` / ``ipr_res50_debias``;
 ``HeatmapHead`` applies KeypointMSE to its heatmaps for ``td-hm_res50``; ``CPMHead`` (CPM, stacked hourglass) applies
 it to every stage's heatmaps against the same target and sums (``keypoint_mse_stages``, on ``stage_heatmaps``
-[S, N, K, H, W]).
+[S, N, K, H, W]); ``MSPNHead`` (MSPN, RSN) trains every stage and unit against the Megvii target of its level
+(``mspn_levels``, :func:`mspn_levels_loss`).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Loss names a config may list (see :func:`pose_loss`).
-LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse", "rle", "keypoint_mse_stages")
+LOSSES = ("smooth_l1", "js_discrete", "keypoint_mse", "rle", "keypoint_mse_stages", "mspn_levels")
 #: The head outputs each loss takes (``HeadKind.train_outputs`` of ``models.heads`` names what a head gives).
 LOSS_INPUTS: dict[str, frozenset[str]] = {
     "smooth_l1": frozenset({"coords"}),
@@ -42,6 +47,7 @@ LOSS_INPUTS: dict[str, frozenset[str]] = {
     "keypoint_mse": frozenset({"heatmaps"}),
     "rle": frozenset({"coords", "sigma"}),
     "keypoint_mse_stages": frozenset({"stage_heatmaps"}),
+    "mspn_levels": frozenset({"level_heatmaps"}),
 }
 #: RLE's identity distributions Q (MMPose ``q_distribution``).
 Q_DISTRIBUTIONS = ("laplace", "gaussian")
@@ -133,6 +139,64 @@ def keypoint_mse_loss(pred_heatmaps: Tensor, target_heatmaps: Tensor, weight: Te
     return (F.mse_loss(pred_heatmaps, target_heatmaps, reduction="none") * mask).mean()
 
 
+def keypoint_ohkm_mse_loss(pred_heatmaps: Tensor, target_heatmaps: Tensor, weight: Tensor, topk: int = 8) -> Tensor:
+    """Heatmap MSE with online hard keypoint mining (MMPose ``KeypointOHKMMSELoss``, ``use_target_weight=True``).
+
+    Args:
+        pred_heatmaps, target_heatmaps: float [N, K, H, W].
+        weight: float [N, K] keypoint weights.
+        topk: hard keypoints kept per sample (8).
+
+    Returns:
+        scalar tensor: mean over N of (mean of the ``topk`` largest per-keypoint losses), each the mean over H x W
+        of ``(pred * w - target * w)^2``.
+
+    Raises:
+        ValueError: shapes that do not match, or fewer than ``topk`` keypoints.
+    """
+    _check(pred_heatmaps, target_heatmaps, weight, "keypoint_ohkm_mse_loss")
+    if pred_heatmaps.shape[1] < topk:
+        raise ValueError(f"topk ({topk}) should not be larger than num_keypoints ({pred_heatmaps.shape[1]})")
+    w = _expand_weight(weight, pred_heatmaps.ndim)
+    per_keypoint = F.mse_loss(pred_heatmaps * w, target_heatmaps * w, reduction="none").mean(dim=(2, 3))
+    return (per_keypoint.topk(topk, dim=1, sorted=False).values.sum(dim=1) / topk).mean()
+
+
+#: MMPose's MSPN / RSN unit losses: KeypointMSE with ``loss_weight=0.25`` on units 1..U-1 of a stage, OHKM (weight 1)
+#: on its last unit.
+MSPN_MSE_WEIGHT = 0.25
+
+
+def mspn_levels_loss(
+    level_heatmaps: Tensor, target_levels: Tensor, weight: Tensor, level_indices: tuple[int, ...], num_units: int
+) -> Tensor:
+    """MMPose ``MSPNHead.loss``: every stage and unit's heatmaps against its level's Megvii target, summed; the last
+    unit of each stage with :func:`keypoint_ohkm_mse_loss`, the others with ``0.25 *`` :func:`keypoint_mse_loss`.
+
+    Args:
+        level_heatmaps: float [S * U, N, K, H, W], stage-major (``MSPNHead.forward_all``).
+        target_levels: float [N, L, K, H, W] (``models.megvii_heatmap.MultiLevelMegviiHeatmap``).
+        weight: float [N, K] keypoint weights (equal at every level).
+        level_indices: the target level of each prediction (``models.megvii_heatmap.megvii_levels``).
+        num_units: U.
+
+    Raises:
+        ValueError: counts or shapes that do not match.
+    """
+    if len(level_heatmaps) != len(level_indices) or len(level_indices) % num_units:
+        raise ValueError(f"mspn_levels_loss: {len(level_heatmaps)} predictions for {len(level_indices)} levels")
+    if target_levels.ndim != 5 or max(level_indices) >= target_levels.shape[1]:
+        raise ValueError(f"mspn_levels_loss: targets must be [N, L, K, H, W], got {list(target_levels.shape)}")
+    total = level_heatmaps.new_zeros(())
+    for i, level in enumerate(level_indices):
+        pred, target = level_heatmaps[i], target_levels[:, level]
+        if (i + 1) % num_units == 0:
+            total = total + keypoint_ohkm_mse_loss(pred, target, weight)
+        else:
+            total = total + MSPN_MSE_WEIGHT * keypoint_mse_loss(pred, target, weight)
+    return total
+
+
 def rle_loss(
     pred: Tensor,
     sigma: Tensor,
@@ -183,7 +247,11 @@ def rle_loss(
 
 
 def pose_loss(
-    losses: tuple[str, ...], outputs: dict[str, Tensor], targets: dict[str, Tensor], flow: nn.Module | None = None
+    losses: tuple[str, ...],
+    outputs: dict[str, Tensor],
+    targets: dict[str, Tensor],
+    flow: nn.Module | None = None,
+    levels: tuple[tuple[int, ...], int] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """A config's training loss: the sum of its terms with weight 1 (MMPose ``DSNTHead.loss`` /
     ``HeatmapHead.loss`` / ``RegressionHead.loss`` / ``RLEHead.loss``).
@@ -193,16 +261,21 @@ def pose_loss(
             ``targets["keypoint_labels"]``; ``js_discrete`` and ``keypoint_mse`` compare ``outputs["heatmaps"]``
             (softmax heatmaps of an integral head, or a heatmap head's output) with ``targets["heatmaps"]``; ``rle``
             compares ``outputs["coords"]`` and ``outputs["sigma"]`` (logits) with ``targets["keypoint_labels"]``
-            through ``flow``; ``keypoint_mse_stages`` sums ``keypoint_mse`` of each ``outputs["stage_heatmaps"][s]``.
+            through ``flow``; ``keypoint_mse_stages`` sums ``keypoint_mse`` of each ``outputs["stage_heatmaps"][s]``;
+            ``mspn_levels`` compares ``outputs["level_heatmaps"]`` with ``targets["level_heatmaps"]``
+            (:func:`mspn_levels_loss`).
         outputs: the model's ``coords`` [N, K, 2], ``sigma`` [N, K, 2] and / or ``heatmaps`` [N, K, H, W].
         targets: ``keypoint_labels``, ``heatmaps`` and ``keypoint_weights`` [N, K] from the codec.
         flow: the RLE head's flow (``model.head.loss_module.flow_model``), needed by ``rle``.
+        levels: (level index of each prediction, units per stage), needed by ``mspn_levels`` (the MSPN head kind's
+            ``loss_kwargs``).
 
     Returns:
         (total loss, each term by name), computed in float32 (float16 / bfloat16 outputs are cast up; float64 stays float64).
 
     Raises:
-        ValueError: an unknown loss name, missing / mismatched tensors, or ``rle`` without a flow.
+        ValueError: an unknown loss name, missing / mismatched tensors, ``rle`` without a flow or ``mspn_levels``
+            without levels.
     """
     if not losses:
         raise ValueError("a config needs at least one loss")
@@ -222,6 +295,12 @@ def pose_loss(
         elif name == "keypoint_mse_stages":
             terms[name] = sum(
                 keypoint_mse_loss(f(stage), f(targets["heatmaps"]), weight) for stage in outputs["stage_heatmaps"]
+            )
+        elif name == "mspn_levels":
+            if levels is None:
+                raise ValueError("the mspn_levels loss needs levels=(level_indices, num_units) (the mspn head kind's)")
+            terms[name] = mspn_levels_loss(
+                f(outputs["level_heatmaps"]), f(targets["level_heatmaps"]), weight, levels[0], levels[1]
             )
         elif name == "rle":
             if flow is None:

@@ -329,7 +329,7 @@ def _validate(r: TrainRun) -> float | None:
     if r.loaders.val is None or not (state.epoch % cfg.val_interval == 0 or state.epoch == cfg.epochs):
         return None
     flip = cfg.model.flip_test and not r.args.no_flip_test
-    stats = evaluate(r.model, r.loaders.val, r.loaders.val_set, r.device, flip)
+    stats = evaluate(r.model, r.loaders.val, r.loaders.val_set, r.device, flip, oks_nms=cfg.val_oks_nms)
     if not r.main_proc:
         return None
     ap = stats[BEST_METRIC[cfg.model.dataset or "coco"]]

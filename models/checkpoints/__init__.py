@@ -46,7 +46,12 @@ from models.checkpoints.load import (
     load_pose_checkpoint,
     load_state_dict_strict,
 )
-from models.checkpoints.remap import imagenet_hrnet_to_backbone_keys, imagenet_to_backbone_keys, mmpose_v1_keys
+from models.checkpoints.remap import (
+    imagenet_hrnet_to_backbone_keys,
+    imagenet_to_backbone_keys,
+    imagenet_to_mspn_keys,
+    mmpose_v1_keys,
+)
 from models.checkpoints.save import save_pose_checkpoint
 
 __all__ = [
@@ -59,6 +64,7 @@ __all__ = [
     "download",
     "extract_state_dict",
     "imagenet_hrnet_to_backbone_keys",
+    "imagenet_to_mspn_keys",
     "imagenet_hrnet_weights",
     "imagenet_to_backbone_keys",
     "imagenet_weights",

@@ -15,7 +15,12 @@ from torch import nn
 from core.hashing import sha256_file
 from models.checkpoints.checkpoint_files import FORMAT, CheckpointError, extract_state_dict, json_safe, read_checkpoint
 from models.checkpoints.downloads import imagenet_hrnet_weights, imagenet_weights, load_pretrained
-from models.checkpoints.remap import imagenet_hrnet_to_backbone_keys, imagenet_to_backbone_keys, mmpose_v1_keys
+from models.checkpoints.remap import (
+    imagenet_hrnet_to_backbone_keys,
+    imagenet_to_backbone_keys,
+    imagenet_to_mspn_keys,
+    mmpose_v1_keys,
+)
 from models.pose_model import TopdownPoseModel, build_pose_model
 from models.zoo import ZOO, PoseModelConfig, get_config
 from models.zoo.families.hrnet import hrnet_width
@@ -27,7 +32,8 @@ def load_imagenet_backbone(
     """Initialise ``model.backbone`` with torchvision's ImageNet weights of its depth (MMPose
     ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')``), downloaded by URL with its
     SHA-256 prefix checked (:data:`models.zoo.IMAGENET_RESNET`) into ``cache_dir``; an HRNet backbone with MMPose's
-    ImageNet HRNet of its width (``models.zoo.families.hrnet.IMAGENET_HRNET``, the configs' backbone ``init_cfg``).
+    ImageNet HRNet of its width (``models.zoo.families.hrnet.IMAGENET_HRNET``, the configs' backbone ``init_cfg``);
+    an MSPN backbone's stem and downsample paths with torchvision's ResNet-50 (MMPose ``MSPN.init_weights``).
 
     Args:
         model: a :class:`TopdownPoseModel` with ``backbone_base_channels`` 64 (the torchvision widths), or an HRNet
@@ -50,9 +56,35 @@ def load_imagenet_backbone(
         keys = set(model.backbone.state_dict())
         _load_backbone(model, imagenet_hrnet_to_backbone_keys(extract_state_dict(read_checkpoint(dest)), keys), dest)
         return dest
+    if cfg.backbone == "mspn":
+        dest = imagenet_weights(50, 64, cache_dir, offline, progress)
+        _load_mspn_backbone(model, extract_state_dict(read_checkpoint(dest)), dest)
+        return dest
     dest = imagenet_weights(cfg.backbone_depth, cfg.backbone_base_channels, cache_dir, offline, progress)
     _load_backbone(model, imagenet_to_backbone_keys(extract_state_dict(read_checkpoint(dest))), dest)
     return dest
+
+
+def _load_mspn_backbone(model: TopdownPoseModel, state_dict: Mapping[str, torch.Tensor], source: Path) -> None:
+    """torchvision ResNet-50 weights into an MSPN backbone's stem and every stage's downsample path
+    (:func:`models.checkpoints.remap.imagenet_to_mspn_keys`, MMPose ``MSPN.init_weights``); the other MSPN layers
+    keep their initialisation, as MMPose's non-strict load leaves them.
+
+    Raises:
+        CheckpointError: a mapped key the backbone lacks, or a shape that differs (a small-width MSPN, or not a
+            ResNet-50); nothing is loaded then.
+    """
+    own = model.backbone.state_dict()
+    mapped = {
+        k[len("backbone.") :]: v
+        for k, v in imagenet_to_mspn_keys(state_dict, len(model.backbone.multi_stage_mspn)).items()
+    }
+    bad = [k for k, v in mapped.items() if k not in own or tuple(own[k].shape) != tuple(v.shape)]
+    if bad or not mapped:
+        raise CheckpointError(
+            f"{source}: not ResNet-50 weights for this MSPN backbone ({len(bad)} keys misfit, e.g. {bad[:3]})"
+        )
+    model.backbone.load_state_dict(mapped, strict=False)
 
 
 def _load_backbone(model: TopdownPoseModel, state_dict: Mapping[str, torch.Tensor], source: Path) -> None:

@@ -1,6 +1,7 @@
 """Key maps from other checkpoints' state dicts to our model's: MMPose 0.x -> 1.x (:func:`mmpose_v1_keys`),
 torchvision ResNet -> our backbone (:func:`imagenet_to_backbone_keys`), MMPose's ImageNet HRNet -> ours
-(:func:`imagenet_hrnet_to_backbone_keys`). The head kinds' own filters live with them
+(:func:`imagenet_hrnet_to_backbone_keys`), torchvision ResNet-50 -> MSPN's stem and downsample paths
+(:func:`imagenet_to_mspn_keys`). The head kinds' own filters live with them
 (``models.heads``: ``remap_state_dict``).
 """
 
@@ -49,3 +50,23 @@ def imagenet_hrnet_to_backbone_keys(
     ``classifier`` and stage 4's extra fuse layers (the classifier fuses into every branch) are left out. A key the
     backbone has and the file lacks stays missing, for the strict check to report."""
     return {"backbone." + k: v for k, v in state_dict.items() if k in backbone_keys}
+
+
+def imagenet_to_mspn_keys(state_dict: Mapping[str, torch.Tensor], num_stages: int) -> dict[str, torch.Tensor]:
+    """torchvision ResNet-50 keys -> the MSPN backbone's, as MMPose's ``MSPN.init_weights``
+    (``mmpose/models/backbones/mspn.py``) maps ``torchvision://resnet50``: ``conv1`` / ``bn1`` -> ``top.top.0.conv`` /
+    ``top.top.0.bn``; ``layer<i>.*`` -> ``multi_stage_mspn.<s>.downsample.layer<i>.*`` for EVERY stage s, with
+    ``downsample.0`` / ``downsample.1`` -> ``downsample.conv`` / ``downsample.bn``; ``fc`` dropped. All under
+    ``backbone.``. MMPose loads them non-strictly: the MSPN layers without a ResNet counterpart (the units' skip,
+    up-sampling and output layers) keep their initialisation.
+    """
+    top, layers = {}, {}
+    for k, v in state_dict.items():
+        if k.startswith("layer"):
+            layers[k.replace("downsample.0", "downsample.conv").replace("downsample.1", "downsample.bn")] = v
+        elif k.startswith("conv1"):
+            top["backbone.top." + k.replace("conv1", "top.0.conv")] = v
+        elif k.startswith("bn1"):
+            top["backbone.top." + k.replace("bn1", "top.0.bn")] = v
+    stages = {f"backbone.multi_stage_mspn.{s}.downsample.{k}": v for s in range(num_stages) for k, v in layers.items()}
+    return {**top, **stages}

@@ -10,7 +10,8 @@ computes; :meth:`MSPNHead.forward_all` gives every level.
 
 :data:`KIND`: output ``heatmaps`` [B, K, H, W] at input / 4 (card kind ``heatmap`` with ``codec`` ``"megvii"``:
 ``models.megvii_heatmap.decode_megvii_heatmaps``, MMPose's ``MegviiHeatmap.decode`` with kernel 5; flip-back
-``models.codecs.flip_back_heatmaps`` with ``shift_heatmap``, False in the configs).
+``models.codecs.flip_back_heatmaps`` with ``shift_heatmap``, False in the configs). Training (``train_forward``,
+``codec``, ``loss_kwargs``): every level against its Megvii target (``training.losses.mspn_levels_loss``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -25,6 +27,7 @@ from models.backbones.mspn import MSPN_ARGS, ConvModule
 from models.backbones.rsn import RSN_ARGS
 from models.card import OutputSpec
 from models.heads.base import HeadKind
+from models.megvii_heatmap import MultiLevelMegviiHeatmap, megvii_levels
 
 if TYPE_CHECKING:
     from models.zoo import PoseModelConfig
@@ -115,7 +118,8 @@ class MSPNKind(HeadKind):
     raw_is_coordinates = False
     # Megvii targets peak at 255 (a kernel-5 blob on a 48x64 map has a spread of ~9): a trained model's heatmaps
     trained_output_std = 9.0
-    train_outputs = frozenset({"heatmaps"})
+    train_outputs = frozenset({"heatmaps", "level_heatmaps"})
+    default_losses = ("mspn_levels",)
 
     def check_config(self, config: PoseModelConfig) -> None:
         super().check_config(config)
@@ -139,9 +143,22 @@ class MSPNKind(HeadKind):
     def output_spec(self, config: PoseModelConfig) -> OutputSpec:
         return OutputSpec(name="heatmaps", kind="heatmap", flip_shift=config.shift_heatmap, codec=config.codec)
 
+    def codec(self, config: PoseModelConfig) -> MultiLevelMegviiHeatmap:
+        """MMPose's ``GenerateTarget(multilevel=True)``: one Megvii target per kernel of
+        ``models.megvii_heatmap.megvii_levels`` (e.g. 15 / 11 / 9 / 7 / 5 with several stages)."""
+        a = _backbone_args(config)
+        kernels, _ = megvii_levels(a["num_stages"], a["num_units"])
+        return MultiLevelMegviiHeatmap(config.input_size, config.heatmap_size, kernels)
+
     def train_forward(self, head: MSPNHead, feats) -> dict[str, Tensor]:
-        """The last level's heatmaps (MMPose's multi-level loss, one target kernel per unit, is not ported)."""
-        return {"heatmaps": head(feats)}
+        """``level_heatmaps`` [S * U, B, K, H, W] (every stage and unit, MMPose ``MSPNHead.forward``) and ``heatmaps``
+        (the last one) [B, K, H, W]."""
+        levels = torch.stack(head.forward_all(feats))
+        return {"heatmaps": levels[-1], "level_heatmaps": levels}
+
+    def loss_kwargs(self, head: MSPNHead) -> dict:
+        """``levels`` for ``training.losses.mspn_levels_loss``: (MMPose's ``level_indices``, units per stage)."""
+        return {"levels": (megvii_levels(head.num_stages, head.num_units)[1], head.num_units)}
 
 
 KIND = MSPNKind()

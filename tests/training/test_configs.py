@@ -22,7 +22,7 @@ from models.checkpoints import (  # noqa: E402
 )
 from models.pose_model import TopdownPoseModel  # noqa: E402
 from models.zoo import IMAGENET_RESNET, RESNET_ZOO, get_config  # noqa: E402
-from models.zoo.families import dark, resnet_variants  # noqa: E402
+from models.zoo.families import dark, resnest_scnet, resnet_variants  # noqa: E402
 from training.configs import CONFIGS, TrainConfig, get_train_config  # noqa: E402
 from training.train import amp_dtype_for, initialise  # noqa: E402
 from training.transforms import AugmentConfig  # noqa: E402
@@ -97,9 +97,9 @@ LOSS_NAMES = {
 }
 
 
-#: The ResNet+DARK rows and the ResNet variants (ResNetV1d, ResNeXt, SEResNet, AlexNet): SimpleBaseline recipes, checked
-#: here (other families' own tests check theirs).
-DARK_ROWS = {c.name for c in (*dark.ENTRIES, *resnet_variants.ENTRIES)}
+#: The ResNet+DARK rows and the ResNet variants (ResNetV1d, ResNeXt, SEResNet, AlexNet, ResNeSt, SCNet): SimpleBaseline
+#: recipes, checked here (other families' own tests check theirs).
+DARK_ROWS = {c.name for c in (*dark.ENTRIES, *resnet_variants.ENTRIES, *resnest_scnet.ENTRIES)}
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,8 @@ def test_configs_follow_mmpose(name):
     assert r["steps"] == {"type": "MultiStepLR", "milestones": list(cfg.milestones), "gamma": cfg.gamma}
     assert cfg.losses == tuple(LOSS_NAMES[x] for x in r["losses"])
     ckpt = r["init"].get("checkpoint")
-    if ckpt is None or ckpt.startswith("mmcls://"):  # no init_cfg; or OpenMMLab's classifiers, not loadable here
+    if ckpt is None or ckpt.startswith("mmcls://") or "pretrain_models/scnet" in ckpt:
+        # no init_cfg; or OpenMMLab's ImageNet classifiers (mmcls://, SCNet's pretrain_models), not loadable here
         assert cfg.init is None and cfg.model.backbone != "resnet"
     elif ckpt.startswith("torchvision://resnet"):
         assert cfg.init == "imagenet" and ckpt == f"torchvision://resnet{cfg.model.backbone_depth}"
