@@ -37,12 +37,14 @@ SEEDS = {"resnest": 2, "scnet": 0}
 
 def small_model(name: str, crops):
     """The entry at 8-channel stem / base width, 32-channel deconvolutions, head logits spread like a trained
-    model's (``scale_head_logits``)."""
+    model's (``scale_head_logits``); ResNeSt-200 / 269 at depth 101 (same blocks; their full depth is checked against
+    MMPose's keys and shapes in tests/models/test_resnest_scnet_parity.py)."""
     cfg = get_config(name)
     seed = SEEDS[cfg.backbone]
-    cfg = cfg.replace(
-        backbone_args={**cfg.backbone_args, "stem_channels": 8, "base_channels": 8}, deconv_out_channels=(32, 32, 32)
-    )
+    args = {**cfg.backbone_args, "stem_channels": 8, "base_channels": 8}
+    if args.get("depth", 50) > 101:  # ResNeSt-200 / 269: the same blocks as ResNeSt-101, 2-3x the export time
+        args["depth"] = 101
+    cfg = cfg.replace(backbone_args=args, deconv_out_channels=(32, 32, 32))
     torch.manual_seed(seed)
     return scale_head_logits(build_pose_model(cfg), crops)
 
