@@ -49,6 +49,11 @@ def tiny_crops(coco_tiny):
     return lambda size, n=4: crops_from_images(images, size, n)
 
 
+#: torch's seed of an entry's random weights (default 0). With seeds 0 and 1 LiteHRNet-18 at 384x288 has two heatmap maxima
+#: so close that torch float32 and float64 pick peaks 268 px apart (the export's conditioning check refused it in CI).
+SEEDS = {"td-hm_litehrnet-18_coco-384x288": 2}
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_crops, cpu_settings):
     out, cache = tmp_path_factory.mktemp("litehrnet-export"), {}
@@ -57,7 +62,7 @@ def exported(tmp_path_factory, tiny_crops, cpu_settings):
         if name not in cache:
             cfg = narrow(name)
             crops = tiny_crops(cfg.input_size, 2)
-            torch.manual_seed(0)
+            torch.manual_seed(SEEDS.get(name, 0))
             model = scale_head_logits(build_pose_model(cfg), crops)
             r = export_pose_model(model, out, crops, "2 coco-tiny crops", threads=cpu_settings.intra_op_threads)
             cache[name] = (model, r)
