@@ -7,6 +7,7 @@ backbones of :mod:`models.zoo.families` through ``backbone_args`` (:data:`SMALL_
 
 from __future__ import annotations
 
+from models.backbones.hrnet import hrnet_extra
 from models.zoo import PoseModelConfig
 
 #: backbone -> the ``backbone_args`` that make it small (merged over the entry's own, which keep the depth).
@@ -17,6 +18,7 @@ SMALL_BACKBONE_ARGS: dict[str, dict] = {
     "alexnet": {"channels": [8, 16, 16, 16, 16]},
     "resnest": {"stem_channels": 8, "base_channels": 8},
     "scnet": {"stem_channels": 8, "base_channels": 8},
+    "hrnet": {"extra": hrnet_extra(8, stage1_channels=8)},
 }
 
 

@@ -27,7 +27,6 @@ from export.pose import (  # noqa: E402
     verify,
 )
 from inference.runtime import create_runtime  # noqa: E402
-from models.backbones.hrnet import hrnet_extra  # noqa: E402
 from models.card import ModelCard, ModelCardError  # noqa: E402
 from models.heads import head_kind  # noqa: E402
 from models.heads.heatmap import KIND as HEATMAP  # noqa: E402
@@ -49,20 +48,14 @@ ZOO = {**RESNET_ZOO, **{c.name: c for c in (*hrnet.ENTRIES, *resnet_variants.ENT
 #: heatmap value and peaks move (measured by the helper that ported it); at depth 50 the graph is well conditioned.
 SHALLOW = {"td-hm_seresnet152_coco-384x288"}
 
+
 # Small widths keep the CPU export fast; depth, head kind, beta, debias and input size stay the zoo's.
-SMALL = {"backbone_base_channels": 8, "deconv_out_channels": (32, 32, 32)}
-#: Backbones other than ResNet: their small widths (same modules and blocks), by ``config.backbone``.
-SMALL_BY_BACKBONE = {"hrnet": {"backbone_args": {"extra": hrnet_extra(8, stage1_channels=8)}}}
-
-
 def small_config(name: str):
-    """The zoo entry at small width (:data:`SMALL`, or its backbone's :data:`SMALL_BY_BACKBONE`)."""
+    """The zoo entry at small width (``tests.small_models.small_backbone``; :data:`SHALLOW` entries at depth 50) with
+    32-channel deconvolutions (as many as the entry has: none for HRNet)."""
     cfg = get_config(name)
-    if cfg.backbone in SMALL_BY_BACKBONE:
-        return cfg.replace(**SMALL_BY_BACKBONE[cfg.backbone])
-    if cfg.backbone == "resnet":
-        return cfg.replace(**SMALL)
-    return small_backbone(cfg, resnet_depth=50 if name in SHALLOW else None).replace(deconv_out_channels=(32, 32, 32))
+    small = small_backbone(cfg, resnet_depth=50 if name in SHALLOW else None)
+    return small.replace(deconv_out_channels=(32,) * len(cfg.deconv_out_channels))
 
 
 @pytest.fixture(scope="module")
