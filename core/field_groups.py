@@ -14,8 +14,8 @@ MODEL_FIELDS: tuple[str, ...] = ("pose_model", "detector_model")
 DEFAULT_MODEL_FIELDS: tuple[str, ...] = ("default_detector", "prepare_defaults")
 #: The cache root and whether downloads are allowed.
 CACHE_FIELDS: tuple[str, ...] = ("cache_dir", "offline")
-#: The host resources a model gets: its threads and its CUDA device.
-HOST_FIELDS: tuple[str, ...] = ("intra_op_threads", "device")
+#: The host resources a model gets: its threads (and whether they spin) and its CUDA device.
+HOST_FIELDS: tuple[str, ...] = ("intra_op_threads", "intra_op_spinning", "device")
 #: How both models run: backend, precision, OpenVINO device, onnxruntime providers, and the host resources.
 RUNTIME_FIELDS: tuple[str, ...] = (
     "runtime",

@@ -293,6 +293,10 @@ class OrtRuntime(Runtime):
             CPU with only a warning).
         intra_op_threads: onnxruntime intra-op thread count (0 = library default; ``create_runtime`` passes
             :func:`model_threads`).
+        intra_op_spinning: let the intra-op threads busy-wait for work between operators and runs
+            (``session.intra_op.allow_spinning``, onnxruntime's default True). ``create_runtime`` passes the setting
+            ``intra_op_spinning`` (default False): in the server the spin burns the cores that decode, crop and
+            answer other requests (``bench/RESULTS.md``, "third pass").
         provider_options: provider name -> options for it (:func:`provider_options`); providers not named get none.
         batch_profile: (min, opt, max) batch of the TensorRT EP's explicit profile, when one was passed.
 
@@ -316,6 +320,7 @@ class OrtRuntime(Runtime):
         intra_op_threads: int = 0,
         provider_options: dict[str, dict[str, str]] | None = None,
         batch_profile: tuple[int, int, int] | None = None,
+        intra_op_spinning: bool = True,
     ) -> None:
         super().__init__(model_path)
         chosen, explicit = resolve_providers(providers)
@@ -324,6 +329,7 @@ class OrtRuntime(Runtime):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads:
             opts.intra_op_num_threads = intra_op_threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if intra_op_spinning else "0")
         opts.log_severity_level = 3
         if CUDA in chosen or TENSORRT in chosen:
             from inference.cuda_stack import preload_pip_cuda_libraries
@@ -416,7 +422,8 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
 
     Args:
         model_path: ``.onnx`` (either backend), or a TensorRT engine file.
-        settings: ``runtime``, ``providers``, ``allow_provider_fallback``, ``intra_op_threads`` (:func:`model_threads`)
+        settings: ``runtime``, ``providers``, ``allow_provider_fallback``, ``intra_op_threads`` (:func:`model_threads`),
+            ``intra_op_spinning``
             and the GPU options of :func:`provider_options` (onnxruntime); ``device``, ``trt_precision`` and
             ``cache.engines`` (TensorRT); ``ov_device``, ``precision``, ``allow_unsupported_precision``,
             ``cache.openvino`` and ``cache.int8`` (OpenVINO: with ``precision`` int8 an fp32 model file is replaced
@@ -445,6 +452,7 @@ def create_runtime(model_path: str | Path, settings: Settings, batch_size: int =
             model_threads(settings),
             options,
             trt_ep_profile(settings, batch_size) if inputs and any(None in s for _, s in inputs) else None,
+            intra_op_spinning=settings.intra_op_spinning,
         )
     if settings.runtime == "tensorrt":
         try:

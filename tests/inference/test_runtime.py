@@ -102,6 +102,15 @@ def test_create_runtime_passes_providers_and_threads(yolo_onnx):
     assert rt.session.get_session_options().intra_op_num_threads == 1
 
 
+@pytest.mark.parametrize("spinning", [False, True])
+def test_create_runtime_passes_spinning(yolo_onnx, spinning):
+    # off by default in the service (the spin takes the cores of decoding and cropping); on: onnxruntime's default
+    rt = create_runtime(yolo_onnx, Settings(providers=["CPUExecutionProvider"], intra_op_spinning=spinning))
+    entry = rt.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert entry == ("1" if spinning else "0")
+    assert Settings().intra_op_spinning is False
+
+
 def test_wrong_feed_is_an_inference_error(yolo_onnx):
     rt = OrtRuntime(yolo_onnx)
     with pytest.raises(InferenceError, match="yolov8n.onnx"):
