@@ -14,8 +14,8 @@ MODEL_FIELDS: tuple[str, ...] = ("pose_model", "detector_model")
 DEFAULT_MODEL_FIELDS: tuple[str, ...] = ("default_detector", "prepare_defaults")
 #: The cache root and whether downloads are allowed.
 CACHE_FIELDS: tuple[str, ...] = ("cache_dir", "offline")
-#: The host resources a model gets: its threads (and whether they spin) and its CUDA device.
-HOST_FIELDS: tuple[str, ...] = ("intra_op_threads", "intra_op_spinning", "device")
+#: The host resources the models get: their threads (and whether they spin), OpenCV's threads, the CUDA device.
+HOST_FIELDS: tuple[str, ...] = ("intra_op_threads", "intra_op_spinning", "opencv_threads", "device")
 #: How both models run: backend, precision, OpenVINO device, onnxruntime providers, and the host resources.
 RUNTIME_FIELDS: tuple[str, ...] = (
     "runtime",

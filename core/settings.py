@@ -184,14 +184,13 @@ class Settings(BaseSettings):
         description="accept a session where a GPU provider, requested or chosen by default (onnxruntime-gpu installed), "
         "fell back to CPU (else start-up fails with the reason)",
     )
-    intra_op_threads: int = Field(
-        0,
-        ge=0,
-        description="threads of each model (onnxruntime intra-op, OpenVINO `INFERENCE_NUM_THREADS`); 0: the cores "
-        "available to the process (CPU affinity and cgroup quota); the two models never compute at once",
-    )
+    intra_op_threads: int = Field(0, ge=0, description="threads of each model (onnxruntime intra-op, OpenVINO "
+        "`INFERENCE_NUM_THREADS`); 0: the cores available to the process (CPU affinity and cgroup quota); the two "
+        "models never compute at once")  # fmt: skip
     intra_op_spinning: bool = Field(False, description="onnxruntime's intra-op threads busy-wait between runs (its "
         "default; off: the spin leaves the cores to decoding and cropping, +9 % throughput for ResNet-50 on 2 cores)")  # fmt: skip
+    opencv_threads: int = Field(1, ge=0, description="threads of each OpenCV call (crop warps, letterbox, drawing; "
+        "process-wide): 1: requests run in parallel instead of each warp, no hand-offs; 0: OpenCV's default, all cores")  # fmt: skip
     device: int = Field(
         0, ge=0, description="CUDA device index (TensorRT runtime; `device_id` of onnxruntime's CUDA and TensorRT EPs)"
     )

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from core.errors import InvalidParameterError, ModelLoadError
@@ -153,12 +154,17 @@ class PosePipeline:
         """Open both models as the settings say (same runtime, precision, providers and threads for each) and wrap
         them in a pipeline with cross-request batchers (``batching``; off for single-caller use such as evaluation):
         the pose crops' and the detector's images', sharing one gate so the two models never compute at once.
+        Sets OpenCV's thread count for the process (``settings.opencv_threads``, unless 0: OpenCV's default).
 
         Raises:
             ModelLoadError: the pose model path is unset or a model cannot be opened.
         """
         if settings.pose_model is None:
             raise ModelLoadError("no pose model configured (POSE_POSE_MODEL or --pose)")
+        if settings.opencv_threads:
+            # process-wide; requests (and the server's threads) already run in parallel, so a warp of one 256x192 crop
+            # split over all cores costs hand-offs: 20 % more CPU per crop on 2 cores (bench/RESULTS.md, third pass)
+            cv2.setNumThreads(settings.opencv_threads)
         pose = PoseEstimator.from_settings(settings.pose_model, settings)
         detector = None
         if settings.detector_model is not None:

@@ -81,6 +81,21 @@ def test_from_settings_opens_both_models_with_the_same_runtime_settings(yolo_onn
         PosePipeline.from_settings(Settings(pose_model=None))
 
 
+def test_from_settings_sets_opencv_threads(movenet_card):
+    # process-wide: restored afterwards so the rest of the suite keeps OpenCV's default
+    import cv2
+
+    before = cv2.getNumThreads()
+    try:
+        PosePipeline.from_settings(Settings(pose_model=movenet_card, detector_model=None), batching=False)
+        assert cv2.getNumThreads() == 1  # the default: requests, not warps, run in parallel
+        cv2.setNumThreads(3)
+        PosePipeline.from_settings(Settings(pose_model=movenet_card, detector_model=None, opencv_threads=0))
+        assert cv2.getNumThreads() == 3  # 0: left as it is
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_warmup_runs_every_batch_size_the_cuda_provider_would_tune_for():
     """Issue 11, item 7: on onnxruntime's CUDA EP every batch size 1..max gets its first run before /readyz; on a
     TensorRT profile its min / opt / max; on CPU one."""
