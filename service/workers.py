@@ -29,6 +29,7 @@ stopped and the supervisor exits with that status. More than :data:`MAX_RESTARTS
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -61,6 +62,7 @@ def _run_worker(index: int, sock, settings: Settings) -> int:
         print(f"pose-serve worker {index}: model loading failed: {state.error}", file=sys.stderr)
         return EXIT_LOAD_FAILURE
     server = PoseServer(uvicorn_config(app, settings), state)
+    gc.freeze()  # as service.server.serve: the loaded models and the app leave the collector's generations
     server.run(sockets=[sock])
     if state.fatal:
         print(f"pose-serve worker {index}: model loading failed: {state.error}", file=sys.stderr)
