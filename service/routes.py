@@ -3,7 +3,7 @@
 ``POST /v1/pose`` is admit -> parse -> pipeline -> encode: admission control (``service/admission.py``) takes a
 slot when the body starts arriving, before the rest of it is read; request parsing is ``service/parsing.py``; the work is ``PosePipeline.run``
 in the thread pool (pose crops of concurrent requests meet in its batcher), watched for the deadline and for
-the client going away; the answer is ``PoseResponse.from_result`` (or a rendered JPEG). Health, readiness and
+the client going away; the answer is :func:`pose_answer` (``PoseResponse``'s fields; or a rendered JPEG). Health, readiness and
 metrics are ``async`` and touch no model, so they never wait behind inference. Errors are raised as the
 exceptions of ``core/errors.py`` and answered by the handlers in ``service/app.py``.
 """
@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import (
@@ -28,6 +29,7 @@ from core.errors import (
     public_message,
 )
 from inference.context import RequestContext
+from inference.encoding import image_answer
 from inference.render import render_jpeg
 from service.deps import APIKeyDep, PipelineDep, SettingsDep, StateDep
 from service.observability import stage_spans
@@ -46,6 +48,17 @@ def error_response(exc: Exception) -> JSONResponse:
     status, code = getattr(exc, "status", 500), getattr(exc, "code", "internal_error")
     body = ErrorResponse(error=code, message=public_message(str(exc))).model_dump()
     return JSONResponse(status_code=status, content=body, headers=getattr(exc, "headers", None) or None)
+
+
+def pose_answer(result, pose_name: str, keypoint_names: list[str]) -> Response:
+    """``POST /pose``'s JSON answer: ``inference.encoding.image_answer``'s dict written by pydantic-core's encoder.
+
+    The dict already has ``PoseResponse``'s fields and types (``PoseResponse.from_result(...).model_dump()`` equals it:
+    ``tests/inference/test_encoding.py``), so validating it into the model and FastAPI validating the model again
+    before encoding would only cost time: ~0.3 ms of CPU for 32 people (``bench/RESULTS.md``, third pass).
+    ``PoseResponse`` stays the route's documented ``response_model``.
+    """
+    return Response(to_json(image_answer(result, pose_name, keypoint_names)), media_type="application/json")
 
 
 async def run_watched(request: Request, ctx: RequestContext, fn: Callable[..., Any], *args) -> Any:
@@ -229,6 +242,6 @@ async def pose(
             args = (*result.drawable(), settings.max_render_pixels)
             args += (schema.skeleton if schema is not None else (), pipeline.pose.card.keypoint_names)
             return Response(await run_watched(request, ctx, render_jpeg, *args), media_type="image/jpeg")
-        return PoseResponse.from_result(result, pipeline.pose.name, pipeline.pose.card.keypoint_names)
+        return pose_answer(result, pipeline.pose.name, pipeline.pose.card.keypoint_names)
     finally:
         ctx.release()

@@ -16,6 +16,7 @@ from PIL import Image
 from core.settings import Settings
 from models.keypoints import COCO17_NAMES, MPII16
 from service.app import create_app
+from service.schemas import PoseResponse
 from tests.fakes import DETECTED_BOX, FakePoseRuntime, fake_pipeline
 
 MAX_BYTES = 3_000_000
@@ -92,6 +93,17 @@ def test_raw_body_with_caller_boxes_skips_the_detector(client):
     assert body["models"]["detector"] is None and "detect" not in body["timings_ms"]
     assert sorted(p["bbox"] for p in body["persons"]) == sorted(boxes)
     assert all(p["bbox_score"] == 1.0 for p in body["persons"])
+
+
+@pytest.mark.parametrize("boxes", [None, "[]", "[[330, 80, 480, 420], [20, 50, 200, 400], [0, 0, 640, 480]]"])
+def test_the_answer_is_exactly_the_documented_schema(client, boxes):
+    """The route encodes ``image_answer``'s dict without validating it (``service.routes.pose_answer``): the JSON must
+    be what ``PoseResponse`` documents, field for field (an extra, missing or coerced field would change the dump)."""
+    params = {} if boxes is None else {"boxes": boxes}
+    r = client.post("/v1/pose", params=params, content=_jpeg(), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json", r.text
+    assert PoseResponse.model_validate_json(r.content).model_dump(mode="json") == r.json()
+    assert len(r.json()["persons"]) == (1 if boxes is None else len(json.loads(boxes)))
 
 
 def test_multipart_form_boxes_and_a_single_box(client):
