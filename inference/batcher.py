@@ -71,7 +71,9 @@ class Batcher:
         model: the model's name in error messages and metrics.
         cancel_fn: stops the model call in flight from another thread (``PoseEstimator.cancel``); None: calls
             cannot be stopped (the watchdog and shutdown then only abandon them).
-        run_timeout_s: a call running longer is cancelled (seconds; 0: no watchdog).
+        run_timeout_s: a call running longer is cancelled (seconds; 0: no watchdog). One watchdog thread for the
+            batcher's life checks every ``run_timeout_s / 4``: a call is cancelled between 1 and 1.25 times
+            ``run_timeout_s`` after it began (a timer thread per call cost the worker a thread start per batch).
         on_failure: called with the exception of every failed model call (metrics), retries included.
 
     Use :meth:`submit` (returns a Future) or :meth:`predict` (blocks). :meth:`close` stops the worker;
@@ -114,8 +116,12 @@ class Batcher:
         #: why the worker thread stopped, when it stopped while the batcher was open (``/healthz`` then fails)
         self.failure: str | None = None
         self.last_batch_sizes: list[int] = []
+        self._watch = threading.Condition()  # guards _call_started and _timed_out: a call ends or is cancelled
+        self._call_started: float | None = None  # time.monotonic() when the model call in flight began
         self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
         self._worker.start()
+        if self.run_timeout_s > 0:
+            threading.Thread(target=self._watch_calls, name=f"{name}-watchdog", daemon=True).start()
 
     @property
     def queued_items(self) -> int:
@@ -245,10 +251,23 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
 
-    def _on_timeout(self) -> None:
-        self._timed_out = True
-        if self.cancel_fn is not None:
-            self.cancel_fn()
+    def _watch_calls(self) -> None:
+        """The watchdog thread: cancels a model call once it has run ``run_timeout_s``. Under ``_watch``, which the
+        call's end also takes, so a call that has ended is never cancelled, nor the next one in its place."""
+        poll = self.run_timeout_s / 4
+        with self._watch:
+            while not self._closed:
+                started = self._call_started
+                if started is None or time.monotonic() - started < self.run_timeout_s:
+                    self._watch.wait(poll)
+                    continue
+                self._call_started = None  # cancelled once
+                self._timed_out = True
+                if self.cancel_fn is not None:
+                    try:
+                        self.cancel_fn()
+                    except Exception:  # pragma: no cover - a runtime that cannot cancel: the call runs on
+                        log.exception("%s: cancelling a call past the inference timeout failed", self.name)
 
     def _call(self, batch: np.ndarray) -> np.ndarray:
         """``predict_fn(batch)`` under the gate and the watchdog, its output's batch axis checked.
@@ -260,12 +279,9 @@ class Batcher:
         """
         gate = self.gate if self.gate is not None else contextlib.nullcontext()
         with gate:
-            self._timed_out = False
-            timer = None
-            if self.run_timeout_s > 0:
-                timer = threading.Timer(self.run_timeout_s, self._on_timeout)
-                timer.daemon = True
-                timer.start()
+            with self._watch:
+                self._timed_out = False
+                self._call_started = time.monotonic()
             try:
                 out = self.predict_fn(batch)
             except Exception as exc:
@@ -282,8 +298,8 @@ class Batcher:
                     ) from exc
                 raise
             finally:
-                if timer is not None:
-                    timer.cancel()
+                with self._watch:
+                    self._call_started = None
         self.consecutive_timeouts = 0
         if out is None or len(out) != len(batch):
             got = "no output" if out is None else f"{len(out)} results"
@@ -350,6 +366,8 @@ class Batcher:
             self._closed = True
             jobs, self._jobs = self._jobs, []
             self._cond.notify_all()
+        with self._watch:
+            self._watch.notify_all()  # the watchdog ends
         if self.cancel_fn is not None:
             try:
                 self.cancel_fn()

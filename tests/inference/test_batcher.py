@@ -118,3 +118,41 @@ def test_max_batch_size_and_errors_reach_every_request():
     b.close()
     with pytest.raises(ShuttingDownError, match="closed"):  # 503 JSON in the service
         b.submit(np.zeros((1, 4, 4, 3), np.uint8)).result(1)
+
+
+def test_the_watchdog_cancels_a_call_past_the_timeout_and_no_other():
+    """One watchdog thread for the batcher's life (no thread per call): a call blocked past ``run_timeout_s`` is
+    cancelled between 1 and 1.25 times it (the test allows scheduling slack), the calls before and after it are not."""
+    from core.errors import InferenceError
+
+    cancels: list[float] = []
+    stop = threading.Event()
+
+    def predict(crops):
+        if crops[0, 0, 0, 0] == 9:  # the stuck one: runs until cancelled
+            assert stop.wait(30), "never cancelled"
+            stop.clear()
+            raise RuntimeError("terminated")
+        return np.zeros((len(crops), 1, 3), np.float32)
+
+    b = Batcher(
+        predict, max_batch_size=4, max_wait_ms=0, run_timeout_s=0.3, cancel_fn=lambda: (cancels.append(1), stop.set())
+    )
+    try:
+        crops = np.zeros((1, 2, 2, 3), np.uint8)
+        threads_before = threading.active_count()
+        for _ in range(50):  # fast calls: never cancelled, and no thread started per call
+            b.predict(crops, RequestContext.unbounded())
+        assert threading.active_count() == threads_before and not cancels
+        import time
+
+        t0 = time.monotonic()
+        with pytest.raises(InferenceError, match="inference timeout") as err:
+            b.predict(np.full((1, 2, 2, 3), 9, np.uint8), RequestContext.unbounded())
+        took = time.monotonic() - t0
+        assert err.value.kind == "timeout" and cancels == [1] and 0.3 <= took < 3, took
+        assert b.consecutive_timeouts == 1
+        b.predict(crops, RequestContext.unbounded())  # the next call runs in time: not cancelled
+        assert cancels == [1] and b.consecutive_timeouts == 0
+    finally:
+        b.close()
