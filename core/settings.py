@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         "`INFERENCE_NUM_THREADS`); 0: the cores available to the process (CPU affinity and cgroup quota); the two "
         "models never compute at once")  # fmt: skip
     intra_op_spinning: bool = Field(False, description="onnxruntime's intra-op threads busy-wait between runs (its "
-        "default; off: the spin leaves the cores to decoding and cropping, +9 % throughput for ResNet-50 on 2 cores)")  # fmt: skip
+        "default; off: the spin leaves the cores to decoding and cropping: ResNet-50 served 9 percent faster on 2 cores)")  # fmt: skip
     opencv_threads: int = Field(1, ge=0, description="threads of each OpenCV call (crop warps, letterbox, drawing; "
         "process-wide): 1: requests run in parallel instead of each warp, no hand-offs; 0: OpenCV's default, all cores")  # fmt: skip
     device: int = Field(

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic_core import to_json
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import (
@@ -50,15 +50,21 @@ def error_response(exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=getattr(exc, "headers", None) or None)
 
 
+#: pydantic's JSON encoder for plain dicts (no model: nothing is validated)
+_ANSWER_JSON = TypeAdapter(dict[str, Any])
+
+
 def pose_answer(result, pose_name: str, keypoint_names: list[str]) -> Response:
-    """``POST /pose``'s JSON answer: ``inference.encoding.image_answer``'s dict written by pydantic-core's encoder.
+    """``POST /pose``'s JSON answer: ``inference.encoding.image_answer``'s dict written by pydantic's JSON encoder.
 
     The dict already has ``PoseResponse``'s fields and types (``PoseResponse.from_result(...).model_dump()`` equals it:
     ``tests/inference/test_encoding.py``), so validating it into the model and FastAPI validating the model again
     before encoding would only cost time: ~0.3 ms of CPU for 32 people (``bench/RESULTS.md``, third pass).
     ``PoseResponse`` stays the route's documented ``response_model``.
     """
-    return Response(to_json(image_answer(result, pose_name, keypoint_names)), media_type="application/json")
+    return Response(
+        _ANSWER_JSON.dump_json(image_answer(result, pose_name, keypoint_names)), media_type="application/json"
+    )
 
 
 async def run_watched(request: Request, ctx: RequestContext, fn: Callable[..., Any], *args) -> Any:
