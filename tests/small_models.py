@@ -26,9 +26,12 @@ SMALL_BACKBONE_ARGS: dict[str, dict] = {
 SHALLOWEST: dict[str, int] = {"resnetv1d": 18, "resnext": 50, "seresnet": 50, "resnest": 50, "scnet": 50}
 
 
-def small_backbone(cfg: PoseModelConfig, resnet_depth: int | None = None) -> PoseModelConfig:
+def small_backbone(
+    cfg: PoseModelConfig, resnet_depth: int | None = None, hrnet_modules: int | None = None
+) -> PoseModelConfig:
     """``cfg`` with a small-width backbone; ``resnet_depth`` also changes a ResNet's depth, and makes the depth of a
-    backbone of :data:`SHALLOWEST` its shallowest (others keep their structure).
+    backbone of :data:`SHALLOWEST` its shallowest (others keep their structure); ``hrnet_modules`` gives HRNet's
+    stages 3 and 4 that many modules (the same multi-resolution module, repeated fewer times; MMPose: 4 and 3).
 
     Raises:
         KeyError: a backbone with no small width here (add it to :data:`SMALL_BACKBONE_ARGS`).
@@ -40,4 +43,8 @@ def small_backbone(cfg: PoseModelConfig, resnet_depth: int | None = None) -> Pos
     args = {**cfg.backbone_args, **SMALL_BACKBONE_ARGS[cfg.backbone]}
     if resnet_depth and cfg.backbone in SHALLOWEST:
         args["depth"] = SHALLOWEST[cfg.backbone]
+    if hrnet_modules and cfg.backbone == "hrnet":
+        extra = {k: dict(v) for k, v in args["extra"].items()}
+        extra["stage3"]["num_modules"] = extra["stage4"]["num_modules"] = hrnet_modules
+        args["extra"] = extra
     return cfg.replace(backbone_args=args)
