@@ -1,5 +1,6 @@
 """What the MMPose parity tests share: the parameter recipe of tests/mmpose_golden/recipe.py (the same file the
-golden generators import), filling a module from it, and reading golden ``.npz`` files."""
+golden generators import), filling a module from it, reading golden ``.npz`` files, and the deviation and report of
+every family parity suite."""
 
 from __future__ import annotations
 
@@ -46,3 +47,27 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of a golden ``.npz`` file, loaded."""
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
+
+
+def reldev(got, want) -> float:
+    """max |got - want| / max(1, max |want|) in float64, the parity tests' deviation; NaN where both are NaN counts as
+    equal (MSPN's Megvii goldens hold NaN where MMPose's decode gives it); a different shape or NaN pattern fails."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
+    assert np.array_equal(np.isnan(got), np.isnan(want)), "NaNs differ"
+    ok = ~np.isnan(want)
+    if not ok.any():
+        return 0.0
+    return float(np.abs(got[ok] - want[ok]).max() / max(1.0, float(np.abs(want[ok]).max())))
+
+
+def reporter(tag: str):
+    """``report(what, dev, tol) -> dev`` for one parity suite: prints ``[<tag>] <what>: max deviation <dev>`` (read
+    with ``pytest -s``) and asserts ``dev <= tol``."""
+
+    def report(what: str, dev: float, tol: float) -> float:
+        print(f"[{tag}] {what}: max deviation {dev:.3g}")
+        assert dev <= tol, f"{what}: max deviation {dev:.3g} > {tol:g}"
+        return dev
+
+    return report

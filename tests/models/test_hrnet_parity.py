@@ -35,7 +35,9 @@ from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import ZOO, get_config
 from models.zoo.families import hrnet as family
-from tests.golden import fill, load_npz, recipe
+from tests.golden import fill, load_npz, recipe, reldev, reporter
+
+report = reporter("hrnet-parity")
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_hrnet"
 NAMES = sorted(c.name for c in family.ENTRIES)
@@ -65,19 +67,6 @@ def _json(name: str):
         with gzip.open(GOLDEN / name, "rt", encoding="utf-8") as f:
             return json.load(f)
     return json.loads((GOLDEN / name).read_text())
-
-
-def report(what: str, dev: float, tol: float) -> float:
-    print(f"[hrnet-parity] {what}: max deviation {dev:.3g}")
-    assert dev <= tol, f"{what}: max deviation {dev:.3g} > {tol:g}"
-    return dev
-
-
-def reldev(got, want) -> float:
-    """max |got - want| / max(1, max |want|) in float64."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
-    return float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
 
 
 def test_golden_versions_and_family_in_the_zoo():

@@ -31,7 +31,9 @@ from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import METRIC_COLUMNS, get_config
 from models.zoo.families.litehrnet import ENTRIES
-from tests.golden import fill, load_npz, recipe
+from tests.golden import fill, load_npz, recipe, reldev, reporter
+
+report = reporter("litehrnet-parity")
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_litehrnet"
 NAMES = [c.name for c in ENTRIES]
@@ -41,18 +43,6 @@ _YML = {"AP": "AP", "AP@0.5": "AP50", "AP@0.75": "AP75", "AR": "AR", "AR@0.5": "
 @functools.cache
 def npz(name: str) -> dict[str, np.ndarray]:
     return load_npz(GOLDEN / name)
-
-
-def report(what: str, dev: float, tol: float) -> None:
-    print(f"[litehrnet-parity] {what}: max deviation {dev:.3g}")
-    assert dev <= tol, f"{what}: max deviation {dev:.3g} > {tol:g}"
-
-
-def reldev(got, want) -> float:
-    """max |got - want| / max(1, max |want|) in float64."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
-    return float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
 
 
 def small_config(name: str):

@@ -33,7 +33,9 @@ from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import get_config
 from models.zoo.families.mspn_rsn import ENTRIES
-from tests.golden import fill, load_npz, recipe
+from tests.golden import fill, load_npz, recipe, reldev, reporter
+
+report = reporter("mspn-parity")
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "mmpose_mspn"
 PIPELINE = Path(__file__).resolve().parents[1] / "data" / "mmpose_zoo" / "pipeline.npz"
@@ -54,23 +56,6 @@ def _npz(path: Path) -> dict[str, np.ndarray]:
 @functools.cache
 def _json(name: str):
     return json.loads((GOLDEN / name).read_text())
-
-
-def report(what: str, dev: float, tol: float) -> float:
-    print(f"[mspn-parity] {what}: max deviation {dev:.3g}")
-    assert dev <= tol, f"{what}: max deviation {dev:.3g} > {tol:g}"
-    return dev
-
-
-def reldev(got, want) -> float:
-    """max |got - want| / max(1, max |want|) in float64 (NaN where both are NaN counts as equal)."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
-    assert np.array_equal(np.isnan(got), np.isnan(want)), "NaNs differ"
-    ok = ~np.isnan(want)
-    if not ok.any():
-        return 0.0
-    return float(np.abs(got[ok] - want[ok]).max() / max(1.0, float(np.abs(want[ok]).max())))
 
 
 def small_config(name: str):

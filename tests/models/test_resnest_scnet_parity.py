@@ -33,7 +33,9 @@ from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import METRIC_COLUMNS, PoseModelConfig, get_config
 from models.zoo.families.resnest_scnet import ENTRIES
-from tests.golden import fill, load_npz, recipe
+from tests.golden import fill, load_npz, recipe, reldev, reporter
+
+report = reporter("resnest-parity")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN = DATA / "mmpose_resnest"
@@ -51,18 +53,6 @@ def small(name: str) -> PoseModelConfig:
 @functools.cache
 def _npz(name: str) -> dict[str, np.ndarray]:
     return load_npz(name)
-
-
-def report(what: str, dev: float, tol: float) -> None:
-    print(f"[resnest-parity] {what}: max deviation {dev:.3g}")
-    assert dev <= tol, f"{what}: max deviation {dev:.3g} > {tol:g}"
-
-
-def reldev(got, want) -> float:
-    """max |got - want| / max(1, max |want|) in float64."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
-    return float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
 
 
 def test_golden_versions():

@@ -34,8 +34,10 @@ from models.pose_model import TopdownPoseModel, build_pose_model
 from models.tolerance import PARITY_FP32, PARITY_FP64
 from models.zoo import PoseModelConfig, get_config
 from models.zoo.families.resnet_variants import ENTRIES
-from tests.golden import fill, load_npz, recipe
+from tests.golden import fill, load_npz, recipe, reldev, reporter
 from tests.small_models import small_backbone
+
+report = reporter("resvar-parity")
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN = DATA / "mmpose_resvar"
@@ -64,18 +66,6 @@ def _json(name: str):
 @functools.cache
 def _npz(path: Path) -> dict[str, np.ndarray]:
     return load_npz(path)
-
-
-def report(what: str, dev: float, tol: float) -> None:
-    print(f"[resvar-parity] {what}: max deviation {dev:.3g}")
-    assert dev <= tol, f"{what}: max deviation {dev:.3g} > {tol:g}"
-
-
-def reldev(got, want) -> float:
-    """max |got - want| / max(1, max |want|) in float64."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape, f"shape {got.shape} vs {want.shape}"
-    return float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
 
 
 def test_golden_versions():
