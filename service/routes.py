@@ -59,7 +59,8 @@ def pose_answer(result, pose_name: str, keypoint_names: list[str]) -> Response:
 
     The dict already has ``PoseResponse``'s fields and types (``PoseResponse.from_result(...).model_dump()`` equals it:
     ``tests/inference/test_encoding.py``), so validating it into the model and FastAPI validating the model again
-    before encoding would only cost time: ~0.3 ms of CPU for 32 people (``bench/RESULTS.md``, third pass).
+    before encoding would only cost time: 0.20 -> 0.14 ms of CPU for 32 people, FastAPI's second validation not
+    counted (``bench/RESULTS.md``, third pass).
     ``PoseResponse`` stays the route's documented ``response_model``.
     """
     return Response(

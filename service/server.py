@@ -168,7 +168,8 @@ def serve(app, settings: Settings) -> int:
     server = PoseServer(uvicorn_config(app, settings), state)
     # the modules, the app and (in a --workers worker) the loaded models live as long as the process: frozen, the
     # cyclic collector stops walking them at each full collection that requests' garbage triggers (Python's
-    # gc.freeze; 2-3 % of the server's CPU on the null-model bench). Only here: a process that serves nothing else.
+    # gc.freeze; the collector was 2.2 % of a perf profile of the server under bench/bench_null.py). Only here: a
+    # process that serves nothing else.
     gc.freeze()
     server.run()
     if state is not None and state.fatal:
