@@ -1,7 +1,8 @@
 """The one JSON encoding of pose results, shared by the service and ``pose-predict`` so their answers never drift.
 
 * :func:`person_dicts` / :func:`image_answer`: one image, the fields of ``POST /pose``'s answer
-  (``service.schemas.PoseResponse.from_result`` validates this dict; ``pose-predict`` writes it as ``<stem>.json``);
+  (``service.routes.pose_answer`` encodes this dict, ``service.schemas.PoseResponse`` documents it; ``pose-predict``
+  writes it as ``<stem>.json``);
 * :func:`video_header`, :func:`frame_line`, :func:`summary_line`: the NDJSON lines of a video
   (``POST /pose/video``'s answer and ``pose-predict``'s ``<stem>.ndjson``): one header, one line per processed frame,
   one summary.

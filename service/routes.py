@@ -57,7 +57,7 @@ _ANSWER_JSON = TypeAdapter(dict[str, Any])
 def pose_answer(result, pose_name: str, keypoint_names: list[str]) -> Response:
     """``POST /pose``'s JSON answer: ``inference.encoding.image_answer``'s dict written by pydantic's JSON encoder.
 
-    The dict already has ``PoseResponse``'s fields and types (``PoseResponse.from_result(...).model_dump()`` equals it:
+    The dict already has ``PoseResponse``'s fields and types (validated into the model and dumped, it is unchanged:
     ``tests/inference/test_encoding.py``), so validating it into the model and FastAPI validating the model again
     before encoding would only cost time: 0.20 -> 0.14 ms of CPU for 32 people, FastAPI's second validation not
     counted (``bench/RESULTS.md``, third pass).

@@ -1,14 +1,11 @@
 """The HTTP API's response models; a pipeline result is encoded by ``inference.encoding`` (shared with ``pose-predict``)
-and validated into them."""
+in the shape they document (``service.routes.pose_answer`` writes that dict as it is)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from inference.encoding import image_answer
-from inference.pipeline import PoseResult
 
 
 class Person(BaseModel):
@@ -69,12 +66,6 @@ class PoseResponse(BaseModel):
         description="people found (or boxes given) left out because the pose model returned NaN / Inf keypoints "
         "for them (counted in pose_dropped_persons_total)",
     )
-
-    @classmethod
-    def from_result(cls, result: PoseResult, pose_name: str, keypoint_names: list[str]) -> PoseResponse:
-        """Encode a pipeline result: people by descending person score, pixels rounded to 0.01, scores to 1e-5
-        (``inference.encoding.image_answer``, which ``pose-predict`` writes too)."""
-        return cls.model_validate(image_answer(result, pose_name, keypoint_names))
 
 
 class ErrorResponse(BaseModel):

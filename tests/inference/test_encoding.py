@@ -1,5 +1,6 @@
 """The one JSON encoding (inference/encoding.py): order and rounding of people, track IDs, and the service's answer
-built from the same dict (``PoseResponse.from_result``), so ``pose-predict``'s files and ``POST /pose`` never drift."""
+built from the same dict (``service.routes.pose_answer``; ``PoseResponse`` validates it unchanged), so
+``pose-predict``'s files and ``POST /pose`` never drift."""
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def test_the_service_answer_is_this_encoding():
     result = _result()
     names = [f"k{i}" for i in range(17)]
     answer = image_answer(result, "movenet", names)
-    assert PoseResponse.from_result(result, "movenet", names).model_dump() == answer
+    assert PoseResponse.model_validate(answer).model_dump() == answer
     assert answer["models"] == {"detector": "yolo", "pose": "movenet"} and answer["dropped_persons"] == 1
     assert (answer["width"], answer["height"]) == (64, 48) and answer["timings_ms"] == {"detect": 1.23, "total": 9.88}
 
