@@ -18,6 +18,7 @@ from export.pose import crops_from_images, export_pose_model  # noqa: E402
 from models.pose_model import build_pose_model, scale_head_logits  # noqa: E402
 from models.zoo import get_config  # noqa: E402
 from models.zoo.families.resnest_scnet import ENTRIES  # noqa: E402
+from tests.small_models import small_backbone  # noqa: E402
 
 pytestmark = pytest.mark.slow  # ONNX exports: seconds each
 
@@ -39,13 +40,11 @@ def small_model(name: str, crops):
     """The entry at 8-channel stem / base width, 32-channel deconvolutions, head logits spread like a trained
     model's (``scale_head_logits``); ResNeSt-200 / 269 at depth 101 (same blocks; their full depth is checked against
     MMPose's keys and shapes in tests/models/test_resnest_scnet_parity.py)."""
-    cfg = get_config(name)
-    seed = SEEDS[cfg.backbone]
-    args = {**cfg.backbone_args, "stem_channels": 8, "base_channels": 8}
-    if args.get("depth", 50) > 101:  # ResNeSt-200 / 269: the same blocks as ResNeSt-101, 2-3x the export time
-        args["depth"] = 101
-    cfg = cfg.replace(backbone_args=args, deconv_out_channels=(32, 32, 32))
-    torch.manual_seed(seed)
+    cfg = small_backbone(get_config(name))  # stem / base 8
+    if cfg.backbone_args["depth"] > 101:  # ResNeSt-200 / 269: the same blocks as ResNeSt-101, 2-3x the export time
+        cfg = cfg.replace(backbone_args={**cfg.backbone_args, "depth": 101})
+    cfg = cfg.replace(deconv_out_channels=(32, 32, 32))
+    torch.manual_seed(SEEDS[cfg.backbone])
     return scale_head_logits(build_pose_model(cfg), crops)
 
 
