@@ -163,7 +163,8 @@ class PosePipeline:
             raise ModelLoadError("no pose model configured (POSE_POSE_MODEL or --pose)")
         if settings.opencv_threads:
             # process-wide; requests (and the server's threads) already run in parallel, so a warp of one 256x192 crop
-            # split over all cores costs hand-offs: 20 % more CPU per crop on 2 cores (bench/RESULTS.md, third pass)
+            # split over all cores costs hand-offs: 3.8 instead of 3.0 ms of CPU for 32 warps on 2 cores
+            # (bench/RESULTS.md, third pass)
             cv2.setNumThreads(settings.opencv_threads)
         pose = PoseEstimator.from_settings(settings.pose_model, settings)
         detector = None
